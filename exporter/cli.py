@@ -1,0 +1,205 @@
+"""Command line: ``libp2p-exporter [replay|inspect|generate|demo] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from exporter import __version__
+from exporter.node import Hub
+from exporter.server import DEFAULT_LISTEN, build_app, start_server
+
+log = logging.getLogger("libp2p-exporter")
+
+
+def add_web_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=DEFAULT_LISTEN,
+        help=f"address to serve metrics on (default {DEFAULT_LISTEN})",
+    )
+    p.add_argument(
+        "--web.telemetry-path", dest="telemetry_path", default="/metrics", help="metrics path (default /metrics)"
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=["debug", "info", "warn", "error"],
+        help="log level (default info)",
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO)),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def serve_until_stopped(
+    hub: Hub,
+    args: argparse.Namespace,
+    work: Callable[[], Awaitable[object]] | None = None,
+    *,
+    description: str = "",
+    duration: float | None = None,
+) -> int:
+    """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``)."""
+    app = build_app(hub, args.telemetry_path, description=description)
+    try:
+        runner = await start_server(app, args.listen)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", args.listen, exc.strerror or exc)
+        return 2
+    print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(work()) if work is not None else None
+    try:
+        if duration is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), duration)
+        else:
+            await stop.wait()
+    finally:
+        if task is not None:
+            if task.done() and task.exception() is not None:
+                log.error("source failed: %s", task.exception())
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await runner.cleanup()
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from exporter.sources.capture import CaptureError, format_summary, summarize
+
+    try:
+        summary = summarize(args.file)
+    except CaptureError as exc:
+        print(f"libp2p-exporter inspect: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(args.file, summary))
+    return 0 if summary.total else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from exporter.sources.capture import CaptureError
+    from exporter.sources.replay import replay
+
+    if not Path(args.file).is_file():
+        print(f"libp2p-exporter replay: no such file: {args.file}", file=sys.stderr)
+        return 1
+    hub = Hub()
+    node = args.node or Path(args.file).name.split(".")[0]
+
+    async def work() -> None:
+        try:
+            passes = await replay(hub, args.file, node=node, speed=args.speed, loop=args.loop)
+            log.info("replay of %s finished after %d pass(es); serving the final state", args.file, passes)
+        except CaptureError as exc:
+            log.error("%s", exc)
+
+    return asyncio.run(serve_until_stopped(hub, args, work, description=f"replaying {args.file}"))
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from exporter.generator import SyntheticNode
+    from exporter.sources.capture import CaptureWriter
+
+    node = SyntheticNode(
+        connections=args.connections,
+        streams_per_conn=args.streams,
+        buckets=args.buckets,
+        churn=args.churn,
+        seed=args.seed,
+    )
+    with CaptureWriter(args.file) as writer:
+        for msg in node.messages(args.steps):
+            writer.write(msg)
+    print(f"wrote {writer.messages} messages ({writer.bytes_written} bytes) to {args.file}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporter.generator import SyntheticNode
+    from exporter.sources.capture import CaptureWriter
+    from exporter.sources.replay import replay
+
+    tmp = Path(tempfile.mkdtemp(prefix="libp2p-exporter-demo-")) / "synthetic.libp2p.trace"
+    with CaptureWriter(tmp) as writer:
+        for msg in SyntheticNode(connections=40, churn=0.15, seed=7).messages(600):
+            writer.write(msg)
+    hub = Hub()
+
+    async def work() -> None:
+        await replay(hub, tmp, node="demo", speed=args.speed, loop=True)
+
+    print(f"demo: replaying a synthetic node ({writer.messages} messages) from {tmp}", flush=True)
+    return asyncio.run(serve_until_stopped(hub, args, work, description="synthetic demo node", duration=args.duration))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
+    )
+    parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("inspect", help="summarise a capture file (.mock / .libp2p.trace)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("replay", help="serve /metrics while replaying a capture file")
+    p.add_argument("file")
+    p.add_argument("--speed", type=float, default=1.0, help="1 = recorded pace (default), 0 = as fast as possible")
+    p.add_argument("--loop", action="store_true", help="start again at the end; counters keep counting")
+    p.add_argument("--node", default="", help="node label (default: the file name up to its first dot)")
+    add_web_flags(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("generate", help="write a synthetic capture file")
+    p.add_argument("file")
+    p.add_argument("--connections", type=int, default=50)
+    p.add_argument("--streams", type=int, default=3, help="streams per connection")
+    p.add_argument("--buckets", type=int, default=8, help="DHT buckets")
+    p.add_argument("--churn", type=float, default=0.1, help="share of things that change per step")
+    p.add_argument("--steps", type=int, default=60, help="snapshots after the first")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("demo", help="serve /metrics for a built-in demo node")
+    p.add_argument(
+        "--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)"
+    )
+    p.add_argument("--speed", type=float, default=1.0, help="pace of the demo data")
+    add_web_flags(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    setup_logging(getattr(args, "log_level", "info"))
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Segment framing of server messages (protocol.md sections 2 and 4).
+
+On the wire a segment is ``u32 version | u32 fnv1a32(payload) | u32 len | payload``; in capture
+files the version is written once at the start and each segment is ``u32 fnv1a32 | u32 len |
+payload``. All integers are little-endian. Decoding never trusts a length beyond the bytes at hand
+or beyond a cap, and one bad segment never hides the intact ones after it: after a damaged segment
+the reader resynchronises on the next offset whose checksum verifies.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from google.protobuf.message import DecodeError
+
+from exporter.protocol import introspection_pb2 as pb
+
+try:
+    from fnv_hash_fast import fnv1a_32 as _fast_fnv
+except ImportError:  # pragma: no cover - the C helper is a declared dependency
+    _fast_fnv = None
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_SEGMENT = 8 * 1024 * 1024
+WIRE_HEADER = struct.Struct("<III")  # version, checksum, length
+FILE_HEADER = struct.Struct("<II")  # checksum, length
+U32 = struct.Struct("<I")
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+
+
+def fnv1a32(data: bytes) -> int:
+    """FNV-1a 32-bit hash, the protocol's payload checksum."""
+    if _fast_fnv is not None:
+        return int(_fast_fnv(data))
+    h = _FNV_OFFSET
+    for byte in data:
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def _payload(message: pb.ServerMessage | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def encode_segment(message: pb.ServerMessage | bytes, version: int = PROTOCOL_VERSION) -> bytes:
+    """Frame one server message for the wire (12-byte header)."""
+    payload = _payload(message)
+    return WIRE_HEADER.pack(version, fnv1a32(payload), len(payload)) + payload
+
+
+def encode_file_segment(message: pb.ServerMessage | bytes) -> bytes:
+    """Frame one server message for a capture file (8-byte header)."""
+    payload = _payload(message)
+    return FILE_HEADER.pack(fnv1a32(payload), len(payload)) + payload
+
+
+@dataclass(frozen=True)
+class SegmentError:
+    """One stretch of input that was skipped: where, why, and a human sentence."""
+
+    offset: int
+    reason: str  # checksum, truncated, oversized, version, protobuf
+    detail: str
+    skipped: int = 0  # bytes passed over
+
+    def __str__(self) -> str:
+        return f"offset {self.offset}: {self.reason}: {self.detail}"
+
+
+@dataclass
+class DecodeResult:
+    messages: list[pb.ServerMessage] = field(default_factory=list)
+    errors: list[SegmentError] = field(default_factory=list)
+
+
+def parse_server_message(payload: bytes) -> pb.ServerMessage:
+    """Parse a payload, raising DecodeError for anything that is not a ServerMessage."""
+    msg = pb.ServerMessage()
+    msg.ParseFromString(payload)
+    return msg
+
+
+class _Layout:
+    def __init__(self, versioned: bool) -> None:
+        self.versioned = versioned
+        self.size = WIRE_HEADER.size if versioned else FILE_HEADER.size
+
+    def header(self, data: bytes | memoryview, pos: int) -> tuple[int, int, int]:
+        if self.versioned:
+            return WIRE_HEADER.unpack_from(data, pos)
+        checksum, length = FILE_HEADER.unpack_from(data, pos)
+        return PROTOCOL_VERSION, checksum, length
+
+
+def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int) -> bool:
+    """True when a whole segment with a matching checksum starts at pos."""
+    end = len(data)
+    if end - pos < layout.size:
+        return False
+    version, checksum, length = layout.header(data, pos)
+    if version != PROTOCOL_VERSION or length > max_segment or length > end - pos - layout.size:
+        return False
+    start = pos + layout.size
+    return fnv1a32(data[start : start + length]) == checksum
+
+
+def _resync(data: bytes, pos: int, layout: _Layout, max_segment: int) -> int:
+    """The next offset after pos where an intact segment starts, or len(data)."""
+    end = len(data)
+    probe = pos + 1
+    marker = U32.pack(PROTOCOL_VERSION)
+    while probe < end:
+        if layout.versioned:
+            probe = data.find(marker, probe)
+            if probe < 0:
+                return end
+        if _verifies(data, probe, layout, max_segment):
+            return probe
+        probe += 1
+    return end
+
+
+def iter_segments(
+    data: bytes,
+    *,
+    versioned: bool = True,
+    max_segment: int = DEFAULT_MAX_SEGMENT,
+    base_offset: int = 0,
+) -> Iterator[pb.ServerMessage | SegmentError]:
+    """Yield each message, or a SegmentError for each stretch that had to be skipped."""
+    layout = _Layout(versioned)
+    data = bytes(data)
+    pos = 0
+    end = len(data)
+    while pos < end:
+        at = base_offset + pos
+        if end - pos < layout.size:
+            yield SegmentError(at, "truncated", f"{end - pos} trailing bytes, header needs {layout.size}", end - pos)
+            return
+        version, checksum, length = layout.header(data, pos)
+        start = pos + layout.size
+        error: SegmentError | None = None
+        trusted_length = False
+        if length > max_segment:
+            error = SegmentError(at, "oversized", f"length {length} exceeds cap {max_segment}")
+        elif length > end - start:
+            error = SegmentError(at, "truncated", f"length {length} but only {end - start} bytes left")
+        elif version != PROTOCOL_VERSION:
+            error = SegmentError(at, "version", f"protocol version {version}, expected {PROTOCOL_VERSION}")
+        else:
+            payload = data[start : start + length]
+            actual = fnv1a32(payload)
+            if actual != checksum:
+                error = SegmentError(at, "checksum", f"header says {checksum:#010x}, payload hashes to {actual:#010x}")
+            else:
+                trusted_length = True
+                try:
+                    yield parse_server_message(payload)
+                    pos = start + length
+                    continue
+                except (DecodeError, RuntimeWarning, ValueError) as exc:
+                    error = SegmentError(at, "protobuf", f"payload of {length} bytes does not parse: {exc}")
+        # Skip by the stated length when it leads to an intact segment (or the end); otherwise scan.
+        nxt = start + length
+        if not (trusted_length or nxt == end or (nxt < end and _verifies(data, nxt, layout, max_segment))):
+            nxt = _resync(data, pos, layout, max_segment)
+        nxt = max(nxt, pos + 1) if nxt < end else end
+        yield SegmentError(error.offset, error.reason, error.detail, nxt - pos)
+        pos = nxt
+
+
+def decode_segments(
+    data: bytes,
+    *,
+    versioned: bool = True,
+    max_segment: int = DEFAULT_MAX_SEGMENT,
+    base_offset: int = 0,
+) -> DecodeResult:
+    """Decode all segments of one WebSocket message (or of a capture body)."""
+    out = DecodeResult()
+    for item in iter_segments(data, versioned=versioned, max_segment=max_segment, base_offset=base_offset):
+        if isinstance(item, SegmentError):
+            out.errors.append(item)
+        else:
+            out.messages.append(item)
+    return out

@@ -1,0 +1,88 @@
+"""DHT: parameters, routing-table buckets and peers, query counters and routing-table churn."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from exporter.families import Scoped
+from exporter.model import DHT_STATUS_NAMES
+from exporter.node import NodeState, SnapshotUpdate
+from exporter.subsystems.base import Monotonic, Subsystem
+
+RESULTS = ("success", "error", "timeout")
+
+
+@dataclass
+class DhtAcc:
+    queries: Monotonic = field(default_factory=Monotonic)
+    updates: Counter[str] = field(default_factory=Counter)
+
+
+class Dht(Subsystem):
+    name = "dht"
+
+    def new_accumulator(self) -> DhtAcc:
+        return DhtAcc()
+
+    def on_snapshot(self, acc: DhtAcc, update: SnapshotUpdate) -> None:
+        dht, diff = update.cur.dht, update.diff
+        if dht is not None:
+            for direction, gauge in (("inbound", dht.incoming), ("outbound", dht.outgoing)):
+                for result, value in zip(RESULTS, gauge):
+                    acc.queries.add((direction, result), (direction, result), value)
+        acc.updates["added"] += len(diff.dht_added)
+        acc.updates["removed"] += len(diff.dht_removed)
+        acc.updates["status_changed"] += len(diff.dht_status_changed)
+
+    def collect(self, acc: DhtAcc, node: NodeState, out: Scoped) -> None:
+        snap = node.snapshot
+        dht = snap.dht if snap is not None else None
+        if dht is None:
+            return
+        out.gauge("libp2p_dht_enabled", "1 when the node's DHT is enabled.", 1.0 if dht.enabled else 0.0)
+        for param, value, what in (
+            ("k", dht.k, "bucket size"),
+            ("alpha", dht.alpha, "query concurrency"),
+            ("beta", dht.beta, "resiliency"),
+            ("disjoint_paths", dht.disjoint_paths, "disjoint query paths"),
+        ):
+            out.gauge(f"libp2p_dht_{param}", f"DHT parameter {param} ({what}).", value)
+        out.gauge("libp2p_dht_buckets", "Buckets in the routing table.", len(dht.bucket_cpls))
+        per_bucket: Counter[tuple[int, int]] = Counter()
+        per_status: Counter[int] = Counter({s: 0 for s in DHT_STATUS_NAMES})
+        for p in dht.peers.values():
+            per_bucket[(p.cpl, p.status)] += 1
+            per_status[p.status] += 1
+        for cpl in sorted(set(dht.bucket_cpls)):
+            for status in DHT_STATUS_NAMES:
+                per_bucket.setdefault((cpl, status), 0)
+        for (cpl, status), n in sorted(per_bucket.items()):
+            out.gauge(
+                "libp2p_dht_bucket_peers",
+                "Peers per routing-table bucket (cpl = common prefix length with our id) and status.",
+                n,
+                {"cpl": str(cpl), "status": DHT_STATUS_NAMES.get(status, "unknown")},
+            )
+        for status, n in sorted(per_status.items()):
+            out.gauge(
+                "libp2p_dht_peers",
+                "Peers known to the routing table by status (active and missing ones sit in a bucket).",
+                n,
+                {"status": DHT_STATUS_NAMES.get(status, "unknown")},
+            )
+        for direction in ("inbound", "outbound"):
+            for result in RESULTS:
+                out.counter(
+                    "libp2p_dht_queries",
+                    "DHT queries by direction and result (from QueryGauge), accumulated from the first snapshot seen.",
+                    acc.queries.totals.get((direction, result), 0),
+                    {"direction": direction, "result": result},
+                )
+        for action in ("added", "removed", "status_changed"):
+            out.counter(
+                "libp2p_dht_routing_table_updates",
+                "Routing-table changes seen between snapshots: peers added to or removed from a bucket, or changing status.",
+                acc.updates[action],
+                {"action": action},
+            )
