@@ -1,0 +1,37 @@
+# One entry point for users and CI: `make demo` and `make test` work on a fresh Debian machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages: Prometheus + promtool and Alertmanager for the end-to-end tests; GMP and a C
+# compiler for fastecdsa, which py-libp2p builds from source.
+APT_PACKAGES := prometheus prometheus-alertmanager libgmp-dev gcc python3-dev python3-venv
+
+.PHONY: demo test system-deps venv lint proto
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+
+demo: system-deps venv
+	$(BIN)/libp2p-exporter demo
+
+test: system-deps venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check exporter
+
+# Regenerate the committed protobuf module (tests fail when it is stale).
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto
