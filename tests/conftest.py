@@ -1,0 +1,26 @@
+"""Shared fixtures. Real servers come from tests/support/procs.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import FIXTURE, Proc
+
+
+@pytest.fixture
+def fixture_path() -> Path:
+    if not FIXTURE.exists():
+        pytest.fail(f"shared fixture missing: {FIXTURE} (tests expect ../shared beside the repo)")
+    return FIXTURE
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Append started processes here; they are stopped after the test, logs kept on failure."""
+    started: list[Proc] = []
+    yield started
+    for proc in reversed(started):
+        proc.stop()
