@@ -45,7 +45,7 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - reported on timeout
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
