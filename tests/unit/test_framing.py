@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 
 from hypothesis import given, settings
@@ -46,7 +47,7 @@ def _event(i: int) -> pb.ServerMessage:
     msg = pb.ServerMessage()
     msg.event.type.name = "PeerConnecting"
     msg.event.ts = 1000 + i
-    msg.event.content = '{"peerId": "p%d"}' % i
+    msg.event.content = json.dumps({"peerId": f"p{i}"})
     return msg
 
 
