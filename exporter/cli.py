@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from exporter import __version__
+from exporter.labels import Cardinality
 from exporter.node import Hub
+from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
 from exporter.server import DEFAULT_LISTEN, build_app, start_server
 
 log = logging.getLogger("libp2p-exporter")
@@ -30,12 +32,37 @@ def add_web_flags(p: argparse.ArgumentParser) -> None:
         "--web.telemetry-path", dest="telemetry_path", default="/metrics", help="metrics path (default /metrics)"
     )
     p.add_argument(
+        "--labels.protocol-cap",
+        dest="protocol_cap",
+        type=int,
+        default=32,
+        help="protocol ids beyond the known list that may become label values before the rest is 'other' (default 32)",
+    )
+    p.add_argument(
+        "--labels.other-cap",
+        dest="other_cap",
+        type=int,
+        default=8,
+        help="the same cap for security, muxer and event type names (default 8)",
+    )
+    p.add_argument(
+        "--protocol.max-segment-bytes",
+        dest="max_segment",
+        type=int,
+        default=DEFAULT_MAX_SEGMENT,
+        help=f"largest segment accepted; longer lengths are errors, never allocations (default {DEFAULT_MAX_SEGMENT})",
+    )
+    p.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
         choices=["debug", "info", "warn", "error"],
         help="log level (default info)",
     )
+
+
+def hub_from_args(args: argparse.Namespace) -> Hub:
+    return Hub(cardinality=Cardinality(protocol_cap=args.protocol_cap, other_cap=args.other_cap))
 
 
 def setup_logging(level: str) -> None:
@@ -57,8 +84,8 @@ async def serve_until_stopped(
     app = build_app(hub, args.telemetry_path, description=description)
     try:
         runner = await start_server(app, args.listen)
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", args.listen, exc.strerror or exc)
+    except (OSError, ValueError) as exc:
+        log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
         return 2
     print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
@@ -103,12 +130,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         print(f"libp2p-exporter replay: no such file: {args.file}", file=sys.stderr)
         return 1
-    hub = Hub()
+    hub = hub_from_args(args)
     node = args.node or Path(args.file).name.split(".")[0]
 
     async def work() -> None:
         try:
-            passes = await replay(hub, args.file, node=node, speed=args.speed, loop=args.loop)
+            passes = await replay(
+                hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=args.max_segment
+            )
             log.info("replay of %s finished after %d pass(es); serving the final state", args.file, passes)
         except CaptureError as exc:
             log.error("%s", exc)
@@ -143,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with CaptureWriter(tmp) as writer:
         for msg in SyntheticNode(connections=40, churn=0.15, seed=7).messages(600):
             writer.write(msg)
-    hub = Hub()
+    hub = hub_from_args(args)
 
     async def work() -> None:
         await replay(hub, tmp, node="demo", speed=args.speed, loop=True)

@@ -126,3 +126,20 @@ def test_generator_is_deterministic_and_churns() -> None:
     assert total(hub, "libp2p_dht_routing_table_updates_total", action="removed") > 0
     assert total(hub, "libp2p_peers") >= 25
     assert total(hub, "libp2p_dht_buckets") == 6
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", str(tmp_path / "missing.mock")], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 1 and "no such file" in res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", __file__, "--web.listen-address", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "not host:port" in res.stderr and "Traceback" not in res.stderr
