@@ -17,6 +17,7 @@ from exporter.labels import Cardinality
 from exporter.node import Hub
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
 from exporter.server import DEFAULT_LISTEN, build_app, start_server
+from exporter.sinks.otel import add_otel_flags, install_tracing
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -81,6 +82,7 @@ async def serve_until_stopped(
     duration: float | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``)."""
+    tracing = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     app = build_app(hub, args.telemetry_path, description=description)
     try:
         runner = await start_server(app, args.listen)
@@ -108,6 +110,7 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await runner.cleanup()
+        await loop.run_in_executor(None, tracing.shutdown)
     return 0
 
 
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start again at the end; counters keep counting")
     p.add_argument("--node", default="", help="node label (default: the file name up to its first dot)")
     add_web_flags(p)
+    add_otel_flags(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic capture file")
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--speed", type=float, default=1.0, help="pace of the demo data")
     add_web_flags(p)
+    add_otel_flags(p)
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 from exporter import __version__
 from exporter.diff import Ended
 from exporter.families import Scoped
-from exporter.model import STATUS_NAMES, ConnView, StreamView
+from exporter.model import STATUS_NAMES, ConnView, Snapshot, StreamView
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.multiaddr import Addr, parse
 from exporter.subsystems.base import Subsystem
@@ -94,6 +94,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--otlp.endpoint",
         dest="otlp_endpoint",
+        metavar="URL",
         default=None,
         help="OTLP collector URL, e.g. http://127.0.0.1:4318 (HTTP; /v1/traces is added when the URL has "
         "no path) or http://127.0.0.1:4317 (gRPC). Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / "
@@ -109,6 +110,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--otlp.timeout",
         dest="otlp_timeout",
+        metavar="SECONDS",
         type=float,
         default=None,
         help="seconds per export request (default: OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT, else 10)",
@@ -116,12 +118,14 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tracing.service-name",
         dest="tracing_service_name",
+        metavar="NAME",
         default=None,
         help="service.name of each node's resource (default: OTEL_SERVICE_NAME, else the node's implementation)",
     )
     g.add_argument(
         "--tracing.sample.connections",
         dest="tracing_sample_connections",
+        metavar="RATIO",
         type=_ratio,
         default=1.0,
         help="share of connection spans kept, 0..1 (default 1)",
@@ -129,6 +133,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tracing.sample.streams",
         dest="tracing_sample_streams",
+        metavar="RATIO",
         type=_ratio,
         default=1.0,
         help="share of stream spans kept among kept connections, 0..1 (default 1)",
@@ -136,6 +141,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tracing.sample.dht",
         dest="tracing_sample_dht",
+        metavar="RATIO",
         type=_ratio,
         default=1.0,
         help="share of DHT query spans kept, 0..1 (default 1)",
@@ -143,6 +149,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tracing.max-open-spans",
         dest="tracing_max_open_spans",
+        metavar="N",
         type=int,
         default=10_000,
         help="connection + stream spans held open per node; past it new ones are dropped and counted",
@@ -359,6 +366,14 @@ def resource_attributes(node: NodeState, cfg: TracingConfig) -> dict[str, Any]:
     return attrs
 
 
+@dataclass
+class _PendingStream:
+    view: StreamView
+    conn_id: bytes
+    first_seen: int
+    ended: Ended[StreamView] | None = None
+
+
 class NodeTracer:
     """One node's TracerProvider and the spans it holds open between snapshots."""
 
@@ -379,6 +394,8 @@ class NodeTracer:
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))  # type: ignore[arg-type]
         self.tracer: Tracer = self.provider.get_tracer("libp2p-exporter", __version__)
         self.conns: dict[bytes, Span] = {}
+        self.pending: dict[bytes, tuple[ConnView, int]] = {}  # dialling, open_ts unknown: (view, first seen)
+        self.pending_streams: dict[bytes, _PendingStream] = {}  # streams of those connections
         self.streams: dict[bytes, Span] = {}
         self.recent: OrderedDict[bytes, SpanContext] = OrderedDict()  # ended connections, for relay links
         self.last_ms = 0
@@ -386,7 +403,10 @@ class NodeTracer:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _room(self) -> bool:
-        if len(self.conns) + len(self.streams) < self.cfg.max_open_spans:
+        if (
+            len(self.conns) + len(self.pending) + len(self.streams) + len(self.pending_streams)
+            < self.cfg.max_open_spans
+        ):
             return True
         if not self._warned_cap:
             log.warning(
@@ -400,7 +420,11 @@ class NodeTracer:
     def _count(self, what: str, kind: str) -> None:
         with self.stats.lock:
             getattr(self.stats, what)[kind] += 1
-            self.stats.open_spans = len(self.conns) + len(self.streams)
+        self._sync_open()
+
+    def _sync_open(self) -> None:
+        with self.stats.lock:
+            self.stats.open_spans = len(self.conns) + len(self.pending) + len(self.streams) + len(self.pending_streams)
 
     # -- snapshots ------------------------------------------------------------------------
     def on_update(self, update: SnapshotUpdate) -> None:
@@ -411,6 +435,7 @@ class NodeTracer:
         self.last_ms = max(self.last_ms, now)
         ended_conns: list[Ended[ConnView]] = list(diff.closed_conns)
         ended_streams: list[Ended[StreamView]] = list(diff.closed_streams)
+        self._resolve_pending(cur)
         for c in diff.opened_conns:
             self._start_conn(c, now)
         if diff.first:
@@ -437,9 +462,7 @@ class NodeTracer:
             self._end_conn(ec)
 
     def _start_conn(self, c: ConnView, now: int) -> None:
-        from opentelemetry.trace import Link, SpanKind
-
-        if c.id in self.conns:
+        if c.id in self.conns or c.id in self.pending:
             return
         if not keep(c.id, self.cfg.sample_connections):
             self._count("sampled_out", "connection")
@@ -447,6 +470,26 @@ class NodeTracer:
         if not self._room():
             self._count("dropped", "open_cap")
             return
+        if not c.open_ts and not c.closed:
+            # Still dialling (OPENING, no open_ts yet): wait for the real open_ts rather than guess.
+            self.pending[c.id] = (c, now)
+            self._sync_open()
+            return
+        self._open_conn(c, now)
+
+    def _resolve_pending(self, cur: Snapshot) -> None:
+        """Start the spans of dialling connections whose open_ts has now appeared."""
+        for cid, (_, first_seen) in list(self.pending.items()):
+            view = cur.conns.get(cid)
+            if view is not None and view.open_ts:
+                del self.pending[cid]
+                self._open_conn(view, first_seen)
+
+    def _open_conn(self, c: ConnView, now: int) -> Span:
+        """Start the connection's span (at open_ts, else at ``now`` marked inferred)."""
+        from opentelemetry.trace import Link, SpanKind
+
+        self.pending.pop(c.id, None)
         outbound = c.dir == "outbound"
         local, remote = parse(c.local_addr), parse(c.remote_addr)
         attrs: dict[str, Any] = {
@@ -493,11 +536,19 @@ class NodeTracer:
         )
         self.conns[c.id] = span
         self._count("started", "connection")
+        for key, waiting in [(k, w) for k, w in self.pending_streams.items() if w.conn_id == c.id]:
+            del self.pending_streams[key]
+            self._open_stream(waiting.view, span, c.id, c.open_ts or waiting.first_seen)
+            if waiting.ended is not None:
+                self._end_stream(waiting.ended, c)
+        return span
 
     def _end_conn(self, e: Ended[ConnView]) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         c = e.view
+        if c.id in self.pending:  # ended before its open_ts was known
+            self._open_conn(c, self.pending[c.id][1])
         span = self.conns.pop(c.id, None)
         if span is None:
             return
@@ -522,15 +573,23 @@ class NodeTracer:
         self.recent[c.id] = span.get_span_context()
         while len(self.recent) > 1024:
             self.recent.popitem(last=False)
-        with self.stats.lock:
-            self.stats.open_spans = len(self.conns) + len(self.streams)
+        self._sync_open()
 
     def _start_stream(self, s: StreamView, conn: ConnView | None, now: int) -> None:
-        from opentelemetry.trace import SpanKind, set_span_in_context
-
-        if s.key in self.streams:
+        if s.key in self.streams or s.key in self.pending_streams:
             return
-        parent = self.conns.get(conn.id) if conn is not None else None
+        parent_id = conn.id if conn is not None else b""
+        if conn is not None and parent_id in self.pending:
+            # Its connection waits for its open_ts; the stream waits with it.
+            if not keep(s.key, self.cfg.sample_streams):
+                self._count("sampled_out", "stream")
+            elif not self._room():
+                self._count("dropped", "open_cap")
+            else:
+                self.pending_streams[s.key] = _PendingStream(s, parent_id, now)
+                self._sync_open()
+            return
+        parent = self.conns.get(parent_id) if conn is not None else None
         if parent is None:
             # No open connection span: the connection was sampled out (so is the stream) or dropped.
             if conn is not None and not keep(conn.id, self.cfg.sample_connections):
@@ -544,13 +603,20 @@ class NodeTracer:
         if not self._room():
             self._count("dropped", "open_cap")
             return
+        self._open_stream(s, parent, parent_id, (conn.open_ts if conn else 0) or now)
+
+    def _open_stream(self, s: StreamView, parent: Span, parent_id: bytes, fallback_ms: int) -> None:
+        from opentelemetry.trace import SpanKind, set_span_in_context
+
         outbound = s.dir == "outbound"
         attrs: dict[str, Any] = {
+            "libp2p.stream.id": s.key[len(parent_id) + 1 :].hex() if parent_id else s.key.hex(),
+            "libp2p.connection.id": parent_id.hex(),
             "libp2p.protocol": s.protocol,
             "libp2p.stream.direction": s.dir,
             "libp2p.stream.role": "initiator" if outbound else "responder",
         }
-        start = s.open_ts or (conn.open_ts if conn else 0) or now
+        start = s.open_ts or fallback_ms
         if not s.open_ts:
             attrs["libp2p.start.inferred"] = True
         span = self.tracer.start_span(
@@ -567,6 +633,9 @@ class NodeTracer:
         s = e.view
         span = self.streams.pop(s.key, None)
         if span is None:
+            waiting = self.pending_streams.get(s.key)
+            if waiting is not None:  # ends once its connection's span exists
+                waiting.ended = e
             return
         end_ms = e.end_ms
         if e.inferred and conn is not None and conn.close_ts:
@@ -586,8 +655,7 @@ class NodeTracer:
 
             span.set_status(Status(StatusCode.ERROR, "stream ended in ERROR"))
         span.end(end_time=end_ms * _MS)
-        with self.stats.lock:
-            self.stats.open_spans = len(self.conns) + len(self.streams)
+        self._sync_open()
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: pb.Event) -> None:
@@ -652,6 +720,8 @@ class NodeTracer:
         """End every open span at the last instant seen, marked as still open; returns how many."""
         at = self.last_ms * _MS if self.last_ms else time.time_ns()
         n = 0
+        for view, first_seen in list(self.pending.values()):
+            self._open_conn(view, first_seen)
         for spans in (self.streams, self.conns):  # children first
             for span in spans.values():
                 span.set_attributes({"libp2p.span.open_at_shutdown": True, "libp2p.end.inferred": True})

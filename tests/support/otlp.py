@@ -123,7 +123,7 @@ class _TraceService(ts_grpc.TraceServiceServicer):
     def __init__(self, store: GrpcReceiver) -> None:
         self.store = store
 
-    def Export(self, request: ts.ExportTraceServiceRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Export(self, request: ts.ExportTraceServiceRequest, context: grpc.ServicerContext) -> Any:
         self.store.calls += 1
         if self.store.delay_s:
             time.sleep(self.store.delay_s)
