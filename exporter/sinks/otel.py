@@ -399,6 +399,7 @@ class NodeTracer:
         self.streams: dict[bytes, Span] = {}
         self.recent: OrderedDict[bytes, SpanContext] = OrderedDict()  # ended connections, for relay links
         self.last_ms = 0
+        self.last_snapshot: Snapshot | None = None
         self._warned_cap = False
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -433,6 +434,7 @@ class NodeTracer:
         diff, cur = update.diff, update.cur
         now = cur.instant_ts or self.last_ms
         self.last_ms = max(self.last_ms, now)
+        self.last_snapshot = cur
         ended_conns: list[Ended[ConnView]] = list(diff.closed_conns)
         ended_streams: list[Ended[StreamView]] = list(diff.closed_streams)
         self._resolve_pending(cur)
@@ -718,20 +720,37 @@ class NodeTracer:
     # -- the end --------------------------------------------------------------------------
     def close_open(self, reason: str) -> int:
         """End every open span at the last instant seen, marked as still open; returns how many."""
-        at = self.last_ms * _MS if self.last_ms else time.time_ns()
-        n = 0
+        from exporter.diff import Ended as _Ended
+
+        at_ms = self.last_ms or time.time_ns() // _MS
+        last_conns = self.last_snapshot.conns if self.last_snapshot is not None else {}
+        last_streams = {s.key: s for c in last_conns.values() for s in c.streams.values()}
         for view, first_seen in list(self.pending.values()):
             self._open_conn(view, first_seen)
-        for spans in (self.streams, self.conns):  # children first
-            for span in spans.values():
-                span.set_attributes({"libp2p.span.open_at_shutdown": True, "libp2p.end.inferred": True})
-                if reason != "shutdown":
-                    span.set_attribute("libp2p.span.end_reason", reason)
-                span.end(end_time=max(at, getattr(span, "start_time", 0) or 0))
-                n += 1
-            spans.clear()
-        with self.stats.lock:
-            self.stats.open_spans = 0
+        mark: dict[str, Any] = {"libp2p.span.open_at_shutdown": True, "libp2p.end.inferred": True}
+        if reason != "shutdown":
+            mark["libp2p.span.end_reason"] = reason
+        n = 0
+        for key, span in list(self.streams.items()):  # children first
+            span.set_attributes(mark)
+            sv = last_streams.get(key)
+            if sv is not None:
+                self._end_stream(_Ended(sv, at_ms, True), None)
+            else:
+                del self.streams[key]
+                span.end(end_time=at_ms * _MS)
+            n += 1
+        for cid, span in list(self.conns.items()):
+            span.set_attributes(mark)
+            cv = last_conns.get(cid)
+            if cv is not None:
+                self._end_conn(_Ended(cv, at_ms, True))
+            else:
+                del self.conns[cid]
+                span.end(end_time=at_ms * _MS)
+            n += 1
+        self.pending_streams.clear()
+        self._sync_open()
         return n
 
     def flush(self, timeout_s: float = 5.0) -> bool:
