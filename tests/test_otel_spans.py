@@ -207,3 +207,26 @@ def test_open_span_cap_drops_and_counts(fixture_path: Path, http_receiver: HttpR
         if line.startswith('libp2p_exporter_spans_dropped_total{node="sample",reason="open_cap"}')
     )
     assert dropped == 106 - len(tracked)
+
+
+def test_collector_down_fills_a_bounded_queue_and_counts_everything(
+    fixture_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.support.procs import free_port
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "50")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")
+    hub = Hub()
+    cfg = TracingConfig(endpoint=f"http://127.0.0.1:{free_port()}", timeout_s=0.3)  # nothing listens
+    handle = install_tracing(hub, cfg=cfg)
+    for msg in iter_capture(fixture_path):
+        hub.ingest("sample", msg)
+    handle.shutdown(timeout_s=30)
+    stats = hub.nodes["sample"].accs["tracing"]
+    started = sum(stats.started.values())
+    assert started == 10 + 96 + 927
+    assert stats.exported == 0
+    assert stats.dropped["queue_full"] > 0
+    assert stats.export_failed > 0 and stats.batches["failure"] > 0
+    # Every span is accounted for: failed in export or dropped at the full queue.
+    assert stats.export_failed + stats.dropped["queue_full"] == started

@@ -81,6 +81,14 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        log.warning("%s is not an integer; using %d", name, default)
+        return default
+
+
 def _ratio(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -201,6 +209,7 @@ class SpanStats:
     sampled_out: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
     open_spans: int = 0
+    queued: int = 0  # ended, handed to the batch processor, not yet through an export
     exported: int = 0
     export_failed: int = 0  # spans in failed batches
     batches: Counter[str] = field(default_factory=Counter)  # success | failure
@@ -208,7 +217,40 @@ class SpanStats:
 
 
 KINDS = ("connection", "stream", "dht_query")
-DROP_REASONS = ("open_cap", "bad_event", "error")
+DROP_REASONS = ("open_cap", "queue_full", "bad_event", "error")
+
+
+class QueueGate:
+    """A span processor in front of the batch processor that bounds and counts its queue.
+
+    The SDK's batch queue drops spans silently when full (a collector down for long); here each
+    span past the limit is counted as dropped (``queue_full``) before it reaches the queue.
+    """
+
+    def __init__(self, inner: Any, stats: SpanStats, limit: int) -> None:
+        self.inner = inner
+        self.stats = stats
+        self.limit = limit
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.inner.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        """Part of the SDK's processor interface; nothing to do before the end."""
+
+    def on_end(self, span: Any) -> None:
+        with self.stats.lock:
+            if self.stats.queued >= self.limit:
+                self.stats.dropped["queue_full"] += 1
+                return
+            self.stats.queued += 1
+        self.inner.on_end(span)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
 
 
 class TracingSubsystem(Subsystem):
@@ -238,8 +280,8 @@ class TracingSubsystem(Subsystem):
             for reason in sorted(set(acc.dropped) | set(DROP_REASONS)):
                 out.counter(
                     "libp2p_exporter_spans_dropped",
-                    "Spans not recorded: open_cap (too many open spans), bad_event (DHT event without a "
-                    "usable duration), error (a fault in the tracing sink).",
+                    "Spans not recorded: open_cap (too many open spans), queue_full (export queue full while "
+                    "the collector lags), bad_event (DHT event without a usable duration), error (a sink fault).",
                     acc.dropped.get(reason, 0),
                     {"reason": reason},
                 )
@@ -263,11 +305,14 @@ class CountingExporter:
     """Wraps an OTLP span exporter to count what reached the collector and what did not.
 
     The SDK's own flush result says nothing about delivery; the exporter's result per batch does.
+    Failures are logged once when they start and once when export recovers, not per batch.
     """
 
-    def __init__(self, inner: Any, stats: SpanStats) -> None:
+    def __init__(self, inner: Any, stats: SpanStats, node: str = "") -> None:
         self.inner = inner
         self.stats = stats
+        self.node = node
+        self.failing = 0  # consecutive failed batches
 
     def export(self, spans: Sequence[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
@@ -277,13 +322,24 @@ class CountingExporter:
         except Exception as exc:  # an exporter bug must not kill the worker thread
             log.warning("OTLP export raised: %s", exc)
             result = SpanExportResult.FAILURE
+        ok = result == SpanExportResult.SUCCESS
         with self.stats.lock:
-            if result == SpanExportResult.SUCCESS:
+            self.stats.queued = max(0, self.stats.queued - len(spans))
+            if ok:
                 self.stats.batches["success"] += 1
                 self.stats.exported += len(spans)
             else:
                 self.stats.batches["failure"] += 1
                 self.stats.export_failed += len(spans)
+        if not ok and not self.failing:
+            log.warning(
+                "node %s: OTLP span export failing (collector down, slow or refusing); spans are dropped and "
+                "counted in libp2p_exporter_spans_export_failed_total until it recovers",
+                self.node,
+            )
+        elif ok and self.failing:
+            log.info("node %s: OTLP span export recovered after %d failed batch(es)", self.node, self.failing)
+        self.failing = 0 if ok else self.failing + 1
         return result
 
     def shutdown(self) -> None:
@@ -390,8 +446,10 @@ class NodeTracer:
         self.provider: TracerProvider = TracerProvider(
             resource=Resource.create(resource_attributes(node, cfg)), sampler=ALWAYS_ON, shutdown_on_exit=False
         )
-        self.exporter = CountingExporter(make_span_exporter(cfg), stats)
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))  # type: ignore[arg-type]
+        self.exporter = CountingExporter(make_span_exporter(cfg), stats, node.name)
+        queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        batch = BatchSpanProcessor(self.exporter, max_queue_size=queue)  # type: ignore[arg-type]
+        self.provider.add_span_processor(QueueGate(batch, stats, queue))  # type: ignore[arg-type]
         self.tracer: Tracer = self.provider.get_tracer("libp2p-exporter", __version__)
         self.conns: dict[bytes, Span] = {}
         self.pending: dict[bytes, tuple[ConnView, int]] = {}  # dialling, open_ts unknown: (view, first seen)
@@ -898,6 +956,10 @@ def install_tracing(
         hub.subsystems.append(sub)
         for node in list(hub.nodes.values()):
             node.accs.setdefault(sub.name, sub.new_accumulator())
+    if not log.isEnabledFor(logging.DEBUG):
+        # The SDK logs every failed batch; CountingExporter logs the start and end of an outage instead.
+        for name in ("opentelemetry.exporter.otlp", "opentelemetry.sdk._shared_internal"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     sink = OtelSink(cfg)
     hub.listeners.append(sink)
     where = cfg.endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
