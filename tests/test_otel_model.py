@@ -205,3 +205,32 @@ def test_sampling_is_deterministic_and_urls() -> None:
     assert http_traces_url("http://h:4318") == "http://h:4318/v1/traces"
     assert http_traces_url("http://h:4318/") == "http://h:4318/v1/traces"
     assert http_traces_url("http://h/custom/traces") == "http://h/custom/traces"
+
+
+def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from exporter.cli import build_parser
+    from exporter.sinks.otel import config_from_args
+
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        monkeypatch.delenv(name, raising=False)
+    parser = build_parser()
+    args = parser.parse_args(["replay", "x.mock"])
+    assert config_from_args(args) is None
+    hub = Hub()
+    handle = install_tracing(hub, args)
+    assert not handle.enabled and not hub.listeners
+    handle.shutdown()
+
+    cfg = config_from_args(parser.parse_args(["demo", "--otlp.endpoint", "http://c:4317", "--otlp.protocol", "grpc"]))
+    assert cfg is not None and (cfg.endpoint, cfg.protocol) == ("http://c:4317", "grpc")
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    cfg = config_from_args(argparse.Namespace())
+    assert cfg is not None and cfg.endpoint is None and cfg.protocol == "grpc"  # the SDK reads the endpoint
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert config_from_args(argparse.Namespace()) is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["demo", "--tracing.sample.streams", "1.5"])
