@@ -88,10 +88,7 @@ def _panel(spec: P, pid: int) -> Any:
         b = b.thresholds(_threshold_steps(spec.thresholds))
     for i, (expr, legend) in enumerate(spec.targets):
         q = pq.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i)).datasource(DS)
-        if spec.kind == "table":
-            q = q.instant().format(pm.PromQueryFormat.TABLE)
-        else:
-            q = q.range()
+        q = q.instant().format(pm.PromQueryFormat.TABLE) if spec.kind == "table" else q.range()
         b = b.with_target(q)
     return b
 
