@@ -51,7 +51,7 @@ def _threshold_steps(steps: list[tuple[float | None, str]]) -> db.ThresholdsConf
     )
 
 
-def _panel(spec: P, pid: int) -> Any:
+def _panel(spec: P, pid: int, x: int, y: int) -> Any:
     if spec.kind == "ts":
         b: Any = (
             timeseries.Panel()
@@ -77,11 +77,11 @@ def _panel(spec: P, pid: int) -> Any:
             .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         )
     elif spec.kind == "table":
-        b = table.Panel()
+        b = table.Panel().align(cm.FieldTextAlignment.AUTO).inspect(False).show_header(True)
     else:
         raise ValueError(spec.kind)
     b = b.id(pid).title(spec.title).description(spec.description).unit(spec.unit).datasource(DS)
-    b = b.grid_pos(dm.GridPos(h=spec.h, w=spec.w, x=0, y=0))
+    b = b.grid_pos(dm.GridPos(h=spec.h, w=spec.w, x=x, y=y))
     if spec.min is not None:
         b = b.min(spec.min)
     if spec.thresholds:
@@ -99,7 +99,7 @@ def _variables() -> list[Any]:
         db.QueryVariable("instance")
         .label("Exporter instance")
         .datasource(DS)
-        .query({"query": "label_values(libp2p_exporter_up, instance)", "refId": "instance"})
+        .query("label_values(libp2p_exporter_up, instance)")
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -108,7 +108,7 @@ def _variables() -> list[Any]:
         db.QueryVariable("node")
         .label("Node")
         .datasource(DS)
-        .query({"query": 'label_values(libp2p_exporter_up{instance=~"$instance"}, node)', "refId": "node"})
+        .query('label_values(libp2p_exporter_up{instance=~"$instance"}, node)')
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)
@@ -139,8 +139,12 @@ def _dashboard(uid: str, title: str, description: str, panels: list[P]) -> dm.Da
         .include_vars(True)
         .keep_time(True)
     )
+    x = y = row_h = 0
     for pid, spec in enumerate(panels, start=1):
-        b = b.with_panel(_panel(spec, pid))
+        if x + spec.w > 24:  # start a new row when the panel does not fit
+            x, y, row_h = 0, y + row_h, 0
+        b = b.with_panel(_panel(spec, pid, x, y))
+        x, row_h = x + spec.w, max(row_h, spec.h)
     return b.build()
 
 
