@@ -166,7 +166,7 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         _alert(
             "Libp2pExporterSnapshotsStale",
             f"changes(libp2p_exporter_last_snapshot_timestamp_seconds{{{j}}}[{p['snapshot_stale_window']}]) == 0",
-            "0m",
+            p["snapshot_stale_for"],
             "warning",
             "no new snapshot from libp2p node {{ $labels.node }}",
             f"The last State snapshot of node {{{{ $labels.node }}}} did not change in {p['snapshot_stale_window']}: "

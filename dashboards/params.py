@@ -55,7 +55,8 @@ PARAMS: dict[str, Param] = {
     # exporter health
     "target_down_for": Param("2m", "The exporter target failed scrapes for this long."),
     "node_down_for": Param("2m", "A node's introspection source was down or stale (libp2p_exporter_up 0) this long."),
-    "snapshot_stale_window": Param("5m", "No new State snapshot from a node within this window."),
+    "snapshot_stale_window": Param("5m", "No new State snapshot from a node within this window ..."),
+    "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
     "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
     "decode_errors_threshold": Param(0, "... warn above this many."),
 }
