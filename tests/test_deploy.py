@@ -209,3 +209,11 @@ def test_deploy_readme_says_what_was_validated() -> None:
         "kubectl kustomize",
     ):
         assert tool in text, tool
+
+
+def test_deploy_readme_documents_every_parameter() -> None:
+    from dashboards.params import PARAMS
+
+    text = (DEPLOY / "README.md").read_text()
+    for name, param in PARAMS.items():
+        assert f"| `{name}` | `{param.default}` |" in text, f"parameter {name} missing or stale in deploy/README.md"
