@@ -83,8 +83,7 @@ def test_churn_alert_fires_and_resolves_through_alertmanager(tmp_path: Path, pro
         assert "high peer churn" in firing["annotations"]["summary"]
         assert "threshold 10" in firing["annotations"]["description"]
         assert firing["annotations"]["runbook"].endswith("#libp2phighpeerchurn")
-        ratio = prom.value(f'max(ALERTS_FOR_STATE{{alertname="{ALERT}"}}) > 0')
-        assert ratio is not None
+        assert prom.query(f'ALERTS{{alertname="{ALERT}", alertstate="firing", node="churny"}}')
 
         _set_churn(feeder, 0)
         resolved = wait_for(
@@ -92,5 +91,6 @@ def test_churn_alert_fires_and_resolves_through_alertmanager(tmp_path: Path, pro
         )
         assert resolved["labels"]["node"] == "churny"
         assert resolved["endsAt"] >= firing["startsAt"]
+        assert not prom.query(f'ALERTS{{alertname="{ALERT}", alertstate="firing"}}')
     finally:
         hook.stop()

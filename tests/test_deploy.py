@@ -89,6 +89,9 @@ def test_compose_services_point_at_each_other(compose: dict[str, Any]) -> None:
     assert _mount_target(services["grafana"], "../dashboards/json") == provider["options"]["path"]
     assert services["grafana"]["image"].startswith("grafana/grafana:11.6")
     # The collector's config is the shared one, and every backend it exports to is a service here.
+    otlp = services["exporter"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert _host_port(otlp) == ("otel-collector", 4318)
+    assert any(p.startswith("4318") for p in services["otel-collector"]["ports"])
     otel = services["otel-collector"]
     assert _mount_target(otel, "./otel/otel-collector.yaml") in " ".join(otel["command"])
     collector = load(DEPLOY / "otel" / "otel-collector.yaml")
