@@ -753,7 +753,7 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
             P(
                 "ts",
                 "Peer count and floors",
-                "Connected peers per node. Dashed lines: the warning floor (orange) and critical floor (red) of Libp2pPeerCountLow / Critical; the dotted series is the drop threshold of Libp2pPeerCountDrop.",
+                f"Connected peers per node. Dashed lines: the critical floor ({p['peer_floor_critical']}, Libp2pPeerCountCritical) and the warning floor ({p['peer_floor_warning']}, Libp2pPeerCountLow); the colour under them is the alert level. The 'drop threshold' series is the level under which Libp2pPeerCountDrop fires.",
                 "none",
                 [
                     (f"libp2p_peers{{{S}}}", "{{node}}"),
