@@ -165,3 +165,13 @@ def test_overrides_reach_dashboards_and_rules() -> None:
     assert 2.5 in steps
     with pytest.raises(KeyError):
         resolve({"no_such_param": 1})
+
+
+def test_sdk_is_the_grafana_11_6_build() -> None:
+    """A plain install resolves to the 10.1 types; the pin in pyproject must hold the 11.6 build."""
+    from importlib.metadata import version
+
+    assert version("grafana-foundation-sdk").endswith("!11.6.0")
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert pyproject.count('"grafana-foundation-sdk==1769699379!11.6.0"') == 2  # the dashboards and dev extras
+    assert all(d["schemaVersion"] == 41 for d in committed().values())
