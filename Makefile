@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # compiler for fastecdsa, which py-libp2p builds from source.
 APT_PACKAGES := prometheus prometheus-alertmanager libgmp-dev gcc
 
-.PHONY: demo test system-deps venv lint proto
+.PHONY: demo test system-deps venv lint proto dashboards
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -35,3 +35,7 @@ lint: venv
 # Regenerate the committed protobuf module (tests fail when it is stale).
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto
+
+# Regenerate the dashboards' JSON, the alert rules and the Kubernetes objects built from them (tests fail when stale).
+dashboards: venv
+	$(BIN)/python -m dashboards

@@ -12,12 +12,14 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -100,11 +102,15 @@ def spawn(cmd: list[str], workdir: Path, name: str, port: int, env: dict[str, st
 
 
 def start_exporter(
-    args: list[str], workdir: Path, env: dict[str, str] | None = None, ready_path: str = "/healthz"
+    args: list[str],
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    ready_path: str = "/healthz",
+    module: str = "exporter",
 ) -> Proc:
-    """``python -m exporter ARGS --web.listen-address 127.0.0.1:PORT``, once it answers."""
+    """``python -m MODULE ARGS --web.listen-address 127.0.0.1:PORT``, once it answers."""
     port = free_port()
-    cmd = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
+    cmd = [sys.executable, "-m", module, *args, "--web.listen-address", f"127.0.0.1:{port}"]
     proc = spawn(cmd, workdir, "exporter", port, {"PYTHONPATH": str(REPO), **(env or {})})
 
     def ready() -> bool:
@@ -215,3 +221,77 @@ def wait_url(url: str, timeout: float = 20.0) -> None:
             return False
 
     wait_for(ok, timeout, url)
+
+
+def start_alertmanager(workdir: Path, webhook_url: str, *, route: dict[str, Any] | None = None) -> Proc:
+    """A real Alertmanager (Debian's package) sending every alert to one webhook, gossip port closed."""
+    binary = shutil.which("prometheus-alertmanager") or require("alertmanager")
+    port = free_port()
+    config = {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["alertname", "node"],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+            **(route or {}),
+        },
+        "receivers": [{"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "alertmanager.yml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [
+        binary,
+        f"--config.file={cfg}",
+        f"--storage.path={workdir / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    am = spawn(cmd, workdir, "alertmanager", port)
+
+    def ready() -> bool:
+        if am.proc.poll() is not None:
+            raise AssertionError(f"alertmanager exited {am.proc.returncode}:\n{am.output()}")
+        http_get(am.url + "/-/ready", timeout=1.0)
+        return True
+
+    wait_for(ready, 30.0, "alertmanager to be ready")
+    return am
+
+
+class WebhookReceiver:
+    """An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it (Alertmanager's webhook)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with outer._lock:
+                    outer.payloads.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+
+    def received(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.payloads)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

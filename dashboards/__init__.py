@@ -1,0 +1,1 @@
+"""Dashboards, alert rules and deployment manifests as code, generated from one set of parameters."""

@@ -1,0 +1,95 @@
+"""Alert thresholds and windows: one documented table shared by the rule files and the dashboards.
+
+Every value here can be overridden when generating the rules (``python -m dashboards --set NAME=VALUE``
+or ``--params FILE.yaml``), so the committed rule files are the defaults, not the only choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Param:
+    default: str | float
+    doc: str
+
+
+PARAMS: dict[str, Param] = {
+    "job": Param("libp2p-exporter", "Prometheus job name(s) of the exporter targets, as a regex."),
+    # peers: a level under a floor, and a sudden drop
+    "peer_floor_warning": Param(10, "Warn when a node holds fewer peers than this ..."),
+    "peer_floor_warning_for": Param("5m", "... for this long."),
+    "peer_floor_critical": Param(3, "Page when a node holds fewer peers than this ..."),
+    "peer_floor_critical_for": Param("15m", "... for this long."),
+    "peer_drop_ratio": Param(0.5, "Warn when the peer count fell by this share of its recent maximum ..."),
+    "peer_drop_window": Param("30m", "... the maximum taken over this window ..."),
+    "peer_drop_for": Param("2m", "... and the drop lasts this long."),
+    # churn
+    "churn_per_peer_per_minute": Param(
+        0.5, "Peer churn: (peers connected + disconnected per minute) / current peers above this ..."
+    ),
+    "churn_window": Param("5m", "... rates taken over this window ..."),
+    "churn_for": Param("10m", "... for this long."),
+    "conn_churn_per_peer_per_minute": Param(
+        1.0, "Connection churn: (connections opened + closed per minute) / current peers above this."
+    ),
+    "short_lived_seconds": Param(
+        8, "A connection that closed within this many seconds is short-lived (a bucket bound: 1/16 s × 2^n)."
+    ),
+    "short_lived_share": Param(0.5, "Warn when more than this share of closed connections were short-lived ..."),
+    "short_lived_window": Param("10m", "... over this window ..."),
+    "short_lived_min_closes_per_minute": Param(1, "... and at least this many connections closed per minute ..."),
+    "short_lived_for": Param("10m", "... for this long."),
+    "no_inbound_window": Param("20m", "Warn when no inbound connection opened for this long ..."),
+    "no_inbound_for": Param("5m", "... and that lasts this long (a node behind NAT never gets any: silence it)."),
+    # dht
+    "dht_shrink_ratio": Param(0.3, "Warn when the routing table lost this share of its recent maximum ..."),
+    "dht_shrink_window": Param("30m", "... the maximum taken over this window ..."),
+    "dht_shrink_for": Param("10m", "... for this long."),
+    # exporter health
+    "target_down_for": Param("2m", "The exporter target failed scrapes for this long."),
+    "node_down_for": Param("2m", "A node's introspection source was down or stale (libp2p_exporter_up 0) this long."),
+    "snapshot_stale_window": Param("5m", "No new State snapshot from a node within this window ..."),
+    "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
+    "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
+    "decode_errors_threshold": Param(0, "... warn above this many."),
+}
+
+
+def resolve(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults with ``overrides`` applied; unknown names are an error, numbers stay numbers."""
+    values: dict[str, Any] = {name: p.default for name, p in PARAMS.items()}
+    for name, raw in (overrides or {}).items():
+        if name not in PARAMS:
+            raise KeyError(f"unknown alert parameter {name!r}; known: {', '.join(sorted(PARAMS))}")
+        default = PARAMS[name].default
+        values[name] = type(default)(raw) if isinstance(default, (int, float)) and isinstance(raw, str) else raw
+    return values
+
+
+def load_overrides(path: Path | None, sets: list[str]) -> dict[str, Any]:
+    """Overrides from a YAML mapping file and ``NAME=VALUE`` strings (the latter win)."""
+    out: dict[str, Any] = {}
+    if path is not None:
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of parameter names to values")
+        out.update(data)
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def markdown_table() -> str:
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{n}` | `{p.default}` | {p.doc} |" for n, p in PARAMS.items()]
+    return "\n".join(rows)
