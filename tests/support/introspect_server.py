@@ -225,15 +225,12 @@ class _Conn:
             node.data.pending_events.clear()
             if mode == "flood" and self.events:
                 events += list(_flood(node, node.flood_events))
-            raw = b""
-            if mode == "corrupt":
-                bad = segment(node.data.state(), checksum=0xDEADBEEF)  # checksum mismatch
-                huge = struct.pack("<III", 1, 0, 0x7FFFFFF0)  # oversized length, nothing behind it
-                raw = bad + huge
             node.states_sent += 1
             await self.send(*events, node.data.state())
-            if raw:
-                await self.send(raw=raw)
+            if mode == "corrupt":
+                # A checksum mismatch in one frame, an oversized length with nothing behind it in the next.
+                await self.send(raw=segment(node.data.state(), checksum=0xDEADBEEF))
+                await self.send(raw=struct.pack("<III", 1, 0, 0x7FFFFFF0))
 
     def stop(self) -> None:
         if self.pusher is not None:
