@@ -35,7 +35,9 @@ class RotatingRecorder:
     # Messages held back until the Runtime arrives, so that every file starts with it.
     MAX_HELD = 10_000
 
-    def __init__(self, directory: str | Path, name: str, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0) -> None:
+    def __init__(
+        self, directory: str | Path, name: str, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0
+    ) -> None:
         self.dir = Path(directory) / safe_name(name)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = safe_name(name)
