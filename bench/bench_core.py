@@ -46,7 +46,7 @@ def walk(msg: object) -> int:
     """Touch every set field, as the least a consumer of the snapshot must do."""
     n = 0
     for _field, value in msg.ListFields():  # type: ignore[attr-defined]
-        if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, (str, bytes))):
             for item in value:
                 n += walk(item) if hasattr(item, "ListFields") else 1
         elif hasattr(value, "ListFields"):
