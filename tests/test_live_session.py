@@ -309,3 +309,18 @@ async def test_unreachable_target_is_down_and_backing_off(hub: Hub) -> None:
         assert value(hub, "libp2p_exporter_session_reconnects_total") >= 1
     finally:
         await session.close()
+
+
+async def test_heartbeat_detects_a_peer_that_stops_answering(server: IntrospectServer, hub: Hub) -> None:
+    from dataclasses import replace
+
+    fake = server.add("", autoping=False)
+    session = await started(hub, server.url(), replace(FAST, heartbeat_s=0.3, read_timeout_s=30.0))
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 1, what="a state")
+        fake.mode = "stall"
+        await until(lambda: session.stats.failures.total() >= 1, what="the dead peer noticed", timeout=5)
+        assert session.stats.failures["stalled"] == 0  # the read timeout (30 s) did not do it
+        assert session.stats.failures["heartbeat"] >= 1, session.stats.failures
+    finally:
+        await session.close()
