@@ -167,6 +167,8 @@ def main() -> None:
             time.sleep(max(0.0, args.scrape_every - d))
         cpu1, t1 = cpu_seconds(exporter.pid), time.monotonic()
         rss, peak = rss_mib(exporter.pid)
+        probe_url = f"http://127.0.0.1:{eport}/probe?target=ws://127.0.0.1:{sport}/n/7/introspect"
+        probes = [scrape(probe_url)[0] for _ in range(20)]
         body = urllib.request.urlopen(url, timeout=30).read().decode()
         series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
         states = sum(
@@ -189,6 +191,9 @@ def main() -> None:
             "scrape_median_s": round(statistics.median(durations), 3),
             "scrape_max_s": round(max(durations), 3),
             "exposition_bytes": size,
+            "probe_one_target_median_s": round(statistics.median(probes), 4),
+            "probe_one_target_max_s": round(max(probes), 4),
+            "load_average_1m_at_end": os.getloadavg()[0],
             "series": series,
             "states_accepted_total": int(states),
             "messages_dropped": int(dropped),
