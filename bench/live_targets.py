@@ -109,7 +109,7 @@ def wait_up(url: str, targets: int, timeout: float) -> None:
     while time.monotonic() < deadline:
         try:
             body = urllib.request.urlopen(url, timeout=5).read().decode()
-            if body.count("libp2p_exporter_up{") >= targets and ' 0.0\n' not in "".join(
+            if body.count("libp2p_exporter_up{") >= targets and " 0.0\n" not in "".join(
                 line + "\n" for line in body.splitlines() if line.startswith("libp2p_exporter_up{")
             ):
                 return
@@ -140,7 +140,17 @@ def main() -> None:
     sport, eport = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
-        [sys.executable, __file__, "serve", "--nodes", str(args.targets), "--port", str(sport), "--connections", str(args.connections)],
+        [
+            sys.executable,
+            __file__,
+            "serve",
+            "--nodes",
+            str(args.targets),
+            "--port",
+            str(sport),
+            "--connections",
+            str(args.connections),
+        ],
         stdout=subprocess.PIPE,
         env=env,
     )
@@ -148,7 +158,16 @@ def main() -> None:
     server.stdout.readline()
     targets = [f"--target=n{i:03d}=ws://127.0.0.1:{sport}/n/{i}/introspect" for i in range(args.targets)]
     exporter = subprocess.Popen(
-        [sys.executable, "-m", "exporter", *targets, "--web.listen-address", f"127.0.0.1:{eport}", "--log.level", "warn"],
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            *targets,
+            "--web.listen-address",
+            f"127.0.0.1:{eport}",
+            "--log.level",
+            "warn",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
     )
@@ -172,7 +191,9 @@ def main() -> None:
         body = urllib.request.urlopen(url, timeout=30).read().decode()
         series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
         states = sum(
-            float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith("libp2p_exporter_snapshots_total{")
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith("libp2p_exporter_snapshots_total{")
         )
         dropped = sum(
             float(line.rsplit(" ", 1)[1])

@@ -38,15 +38,15 @@ async def test_record_then_replay_gives_the_same_metrics(server: IntrospectServe
     fake = server.add("", connections=12, push_runtime_on_connect=True)
     hub = Hub()
     rec = RotatingRecorder(tmp_path, "n")
-    session = Session(hub, "n", server.url(), FAST, recorder=rec)
+    session = Session(hub, "n", server.url(), replace(FAST, stale_intervals=1000), recorder=rec)
     session.start()
     try:
         await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 8, what="states")
-        fake.mode = "stall"  # freeze the stream, then stop cleanly
+        fake.mode = "stall"  # freeze the stream
         await asyncio.sleep(0.25)
+        live = node_samples(hub)
     finally:
         await session.close()
-    live = node_samples(hub)
     assert len(rec.files) == 1
     replayed = Hub()
     await replay(replayed, rec.files[0], node="n", speed=0)
