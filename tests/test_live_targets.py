@@ -12,7 +12,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.introspect_server import FakeNode, IntrospectServer, ServerThread
-from tests.support.procs import Proc, http_get, start_exporter, start_prometheus, wait_for
+from tests.support.procs import Proc, http_get, promtool, start_exporter, start_prometheus, wait_for
 
 pytestmark = pytest.mark.slow
 N = 50
@@ -73,6 +73,8 @@ def test_fifty_targets_metrics_probe_and_going_away(
     assert peer_ids(series) == {f"node-{i:02d}": fakes[i].data.peer_id for i in range(N)}
     assert all(dict(k[1]).get("env") == "test" for k in series if k[0] == "libp2p_exporter_up")
     assert len(set(peer_ids(series).values())) == N  # every node's own data, no mix-ups
+    lint = promtool("check", "metrics", stdin=http_get(exp.url + "/metrics"))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
     # /probe of a configured target: that node alone, from the running session.
     s = parse(http_get(exp.url + "/probe?target=" + urllib.parse.quote(srv.url("07"), safe="")))
