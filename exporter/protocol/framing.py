@@ -163,9 +163,10 @@ def iter_segments(
                     continue
                 except (DecodeError, RuntimeWarning, ValueError) as exc:
                     error = SegmentError(at, "protobuf", f"payload of {length} bytes does not parse: {exc}")
-        # Skip by the stated length when it leads to an intact segment (or the end); otherwise scan.
+        # Skip by the stated length when the checksum vouched for it or it leads to an intact segment;
+        # otherwise scan. A length that happens to end exactly at the end of the data proves nothing.
         nxt = start + length
-        if not (trusted_length or nxt == end or (nxt < end and _verifies(data, nxt, layout, max_segment))):
+        if not (trusted_length or (nxt < end and _verifies(data, nxt, layout, max_segment))):
             nxt = _resync(data, pos, layout, max_segment)
         nxt = max(nxt, pos + 1) if nxt < end else end
         yield SegmentError(error.offset, error.reason, error.detail, nxt - pos)

@@ -159,3 +159,14 @@ def test_file_segments_have_no_version() -> None:
     seg = encode_file_segment(_event(3))
     assert len(seg) == 8 + len(_event(3).SerializeToString())
     assert decode_segments(seg, versioned=False).messages[0].event.ts == 1003
+
+
+def test_corrupt_length_reaching_exactly_the_end_does_not_hide_the_last_segment() -> None:
+    """Found by hypothesis: a flipped length byte made a segment appear to end at the frame's end."""
+    segs = [encode_segment(_event(i)) for i in (10, 100, 0, 101)]
+    frame = bytearray(b"".join(segs))
+    at = len(segs[0]) + len(segs[1])
+    struct.pack_into("<I", frame, at + 8, len(frame) - at - 12)  # stated length runs to the very end
+    out = decode_segments(bytes(frame))
+    assert [m.event.ts - 1000 for m in out.messages] == [10, 100, 101]
+    assert [e.reason for e in out.errors] == ["checksum"]
