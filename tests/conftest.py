@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.otlp import GrpcReceiver, HttpReceiver
 from tests.support.procs import FIXTURE, Proc
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
@@ -31,3 +32,19 @@ def procs() -> Iterator[list[Proc]]:
     yield started
     for proc in reversed(started):
         proc.stop()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[HttpReceiver]:
+    """An OTLP/HTTP receiver in the test process."""
+    r = HttpReceiver().start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def grpc_receiver() -> Iterator[GrpcReceiver]:
+    """An OTLP/gRPC receiver in the test process."""
+    r = GrpcReceiver().start()
+    yield r
+    r.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,6 @@ def sample(proc: Proc, name: str, **labels: str) -> float | None:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
     return None
-
-
-@pytest.fixture
-def http_receiver() -> Iterator[HttpReceiver]:
-    r = HttpReceiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def grpc_receiver() -> Iterator[GrpcReceiver]:
-    r = GrpcReceiver().start()
-    yield r
-    r.stop()
 
 
 def test_replay_traces_via_standard_env(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,20 +74,6 @@ def feed(path: Path, receiver: HttpReceiver | GrpcReceiver, protocol: str, **cfg
         hub.ingest("sample", msg)
     handle.shutdown(timeout_s=20)
     return hub, handle
-
-
-@pytest.fixture
-def http_receiver() -> Iterator[HttpReceiver]:
-    r = HttpReceiver().start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def grpc_receiver() -> Iterator[GrpcReceiver]:
-    r = GrpcReceiver().start()
-    yield r
-    r.stop()
 
 
 def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
