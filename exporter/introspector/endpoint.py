@@ -20,6 +20,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
@@ -52,6 +53,7 @@ class EndpointOptions:
     max_bad_commands: int = 32  # consecutive, then the session is closed
     default_interval_ms: int = DEFAULT_INTERVAL_MS
     default_retention_ms: int = DEFAULT_RETENTION_MS
+    clock: Callable[[], float] = time.monotonic  # seconds; tests pass a fake one to age the pause queue
 
 
 def clamp_config(requested: pb.Configuration | None, current: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -218,7 +220,7 @@ class _Session:
         await self._reply(cmd_id, error=error)
 
     def _queue_paused(self, data: bytes) -> None:
-        now = time.monotonic()
+        now = self.endpoint.options.clock()
         self.pause_queue.append((now, data))
         horizon = now - self.retention_ms / 1000.0
         while self.pause_queue and (
@@ -348,7 +350,7 @@ class _Session:
 
     async def _resume(self) -> None:
         """Send what was queued while paused (still within retention), then stream again."""
-        horizon = time.monotonic() - self.retention_ms / 1000.0
+        horizon = self.endpoint.options.clock() - self.retention_ms / 1000.0
         while self.pause_queue:
             queued_at, data = self.pause_queue.popleft()
             if queued_at >= horizon:
