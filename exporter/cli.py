@@ -14,7 +14,7 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.node import Hub
-from exporter.server import DEFAULT_LISTEN, build_app, start_server
+from exporter.server import DEFAULT_LISTEN, Handler, build_app, start_server
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -52,9 +52,10 @@ async def serve_until_stopped(
     *,
     description: str = "",
     duration: float | None = None,
+    extra_routes: list[tuple[str, str, Handler]] | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``)."""
-    app = build_app(hub, args.telemetry_path, description=description)
+    app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
     try:
         runner = await start_server(app, args.listen)
     except OSError as exc:
@@ -188,16 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=1.0, help="pace of the demo data")
     add_web_flags(p)
     p.set_defaults(func=cmd_demo)
+
+    from exporter.sources.live_cli import add_parsers
+
+    add_parsers(sub)  # live (the default command) and check-config
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from exporter.sources.live_cli import default_to_live
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(default_to_live(list(sys.argv[1:] if argv is None else argv)))
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    setup_logging(getattr(args, "log_level", "info"))
+    setup_logging(getattr(args, "log_level", None) or "info")
     return int(args.func(args))
 
 

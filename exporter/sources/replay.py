@@ -29,7 +29,7 @@ async def replay(
     node: str,
     speed: float = 1.0,
     loop: bool = False,
-    done: asyncio.Event | None = None,
+    max_passes: int | None = None,
 ) -> int:
     """Feed the file's messages to ``hub`` as node ``node``; returns how many passes were made.
 
@@ -60,11 +60,9 @@ async def replay(
             if speed == 0 and hub.nodes[node].messages.total() % 200 == 0:
                 await asyncio.sleep(0)
         passes += 1
-        if not loop or not last_ts:
+        if not loop or not last_ts or (max_passes is not None and passes >= max_passes):
             break
         offset += last_ts - first_ts + 1000
-    if done is not None:
-        done.set()
     return passes
 
 

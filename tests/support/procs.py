@@ -48,7 +48,9 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
         except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
+    )
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> str:
@@ -97,7 +99,9 @@ def spawn(cmd: list[str], workdir: Path, name: str, port: int, env: dict[str, st
     return Proc(proc, port, log, workdir)
 
 
-def start_exporter(args: list[str], workdir: Path, env: dict[str, str] | None = None, ready_path: str = "/healthz") -> Proc:
+def start_exporter(
+    args: list[str], workdir: Path, env: dict[str, str] | None = None, ready_path: str = "/healthz"
+) -> Proc:
     """``python -m exporter ARGS --web.listen-address 127.0.0.1:PORT``, once it answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "exporter", *args, "--web.listen-address", f"127.0.0.1:{port}"]
@@ -190,7 +194,12 @@ def start_prometheus(
 
 
 def scrape_job(name: str, target_port: int, metrics_path: str = "/metrics", **extra: Any) -> dict[str, Any]:
-    return {"job_name": name, "metrics_path": metrics_path, "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}], **extra}
+    return {
+        "job_name": name,
+        "metrics_path": metrics_path,
+        "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}],
+        **extra,
+    }
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

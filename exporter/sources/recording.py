@@ -1,0 +1,105 @@
+"""Recording live sessions to capture files (observer-toolkit format, protocol.md section 4).
+
+Each target writes ``<DIR>/<name>/<name>-<UTC time>.libp2p.trace``; a file is rotated when it
+passes a size or an age. Every file stands alone: it starts with the node's Runtime and its config
+response, as the observer UI's exports do, so any one of them loads in the UI or in
+``libp2p-exporter replay``. Segments are written whole and flushed one by one, so a crash tears at
+most the last one, which the reader skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from exporter.protocol import introspection_pb2 as pb
+from exporter.sources.capture import CaptureWriter
+
+log = logging.getLogger(__name__)
+
+SUFFIX = ".libp2p.trace"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A node name as a file name: anything outside ``[A-Za-z0-9._-]`` becomes ``_``."""
+    return _UNSAFE.sub("_", name).strip("._") or "node"
+
+
+class RotatingRecorder:
+    """Writes one target's ingested messages, rotating by size (bytes) or age (seconds)."""
+
+    # Messages held back until the Runtime arrives, so that every file starts with it.
+    MAX_HELD = 10_000
+
+    def __init__(
+        self, directory: str | Path, name: str, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0
+    ) -> None:
+        self.dir = Path(directory) / safe_name(name)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = safe_name(name)
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.runtime: pb.ServerMessage | None = None
+        self.config: pb.ServerMessage | None = None
+        self.held: list[pb.ServerMessage] = []
+        self.writer: CaptureWriter | None = None
+        self.opened_at = 0.0
+        self.files: list[Path] = []
+        self._seq = 0
+
+    def _open(self) -> CaptureWriter:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self._seq += 1
+        path = self.dir / f"{self.name}-{stamp}-{self._seq:04d}{SUFFIX}"
+        writer = CaptureWriter(path)
+        self.files.append(path)
+        self.opened_at = time.monotonic()
+        for head in (self.runtime, self.config):
+            if head is not None:
+                writer.write(head)
+        log.info("recording %s to %s", self.name, path)
+        return writer
+
+    def _due(self, writer: CaptureWriter) -> bool:
+        return writer.bytes_written >= self.max_bytes or (
+            self.max_age_s > 0 and time.monotonic() - self.opened_at >= self.max_age_s
+        )
+
+    def write(self, msg: pb.ServerMessage) -> None:
+        kind = msg.WhichOneof("payload")
+        if kind == "response" and msg.response.HasField("effective_config"):
+            self.config = msg
+        if kind == "runtime":
+            first = self.runtime is None
+            self.runtime = msg
+            if first:
+                self.writer = self._open()  # writes the Runtime and the config response
+                for held in self.held:
+                    if held is not self.config:
+                        self.writer.write(held)
+                self.held.clear()
+                return
+        if self.writer is None:
+            if len(self.held) < self.MAX_HELD:
+                self.held.append(msg)
+            return
+        if self._due(self.writer):
+            self.writer.close()
+            self.writer = self._open()
+            if kind == "runtime" or msg is self.config:
+                return  # already at the head of the new file
+        self.writer.write(msg)
+
+    def close(self) -> None:
+        if self.writer is None and self.held:
+            self.writer = self._open()  # never got a Runtime: keep what came anyway
+            for held in self.held:
+                if held is not self.config:
+                    self.writer.write(held)
+            self.held.clear()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,311 @@
+"""The WebSocket client against the scripted protocol server (tests/support/introspect_server.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.node import Hub
+from exporter.protocol import introspection_pb2 as pb
+from exporter.sinks.prometheus import HubCollector, render
+from exporter.sources.websocket import Backoff, BoundedBuffer, Session, SessionOptions
+from tests.support.introspect_server import IntrospectServer
+
+T = TypeVar("T")
+FAST = SessionOptions(
+    interval_ms=100,
+    stale_intervals=5,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.2,
+    healthy_after_s=0.0,
+    read_timeout_s=1.0,
+    heartbeat_s=1.0,
+    handshake_timeout_s=2.0,
+)
+
+
+async def until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def samples(hub: Hub, nodes: list[str] | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body, _ = render(HubCollector(hub, nodes=nodes))
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(hub: Hub, name: str, node: str = "n", **labels: str) -> float | None:
+    key = (name, tuple(sorted({**labels, "node": node}.items())))
+    return samples(hub).get(key)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[IntrospectServer]:
+    srv = IntrospectServer()
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+@pytest.fixture
+async def hub() -> Hub:
+    return Hub()
+
+
+async def started(hub: Hub, url: str, opts: SessionOptions = FAST) -> Session:
+    session = Session(hub, "n", url, opts)
+    session.start()
+    return session
+
+
+async def test_handshake_order_and_streaming(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("")
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 3, what="three states")
+        cmds = [(c.command, c.source) for c in fake.commands]
+        C = pb.ClientCommand
+        assert cmds[:4] == [
+            (C.HELLO, C.STATE),
+            (C.REQUEST, C.RUNTIME),
+            (C.PUSH_ENABLE, C.EVENTS),
+            (C.PUSH_ENABLE, C.STATE),
+        ]
+        assert fake.commands[0].config.state_snapshot_interval_ms == 100
+        assert fake.commands[0].config.retention_period_ms == 120000
+        ids = [c.id for c in fake.commands]
+        assert len(set(ids)) == len(ids) and ids == sorted(ids)
+        assert session.stats.state == "streaming"
+        assert session.stats.effective_interval_ms == 100
+        assert hub.nodes["n"].runtime is not None and hub.nodes["n"].runtime.peer_id == fake.data.peer_id
+        assert value(hub, "libp2p_exporter_up") == 1.0
+        assert value(hub, "libp2p_exporter_session_state", state="streaming") == 1.0
+        assert (value(hub, "libp2p_connections", status="open") or 0) >= 0
+        assert any(k[0] == "libp2p_peers" for k in samples(hub))
+    finally:
+        await session.close()
+    assert session.stats.state == "closed"
+
+
+def test_backoff_grows_caps_and_resets() -> None:
+    import random
+
+    b = Backoff(0.5, 4.0, 2.0, 0.2, random.Random(1))
+    delays = [b.next() for _ in range(8)]
+    assert 0.4 <= delays[0] <= 0.6
+    assert delays[2] > delays[0]
+    assert all(d <= 4.0 for d in delays) and delays[-1] >= 3.2
+    b.reset()
+    assert b.next() <= 0.6
+
+
+async def test_bounded_buffer_drops_events_first() -> None:
+    from collections import Counter
+
+    dropped: Counter[str] = Counter()
+    buf = BoundedBuffer(3, dropped)
+    ev = pb.ServerMessage()
+    ev.event.type.name = "X"
+    st = pb.ServerMessage()
+    st.state.instant_ts = 1
+    for _ in range(3):
+        buf.put(ev)
+    buf.put(ev)  # full: the new event goes
+    buf.put(st)  # full: the oldest entry makes room for the State
+    assert len(buf) == 3 and dropped == Counter(event=2)
+    assert buf.take()[-1].WhichOneof("payload") == "state"
+
+
+# -- scripted server behaviours ------------------------------------------------------------------
+
+
+async def test_server_waits_for_hello_and_refuses_early_commands(server: IntrospectServer) -> None:
+    """The test server itself follows protocol.md section 3 (so the other tests mean something)."""
+    import aiohttp
+
+    from tests.support.introspect_server import fnv1a
+
+    server.add("")
+    C = pb.ClientCommand
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.url()) as ws:
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=0.3)  # nothing until HELLO
+        await ws.send_bytes(pb.ClientCommand(id=7, command=C.REQUEST, source=C.RUNTIME).SerializeToString())
+        frame = await ws.receive(timeout=2)
+        data = frame.data
+        assert int.from_bytes(data[4:8], "little") == fnv1a(data[12:])
+        msg = pb.ServerMessage.FromString(data[12:])
+        assert msg.response.id == 7 and msg.response.result == pb.CommandResponse.ERR
+
+
+async def test_text_frames_and_empty_version(server: IntrospectServer, hub: Hub) -> None:
+    server.add("", text_frames=True, empty_version=True)
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 2, what="states over text frames")
+        assert session.stats.frames["text"] >= 3 and session.stats.frames["binary"] == 0
+        assert value(hub, "libp2p_exporter_session_frames_total", type="text") >= 3
+        assert value(hub, "libp2p_exporter_up") == 1.0
+        assert sum(hub.nodes["n"].segment_errors.values()) == 0
+    finally:
+        await session.close()
+
+
+async def test_runtime_pushed_on_connect(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("", push_runtime_on_connect=True)
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 1, what="a state")
+        node = hub.nodes["n"]
+        assert node.messages["runtime"] == 2  # pushed, then the answer to REQUEST RUNTIME
+        assert node.runtime is not None and node.runtime.peer_id == fake.data.peer_id
+        assert node.restarts == 0
+    finally:
+        await session.close()
+
+
+async def test_bad_checksums_and_oversized_lengths_are_counted(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("")
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 1, what="a state")
+        fake.mode = "corrupt"
+        node = hub.nodes["n"]
+        await until(
+            lambda: node.segment_errors["checksum"] >= 2 and node.segment_errors["oversized"] >= 2, what="errors"
+        )
+        before = node.messages["state"]
+        await until(lambda: node.messages["state"] >= before + 2, what="states after the damage")
+        assert value(hub, "libp2p_exporter_segment_errors_total", reason="checksum") >= 2
+        assert value(hub, "libp2p_exporter_segment_errors_total", reason="oversized") >= 2
+        assert value(hub, "libp2p_exporter_up") == 1.0
+        assert session.stats.failures.total() == 0  # damage inside a frame does not end the session
+    finally:
+        await session.close()
+
+
+async def test_stall_goes_stale_then_reconnects(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("")
+    session = await started(hub, server.url())
+    try:
+        node = hub.nodes["n"]
+        await until(lambda: node.messages.get("state", 0) >= 2, what="states")
+        fake.mode = "stall"
+        await until(lambda: value(hub, "libp2p_exporter_up") == 0.0, what="up to drop", timeout=5)
+        s = samples(hub)
+        assert ("libp2p_exporter_last_snapshot_timestamp_seconds", (("node", "n"),)) in s  # stays visible
+        assert not any(k[0] == "libp2p_peers" for k in s)  # stale data is not exported
+        await until(lambda: session.stats.failures["stalled"] >= 1, what="read timeout", timeout=5)
+        fake.mode = "normal"
+        await until(lambda: value(hub, "libp2p_exporter_up") == 1.0, what="up again", timeout=5)
+        assert value(hub, "libp2p_exporter_session_reconnects_total") >= 1
+        assert node.restarts == 0
+    finally:
+        await session.close()
+
+
+async def test_abrupt_close_reconnects_without_counting_a_restart(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("")
+    session = await started(hub, server.url())
+    try:
+        node = hub.nodes["n"]
+        await until(lambda: node.messages.get("state", 0) >= 2, what="states")
+        traffic = value(hub, "libp2p_traffic_bytes_total", direction="in")
+        fake.mode = "close"
+        await until(lambda: fake.connects >= 2 or session.stats.failures.total() >= 1, what="the drop")
+        fake.mode = "normal"
+        await until(lambda: fake.connects >= 2 and session.stats.state == "streaming", what="reconnect")
+        runtimes = node.messages["runtime"]
+        await until(lambda: node.messages["runtime"] >= 2 and node.messages["state"] >= 4, what="new session data")
+        assert runtimes >= 1
+        assert node.restarts == 0  # same peer id, traffic still growing: the same node
+        assert value(hub, "libp2p_traffic_bytes_total", direction="in") >= traffic
+        ids = [c.id for c in fake.commands]
+        assert len(set(ids)) == len(ids)  # command ids never repeat across reconnects
+    finally:
+        await session.close()
+
+
+@pytest.mark.parametrize("new_peer", [False, True])
+async def test_restart_continues_counters(server: IntrospectServer, hub: Hub, new_peer: bool) -> None:
+    fake = server.add("", connections=10)
+    session = await started(hub, server.url())
+    try:
+        node = hub.nodes["n"]
+        await until(lambda: node.messages.get("state", 0) >= 4, what="states")
+        before = value(hub, "libp2p_traffic_bytes_total", direction="in")
+        old_peer = fake.data.peer_id
+        fake.mode = "close"
+        await until(lambda: session.stats.failures.total() >= 1, what="the drop")
+        fake.restart(new_peer=new_peer)  # new start_ts, traffic from zero
+        fake.mode = "normal"
+        await until(lambda: node.restarts >= 1, what="restart detected")
+        await until(lambda: node.messages["state"] >= 8, what="states after the restart")
+        assert value(hub, "libp2p_exporter_node_restarts_total") == 1.0
+        after = value(hub, "libp2p_traffic_bytes_total", direction="in")
+        assert after is not None and before is not None and after >= before  # monotonic across the restart
+        assert (fake.data.peer_id != old_peer) == new_peer
+    finally:
+        await session.close()
+
+
+async def test_event_flood_is_bounded_and_counted(server: IntrospectServer, hub: Hub) -> None:
+    from dataclasses import replace
+
+    fake = server.add("", flood_events=3000)
+    session = await started(hub, server.url(), replace(FAST, queue_size=256))
+    try:
+        node = hub.nodes["n"]
+        await until(lambda: node.messages.get("state", 0) >= 1, what="a state")
+        fake.mode = "flood"
+        await until(lambda: session.stats.dropped["event"] >= 2000, what="drops")
+        states = node.messages["state"]
+        await until(lambda: node.messages["state"] >= states + 2, what="states keep coming")
+        assert session.stats.queue_high_water <= 256
+        assert value(hub, "libp2p_exporter_session_dropped_messages_total", kind="event") >= 2000
+        assert value(hub, "libp2p_exporter_session_dropped_messages_total", kind="state") == 0
+        assert value(hub, "libp2p_events_total", type="PeerConnecting") >= 1
+        assert value(hub, "libp2p_exporter_up") == 1.0
+    finally:
+        await session.close()
+
+
+async def test_hello_refused_backs_off_and_retries(server: IntrospectServer, hub: Hub) -> None:
+    fake = server.add("", refuse_hellos=2, err_commands={(pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.EVENTS)})
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: session.stats.state == "streaming", what="a session at last")
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 1, what="a state")
+        assert session.stats.failures["hello_refused"] == 2
+        assert fake.connects == 3
+        # two refused HELLOs and the refused PUSH_ENABLE EVENTS
+        assert value(hub, "libp2p_exporter_command_errors_total") == 3.0
+        assert value(hub, "libp2p_exporter_session_failures_total", reason="hello_refused") == 2.0
+    finally:
+        await session.close()
+
+
+async def test_unreachable_target_is_down_and_backing_off(hub: Hub) -> None:
+    from tests.support.procs import free_port
+
+    session = await started(hub, f"ws://127.0.0.1:{free_port()}/introspect")
+    try:
+        await until(lambda: session.stats.failures["connect"] >= 2, what="failed connects")
+        assert value(hub, "libp2p_exporter_up") == 0.0
+        assert value(hub, "libp2p_exporter_session_reconnects_total") >= 1
+    finally:
+        await session.close()

@@ -1,0 +1,145 @@
+"""Capture files: the shared observer-toolkit sample, old drafts, damage, and `inspect`."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exporter.generator import SyntheticNode
+from exporter.protocol import pb
+from exporter.protocol.framing import SegmentError
+from exporter.sources.capture import CaptureWriter, iter_capture, iter_capture_bytes, summarize, write_capture
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kinds(items: list[pb.ServerMessage | SegmentError]) -> Counter[str]:
+    return Counter(m.WhichOneof("payload") for m in items if not isinstance(m, SegmentError))
+
+
+def test_fixture_decodes_completely(fixture_path: Path) -> None:
+    items = list(iter_capture(fixture_path))
+    assert not [i for i in items if isinstance(i, SegmentError)]
+    assert kinds(items) == {"runtime": 1, "response": 1, "state": 30, "event": 937}
+    first = items[0]
+    assert first.runtime.implementation == "go-libp2p"
+    assert items[1].response.effective_config.state_snapshot_interval_ms == 2000
+
+
+def test_write_then_read_roundtrip(tmp_path: Path) -> None:
+    msgs = list(SyntheticNode(connections=5, seed=2).messages(5))
+    write_capture(tmp_path / "x.libp2p.trace", msgs)
+    back = list(iter_capture(tmp_path / "x.libp2p.trace"))
+    assert [m.SerializeToString() for m in back] == [m.SerializeToString() for m in msgs]
+
+
+def test_fixture_bytes_roundtrip_through_writer(fixture_path: Path, tmp_path: Path) -> None:
+    msgs = [m for m in iter_capture(fixture_path) if not isinstance(m, SegmentError)]
+    out = tmp_path / "copy.mock"
+    write_capture(out, msgs)
+    assert out.read_bytes() == fixture_path.read_bytes()  # byte-identical re-encoding
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_april_2020_draft_file_reads(tmp_path: Path) -> None:
+    """Draft files: Runtime carries fields 5 and 6 and there is no CommandResponse."""
+    rt = pb.Runtime(implementation="go-libp2p", version="0.8", platform="linux", peer_id="QmDraft").SerializeToString()
+    rt += b"\x28" + _varint(5000) + b"\x30" + _varint(2000)  # keep_stale_data_ms, send_state_interval_ms
+    runtime_msg = b"\x1a" + _varint(len(rt)) + rt
+    state = pb.ServerMessage()
+    state.state.instant_ts = 1_590_000_000_000
+    state.state.subsystems.connections.add(id=b"\x01", peer_id="QmPeer")
+    with CaptureWriter(tmp_path / "draft.mock") as w:
+        w.write(runtime_msg)
+        w.write(state)
+    items = list(iter_capture(tmp_path / "draft.mock"))
+    assert kinds(items) == {"runtime": 1, "state": 1}
+    assert items[0].runtime.peer_id == "QmDraft"
+    s = summarize(tmp_path / "draft.mock")
+    assert s.config is None and s.runtime is not None
+
+
+def test_torn_last_segment_is_skipped(tmp_path: Path) -> None:
+    msgs = list(SyntheticNode(connections=3, seed=4).messages(3))
+    path = tmp_path / "torn.libp2p.trace"
+    write_capture(path, msgs)
+    data = path.read_bytes()
+    path.write_bytes(data[:-5])
+    items = list(iter_capture(path))
+    errors = [i for i in items if isinstance(i, SegmentError)]
+    assert len(items) - len(errors) == len(msgs) - 1
+    assert [e.reason for e in errors] == ["truncated"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_damaged_fixture_keeps_every_intact_message(fixture_path: Path, data: st.DataObject) -> None:
+    raw = bytearray(fixture_path.read_bytes())
+    # Segment boundaries of the pristine file.
+    bounds, pos = [], 4
+    while pos < len(raw):
+        _, length = struct.unpack_from("<II", raw, pos)
+        bounds.append((pos, pos + 8 + length))
+        pos += 8 + length
+    hits = data.draw(st.lists(st.integers(min_value=4, max_value=len(raw) - 1), min_size=1, max_size=3, unique=True))
+    for at in hits:
+        raw[at] ^= data.draw(st.integers(min_value=1, max_value=255))
+    damaged = {i for i, (a, b) in enumerate(bounds) for at in hits if a <= at < b}
+    items = list(iter_capture_bytes(bytes(raw)))
+    got = {m.SerializeToString() for m in items if not isinstance(m, SegmentError)}
+    pristine = fixture_path.read_bytes()
+    for i, (a, b) in enumerate(bounds):
+        if i not in damaged:
+            assert pristine[a + 8 : b] in got, f"intact segment {i} at {a} lost"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+
+
+def test_inspect_fixture(fixture_path: Path) -> None:
+    res = run_cli("inspect", str(fixture_path))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "969 messages" in out
+    assert "state     30" in out and "event     937" in out
+    assert "go-libp2p" in out and "time span: 59.9 s" in out
+    assert "last state: 10 connections (4 open), 4 peers, 96 streams, DHT 104 peers in 6 buckets" in out
+
+
+def test_inspect_damaged_file_reports_offsets(fixture_path: Path, tmp_path: Path) -> None:
+    raw = bytearray(fixture_path.read_bytes())
+    raw[1000] ^= 0xFF
+    struct.pack_into("<I", raw, 4 + 4, 0xFFFFFFFF)  # first segment's length: hostile
+    path = tmp_path / "damaged.mock"
+    path.write_bytes(bytes(raw))
+    res = run_cli("inspect", str(path))
+    assert res.returncode == 0
+    assert "skipped" in res.stdout and "offset 4: oversized" in res.stdout
+    assert "state     30" in res.stdout  # no State lost: the damage hit the Runtime and one event
+
+
+def test_inspect_unreadable_exits_nonzero(tmp_path: Path) -> None:
+    path = tmp_path / "junk.mock"
+    path.write_bytes(b"\x01\x00\x00\x00" + b"\xff" * 100)
+    res = run_cli("inspect", str(path))
+    assert res.returncode == 1
+    missing = run_cli("inspect", str(tmp_path / "nope.mock"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr

@@ -1,0 +1,200 @@
+"""Diff and counter semantics on hand-built State sequences."""
+
+from __future__ import annotations
+
+from exporter.node import Hub
+from exporter.protocol import pb
+from exporter.sinks.prometheus import HubCollector
+
+T0 = 1_700_000_000_000
+
+
+def state(ts: int, conns: list[dict], traffic: tuple[int, int] | None = (0, 0), start: int = T0) -> pb.ServerMessage:
+    msg = pb.ServerMessage()
+    st = msg.state
+    st.instant_ts, st.start_ts = ts, start
+    if traffic is not None:
+        st.traffic.traffic_in.cum_bytes, st.traffic.traffic_out.cum_bytes = traffic
+    for c in conns:
+        pc = st.subsystems.connections.add(id=c["id"], peer_id=c.get("peer", "Qm" + c["id"].hex()))
+        pc.status = c.get("status", pb.ACTIVE)
+        pc.timeline.open_ts = c.get("open", T0)
+        pc.timeline.upgraded_ts = c.get("upgraded", 0)
+        pc.timeline.close_ts = c.get("close", 0)
+        pc.endpoints.src_multiaddr = "/ip4/127.0.0.1/tcp/4001"
+        pc.endpoints.dst_multiaddr = "/ip4/192.0.2.7/tcp/4001"
+        pc.attribs.encryption, pc.attribs.multiplexer = "/noise", "/yamux/1.0.0"
+        for s in c.get("streams", []):
+            ps = pc.streams.streams.add(id=s["id"], protocol=s.get("protocol", "/ipfs/ping/1.0.0"))
+            ps.status = s.get("status", pb.ACTIVE)
+            ps.timeline.open_ts = s.get("open", T0)
+            ps.timeline.close_ts = s.get("close", 0)
+            ps.traffic.traffic_in.cum_bytes = s.get("bytes_in", 0)
+            ps.traffic.traffic_out.cum_bytes = s.get("bytes_out", 0)
+    return msg
+
+
+def samples(hub: Hub) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    out = {}
+    for fam in HubCollector(hub).collect():
+        for s in fam.samples:
+            out[(s.name, frozenset((k, v) for k, v in s.labels.items() if k != "node"))] = s.value
+    return out
+
+
+def total(hub: Hub, name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, lbl), v in samples(hub).items() if n == name and want <= set(lbl))
+
+
+def feed(*msgs: pb.ServerMessage) -> Hub:
+    hub = Hub()
+    for m in msgs:
+        hub.ingest("n", m)
+    return hub
+
+
+C1, C2 = b"\x01", b"\x02"
+
+
+def test_close_by_status_then_vanish_counts_once() -> None:
+    hub = feed(
+        state(T0 + 1000, [{"id": C1}, {"id": C2}]),
+        state(T0 + 2000, [{"id": C1, "status": pb.CLOSED}, {"id": C2}]),
+        state(T0 + 3000, [{"id": C1, "status": pb.CLOSED, "close": T0 + 1500}, {"id": C2}]),
+        state(T0 + 4000, [{"id": C2}]),
+    )
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    # Status CLOSED came first (no close_ts yet): the duration ends at that snapshot's instant.
+    assert total(hub, "libp2p_swarm_connection_duration_seconds_sum") == 2.0
+    assert total(hub, "libp2p_peers") == 1
+
+
+def test_close_ts_alone_closes() -> None:
+    hub = feed(state(T0 + 1000, [{"id": C1}]), state(T0 + 2000, [{"id": C1, "close": T0 + 1700}]))
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_swarm_connection_duration_seconds_sum") == 1.7
+
+
+def test_vanish_without_closed_counts_once_at_last_seen() -> None:
+    hub = feed(
+        state(T0 + 1000, [{"id": C1, "open": T0}]),
+        state(T0 + 2000, [{"id": C1, "open": T0}]),
+        state(T0 + 3000, []),
+        state(T0 + 4000, []),
+    )
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_swarm_connection_duration_seconds_sum") == 2.0
+    assert total(hub, "libp2p_peers_disconnected_total") == 1
+
+
+def test_error_status_closes() -> None:
+    hub = feed(state(T0 + 1000, [{"id": C1}]), state(T0 + 2000, [{"id": C1, "status": pb.ERROR}]))
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+
+
+def test_already_closed_in_first_snapshot_is_not_counted() -> None:
+    hub = feed(
+        state(T0 + 1000, [{"id": C1, "status": pb.CLOSED, "close": T0 + 10}, {"id": C2}]),
+        state(T0 + 2000, [{"id": C2}]),
+    )
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 1
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 0
+
+
+def test_open_and_close_between_snapshots_counts_both() -> None:
+    hub = feed(state(T0 + 1000, []), state(T0 + 2000, [{"id": C1, "open": T0 + 1200, "close": T0 + 1900}]))
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 1
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+
+
+def test_handshake_latency_from_upgraded_ts() -> None:
+    hub = feed(state(T0 + 1000, [{"id": C1, "open": T0, "upgraded": T0 + 40}]))
+    assert abs(total(hub, "libp2p_swarm_handshake_latency_seconds_sum") - 0.04) < 1e-9
+    assert total(hub, "libp2p_swarm_handshake_latency_seconds_count") == 1
+
+
+def test_duplicate_and_out_of_order_snapshots_are_dropped() -> None:
+    a = state(T0 + 1000, [{"id": C1}])
+    b = state(T0 + 2000, [])
+    hub = feed(a, b, b, a)
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 1
+    assert total(hub, "libp2p_exporter_snapshots_dropped_total", reason="duplicate") == 1
+    assert total(hub, "libp2p_exporter_snapshots_dropped_total", reason="out_of_order") == 1
+    assert total(hub, "libp2p_exporter_snapshots_total") == 2
+
+
+def test_stream_bytes_stay_after_close_and_vanish() -> None:
+    s1 = {"id": b"s1", "protocol": "/ipfs/ping/1.0.0", "bytes_in": 100, "bytes_out": 10}
+    hub = feed(
+        state(T0 + 1000, [{"id": C1, "streams": [s1]}]),
+        state(T0 + 2000, [{"id": C1, "streams": [{**s1, "bytes_in": 250}]}]),
+        state(T0 + 3000, [{"id": C1, "streams": [{**s1, "bytes_in": 300, "status": pb.CLOSED, "close": T0 + 2500}]}]),
+        state(T0 + 4000, [{"id": C1, "streams": []}]),
+        state(T0 + 5000, [{"id": C1, "streams": [{"id": b"s2", "protocol": "/ipfs/ping/1.0.0", "bytes_in": 5}]}]),
+    )
+    assert total(hub, "libp2p_protocol_traffic_bytes_total", protocol="/ipfs/ping/1.0.0", direction="in") == 305
+    assert total(hub, "libp2p_protocol_traffic_bytes_total", protocol="/ipfs/ping/1.0.0", direction="out") == 10
+    assert total(hub, "libp2p_streams_opened_total") == 2
+    assert total(hub, "libp2p_streams_closed_total") == 1
+    assert total(hub, "libp2p_stream_duration_seconds_sum") == 2.5  # open_ts T0, close_ts T0+2.5s
+
+
+def test_connection_close_closes_its_streams() -> None:
+    s1 = {"id": b"s1"}
+    hub = feed(
+        state(T0 + 1000, [{"id": C1, "streams": [s1]}]),
+        state(T0 + 2000, [{"id": C1, "status": pb.CLOSED, "streams": [s1]}]),
+    )
+    assert total(hub, "libp2p_streams_closed_total") == 1
+
+
+def test_node_restart_never_goes_backwards() -> None:
+    hub = feed(
+        state(T0 + 1000, [{"id": C1}], traffic=(1000, 500)),
+        state(T0 + 2000, [{"id": C1}], traffic=(1500, 700)),
+        # Restart: new start_ts, counters from zero, connection ids reused for a new connection.
+        state(T0 + 9000, [{"id": C1, "open": T0 + 8500}], traffic=(200, 100), start=T0 + 8000),
+        state(T0 + 10000, [{"id": C1, "open": T0 + 8500}], traffic=(400, 150), start=T0 + 8000),
+    )
+    assert total(hub, "libp2p_traffic_bytes_total", direction="in") == 1500 + 400
+    assert total(hub, "libp2p_traffic_bytes_total", direction="out") == 700 + 150
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2  # the old C1 closed, a new C1 opened
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_exporter_node_restarts_total") == 1
+
+
+def test_new_peer_id_is_a_restart() -> None:
+    rt = pb.ServerMessage()
+    rt.runtime.peer_id = "QmA"
+    rt2 = pb.ServerMessage()
+    rt2.runtime.peer_id = "QmB"
+    hub = feed(rt, state(T0 + 1000, [{"id": C1}]), rt2, state(T0 + 2000, [{"id": C1}]))
+    assert total(hub, "libp2p_exporter_node_restarts_total") == 1
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2
+
+
+def test_peer_churn_counts_peers_not_connections() -> None:
+    both = [{"id": C1, "peer": "QmP"}, {"id": C2, "peer": "QmP"}]
+    hub = feed(state(T0 + 1000, both), state(T0 + 2000, both[:1]), state(T0 + 3000, []))
+    assert total(hub, "libp2p_peers_connected_total") == 1
+    assert total(hub, "libp2p_peers_disconnected_total") == 1
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 2
+
+
+def test_dht_routing_table_updates() -> None:
+    def dht_state(ts: int, peers: dict[str, int]) -> pb.ServerMessage:
+        msg = state(ts, [])
+        bucket = msg.state.subsystems.dht.buckets.add(cpl=3)
+        for p, status in peers.items():
+            bucket.peers.add(peer_id=p, status=status)
+        return msg
+
+    A, M, C = pb.DHT.PeerInDHT.ACTIVE, pb.DHT.PeerInDHT.MISSING, pb.DHT.PeerInDHT.CANDIDATE
+    hub = feed(dht_state(T0 + 1000, {"a": A, "b": A, "c": C}), dht_state(T0 + 2000, {"a": M, "c": A, "d": A}))
+    assert total(hub, "libp2p_dht_routing_table_updates_total", action="added") == 2 + 2  # a,b then c,d
+    assert total(hub, "libp2p_dht_routing_table_updates_total", action="removed") == 1  # b
+    assert total(hub, "libp2p_dht_routing_table_updates_total", action="status_changed") == 2  # a, c
+    assert total(hub, "libp2p_dht_bucket_peers", cpl="3", status="missing") == 1
