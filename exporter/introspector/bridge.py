@@ -72,6 +72,33 @@ class TrioBridge:
             raise BridgeClosed("the trio loop has finished") from exc
         return await fut
 
+    async def run_async(self, afn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run the coroutine function ``afn`` as a trio system task and await its result from asyncio."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if not fut.done():
+                fut.set_result(value) if ok else fut.set_exception(value)
+
+        async def task() -> None:
+            try:
+                result: tuple[bool, Any] = (True, await afn(*args))
+            except Exception as exc:
+                result = (False, exc)
+            except BaseException as exc:  # cancelled by trio's shutdown: report, then let it unwind
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, False, BridgeClosed(repr(exc)))
+                raise
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, *result)
+
+        try:
+            self.token.run_sync_soon(trio.lowlevel.spawn_system_task, task)
+        except trio.RunFinishedError as exc:
+            raise BridgeClosed("the trio loop has finished") from exc
+        return await fut
+
 
 class TrioThread:
     """trio.run(main) in a daemon thread, started and stopped from asyncio.

@@ -35,7 +35,8 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import wraps
 from importlib import metadata
@@ -44,7 +45,8 @@ from typing import Any
 import trio
 
 from exporter.introspector.api import Introspector, event_type, now_ms
-from exporter.introspector.bridge import TrioBridge
+from exporter.introspector.bridge import AsyncioThread, TrioBridge
+from exporter.introspector.endpoint import Endpoint
 from exporter.protocol import introspection_pb2 as pb
 
 try:  # the extra is optional; importing this module without it explains what to install
@@ -157,7 +159,7 @@ def _chain(conn: Any) -> Iterable[Any]:
         yield obj
         seen += 1
         nxt = None
-        for attr in ("secured_conn", "read_writer", "conn", "stream"):
+        for attr in ("secured_conn", "read_writer", "read_write_closer", "conn", "stream"):
             cand = getattr(obj, attr, None)
             if cand is not None and cand is not obj:
                 nxt = cand
@@ -682,3 +684,37 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return ""
+
+
+@asynccontextmanager
+async def introspect_host(
+    host: Any,
+    *,
+    dht: Any = None,
+    listen_host: str = "127.0.0.1",
+    port: int = 0,
+    retention_ms: int = DEFAULT_RETENTION_MS,
+) -> AsyncIterator[Endpoint]:
+    """For trio programs: serve ``host``'s introspection on ``ws://127.0.0.1:PORT/introspect`` in this block.
+
+    The Endpoint runs on an asyncio loop in its own thread (see bridge.py); ``endpoint.listen_addrs()``
+    says where. Use it inside ``host.run(...)``::
+
+        async with host.run(listen_addrs), introspect_host(host, dht=dht) as endpoint:
+            print(endpoint.listen_addrs())
+    """
+    insp = Libp2pIntrospection(host, dht=dht, retention_ms=retention_ms)
+    insp.attach()
+    intro = Introspector(name=insp.peer_id)
+    insp.register(intro, TrioBridge.current())
+    aio = AsyncioThread()
+    endpoint = Endpoint(intro, host=listen_host, port=port)
+    try:
+        await aio.call(endpoint.start())
+        yield endpoint
+    finally:
+        with trio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await aio.call(endpoint.close())
+            await trio.to_thread.run_sync(aio.close)
+            insp.detach()
