@@ -145,6 +145,7 @@ class TrioThread:
         if self.bridge is not None and self._cancel is not None:
             with contextlib.suppress(BridgeClosed):
                 await asyncio.wait_for(self.bridge.run(self._cancel.cancel), timeout)
+        error: BaseException | None = None
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._done)), timeout)
         except (asyncio.TimeoutError, TimeoutError):
@@ -152,8 +153,10 @@ class TrioThread:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # e.g. an ExceptionGroup from libp2p shutdown
-            return exc
-        return None
+            error = exc
+        if self._thread is not None:  # trio.run has returned: the thread ends in a moment
+            await asyncio.to_thread(self._thread.join, 1.0)
+        return error
 
     @property
     def alive(self) -> bool:

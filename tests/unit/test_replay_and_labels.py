@@ -17,7 +17,9 @@ from tests.unit.test_diff_counters import samples, total
 
 async def test_replay_paces_by_timestamps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s.libp2p.trace"
-    write_capture(path, list(SyntheticNode(connections=3, interval_ms=1000, dht_queries_per_step=0, churn=0).messages(4)))
+    write_capture(
+        path, list(SyntheticNode(connections=3, interval_ms=1000, dht_queries_per_step=0, churn=0).messages(4))
+    )
     waits: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -83,7 +85,7 @@ def test_peer_ids_and_addresses_never_labels() -> None:
     for msg in node.messages(5):
         hub.ingest("n", msg)
     peers = {c.peer_id for c in node.conns.values()}
-    for (_name, labels) in samples(hub):
+    for _name, labels in samples(hub):
         for key, value in labels:
             if key == "peer_id":  # only the node's own id, on the info metric
                 assert value == node.peer_id
