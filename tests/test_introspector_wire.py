@@ -139,5 +139,3 @@ async def test_forced_disconnect_is_one_close_through_the_wire() -> None:
         for ep in endpoints:
             await ep.close()
         await thread.stop(timeout=10)
-
-

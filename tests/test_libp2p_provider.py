@@ -269,3 +269,48 @@ async def wait_async(check: Callable[[], Any], timeout: float, what: str) -> Non
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_introspect_host_serves_a_trio_program() -> None:
+    """The README's recipe: a trio program gets an Endpoint for its host with one context manager."""
+    import aiohttp
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.peer.peerinfo import PeerInfo
+
+    from exporter.introspector.libp2p_provider import introspect_host
+    from exporter.protocol.commands import command
+    from exporter.protocol.framing import decode_segments
+
+    CMD = pb.ClientCommand
+
+    async def client(url: str) -> list[pb.ServerMessage]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            out = []
+            for cid, cmd, src in (
+                (1, CMD.HELLO, CMD.STATE),
+                (2, CMD.REQUEST, CMD.RUNTIME),
+                (3, CMD.REQUEST, CMD.STATE),
+            ):
+                await ws.send_bytes(command(cid, cmd, src))
+                frame = await asyncio.wait_for(ws.receive(), 10)
+                out.extend(decode_segments(frame.data).messages)
+            return out
+
+    async def main() -> tuple[list[pb.ServerMessage], str, str]:
+        a, b = new_host(), new_host()
+        listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+        async with a.run(listen), b.run(listen), introspect_host(a) as endpoint:
+            await b.connect(PeerInfo(a.get_id(), a.get_addrs()))
+            with trio.fail_after(10):  # the dialled side registers the connection a moment later
+                while not a.get_network().connections:
+                    await trio.sleep(0.01)
+            msgs = await trio.to_thread.run_sync(asyncio.run, client(endpoint.listen_addrs()[0]))
+            return msgs, str(a.get_id()), str(b.get_id())
+
+    msgs, a_id, b_id = trio.run(main)
+    hello, runtime, state = msgs
+    assert hello.response.result == pb.CommandResponse.OK
+    assert runtime.runtime.peer_id == a_id and runtime.runtime.implementation == "py-libp2p"
+    assert [c.peer_id for c in active(state.state)] == [b_id]
+    assert not state.state.subsystems.HasField("dht")  # no DHT given: the part is absent, not empty
