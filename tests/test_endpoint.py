@@ -342,3 +342,49 @@ async def test_close_ends_sessions_quickly(http: aiohttp.ClientSession) -> None:
     assert (await recv_raw(ws)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     with pytest.raises(aiohttp.ClientConnectorError):
         await http.ws_connect(url(ep) if ep.listen_addrs() else "ws://127.0.0.1:1/introspect")
+
+
+async def test_random_and_mutated_commands_get_answers_and_the_server_survives(http: aiohttp.ClientSession) -> None:
+    """Seeded garbage: every frame gets a well-formed answer (or the session is closed); the server lives."""
+    import random
+
+    rng = random.Random(4)
+    valid = [
+        command(i, c, s, interval_ms=rng.randrange(0, 5000))
+        for i, (c, s) in enumerate([(0, 0), (1, 0), (1, 1), (2, 2), (4, 0), (5, 0), (7, 0)])
+    ]
+    ep = Endpoint(make_introspector(), max_bad_commands=1000)
+    await ep.start()
+    try:
+        answered = 0
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws)
+            for _ in range(300):
+                if rng.random() < 0.5:
+                    payload = rng.randbytes(rng.randrange(0, 64))
+                else:
+                    payload = bytearray(rng.choice(valid))
+                    for _ in range(rng.randrange(1, 4)):
+                        if payload:
+                            payload[rng.randrange(len(payload))] = rng.randrange(256)
+                    payload = bytes(payload)
+                await ws.send_bytes(payload)
+                await ws.send_bytes(command(99_999, CMD.REQUEST, CMD.RUNTIME))  # a marker after each
+                while True:  # everything up to the marker must be a well-formed server message
+                    msg = await recv(ws)
+                    answered += 1
+                    if msg.WhichOneof("payload") == "runtime":
+                        break
+                await ws.send_bytes(command(99_998, CMD.PUSH_DISABLE, CMD.STATE))  # keep the session quiet
+                await ws.send_bytes(command(99_997, CMD.PUSH_DISABLE, CMD.EVENTS))
+                await ws.send_bytes(command(99_996, CMD.PUSH_RESUME))
+                for _ in range(3):
+                    answered += 1
+                    while (await recv(ws)).WhichOneof("payload") != "response":
+                        answered += 1
+        assert answered >= 300 * 5  # at least one answer per frame sent
+        assert ep.stats["bad_commands"] > 50
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws)
+    finally:
+        await ep.close()
