@@ -24,6 +24,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 ECHO = "/libp2p-exporter/demo/echo/1.0.0"
+TOPIC = "libp2p-exporter-demo"
 CHURN_ACTIONS = ("drop", "leave", "join")
 
 
@@ -36,6 +37,7 @@ class DemoOptions:
     dht_every_s: float = 1.0
     interval_ms: int = 1000  # the exporter's State interval per node
     retention_ms: int = 30_000  # how long closed connections and streams stay in the State
+    pubsub: bool = True  # gossipsub on topic TOPIC, with a message published now and then
     seed: int | None = None
 
 
@@ -49,6 +51,7 @@ class DemoNode:
     introspection: Any
     scope: Any  # trio.CancelScope that stops this node
     peer_id: str = ""
+    pubsub: Any = None
 
 
 class DemoSwarm:
@@ -81,13 +84,37 @@ class DemoSwarm:
         # Loopback peers share one subnet: lift the per-subnet diversity cap or buckets stay tiny.
         dht = KadDHT(host, DHTMode.SERVER, max_peers_per_subnet=0)
         host.set_stream_handler(ECHO, _echo_handler)
+        pubsub = router = None
+        if self.options.pubsub:
+            from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
+            from libp2p.pubsub.pubsub import Pubsub
+
+            # Created before any connection, as py-libp2p requires; loopback peers would trip the
+            # eclipse protection (one subnet), so it is off here.
+            router = GossipSub(
+                [PROTOCOL_ID_V11],
+                degree=3,
+                degree_low=2,
+                degree_high=4,
+                heartbeat_interval=1,
+                eclipse_protection_enabled=False,
+            )
+            pubsub = Pubsub(host, router)
         started = False
         try:
             with trio.CancelScope() as scope:
-                async with host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]), background_trio_service(dht):
+                async with contextlib.AsyncExitStack() as stack:
+                    await stack.enter_async_context(host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]))
+                    await stack.enter_async_context(background_trio_service(dht))
+                    nursery = await stack.enter_async_context(trio.open_nursery())
+                    if pubsub is not None:
+                        await stack.enter_async_context(background_trio_service(pubsub))
+                        await stack.enter_async_context(background_trio_service(router))
+                        await pubsub.wait_until_ready()
+                        nursery.start_soon(_drain, await pubsub.subscribe(TOPIC))
                     insp = Libp2pIntrospection(host, dht=dht, retention_ms=self.options.retention_ms)
                     insp.attach()
-                    node = DemoNode(slot, host, dht, insp, scope, str(host.get_id()))
+                    node = DemoNode(slot, host, dht, insp, scope, str(host.get_id()), pubsub)
                     self.nodes[slot] = node
                     self.stats["joins"] += 1
                     started = True
@@ -157,6 +184,20 @@ class DemoSwarm:
                 peers = [n for n in live if n is not node]
                 if peers:
                     self.nursery.start_soon(self._echo, node, self.rng.choice(peers))
+            publishers = [n for n in live if n.pubsub is not None]
+            if publishers and self.rng.random() < 0.5:
+                self.nursery.start_soon(self._publish, self.rng.choice(publishers))
+
+    async def _publish(self, node: DemoNode) -> None:
+        import trio
+
+        with trio.move_on_after(5):
+            try:
+                await node.pubsub.publish(TOPIC, self.rng.randbytes(self.rng.randint(32, 1024)))
+                self.stats["published"] += 1
+            except Exception as exc:
+                self.stats["publish_errors"] += 1
+                log.debug("publish on %d: %r", node.slot, exc)
 
     async def _echo(self, node: DemoNode, peer: DemoNode) -> None:
         """Open an echo stream, do a few round trips over a few seconds, close it."""
@@ -254,6 +295,12 @@ class DemoSwarm:
             node = await self.join(self.rng.choice(free))
             return f"join: node-{node.slot} as {node.peer_id[-8:]}"
         raise ValueError(f"unknown churn action {action!r}; choose from {', '.join(CHURN_ACTIONS)}")
+
+
+async def _drain(subscription: Any) -> None:
+    """Receive the topic's messages (and drop them): a subscriber that keeps up."""
+    while True:
+        await subscription.get()
 
 
 async def _echo_handler(stream: Any) -> None:
@@ -398,6 +445,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         churn=churn,
         seed=args.seed,
         interval_ms=args.interval_ms,
+        pubsub=not args.no_pubsub,
     )
 
 
@@ -412,6 +460,7 @@ def add_demo_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--churn-every", type=float, default=4.0, help="seconds between churn actions (default 4)")
     p.add_argument("--interval-ms", type=int, default=1000, help="State interval the exporter asks for (default 1000)")
     p.add_argument("--seed", type=int, default=None, help="seed for the workload and churn choices")
+    p.add_argument("--no-pubsub", action="store_true", help="no gossipsub (by default every node joins one topic)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
