@@ -363,7 +363,10 @@ class Demo:
         self._worker = asyncio.create_task(self._apply_changes(), name="demo endpoints")
         await self.trio_thread.start(timeout=60)
         # every initial node is up; wait until its Endpoint serves
+        deadline = loop.time() + 30
         while any(s.endpoint is None for s in self.slots.values()) or len(self.slots) < self.options.nodes:
+            if loop.time() > deadline:
+                raise RuntimeError("demo: the nodes' introspection endpoints did not start within 30 s")
             await asyncio.sleep(0.05)
 
     async def _apply_changes(self) -> None:

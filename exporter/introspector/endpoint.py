@@ -192,8 +192,9 @@ class _Session:
                     await task
 
     async def close(self, code: int, message: bytes) -> None:
+        """Close the session; a client that does not answer the close frame is given one second."""
         with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=message)
+            await asyncio.wait_for(self.ws.close(code=code, message=message), 1.0)
 
     # -- output -----------------------------------------------------------------------------
     async def _send(self, data: bytes) -> None:
