@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: Prometheus + promtool and Alertmanager for the end-to-end tests; GMP and a C
 # compiler for fastecdsa, which py-libp2p builds from source.
-APT_PACKAGES := prometheus prometheus-alertmanager libgmp-dev gcc python3-dev python3-venv
+APT_PACKAGES := prometheus prometheus-alertmanager libgmp-dev gcc
 
 .PHONY: demo test system-deps venv lint proto
 

@@ -46,7 +46,7 @@ def walk(msg: object) -> int:
     """Touch every set field, as the least a consumer of the snapshot must do."""
     n = 0
     for _field, value in msg.ListFields():  # type: ignore[attr-defined]
-        if isinstance(value, (list, tuple)) or hasattr(value, "__len__") and not isinstance(value, (str, bytes)):
+        if isinstance(value, (list, tuple)) or (hasattr(value, "__len__") and not isinstance(value, (str, bytes))):
             for item in value:
                 n += walk(item) if hasattr(item, "ListFields") else 1
         elif hasattr(value, "ListFields"):
@@ -72,7 +72,9 @@ def naive_update(registry_gauges: dict[str, Gauge], state: pb.State) -> None:
     by_stream: Counter[tuple[str, ...]] = Counter()
     for c in state.subsystems.connections:
         t = transport_of(c.endpoints.src_multiaddr, c.endpoints.dst_multiaddr)
-        by_conn[(str(c.status), str(c.role), t, short_name(c.attribs.encryption), short_name(c.attribs.multiplexer))] += 1
+        by_conn[
+            (str(c.status), str(c.role), t, short_name(c.attribs.encryption), short_name(c.attribs.multiplexer))
+        ] += 1
         for s in c.streams.streams:
             by_stream[(s.protocol, str(s.role), str(s.status))] += 1
     for labels, n in by_conn.items():
@@ -129,7 +131,9 @@ def main() -> None:
     # Naive: labelled gauges cleared and set per snapshot.
     registry = CollectorRegistry()
     gauges = {
-        "conns": Gauge("naive_connections", "x", ["status", "dir", "transport", "security", "muxer"], registry=registry),
+        "conns": Gauge(
+            "naive_connections", "x", ["status", "dir", "transport", "security", "muxer"], registry=registry
+        ),
         "streams": Gauge("naive_streams", "x", ["protocol", "dir", "status"], registry=registry),
     }
 
@@ -143,8 +147,12 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {platform.processor() or '?'}, Python {platform.python_version()}")
     print(f"exposition: {samples} samples, {len(body) / 1e3:.0f} kB")
-    print(f"ours:  decode {decode_t * 1e3:7.1f} ms  mapping {map_t * 1e3:7.1f} ms  exposition {expose_t * 1e3:6.1f} ms  = {ours * 1e3:7.1f} ms")
-    print(f"floor: parse+walk {floor_parse * 1e3:7.1f} ms  exposition {floor_expose * 1e3:6.1f} ms  = {floor * 1e3:7.1f} ms")
+    print(
+        f"ours:  decode {decode_t * 1e3:7.1f} ms  mapping {map_t * 1e3:7.1f} ms  exposition {expose_t * 1e3:6.1f} ms  = {ours * 1e3:7.1f} ms"
+    )
+    print(
+        f"floor: parse+walk {floor_parse * 1e3:7.1f} ms  exposition {floor_expose * 1e3:6.1f} ms  = {floor * 1e3:7.1f} ms"
+    )
     print(f"naive: parse + clear/set + exposition = {naive_t * 1e3:7.1f} ms")
     print(f"ratios: ours/floor {ours / floor:.2f}  ours/naive {ours / naive_t:.2f}")
     print(f"peak RSS of this process: {rss_mb:.0f} MB")

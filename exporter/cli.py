@@ -12,8 +12,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from exporter import __version__
+from exporter.labels import Cardinality
 from exporter.node import Hub
+from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
 from exporter.server import DEFAULT_LISTEN, Handler, build_app, start_server
+from exporter.sinks.otel import add_otel_flags, install_tracing
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -29,12 +32,37 @@ def add_web_flags(p: argparse.ArgumentParser) -> None:
         "--web.telemetry-path", dest="telemetry_path", default="/metrics", help="metrics path (default /metrics)"
     )
     p.add_argument(
+        "--labels.protocol-cap",
+        dest="protocol_cap",
+        type=int,
+        default=32,
+        help="protocol ids beyond the known list that may become label values before the rest is 'other' (default 32)",
+    )
+    p.add_argument(
+        "--labels.other-cap",
+        dest="other_cap",
+        type=int,
+        default=8,
+        help="the same cap for security, muxer and event type names (default 8)",
+    )
+    p.add_argument(
+        "--protocol.max-segment-bytes",
+        dest="max_segment",
+        type=int,
+        default=DEFAULT_MAX_SEGMENT,
+        help=f"largest segment accepted; longer lengths are errors, never allocations (default {DEFAULT_MAX_SEGMENT})",
+    )
+    p.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
         choices=["debug", "info", "warn", "error"],
         help="log level (default info)",
     )
+
+
+def hub_from_args(args: argparse.Namespace) -> Hub:
+    return Hub(cardinality=Cardinality(protocol_cap=args.protocol_cap, other_cap=args.other_cap))
 
 
 def setup_logging(level: str) -> None:
@@ -54,11 +82,12 @@ async def serve_until_stopped(
     extra_routes: list[tuple[str, str, Handler]] | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``)."""
+    tracing = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
     try:
         runner = await start_server(app, args.listen)
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", args.listen, exc.strerror or exc)
+    except (OSError, ValueError) as exc:
+        log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
         return 2
     print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
@@ -81,6 +110,7 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await runner.cleanup()
+        await loop.run_in_executor(None, tracing.shutdown)
     return 0
 
 
@@ -103,12 +133,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         print(f"libp2p-exporter replay: no such file: {args.file}", file=sys.stderr)
         return 1
-    hub = Hub()
+    hub = hub_from_args(args)
     node = args.node or Path(args.file).name.split(".")[0]
 
     async def work() -> None:
         try:
-            passes = await replay(hub, args.file, node=node, speed=args.speed, loop=args.loop)
+            passes = await replay(
+                hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=args.max_segment
+            )
             log.info("replay of %s finished after %d pass(es); serving the final state", args.file, passes)
         except CaptureError as exc:
             log.error("%s", exc)
@@ -157,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start again at the end; counters keep counting")
     p.add_argument("--node", default="", help="node label (default: the file name up to its first dot)")
     add_web_flags(p)
+    add_otel_flags(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic capture file")
@@ -177,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_flags(p)
     add_web_flags(p)
+    add_otel_flags(p)
     p.set_defaults(func=cmd_demo)
 
     from exporter.sources.live_cli import add_parsers

@@ -277,6 +277,7 @@ def _targets(node: yaml.Node, problems: list[str], at: str) -> list[dict[str, An
                 if key == "labels":
                     t["labels"] = _labels(v, kw, problems, at)
                 elif key == "url":
+                    t["url"] = None  # present, even if it turns out invalid
                     t["url"] = check_url(_scalar(v))
                 elif key == "name":
                     name = _scalar(v)
@@ -295,6 +296,8 @@ def _targets(node: yaml.Node, problems: list[str], at: str) -> list[dict[str, An
                 problems.append(f"{at}:{_line(v)}: {kw}: {exc}")
         if "url" not in t:
             problems.append(f"{at}:{_line(item)}: {where}: url is required")
+            continue
+        if t["url"] is None:
             continue
         out.append(t)
     return out

@@ -470,8 +470,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """The ``demo`` subcommand body."""
     import sys
 
-    from exporter.cli import serve_until_stopped
-    from exporter.node import Hub
+    from exporter.cli import hub_from_args, serve_until_stopped
 
     try:
         import libp2p  # noqa: F401
@@ -492,7 +491,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.log_level != "debug":
         # py-libp2p logs every failed dial and reset stream (churn makes many); keep the demo readable.
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    hub = Hub()
+    hub = hub_from_args(args)
 
     async def work() -> None:
         demo = Demo(options, hub)

@@ -77,6 +77,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--web.listen-address", dest="listen", default=None, help="address to serve on (127.0.0.1:9797)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default=None, help="metrics path (/metrics)")
     p.add_argument("--log.level", dest="log_level", default=None, choices=["debug", "info", "warn", "error"])
+    from exporter.sinks.otel import add_otel_flags
+
+    add_otel_flags(p)  # live nodes can be traced like replayed ones
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("check-config", help="validate a live-mode config file")
@@ -128,7 +131,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         return 2
     level = {"warn": logging.WARNING}.get(cfg.log_level, getattr(logging, cfg.log_level.upper(), logging.INFO))
     logging.getLogger().setLevel(level)
-    return asyncio.run(run_live(cfg))
+    return asyncio.run(run_live(cfg, cli_args=args))
 
 
 def probe_handler(hub: Hub, manager: SessionManager) -> Any:
@@ -162,7 +165,9 @@ def probe_handler(hub: Hub, manager: SessionManager) -> Any:
     return probe
 
 
-async def run_live(cfg: LiveConfig, *, duration: float | None = None) -> int:
+async def run_live(
+    cfg: LiveConfig, *, duration: float | None = None, cli_args: argparse.Namespace | None = None
+) -> int:
     from exporter.cli import serve_until_stopped
 
     hub = Hub()
@@ -182,7 +187,10 @@ async def run_live(cfg: LiveConfig, *, duration: float | None = None) -> int:
         probe_idle_s=cfg.probe_idle_s,
         max_probe_sessions=cfg.probe_max_sessions,
     )
-    args = argparse.Namespace(listen=cfg.listen, telemetry_path=cfg.telemetry_path)
+    # The other flags (tracing) pass through; where to serve comes from the merged config.
+    args = argparse.Namespace(
+        **{**vars(cli_args or argparse.Namespace()), "listen": cfg.listen, "telemetry_path": cfg.telemetry_path}
+    )
     names = ", ".join(t.name for t in cfg.targets) or "none (use /probe?target=ws://…)"
     log.info("live mode: %d target(s): %s", len(cfg.targets), names)
 

@@ -7,7 +7,7 @@ import logging
 import os
 
 from exporter.node import Hub
-from exporter.protocol.framing import SegmentError
+from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sources.capture import iter_capture
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ async def replay(
     speed: float = 1.0,
     loop: bool = False,
     max_passes: int | None = None,
+    max_segment: int = DEFAULT_MAX_SEGMENT,
 ) -> int:
     """Feed the file's messages to ``hub`` as node ``node``; returns how many passes were made.
 
@@ -42,7 +43,7 @@ async def replay(
     while True:
         first_ts = last_ts = 0
         prev_ts = 0
-        for item in iter_capture(path):
+        for item in iter_capture(path, max_segment=max_segment):
             if isinstance(item, SegmentError):
                 hub.errors(node, [item])
                 continue

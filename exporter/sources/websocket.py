@@ -240,6 +240,9 @@ class Session:
                     reason, detail = "timeout", "timed out"
                 except (aiohttp.ClientError, OSError) as exc:
                     reason, detail = "connect", f"{type(exc).__name__}: {exc}"
+                except Exception as exc:  # a bug or a surprise must not end the session for good
+                    log.exception("node %s: unexpected error in the session", self.name)
+                    reason, detail = "error", f"{type(exc).__name__}: {exc}"
                 finally:
                     ws, self._ws = self._ws, None
                     if ws is not None and not ws.closed:
@@ -279,6 +282,7 @@ class Session:
                 await self._task
             self._task = None
         self.stats.state = "closed"
+        self.node.up = False  # nobody feeds this node any more
         if self._own_client and self._client is not None:
             await self._client.close()
             self._client = None

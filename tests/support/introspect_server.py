@@ -58,6 +58,7 @@ class FakeNode:
     text_frames: bool = False
     push_runtime_on_connect: bool = False
     empty_version: bool = False
+    autoping: bool = True  # False: never answer WebSocket pings (a peer that is gone but whose socket is not)
     refuse_hellos: int = 0
     err_commands: set[tuple[int, int]] = field(default_factory=set)  # (command, source) answered ERR
     mode: str = "normal"  # normal, stall, corrupt, close, flood, down
@@ -119,7 +120,7 @@ class IntrospectServer:
         node = self.nodes.get(request.match_info.get("key", ""))
         if node is None or node.mode == "down":
             raise web.HTTPNotFound()
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=node.autoping)
         await ws.prepare(request)
         node.connects += 1
         node.live.add(ws)

@@ -128,3 +128,43 @@ def test_generator_is_deterministic_and_churns() -> None:
     assert total(hub, "libp2p_dht_routing_table_updates_total", action="removed") > 0
     assert total(hub, "libp2p_peers") >= 25
     assert total(hub, "libp2p_dht_buckets") == 6
+
+
+def test_cli_errors_are_clear(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", str(tmp_path / "missing.mock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1 and "no such file" in res.stderr
+    res = subprocess.run(
+        [sys.executable, "-m", "exporter", "replay", __file__, "--web.listen-address", "nonsense"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2 and "not host:port" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
+    """After many churning snapshots, what the exporter keeps per node is bounded by the latest State."""
+    hub = Hub()
+    node = SyntheticNode(connections=40, streams_per_conn=3, churn=0.3, seed=11, retention_ms=3000)
+    for msg in node.messages(200):
+        hub.ingest("n", msg)
+    state = hub.nodes["n"]
+    snap = state.snapshot
+    assert snap is not None
+    n_conns = len(snap.conns)
+    n_streams = sum(len(c.streams) for c in snap.conns.values())
+    tracker = state.tracker
+    assert len(tracker.conns.live) + len(tracker.conns.done) <= n_conns
+    assert len(tracker.streams.live) + len(tracker.streams.done) <= n_streams
+    assert len(state.accs["swarm"].labels) <= n_conns
+    assert len(state.accs["traffic"].by_protocol.last) <= 2 * n_streams
+    assert len(state.accs["traffic"].by_transport.last) <= 2 * n_conns
+    assert total(hub, "libp2p_swarm_connections_closed_total") > 500  # lots of history went through

@@ -1,0 +1,128 @@
+"""Live-mode configuration: precedence, validation with line numbers, check-config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.config import ConfigError, build, load_file, parse_duration, parse_size
+from exporter.sources.live_cli import default_to_live
+
+GOOD = """\
+web:
+  listen_address: 127.0.0.1:9900
+defaults:
+  interval: 2s
+  labels: {env: lab}
+session:
+  backoff_max: 10s
+record:
+  dir: /tmp/rec
+  max_size: 1MiB
+targets:
+  - ws://10.0.0.1:8080/introspect
+  - url: ws://10.0.0.2:8080/introspect
+    name: boot
+    interval: 500ms
+    labels: {role: bootstrap}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "cfg.yml"
+    p.write_text(text)
+    return p
+
+
+def test_file_values(tmp_path: Path) -> None:
+    cfg = build({}, [], str(write(tmp_path, GOOD)), env={})
+    assert cfg.listen == "127.0.0.1:9900"
+    assert [t.name for t in cfg.targets] == ["10.0.0.1:8080", "boot"]
+    assert [t.interval_ms for t in cfg.targets] == [2000, 500]
+    assert cfg.targets[1].labels == {"env": "lab", "role": "bootstrap"}
+    assert cfg.options.backoff_max_s == 10.0
+    assert cfg.record_max_bytes == 1 << 20
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    path = str(write(tmp_path, GOOD))
+    env = {"LIBP2P_EXPORTER_LISTEN_ADDRESS": "127.0.0.1:9901", "LIBP2P_EXPORTER_INTERVAL": "3s"}
+    cfg = build({}, [], path, env=env)
+    assert cfg.listen == "127.0.0.1:9901"  # env beats file
+    assert cfg.targets[0].interval_ms == 3000 and cfg.targets[1].interval_ms == 500  # a target's own wins
+    cfg = build({"listen": "127.0.0.1:9902", "interval": 4.0}, [], path, env=env)
+    assert cfg.listen == "127.0.0.1:9902" and cfg.targets[0].interval_ms == 4000  # flag beats env
+    # targets are one setting: flags replace the environment's, which replace the file's
+    env["LIBP2P_EXPORTER_TARGETS"] = "a=ws://h1:1/introspect, ws://h2:2/introspect"
+    assert [t.name for t in build({}, [], path, env=env).targets] == ["a", "h2:2"]
+    assert [t.name for t in build({}, ["ws://h3:3/x"], path, env=env).targets] == ["h3:3/x"]
+    # the config file itself can come from the environment
+    assert build({}, [], None, env={"LIBP2P_EXPORTER_CONFIG": path}).listen == "127.0.0.1:9900"
+
+
+BAD = """\
+web:
+  listen_address: 127.0.0.1:9900
+  colour: blue
+defaults:
+  interval: soon
+targets:
+  - url: http://10.0.0.1/introspect
+  - name: nourl
+  - url: ws://h/introspect
+    labels: {node: x, "bad-name": y}
+    interval: -1s
+"""
+
+
+def test_errors_name_line_and_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_file(write(tmp_path, BAD))
+    text = "\n".join(err.value.problems)
+    assert "cfg.yml:3: web.colour: unknown key" in text
+    assert "cfg.yml:5: defaults.interval: 'soon' is not a duration" in text
+    assert "cfg.yml:7: targets[0].url: 'http://10.0.0.1/introspect' is not a ws://" in text
+    assert "cfg.yml:8: targets[1]: url is required" in text
+    assert "cfg.yml:10: targets[2].labels.node: label 'node' is set by the exporter" in text
+    assert "targets[2].labels.bad-name: not a valid Prometheus label name" in text
+    assert "cfg.yml:11: targets[2].interval: '-1s' is not a duration" in text
+    assert len(err.value.problems) == 7
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"cfg.yml:3: not valid YAML"):
+        load_file(write(tmp_path, "web:\n  listen_address: a\n   oops: b\n"))
+
+
+def test_duplicate_names_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="used twice"):
+        build({}, ["ws://a:1/introspect", "ws://a:1/introspect"], None, env={})
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(write(tmp_path, GOOD))]) == 0
+    out = capsys.readouterr().out
+    assert "OK, 2 target(s)" in out and "boot: ws://10.0.0.2:8080/introspect every 500 ms" in out
+    assert main(["check-config", str(write(tmp_path, BAD))]) == 1
+    assert "cfg.yml:3: web.colour" in capsys.readouterr().err
+
+
+def test_live_is_the_default_command() -> None:
+    assert default_to_live(["--target", "ws://a:1"], env={}) == ["live", "--target", "ws://a:1"]
+    assert default_to_live(["replay", "f"], env={}) == ["replay", "f"]
+    assert default_to_live(["--help"], env={}) == ["--help"]
+    assert default_to_live([], env={"LIBP2P_EXPORTER_TARGETS": "ws://a:1"}) == ["live"]
+    assert default_to_live([], env={}) == []
+
+
+def test_bad_flag_value_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--target", "http://nope", "--interval", "later"]) == 2
+    err = capsys.readouterr().err
+    assert "--interval: 'later' is not a duration" in err
+
+
+def test_units() -> None:
+    assert parse_duration("500ms") == 0.5 and parse_duration("2m") == 120 and parse_duration(3) == 3
+    assert parse_size("64MiB") == 64 << 20 and parse_size("1kb") == 1000 and parse_size(10) == 10
