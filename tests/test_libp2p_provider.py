@@ -314,3 +314,25 @@ def test_introspect_host_serves_a_trio_program() -> None:
     assert runtime.runtime.peer_id == a_id and runtime.runtime.implementation == "py-libp2p"
     assert [c.peer_id for c in active(state.state)] == [b_id]
     assert not state.state.subsystems.HasField("dht")  # no DHT given: the part is absent, not empty
+
+
+async def test_closed_streams_are_bounded_newest_kept(swarm: Swarm) -> None:
+    a, b = swarm.node(0), swarm.node(1)
+    a.introspection.max_closed_streams = 5
+
+    async def short_streams() -> None:
+        for _ in range(12):
+            stream = await a.host.new_stream(b.host.get_id(), [ECHO])
+            await stream.write(b"ping")
+            await stream.read(4)
+            await stream.close()
+
+    await swarm.bridge.run_async(short_streams)
+
+    async def bounded() -> bool:
+        st = await swarm.intros[0].fetch_full_state()
+        to_b = [c for c in active(st) if c.peer_id == b.peer_id]
+        closed = [s for c in to_b for s in c.streams.streams if s.status == pb.CLOSED]
+        return len(closed) == 5 and all(s.protocol == ECHO for s in closed)
+
+    await wait_async(bounded, 10, "five newest closed echo streams")

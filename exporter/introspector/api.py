@@ -84,10 +84,17 @@ class Introspector:
         self.faults: Counter[tuple[str, str]] = Counter()
         self.events_published: Counter[str] = Counter()
         self.snapshots = 0
+        with contextlib.suppress(RuntimeError):  # created on a running loop: deliver events there
+            self.bind_loop()
 
     # -- registration -----------------------------------------------------------------------
     def register(self, subsystem: Subsystem, provider: Callable[[], Any], *, name: str = "") -> None:
-        """Register ``provider`` for one subsystem; several providers per subsystem are merged."""
+        """Register ``provider`` for one subsystem; several providers per subsystem are merged.
+
+        A provider returning an awaitable is bounded by ``provider_timeout_s``. A synchronous one runs
+        on the event loop and cannot be interrupted, so it must be quick; anything that may block
+        (another thread, another event loop) belongs behind an awaitable, as the py-libp2p provider does.
+        """
         if subsystem not in SUBSYSTEMS:
             raise ValueError(f"unknown subsystem {subsystem!r}; expected one of {', '.join(SUBSYSTEMS)}")
         label = name or getattr(provider, "__qualname__", None) or repr(provider)

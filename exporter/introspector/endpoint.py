@@ -262,7 +262,12 @@ class _Session:
     async def _state_loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval_ms / 1000.0)
-            state = await self.endpoint.introspector.fetch_full_state()
+            try:
+                state = await self.endpoint.introspector.fetch_full_state()
+            except Exception:  # provider faults are contained inside; this would be a bug: skip a beat
+                self.stats["snapshot_failures"] += 1
+                log.exception("introspection endpoint: snapshot failed")
+                continue
             data = encode_segment(_server_message(state=state))
             if self.paused:
                 self._queue_paused(data)

@@ -58,6 +58,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 log = logging.getLogger(__name__)
 Prop = pb.EventType.EventProperty
 DEFAULT_RETENTION_MS = 120_000
+# A busy node closes many streams within a retention period: keep the newest closed ones only.
+MAX_CLOSED_CONNS = 1024
+MAX_CLOSED_STREAMS_PER_CONN = 256
 _INBOUND_PEEK = 8192  # bytes of an inbound DHT stream kept to learn the request type
 
 EVENT_TYPES = [
@@ -257,6 +260,8 @@ class Libp2pIntrospection:
         self.dht = dht
         self.retention_ms = retention_ms
         self.count_bytes = count_bytes
+        self.max_closed_conns = MAX_CLOSED_CONNS
+        self.max_closed_streams = MAX_CLOSED_STREAMS_PER_CONN
         self.peer_id = str(host.get_id())
         self._key = hashlib.sha256(host.get_id().to_bytes()).digest()
         self._ids = itertools.count(1)
@@ -450,14 +455,25 @@ class Libp2pIntrospection:
                 self._conn_closed(rec.conn)
 
     def _prune(self, now: int) -> None:
+        """Forget what closed before the retention period, and bound what closed within it."""
         horizon = now - self.retention_ms
+        closed_conns = []
         for key, rec in list(self._conns.items()):
             if rec.close_ts and rec.close_ts < horizon:
                 del self._conns[key]
                 continue
+            if rec.close_ts:
+                closed_conns.append((rec.close_ts, key))
+            closed_streams = []
             for skey, s in list(rec.streams.items()):
                 if s.close_ts and s.close_ts < horizon:
                     del rec.streams[skey]
+                elif s.close_ts:
+                    closed_streams.append((s.close_ts, skey))
+            for _, skey in sorted(closed_streams)[: max(0, len(closed_streams) - self.max_closed_streams)]:
+                del rec.streams[skey]
+        for _, key in sorted(closed_conns)[: max(0, len(closed_conns) - self.max_closed_conns)]:
+            del self._conns[key]
 
     def snapshot_connections(self) -> list[pb.Connection]:
         """Every connection we know, open ones and those closed within the retention period."""
