@@ -8,7 +8,6 @@ import contextlib
 import logging
 import signal
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -168,21 +167,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from exporter.generator import SyntheticNode
-    from exporter.sources.capture import CaptureWriter
-    from exporter.sources.replay import replay
+    from exporter.demo import run_demo
 
-    tmp = Path(tempfile.mkdtemp(prefix="libp2p-exporter-demo-")) / "synthetic.libp2p.trace"
-    with CaptureWriter(tmp) as writer:
-        for msg in SyntheticNode(connections=40, churn=0.15, seed=7).messages(600):
-            writer.write(msg)
-    hub = hub_from_args(args)
-
-    async def work() -> None:
-        await replay(hub, tmp, node="demo", speed=args.speed, loop=True)
-
-    print(f"demo: replaying a synthetic node ({writer.messages} messages) from {tmp}", flush=True)
-    return asyncio.run(serve_until_stopped(hub, args, work, description="synthetic demo node", duration=args.duration))
+    return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,11 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("demo", help="serve /metrics for a built-in demo node")
+    p = sub.add_parser("demo", help="run a local py-libp2p swarm, watch it over the wire, serve /metrics")
     p.add_argument(
         "--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)"
     )
-    p.add_argument("--speed", type=float, default=1.0, help="pace of the demo data")
+    from exporter.demo import add_demo_flags
+
+    add_demo_flags(p)
     add_web_flags(p)
     add_otel_flags(p)
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,338 @@
+"""Real py-libp2p hosts on loopback: the State the provider builds matches the hosts' own view.
+
+Five hosts with a Kademlia DHT run in a trio thread (exporter.demo.DemoSwarm with its workload and
+churn switched off); each gets an Introspector fed through the trio/asyncio bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+pytest.importorskip("libp2p")
+
+import trio
+
+from exporter.demo import ECHO, DemoOptions, DemoSwarm
+from exporter.introspector import Introspector
+from exporter.introspector.bridge import BridgeClosed, TrioBridge, TrioThread
+from exporter.protocol import introspection_pb2 as pb
+
+N = 5
+
+
+class Swarm:
+    def __init__(self, swarm: DemoSwarm, thread: TrioThread) -> None:
+        self.swarm = swarm
+        self.thread = thread
+        self.intros: dict[int, Introspector] = {}
+
+    @property
+    def bridge(self) -> TrioBridge:
+        assert self.thread.bridge is not None
+        return self.thread.bridge
+
+    def node(self, slot: int) -> Any:
+        return self.swarm.nodes[slot]
+
+    async def on_trio(self, fn: Callable[[], Any]) -> Any:
+        return await self.bridge.run(fn)
+
+
+@pytest.fixture
+async def swarm() -> AsyncIterator[Swarm]:
+    opts = DemoOptions(nodes=N, churn_every_s=0, traffic_every_s=0, dht_every_s=0, seed=3, retention_ms=60_000)
+    ds = DemoSwarm(opts, lambda node: None, lambda slot: None)
+    thread = TrioThread(ds.main, name="test-swarm")
+    await thread.start(timeout=60)
+    s = Swarm(ds, thread)
+    for slot in range(N):
+        intro = Introspector(name=f"node-{slot}", provider_timeout_s=5.0)
+        intro.bind_loop()
+        ds.nodes[slot].introspection.register(intro, s.bridge)
+        s.intros[slot] = intro
+    yield s
+    err = await thread.stop(timeout=10)
+    assert not thread.alive, f"trio thread still running ({err!r})"
+
+
+def host_view(swarm: Swarm, slot: int) -> dict[str, Any]:
+    """What the host itself says (runs on the trio thread)."""
+    node = swarm.node(slot)
+    conns = node.host.get_network().connections
+    return {
+        "peers": sorted(str(p) for p, cs in conns.items() if cs),
+        "conns": sum(len(cs) for cs in conns.values()),
+        "protocols": sorted(str(s.get_protocol()) for cs in conns.values() for c in cs for s in c.get_streams()),
+        "rt": node.dht.get_routing_table_size(),
+        "rt_peers": sorted(str(p) for p in node.dht.routing_table.get_peer_ids()),
+    }
+
+
+def active(state: pb.State) -> list[pb.Connection]:
+    return [c for c in state.subsystems.connections if c.status == pb.ACTIVE]
+
+
+async def test_state_matches_each_hosts_own_view(swarm: Swarm) -> None:
+    for slot in range(N):
+        state = await swarm.intros[slot].fetch_full_state()
+        view = await swarm.on_trio(lambda slot=slot: host_view(swarm, slot))
+        conns = active(state)
+        assert view["conns"] >= 1
+        assert len(conns) == view["conns"]
+        assert sorted(c.peer_id for c in conns) == view["peers"]
+        for c in conns:
+            assert c.role in (pb.INITIATOR, pb.RESPONDER)
+            assert c.endpoints.dst_multiaddr.startswith("/ip4/127.0.0.1/tcp/")
+            assert c.endpoints.src_multiaddr.startswith("/ip4/127.0.0.1/tcp/")
+            assert c.transport_id == b"ip4+tcp"
+            assert (c.attribs.encryption, c.attribs.multiplexer) == ("/noise", "/yamux/1.0.0")
+            assert 0 < c.timeline.open_ts <= state.instant_ts and not c.timeline.close_ts
+            assert c.traffic.traffic_in.cum_bytes > 0 and c.traffic.traffic_out.cum_bytes > 0
+        assert state.traffic.traffic_in.cum_bytes >= sum(c.traffic.traffic_in.cum_bytes for c in conns)
+        dht = state.subsystems.dht
+        assert dht.enabled and dht.protocol == "/ipfs/kad/1.0.0" and dht.params.k == 20
+        in_buckets = sorted(p.peer_id for b in dht.buckets for p in b.peers)
+        assert len(in_buckets) == view["rt"] > 0
+        assert in_buckets == view["rt_peers"]
+        assert all(0 <= b.cpl <= 256 for b in dht.buckets)
+        assert state.instant_ts >= state.start_ts > 0
+
+
+async def test_streams_carry_protocol_direction_and_times(swarm: Swarm) -> None:
+    a, b = swarm.node(0), swarm.node(1)
+    held: dict[str, Any] = {}
+
+    async def open_and_hold() -> None:
+        stream = await a.host.new_stream(b.host.get_id(), [ECHO])
+        await stream.write(b"x" * 1000)
+        got = b""
+        while len(got) < 1000:
+            got += await stream.read(1000 - len(got))
+        held["stream"] = stream
+
+    await swarm.bridge.run_async(open_and_hold)
+    state_a = await swarm.intros[0].fetch_full_state()
+    to_b = [c for c in active(state_a) if c.peer_id == b.peer_id]
+    assert len(to_b) == 1
+    echo = [s for s in to_b[0].streams.streams if s.protocol == ECHO and s.status == pb.ACTIVE]
+    assert len(echo) == 1
+    assert echo[0].role == pb.INITIATOR and echo[0].timeline.open_ts and not echo[0].timeline.close_ts
+    assert echo[0].traffic.traffic_out.cum_bytes >= 1000 and echo[0].traffic.traffic_in.cum_bytes >= 1000
+    view = await swarm.on_trio(lambda: host_view(swarm, 0))
+    open_protocols = sorted(s.protocol for c in active(state_a) for s in c.streams.streams if s.status == pb.ACTIVE)
+    assert open_protocols == view["protocols"]
+    # the other side sees the same stream as a responder
+    state_b = await swarm.intros[1].fetch_full_state()
+    from_a = [c for c in active(state_b) if c.peer_id == a.peer_id]
+    assert [s.role for c in from_a for s in c.streams.streams if s.protocol == ECHO and s.status == pb.ACTIVE] == [
+        pb.RESPONDER
+    ]
+
+    await swarm.bridge.run_async(held["stream"].close)
+
+    async def closed() -> bool:
+        st = await swarm.intros[0].fetch_full_state()
+        return any(
+            s.protocol == ECHO and s.status == pb.CLOSED and s.timeline.close_ts >= s.timeline.open_ts
+            for c in st.subsystems.connections
+            for s in c.streams.streams
+        )
+
+    await wait_async(closed, 10, "the echo stream to show as closed")
+
+
+async def test_dht_queries_are_counted_by_result_and_published(swarm: Swarm) -> None:
+    events: dict[int, list[pb.ServerMessage]] = {slot: [] for slot in swarm.intros}
+    for slot, intro in swarm.intros.items():
+        intro.subscribe(events[slot].append)
+
+    def api(slot: int, name: str = "OutboundDHTQuery") -> list[dict[str, Any]]:
+        got = [json.loads(m.event.content) for m in events[slot] if m.event.type.name == name]
+        return [e for e in got if e["trigger"] == "API"] if name == "OutboundDHTQuery" else got
+
+    async def outgoing(slot: int) -> pb.DHT.QueryGauge:
+        return (await swarm.intros[slot].fetch_full_state()).subsystems.dht.outgoing_queries
+
+    # the DHT's own routing-table refreshes (trigger DISCOVERY) may add to the counters meanwhile
+    before0, before3 = await outgoing(0), await outgoing(3)
+    a, c = swarm.node(0), swarm.node(2)
+    found = await swarm.bridge.run_async(a.dht.find_peer, c.host.get_id())
+    assert found is not None
+    await swarm.bridge.run_async(a.dht.put_value, "test-key", b"value")
+    value = await swarm.bridge.run_async(swarm.node(3).dht.get_value, "test-key")
+    assert value == b"value"
+    missing = await swarm.bridge.run_async(swarm.node(3).dht.get_value, "no-such-key")
+    assert missing is None
+    after0, after3 = await outgoing(0), await outgoing(3)
+    assert after0.success - before0.success >= 2
+    assert after3.success - before3.success >= 1 and after3.error - before3.error == 1
+    inbound = 0
+    for intro in swarm.intros.values():
+        inbound += (await intro.fetch_full_state()).subsystems.dht.incoming_queries.success
+    assert inbound >= 3
+
+    await wait_async(lambda: _true(len(api(0)) == 2 and len(api(3)) == 2), 5, "the query events")
+    assert [(e["type"], e["result"]) for e in api(0)] == [("PEER", "SUCCESS"), ("VALUE", "SUCCESS")]
+    assert api(0)[0]["targetPeerId"] == c.peer_id
+    assert [(e["type"], e["result"]) for e in api(3)] == [("VALUE", "SUCCESS"), ("VALUE", "ERROR")]
+    keys = {"direction", "peerIds", "queryId", "targetPeerId", "totalTimeMs", "totalSteps", "trigger", "type", "result"}
+    inbound_events = [e for slot in swarm.intros for e in api(slot, "InboundDHTQuery")]
+    assert inbound_events
+    assert all(set(e) == keys for slot in swarm.intros for e in api(slot) + api(slot, "InboundDHTQuery"))
+    assert {e["type"] for e in inbound_events} <= {"PEER", "VALUE", "PROVIDER", "PING"}
+    assert all(e["direction"] == "INBOUND" and len(e["peerIds"]) == 1 for e in inbound_events)
+
+
+async def test_forced_disconnect_is_one_close_and_one_event(swarm: Swarm) -> None:
+    events: list[pb.ServerMessage] = []
+    swarm.intros[0].subscribe(events.append)
+    a, b = swarm.node(0), swarm.node(1)
+    before = await swarm.intros[0].fetch_full_state()
+    assert [c.peer_id for c in active(before)].count(b.peer_id) == 1
+    await swarm.bridge.run_async(a.host.disconnect, b.host.get_id())
+
+    async def closed_once() -> bool:
+        st = await swarm.intros[0].fetch_full_state()
+        to_b = [c for c in st.subsystems.connections if c.peer_id == b.peer_id]
+        return len(to_b) == 1 and to_b[0].status == pb.CLOSED
+
+    await wait_async(closed_once, 10, "the connection to show as CLOSED")
+    for _ in range(3):  # it stays a single CLOSED entry, not a second close
+        st = await swarm.intros[0].fetch_full_state()
+        to_b = [c for c in st.subsystems.connections if c.peer_id == b.peer_id]
+        assert len(to_b) == 1 and to_b[0].status == pb.CLOSED
+        assert to_b[0].timeline.close_ts >= to_b[0].timeline.open_ts
+        assert all(s.status == pb.CLOSED for s in to_b[0].streams.streams)
+    view = await swarm.on_trio(lambda: host_view(swarm, 0))
+    assert b.peer_id not in view["peers"]
+    disc = [json.loads(m.event.content) for m in events if m.event.type.name == "PeerDisconnecting"]
+    assert [d["peerId"] for d in disc] == [b.peer_id]
+    assert disc[0]["age"] >= 0 and disc[0]["transport"] == "ip4+tcp"
+
+
+async def test_a_stalled_trio_loop_costs_the_snapshot_parts_not_the_endpoint(swarm: Swarm) -> None:
+    intro = swarm.intros[0]
+    intro.provider_timeout_s = 0.3
+    await swarm.bridge.run(lambda: swarm.swarm.nursery.start_soon(_block_trio, 1.0))
+    state = await intro.fetch_full_state()  # trio is blocked: every trio-backed part times out
+    assert not state.subsystems.connections and not state.subsystems.HasField("dht")
+    assert intro.faults[("connections:py-libp2p", "timeout")] == 1
+    runtime = await intro.fetch_runtime()  # static parts still answer
+    assert runtime.implementation == "py-libp2p" and runtime.peer_id == swarm.node(0).peer_id
+    names = {et.name for et in runtime.event_types}
+    assert {"PeerConnecting", "PeerDisconnecting", "InboundDHTQuery", "OutboundDHTQuery"} <= names
+    intro.provider_timeout_s = 5.0
+
+    async def back() -> bool:
+        return bool((await intro.fetch_full_state()).subsystems.connections)
+
+    await wait_async(back, 10, "snapshots to recover")
+
+
+async def test_bridge_reports_a_finished_trio_loop() -> None:
+    async def main(task_status: Any) -> None:
+        task_status.started(None)
+
+    thread = TrioThread(main)
+    await thread.start()
+    bridge = thread.bridge
+    assert bridge is not None
+    assert await thread.stop() is None
+    with pytest.raises(BridgeClosed):
+        await bridge.run(lambda: 1)
+
+
+async def _block_trio(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)  # deliberately blocks the trio thread
+    await trio.sleep(0)
+
+
+def _true(value: bool) -> bool:
+    return value
+
+
+async def wait_async(check: Callable[[], Any], timeout: float, what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_introspect_host_serves_a_trio_program() -> None:
+    """The README's recipe: a trio program gets an Endpoint for its host with one context manager."""
+    import aiohttp
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.peer.peerinfo import PeerInfo
+
+    from exporter.introspector.libp2p_provider import introspect_host
+    from exporter.protocol.commands import command
+    from exporter.protocol.framing import decode_segments
+
+    CMD = pb.ClientCommand
+
+    async def client(url: str) -> list[pb.ServerMessage]:
+        async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+            out = []
+            for cid, cmd, src in (
+                (1, CMD.HELLO, CMD.STATE),
+                (2, CMD.REQUEST, CMD.RUNTIME),
+                (3, CMD.REQUEST, CMD.STATE),
+            ):
+                await ws.send_bytes(command(cid, cmd, src))
+                frame = await asyncio.wait_for(ws.receive(), 10)
+                out.extend(decode_segments(frame.data).messages)
+            return out
+
+    async def main() -> tuple[list[pb.ServerMessage], str, str]:
+        a, b = new_host(), new_host()
+        listen = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]
+        async with a.run(listen), b.run(listen), introspect_host(a) as endpoint:
+            await b.connect(PeerInfo(a.get_id(), a.get_addrs()))
+            with trio.fail_after(10):  # the dialled side registers the connection a moment later
+                while not a.get_network().connections:
+                    await trio.sleep(0.01)
+            msgs = await trio.to_thread.run_sync(asyncio.run, client(endpoint.listen_addrs()[0]))
+            return msgs, str(a.get_id()), str(b.get_id())
+
+    msgs, a_id, b_id = trio.run(main)
+    hello, runtime, state = msgs
+    assert hello.response.result == pb.CommandResponse.OK
+    assert runtime.runtime.peer_id == a_id and runtime.runtime.implementation == "py-libp2p"
+    assert [c.peer_id for c in active(state.state)] == [b_id]
+    assert not state.state.subsystems.HasField("dht")  # no DHT given: the part is absent, not empty
+
+
+async def test_closed_streams_are_bounded_newest_kept(swarm: Swarm) -> None:
+    a, b = swarm.node(0), swarm.node(1)
+    a.introspection.max_closed_streams = 5
+
+    async def short_streams() -> None:
+        for _ in range(12):
+            stream = await a.host.new_stream(b.host.get_id(), [ECHO])
+            await stream.write(b"ping")
+            await stream.read(4)
+            await stream.close()
+
+    await swarm.bridge.run_async(short_streams)
+
+    async def bounded() -> bool:
+        st = await swarm.intros[0].fetch_full_state()
+        to_b = [c for c in active(st) if c.peer_id == b.peer_id]
+        closed = [s for c in to_b for s in c.streams.streams if s.status == pb.CLOSED]
+        return len(closed) == 5 and all(s.protocol == ECHO for s in closed)
+
+    await wait_async(bounded, 10, "five newest closed echo streams")
