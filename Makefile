@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages: Prometheus + promtool and Alertmanager for the end-to-end tests; GMP and a C
 # compiler for fastecdsa, which py-libp2p builds from source.
-APT_PACKAGES := prometheus prometheus-alertmanager libgmp-dev gcc
+BUILD_PACKAGES := libgmp-dev gcc
+APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo test system-deps venv lint proto dashboards
+.PHONY: demo test system-deps build-deps venv lint proto dashboards
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,12 +18,14 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+system-deps: PACKAGES = $(APT_PACKAGES)
+build-deps: PACKAGES = $(BUILD_PACKAGES)
+system-deps build-deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-demo: system-deps venv
+demo: build-deps venv
 	$(BIN)/libp2p-exporter demo
 
 test: system-deps venv
