@@ -92,6 +92,7 @@ class Hub:
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self.listeners: list[Callable[[NodeState, pb.ServerMessage, SnapshotUpdate | None], None]] = []
+        self.removal_listeners: list[Callable[[str], None]] = []  # e.g. the span sink releasing a node
 
     def node(self, name: str, labels: dict[str, str] | None = None) -> NodeState:
         with self._lock:
@@ -104,7 +105,10 @@ class Hub:
 
     def remove(self, name: str) -> None:
         with self._lock:
-            self.nodes.pop(name, None)
+            removed = self.nodes.pop(name, None)
+        if removed is not None:
+            for listener in self.removal_listeners:
+                listener(name)
 
     def errors(self, name: str, errors: Iterable[SegmentError]) -> None:
         node = self.node(name)

@@ -234,3 +234,20 @@ def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatc
     assert config_from_args(argparse.Namespace()) is None
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--tracing.sample.streams", "1.5"])
+
+
+def test_removed_node_ends_its_open_spans(receiver: HttpReceiver) -> None:
+    """A node dropped from the hub (an idle /probe session) releases its spans at once, not at shutdown."""
+    hub = Hub()
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint))
+    a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
+    for msg in (runtime(), state(T0 + 1000, a)):
+        hub.ingest("probe-node", msg)
+    assert handle.sink.tracers
+    hub.remove("probe-node")
+    assert "probe-node" not in handle.sink.tracers
+    handle.shutdown(timeout_s=20)
+    spans = receiver.spans()
+    assert len(spans) == 1
+    assert spans[0].span.end_time_unix_nano == (T0 + 1000) * MS
+    assert spans[0].attrs["libp2p.span.end_reason"] == "node_removed"

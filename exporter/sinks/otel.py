@@ -874,10 +874,15 @@ class OtelSink:
         if old is None or not old.identity or not runtime.peer_id or old.identity == runtime.peer_id:
             return
         log.info("node %s: new peer id; ending its open spans and starting a new trace resource", node.name)
-        old.close_open("node_restart")
         del self.tracers[node.name]
-        t = threading.Thread(target=old.shutdown, name=f"otel-retire-{node.name}", daemon=True)
+        self._retire(old, "node_restart")
+
+    def _retire(self, tracer: Any, reason: str) -> None:
+        """End a tracer's open spans and flush it in the background; shutdown() waits for it."""
+        tracer.close_open(reason)
+        t = threading.Thread(target=tracer.shutdown, name=f"otel-retire-{tracer.name}", daemon=True)
         t.start()
+        self._retired = [r for r in self._retired if r.is_alive()]  # keep only what is still flushing
         self._retired.append(t)
 
     def forget(self, name: str) -> None:
@@ -885,8 +890,7 @@ class OtelSink:
         with self._lock:
             tracer = self.tracers.pop(name, None)
         if tracer is not None:
-            tracer.close_open("node_removed")
-            threading.Thread(target=tracer.shutdown, daemon=True).start()
+            self._retire(tracer, "node_removed")
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         with self._lock:
@@ -962,6 +966,7 @@ def install_tracing(
             logging.getLogger(name).setLevel(logging.CRITICAL)
     sink = OtelSink(cfg)
     hub.listeners.append(sink)
+    hub.removal_listeners.append(sink.forget)
     where = cfg.endpoint or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
     log.info("tracing on: OTLP %s to %s", cfg.protocol, where)
     return TracingHandle(sink)
