@@ -135,7 +135,7 @@ class Hub:
                 elif msg.response.HasField("effective_config"):
                     node.config = msg.response.effective_config
             elif kind == "notice":
-                node.notices[pb.ServerNotice.Kind.Name(msg.notice.kind).lower()] += 1
+                node.notices[_notice_kind(msg.notice.kind)] += 1
         for listener in self.listeners:
             listener(node, msg, update)
         return update
@@ -183,6 +183,14 @@ class Hub:
         view = EventView(event.type.name, event.ts, content, event)
         for sub in self.subsystems:
             sub.on_event(node.accs[sub.name], view)
+
+
+_NOTICE_KINDS = {value: name.lower() for name, value in pb.ServerNotice.Kind.items()}
+
+
+def _notice_kind(kind: int) -> str:
+    """A notice kind as a label value; proto3 enums are open, so an unknown number is ``unknown``."""
+    return _NOTICE_KINDS.get(kind, "unknown")
 
 
 @contextlib.contextmanager

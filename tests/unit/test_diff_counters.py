@@ -198,3 +198,15 @@ def test_dht_routing_table_updates() -> None:
     assert total(hub, "libp2p_dht_routing_table_updates_total", action="removed") == 1  # b
     assert total(hub, "libp2p_dht_routing_table_updates_total", action="status_changed") == 2  # a, c
     assert total(hub, "libp2p_dht_bucket_peers", cpl="3", status="missing") == 1
+
+
+def test_unknown_notice_kind_is_counted_not_raised() -> None:
+    """proto3 enums are open: a server may send a ServerNotice kind this schema does not name."""
+    known, unknown, other = pb.ServerMessage(), pb.ServerMessage(), pb.ServerMessage()
+    known.notice.kind = pb.ServerNotice.DISCARDING_EVENTS
+    unknown.notice.kind = 5
+    other.notice.kind = 77
+    hub = feed(known, unknown, other, state(T0 + 1000, [{"id": C1}]))
+    assert total(hub, "libp2p_exporter_notices_total", kind="discarding_events") == 1
+    assert total(hub, "libp2p_exporter_notices_total", kind="unknown") == 2
+    assert total(hub, "libp2p_exporter_snapshots_total") == 1
