@@ -95,7 +95,25 @@ class _Layout:
         return PROTOCOL_VERSION, checksum, length
 
 
-def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int) -> bool:
+RESYNC_FACTOR = 4  # hash at most this many times the input's size while resynchronising ...
+RESYNC_FLOOR = 1 << 20  # ... plus this much
+
+
+class _Budget:
+    """Bytes the resynchronising scan may still hash for one input.
+
+    Every candidate offset can claim a long payload, so an unbounded scan hashes O(n^2) bytes: a
+    hostile 1 MiB frame took seconds, a 16 MiB one would hold the event loop for hours. Past the
+    budget the scan gives up and the rest of the input is skipped as one damaged stretch.
+    """
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = RESYNC_FACTOR * size + RESYNC_FLOOR
+
+
+def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> bool:
     """True when a whole segment with a matching checksum starts at pos."""
     end = len(data)
     if end - pos < layout.size:
@@ -103,21 +121,25 @@ def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int) -> bool:
     version, checksum, length = layout.header(data, pos)
     if version != PROTOCOL_VERSION or length > max_segment or length > end - pos - layout.size:
         return False
+    if length > budget.left:
+        budget.left = 0
+        return False
+    budget.left -= length
     start = pos + layout.size
     return fnv1a32(data[start : start + length]) == checksum
 
 
-def _resync(data: bytes, pos: int, layout: _Layout, max_segment: int) -> int:
+def _resync(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> int:
     """The next offset after pos where an intact segment starts, or len(data)."""
     end = len(data)
     probe = pos + 1
     marker = U32.pack(PROTOCOL_VERSION)
-    while probe < end:
+    while probe < end and budget.left > 0:
         if layout.versioned:
             probe = data.find(marker, probe)
             if probe < 0:
                 return end
-        if _verifies(data, probe, layout, max_segment):
+        if _verifies(data, probe, layout, max_segment, budget):
             return probe
         probe += 1
     return end
@@ -133,6 +155,7 @@ def iter_segments(
     """Yield each message, or a SegmentError for each stretch that had to be skipped."""
     layout = _Layout(versioned)
     data = bytes(data)
+    budget = _Budget(len(data))
     pos = 0
     end = len(data)
     while pos < end:
@@ -166,8 +189,8 @@ def iter_segments(
         # Skip by the stated length when the checksum vouched for it or it leads to an intact segment;
         # otherwise scan. A length that happens to end exactly at the end of the data proves nothing.
         nxt = start + length
-        if not (trusted_length or (nxt < end and _verifies(data, nxt, layout, max_segment))):
-            nxt = _resync(data, pos, layout, max_segment)
+        if not (trusted_length or (nxt < end and _verifies(data, nxt, layout, max_segment, budget))):
+            nxt = _resync(data, pos, layout, max_segment, budget)
         nxt = max(nxt, pos + 1) if nxt < end else end
         yield SegmentError(error.offset, error.reason, error.detail, nxt - pos)
         pos = nxt

@@ -170,3 +170,26 @@ def test_corrupt_length_reaching_exactly_the_end_does_not_hide_the_last_segment(
     out = decode_segments(bytes(frame))
     assert [m.event.ts - 1000 for m in out.messages] == [10, 100, 101]
     assert [e.reason for e in out.errors] == ["checksum"]
+
+
+def test_hostile_resync_work_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Headers at every offset that claim a long payload with a wrong checksum: before the budget,
+    resynchronising hashed ~60 kB per offset (O(n^2): seconds for 1 MiB, hours for a 16 MiB frame)."""
+    from exporter.protocol import framing
+
+    hashed = [0]
+    real = framing.fnv1a32
+
+    def counting(data: bytes) -> int:
+        hashed[0] += len(data)
+        return real(data)
+
+    monkeypatch.setattr(framing, "fnv1a32", counting)
+    size = 256 * 1024
+    for versioned, unit in ((True, struct.pack("<III", 1, 0, 60000)), (False, struct.pack("<II", 0, 60000))):
+        hashed[0] = 0
+        data = (unit * (size // len(unit) + 1))[:size]
+        out = decode_segments(data, versioned=versioned)
+        assert out.messages == [] and out.errors
+        assert sum(e.skipped for e in out.errors) == size  # every byte accounted for as skipped
+        assert hashed[0] <= 5 * size + (1 << 20), hashed[0]  # the budget (4x + 1 MiB) plus one pass
