@@ -6,11 +6,22 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.families import Scoped
+from exporter.labels import OTHER, UNKNOWN
 from exporter.model import DHT_STATUS_NAMES
 from exporter.node import NodeState, SnapshotUpdate
 from exporter.subsystems.base import Monotonic, Subsystem
 
 RESULTS = ("success", "error", "timeout")
+# Kademlia keys are SHA-256 digests, so a common prefix length is 0..256; anything above is bogus.
+MAX_CPL = 256
+
+
+def _cpl_label(cpl: int) -> str:
+    return str(cpl) if cpl <= MAX_CPL else OTHER
+
+
+def _cpl_order(label: str) -> int:
+    return int(label) if label.isdigit() else MAX_CPL + 1
 
 
 @dataclass
@@ -49,27 +60,31 @@ class Dht(Subsystem):
         ):
             out.gauge(f"libp2p_dht_{param}", f"DHT parameter {param} ({what}).", value)
         out.gauge("libp2p_dht_buckets", "Buckets in the routing table.", len(dht.bucket_cpls))
-        per_bucket: Counter[tuple[int, int]] = Counter()
-        per_status: Counter[int] = Counter({s: 0 for s in DHT_STATUS_NAMES})
+        # Keyed by label values, not raw numbers: open proto3 enums and arbitrary cpls must neither
+        # repeat a series (two unknown statuses) nor multiply series (a cpl beyond any key length).
+        status_names = list(DHT_STATUS_NAMES.values())
+        per_bucket: Counter[tuple[str, str]] = Counter()
+        per_status: Counter[str] = Counter(dict.fromkeys(status_names, 0))
         for p in dht.peers.values():
-            per_bucket[(p.cpl, p.status)] += 1
-            per_status[p.status] += 1
-        for cpl in sorted(set(dht.bucket_cpls)):
-            for status in DHT_STATUS_NAMES:
+            status = DHT_STATUS_NAMES.get(p.status, UNKNOWN)
+            per_bucket[(_cpl_label(p.cpl), status)] += 1
+            per_status[status] += 1
+        for cpl in {_cpl_label(c) for c in dht.bucket_cpls}:
+            for status in status_names:
                 per_bucket.setdefault((cpl, status), 0)
-        for (cpl, status), n in sorted(per_bucket.items()):
+        for (cpl, status), n in sorted(per_bucket.items(), key=lambda kv: (_cpl_order(kv[0][0]), kv[0][1])):
             out.gauge(
                 "libp2p_dht_bucket_peers",
                 "Peers per routing-table bucket (cpl = common prefix length with our id) and status.",
                 n,
-                {"cpl": str(cpl), "status": DHT_STATUS_NAMES.get(status, "unknown")},
+                {"cpl": cpl, "status": status},
             )
         for status, n in sorted(per_status.items()):
             out.gauge(
                 "libp2p_dht_peers",
                 "Peers known to the routing table by status (active and missing ones sit in a bucket).",
                 n,
-                {"status": DHT_STATUS_NAMES.get(status, "unknown")},
+                {"status": status},
             )
         for direction in ("inbound", "outbound"):
             for result in RESULTS:

@@ -210,3 +210,28 @@ def test_unknown_notice_kind_is_counted_not_raised() -> None:
     assert total(hub, "libp2p_exporter_notices_total", kind="discarding_events") == 1
     assert total(hub, "libp2p_exporter_notices_total", kind="unknown") == 2
     assert total(hub, "libp2p_exporter_snapshots_total") == 1
+
+
+def test_dht_labels_stay_bounded_and_unique() -> None:
+    """Unknown peer statuses (open proto3 enum) share one series; cpls beyond 256 fold into other."""
+    msg = state(T0 + 1000, [])
+    bucket = msg.state.subsystems.dht.buckets.add(cpl=3)
+    bucket.peers.add(peer_id="a", status=5)
+    bucket.peers.add(peer_id="b", status=6)
+    bucket.peers.add(peer_id="c", status=pb.DHT.PeerInDHT.ACTIVE)
+    for i in range(1000):
+        msg.state.subsystems.dht.buckets.add(cpl=4_000_000_000 - i)
+    hub = feed(msg)
+    got = [
+        (s.name, tuple(sorted(s.labels.items())))
+        for fam in HubCollector(hub).collect()
+        for s in fam.samples
+        if s.name in ("libp2p_dht_bucket_peers", "libp2p_dht_peers")
+    ]
+    assert len(got) == len(set(got))  # no series twice in one scrape
+    assert total(hub, "libp2p_dht_peers", status="unknown") == 2
+    assert total(hub, "libp2p_dht_bucket_peers", cpl="3", status="unknown") == 2
+    assert total(hub, "libp2p_dht_bucket_peers", cpl="3", status="active") == 1
+    cpls = {dict(lbl)["cpl"] for name, lbl in got if name == "libp2p_dht_bucket_peers"}
+    assert cpls == {"3", "other"}
+    assert total(hub, "libp2p_dht_buckets") == 1001  # the bucket count itself is not a label
