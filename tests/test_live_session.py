@@ -74,6 +74,10 @@ async def started(hub: Hub, url: str, opts: SessionOptions = FAST) -> Session:
 
 async def test_handshake_order_and_streaming(server: IntrospectServer, hub: Hub) -> None:
     fake = server.add("")
+    last: list[pb.State] = []
+    hub.listeners.append(
+        lambda _node, msg, _u: last.append(msg.state) if msg.WhichOneof("payload") == "state" else None
+    )
     session = await started(hub, server.url())
     try:
         await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 3, what="three states")
@@ -94,8 +98,16 @@ async def test_handshake_order_and_streaming(server: IntrospectServer, hub: Hub)
         assert hub.nodes["n"].runtime is not None and hub.nodes["n"].runtime.peer_id == fake.data.peer_id
         assert value(hub, "libp2p_exporter_up") == 1.0
         assert value(hub, "libp2p_exporter_session_state", state="streaming") == 1.0
-        assert (value(hub, "libp2p_connections", status="open") or 0) >= 0
-        assert any(k[0] == "libp2p_peers" for k in samples(hub))
+        # What /metrics shows equals the last State that came over the wire (no await in between, so
+        # no newer State can slip in): connections by status and distinct peers with an open one.
+        st = last[-1]
+        got = samples(hub)
+        for code, status in ((pb.ACTIVE, "active"), (pb.CLOSED, "closed")):
+            want = sum(1 for c in st.subsystems.connections if c.status == code)
+            shown = sum(v for (n, lbl), v in got.items() if n == "libp2p_connections" and ("status", status) in lbl)
+            assert shown == want, status
+        open_peers = {c.peer_id for c in st.subsystems.connections if c.status == pb.ACTIVE and not c.timeline.close_ts}
+        assert open_peers and got[("libp2p_peers", (("node", "n"),))] == len(open_peers)
     finally:
         await session.close()
     assert session.stats.state == "closed"
