@@ -134,3 +134,33 @@ async def test_recording_through_the_cli_replays(server: IntrospectServer, tmp_p
 
     summary = summarize(files[0])
     assert summary.counts["state"] >= 3 and summary.runtime is not None and not summary.errors
+
+
+def test_held_messages_without_runtime_are_bounded(tmp_path: Path) -> None:
+    """A server that never sends a Runtime: held messages stay under the byte bound (they used to
+    pile up to 10,000 messages of up to 8 MiB each), go to a file anyway, and a late Runtime
+    starts a new file that opens with it."""
+    rec = RotatingRecorder(tmp_path, "n")
+    rec.MAX_HELD_BYTES = 20_000
+    st = pb.ServerMessage()
+    st.state.instant_ts = 1
+    for i in range(50):
+        st.state.subsystems.connections.add(id=bytes([i]), peer_id="Qm" + "x" * 40)
+    size = st.ByteSize()
+    for ts in range(1, 101):
+        msg = pb.ServerMessage()
+        msg.CopyFrom(st)
+        msg.state.instant_ts = ts
+        rec.write(msg)
+        assert rec.held_bytes <= 20_000 + size
+    assert len(rec.files) == 1 and not rec.held
+    rt = pb.ServerMessage()
+    rt.runtime.peer_id = "late"
+    rec.write(rt)
+    st.state.instant_ts = 101
+    rec.write(st)
+    rec.close()
+    first = [m for m in iter_capture(rec.files[0]) if not isinstance(m, SegmentError)]
+    assert [m.state.instant_ts for m in first] == list(range(1, 101))
+    second = [m for m in iter_capture(rec.files[1]) if not isinstance(m, SegmentError)]
+    assert [m.WhichOneof("payload") for m in second] == ["runtime", "state"]

@@ -32,8 +32,10 @@ def safe_name(name: str) -> str:
 class RotatingRecorder:
     """Writes one target's ingested messages, rotating by size (bytes) or age (seconds)."""
 
-    # Messages held back until the Runtime arrives, so that every file starts with it.
+    # Messages held back until the Runtime arrives, so that every file starts with it; past either
+    # bound (a server that never sends one) they are written to a file without it instead.
     MAX_HELD = 10_000
+    MAX_HELD_BYTES = 16 << 20
 
     def __init__(
         self, directory: str | Path, name: str, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0
@@ -46,6 +48,7 @@ class RotatingRecorder:
         self.runtime: pb.ServerMessage | None = None
         self.config: pb.ServerMessage | None = None
         self.held: list[pb.ServerMessage] = []
+        self.held_bytes = 0
         self.writer: CaptureWriter | None = None
         self.opened_at = 0.0
         self.files: list[Path] = []
@@ -77,15 +80,18 @@ class RotatingRecorder:
             first = self.runtime is None
             self.runtime = msg
             if first:
+                if self.writer is not None:  # a file begun without a Runtime: the next one has it
+                    self.writer.close()
                 self.writer = self._open()  # writes the Runtime and the config response
-                for held in self.held:
-                    if held is not self.config:
-                        self.writer.write(held)
-                self.held.clear()
+                self._flush_held()
                 return
         if self.writer is None:
-            if len(self.held) < self.MAX_HELD:
-                self.held.append(msg)
+            self.held.append(msg)
+            self.held_bytes += msg.ByteSize()
+            if len(self.held) >= self.MAX_HELD or self.held_bytes >= self.MAX_HELD_BYTES:
+                log.warning("recording %s: no Runtime yet; writing without it", self.name)
+                self.writer = self._open()
+                self._flush_held()
             return
         if self._due(self.writer):
             self.writer.close()
@@ -94,12 +100,17 @@ class RotatingRecorder:
                 return  # already at the head of the new file
         self.writer.write(msg)
 
+    def _flush_held(self) -> None:
+        assert self.writer is not None
+        for held in self.held:
+            if held is not self.config:
+                self.writer.write(held)
+        self.held.clear()
+        self.held_bytes = 0
+
     def close(self) -> None:
         if self.writer is None and self.held:
             self.writer = self._open()  # never got a Runtime: keep what came anyway
-            for held in self.held:
-                if held is not self.config:
-                    self.writer.write(held)
-            self.held.clear()
+            self._flush_held()
         if self.writer is not None:
             self.writer.close()
