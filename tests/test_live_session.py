@@ -142,6 +142,27 @@ async def test_bounded_buffer_drops_events_first() -> None:
     assert buf.take()[-1].WhichOneof("payload") == "state"
 
 
+async def test_bounded_buffer_bounds_bytes_too() -> None:
+    """A message can be 8 MiB: 4096 of them would be 32 GiB, so the buffer also bounds bytes."""
+    from collections import Counter
+
+    dropped: Counter[str] = Counter()
+    buf = BoundedBuffer(100, dropped, max_bytes=1000)
+    st = pb.ServerMessage()
+    st.state.instant_ts = 1
+    ev = pb.ServerMessage()
+    ev.event.type.name = "X"
+    for _ in range(3):
+        buf.put(st, 300)
+    buf.put(ev, 200)  # 1100 > 1000: the event goes
+    assert len(buf) == 3 and buf.bytes == 900 and dropped == Counter(event=1)
+    buf.put(st, 700)  # a State pushes out the oldest until it fits: 600 + 700 > 1000, 300 + 700 fits
+    assert len(buf) == 2 and buf.bytes == 1000 and dropped == Counter(event=1, state=2)
+    buf.put(st, 5000)  # bigger than the bound on its own: it is kept alone rather than lost
+    assert len(buf) == 1 and buf.bytes == 5000
+    assert len(buf.take()) == 1 and buf.bytes == 0
+
+
 # -- scripted server behaviours ------------------------------------------------------------------
 
 

@@ -69,6 +69,7 @@ class SessionOptions:
     max_frame_bytes: int = 16 * 1024 * 1024
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT
     queue_size: int = 4096
+    queue_bytes: int = 64 * 1024 * 1024  # the buffer's bound in (wire) bytes, besides its length
 
     def effective_read_timeout(self, interval_ms: int) -> float:
         if self.read_timeout_s is not None:
@@ -129,29 +130,41 @@ class Backoff:
 
 
 class BoundedBuffer:
-    """A FIFO of server messages with a hard size. When full, an event is dropped; anything else
-    (a State, a Runtime, a response) pushes out the oldest entry. Every drop is counted by kind."""
+    """A FIFO of server messages with a hard size, in messages and in bytes. When full, an event is
+    dropped; anything else (a State, a Runtime, a response) pushes out the oldest entries until it
+    fits. Every drop is counted by kind. The byte bound matters because one message may be 8 MiB."""
 
-    def __init__(self, size: int, dropped: Counter[str]) -> None:
+    def __init__(self, size: int, dropped: Counter[str], max_bytes: int = 0) -> None:
         self.size = max(1, size)
-        self.items: deque[pb.ServerMessage] = deque()
+        self.max_bytes = max_bytes  # 0: no byte bound
+        self.items: deque[tuple[pb.ServerMessage, int]] = deque()
+        self.bytes = 0
         self.dropped = dropped
         self.ready = asyncio.Event()
 
-    def put(self, msg: pb.ServerMessage) -> None:
+    def _full(self, nbytes: int) -> bool:
         if len(self.items) >= self.size:
+            return True
+        return bool(self.max_bytes) and bool(self.items) and self.bytes + nbytes > self.max_bytes
+
+    def put(self, msg: pb.ServerMessage, nbytes: int = 0) -> None:
+        if self._full(nbytes):
             kind = msg.WhichOneof("payload") or "empty"
             if kind == "event":
                 self.dropped[kind] += 1
                 return
-            old = self.items.popleft()
-            self.dropped[old.WhichOneof("payload") or "empty"] += 1
-        self.items.append(msg)
+            while self._full(nbytes):
+                old, old_bytes = self.items.popleft()
+                self.bytes -= old_bytes
+                self.dropped[old.WhichOneof("payload") or "empty"] += 1
+        self.items.append((msg, nbytes))
+        self.bytes += nbytes
         self.ready.set()
 
     def take(self) -> list[pb.ServerMessage]:
-        out = list(self.items)
+        out = [msg for msg, _ in self.items]
         self.items.clear()
+        self.bytes = 0
         self.ready.clear()
         return out
 
@@ -208,7 +221,8 @@ class Session:
             self.opts.backoff_jitter,
             rng,
         )
-        self.buffer = BoundedBuffer(self.opts.queue_size, self.stats.dropped)
+        self.buffer = BoundedBuffer(self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes)
+        self._frame_share = 0  # wire bytes per message of the frame being handled
         self.last_used = time.monotonic()  # for /probe idle reaping
         self.first_state = asyncio.Event()
         from exporter.subsystems.session import attach
@@ -405,6 +419,7 @@ class Session:
 
     def _decode(self, data: bytes) -> list[pb.ServerMessage]:
         result = decode_segments(data, versioned=True, max_segment=self.opts.max_segment_bytes)
+        self._frame_share = len(data) // max(1, len(result.messages))
         if result.errors:
             self.hub.errors(self.name, result.errors)
         return result.messages
@@ -415,7 +430,7 @@ class Session:
             what = self._pending.pop(msg.response.id, f"command {msg.response.id}")
             if msg.response.result == pb.CommandResponse.ERR:
                 log.warning("node %s: %s refused: %s", self.name, what, msg.response.error or "no reason given")
-        self.buffer.put(msg)
+        self.buffer.put(msg, self._frame_share)
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
 
