@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter.server import DEFAULT_LISTEN
-from exporter.sources.websocket import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target
+from exporter.sources.websocket import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target, default_name
 
 ENV_PREFIX = "LIBP2P_EXPORTER_"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -260,14 +260,14 @@ def _targets(node: yaml.Node, problems: list[str], at: str) -> list[dict[str, An
         where = f"targets[{i}]"
         if isinstance(item, yaml.ScalarNode):  # a bare URL
             try:
-                out.append({"url": check_url(_scalar(item)), "line": _line(item)})
+                out.append({"url": check_url(_scalar(item)), "line": _line(item), "index": i})
             except ValueError as exc:
                 problems.append(f"{at}:{_line(item)}: {where}: {exc}")
             continue
         if not isinstance(item, yaml.MappingNode):
             problems.append(f"{at}:{_line(item)}: {where}: expected a URL or a mapping with url:")
             continue
-        t: dict[str, Any] = {"line": _line(item)}
+        t: dict[str, Any] = {"line": _line(item), "index": i}
         for k, v in item.value:
             key = _scalar(k)
             kw = f"{where}.{key}"
@@ -300,6 +300,16 @@ def _targets(node: yaml.Node, problems: list[str], at: str) -> list[dict[str, An
         if t["url"] is None:
             continue
         out.append(t)
+    first_at: dict[str, int] = {}
+    for t in out:
+        name = t.get("name") or default_name(t["url"])
+        if name in first_at:
+            problems.append(
+                f"{at}:{t['line']}: targets[{t['index']}]: name {name!r} is already used by the target at line "
+                f"{first_at[name]}; give each a distinct name"
+            )
+        else:
+            first_at[name] = t["line"]
     return out
 
 

@@ -101,6 +101,25 @@ def test_duplicate_names_rejected(tmp_path: Path) -> None:
         build({}, ["ws://a:1/introspect", "ws://a:1/introspect"], None, env={})
 
 
+def test_duplicate_names_in_a_file_have_lines_and_come_with_the_other_problems(tmp_path: Path) -> None:
+    """README: check-config reports every problem at once, each as FILE:LINE: key: what."""
+    text = (
+        "defaults:\n  interval: soon\n"
+        "targets:\n"
+        "  - url: ws://a:1/introspect\n    name: dup\n"
+        "  - url: ws://b:1/introspect\n    name: dup\n"
+        "  - ws://c:1/introspect\n"
+        "  - ws://c:1/introspect\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_file(write(tmp_path, text))
+    problems = err.value.problems
+    assert any("cfg.yml:2: defaults.interval" in p for p in problems)
+    assert "cfg.yml:6: targets[1]: name 'dup' is already used by the target at line 4" in "\n".join(problems)
+    assert "cfg.yml:9: targets[3]: name 'c:1' is already used by the target at line 8" in "\n".join(problems)
+    assert len(problems) == 3
+
+
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(write(tmp_path, GOOD))]) == 0
     out = capsys.readouterr().out
