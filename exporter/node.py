@@ -66,6 +66,7 @@ class NodeState:
     up: bool = True
     stale_after_s: float | None = None
     pending_restart: bool = False
+    older_in_a_row: int = 0  # States older than the last accepted one, back to back
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -79,6 +80,10 @@ class NodeState:
         if self.stale_after_s is None or self.last_snapshot_wall is None:
             return True
         return (now if now is not None else time.time()) - self.last_snapshot_wall <= self.stale_after_s
+
+
+# This many States in a row older than the last accepted one mean the node's clock went back.
+CLOCK_STEP_AFTER = 3
 
 
 class Hub:
@@ -159,9 +164,19 @@ class Hub:
                 node.dropped_snapshots["duplicate"] += 1
                 return None
             if cur.instant_ts and cur.instant_ts < prev.instant_ts:
-                node.dropped_snapshots["out_of_order"] += 1
-                return None
+                node.older_in_a_row += 1
+                if node.older_in_a_row < CLOCK_STEP_AFTER:
+                    node.dropped_snapshots["out_of_order"] += 1
+                    return None
+                # Not a stray late State but a clock that stepped back: without this, one State
+                # stamped in the future would have the node's data dropped until its clock caught up.
+                log.warning(
+                    "node %s: %d States in a row older than the last one; following its clock back",
+                    node.name,
+                    node.older_in_a_row,
+                )
             restart = _looks_restarted(prev, cur)
+        node.older_in_a_row = 0
         if restart and prev is not None:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)

@@ -235,3 +235,22 @@ def test_dht_labels_stay_bounded_and_unique() -> None:
     cpls = {dict(lbl)["cpl"] for name, lbl in got if name == "libp2p_dht_bucket_peers"}
     assert cpls == {"3", "other"}
     assert total(hub, "libp2p_dht_buckets") == 1001  # the bucket count itself is not a label
+
+
+def test_a_clock_that_steps_back_is_followed_after_a_few_states() -> None:
+    """One State stamped an hour ahead (a clock step, or a bogus server) must not have every later
+    State dropped as out of order until the node's clock catches up."""
+    hub = feed(
+        state(T0 + 1000, [{"id": C1}]),
+        state(T0 + 3_600_000, [{"id": C1}]),  # the clock jumped ahead, then NTP stepped it back
+        state(T0 + 2000, [{"id": C1}]),
+        state(T0 + 3000, [{"id": C1}]),
+        state(T0 + 4000, [{"id": C1}, {"id": C2}]),
+        state(T0 + 5000, [{"id": C2}]),
+    )
+    assert total(hub, "libp2p_exporter_snapshots_dropped_total", reason="out_of_order") == 2
+    assert total(hub, "libp2p_exporter_snapshots_total") == 4
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_exporter_last_snapshot_timestamp_seconds") == (T0 + 5000) / 1000
+    assert total(hub, "libp2p_exporter_node_restarts_total") == 0
