@@ -145,3 +145,19 @@ def test_bad_flag_value_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> 
 def test_units() -> None:
     assert parse_duration("500ms") == 0.5 and parse_duration("2m") == 120 and parse_duration(3) == 3
     assert parse_size("64MiB") == 64 << 20 and parse_size("1kb") == 1000 and parse_size(10) == 10
+
+
+def test_live_mode_takes_the_label_caps_and_segment_cap() -> None:
+    """README lists --labels.* and --protocol.max-segment-bytes as common to every serving command;
+    live mode used to reject them ("unrecognized arguments") and always ran with the defaults."""
+    from exporter.cli import build_parser
+    from exporter.sources.live_cli import hub_and_options
+
+    argv = ["live", "--target", "ws://a:1/introspect", "--labels.protocol-cap", "3", "--labels.other-cap", "1"]
+    args = build_parser().parse_args([*argv, "--protocol.max-segment-bytes", "4096"])
+    cfg = build({}, args.target, None, env={})
+    hub, options = hub_and_options(cfg, args)
+    assert hub.cardinality.protocol.cap == 3 and hub.cardinality.security.cap == 1
+    assert options.max_segment_bytes == 4096
+    hub, options = hub_and_options(cfg, build_parser().parse_args(argv[:3]))
+    assert hub.cardinality.protocol.cap == 32 and options.max_segment_bytes == cfg.options.max_segment_bytes

@@ -12,14 +12,16 @@ import contextlib
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from exporter.config import ENV_PREFIX, ConfigError, LiveConfig, build, check_file, check_url
+from exporter.labels import Cardinality
 from exporter.node import Hub
 from exporter.sinks.prometheus import HubCollector, render
-from exporter.sources.websocket import SessionManager
+from exporter.sources.websocket import SessionManager, SessionOptions
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -77,6 +79,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--web.listen-address", dest="listen", default=None, help="address to serve on (127.0.0.1:9797)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default=None, help="metrics path (/metrics)")
     p.add_argument("--log.level", dest="log_level", default=None, choices=["debug", "info", "warn", "error"])
+    # The same bounds as replay's (README: flags common to every serving command).
+    p.add_argument("--labels.protocol-cap", dest="protocol_cap", type=int, default=32, help="(default 32)")
+    p.add_argument("--labels.other-cap", dest="other_cap", type=int, default=8, help="(default 8)")
+    p.add_argument("--protocol.max-segment-bytes", dest="max_segment", type=int, default=None, help="(default 8388608)")
     from exporter.sinks.otel import add_otel_flags
 
     add_otel_flags(p)  # live nodes can be traced like replayed ones
@@ -165,12 +171,24 @@ def probe_handler(hub: Hub, manager: SessionManager) -> Any:
     return probe
 
 
+def hub_and_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> tuple[Hub, SessionOptions]:
+    """The hub with the label caps the flags give, and the session options with their segment cap."""
+    cardinality = Cardinality(
+        protocol_cap=getattr(cli_args, "protocol_cap", 32), other_cap=getattr(cli_args, "other_cap", 8)
+    )
+    options = cfg.options
+    max_segment = getattr(cli_args, "max_segment", None)
+    if max_segment:
+        options = replace(options, max_segment_bytes=max_segment)
+    return Hub(cardinality=cardinality), options
+
+
 async def run_live(
     cfg: LiveConfig, *, duration: float | None = None, cli_args: argparse.Namespace | None = None
 ) -> int:
     from exporter.cli import serve_until_stopped
 
-    hub = Hub()
+    hub, options = hub_and_options(cfg, cli_args)
     factory = None
     if cfg.record_dir:
         from exporter.sources.recording import RotatingRecorder
@@ -182,7 +200,7 @@ async def run_live(
 
     manager = SessionManager(
         hub,
-        cfg.options,
+        options,
         recorder_factory=factory,
         probe_idle_s=cfg.probe_idle_s,
         max_probe_sessions=cfg.probe_max_sessions,
