@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -23,11 +24,13 @@ class EventsAcc:
 
 
 def _number(value: object) -> float | None:
-    """Observer samples often send numbers as strings."""
+    """Observer samples often send numbers as strings. NaN and infinities are refused: one of them
+    would make the histogram's _sum NaN or Inf for good."""
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None
 
 
 class Events(Subsystem):

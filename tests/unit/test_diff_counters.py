@@ -254,3 +254,19 @@ def test_a_clock_that_steps_back_is_followed_after_a_few_states() -> None:
     assert total(hub, "libp2p_swarm_connections_closed_total") == 1
     assert total(hub, "libp2p_exporter_last_snapshot_timestamp_seconds") == (T0 + 5000) / 1000
     assert total(hub, "libp2p_exporter_node_restarts_total") == 0
+
+
+def test_dht_query_durations_refuse_nan_and_infinity() -> None:
+    """totalTimeMs comes from the node's JSON: NaN or 1e999 must not poison the histogram's sum."""
+    values = ['"250"', '"NaN"', "NaN", "Infinity", "-Infinity", "1e999", '"nope"', "750"]
+    msgs = []
+    for i, raw in enumerate(values):
+        msg = pb.ServerMessage()
+        msg.event.type.name = "OutboundDHTQuery"
+        msg.event.ts = T0 + i
+        msg.event.content = '{"totalTimeMs": ' + raw + ', "result": "SUCCESS"}'
+        msgs.append(msg)
+    hub = feed(*msgs, state(T0 + 1000, []))  # a node's data is exported once it has a State
+    assert total(hub, "libp2p_dht_query_duration_seconds_count") == 2
+    assert total(hub, "libp2p_dht_query_duration_seconds_sum") == 1.0
+    assert total(hub, "libp2p_events_total", type="OutboundDHTQuery") == len(values)
