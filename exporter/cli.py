@@ -82,8 +82,12 @@ async def serve_until_stopped(
     extra_routes: list[tuple[str, str, Handler]] | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``)."""
+    try:
+        app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
+    except ValueError as exc:
+        log.error("--web.telemetry-path: %s", exc)
+        return 2
     tracing = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
-    app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
     try:
         runner = await start_server(app, args.listen)
     except (OSError, ValueError) as exc:

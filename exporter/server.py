@@ -40,6 +40,11 @@ def build_app(
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
 ) -> web.Application:
+    reserved = {"/", "/healthz", *(path for _, path, _ in extra_routes or [])}
+    if not telemetry_path.startswith("/") or telemetry_path in reserved:
+        raise ValueError(
+            f"telemetry path {telemetry_path!r} must start with / and differ from {', '.join(sorted(reserved))}"
+        )
     app = web.Application()
     collector = HubCollector(hub)
 

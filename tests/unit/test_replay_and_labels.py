@@ -148,6 +148,23 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
         timeout=60,
     )
     assert res.returncode == 2 and "not host:port" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "replay",
+            __file__,
+            "--web.telemetry-path",
+            "/",
+            "--web.listen-address",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # "/" is the landing page: this raised a RuntimeError traceback from aiohttp
+    assert res.returncode == 2 and "--web.telemetry-path" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
