@@ -391,6 +391,13 @@ def build(
     )
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
+    # The file's values are checked where they are read; flags and the environment meet them here.
+    if interval_s <= 0:
+        problems.append(f"interval: must be positive, not {interval_s}")
+    if opts.stale_intervals <= 0:
+        problems.append(
+            f"stale_intervals: must be positive, not {opts.stale_intervals} (the data would never be exported)"
+        )
 
     targets: list[Target] = []
     if flag_targets or env_targets is not None:

@@ -161,3 +161,13 @@ def test_live_mode_takes_the_label_caps_and_segment_cap() -> None:
     assert options.max_segment_bytes == 4096
     hub, options = hub_and_options(cfg, build_parser().parse_args(argv[:3]))
     assert hub.cardinality.protocol.cap == 32 and options.max_segment_bytes == cfg.options.max_segment_bytes
+
+
+def test_flags_and_environment_get_the_file_checks_too() -> None:
+    """--stale-intervals -1 made every node stale for good, silently; the file already refused it."""
+    with pytest.raises(ConfigError, match="stale_intervals: must be positive"):
+        build({"stale_intervals": -1.0}, ["ws://a:1/introspect"], None, env={})
+    with pytest.raises(ConfigError, match="stale_intervals: must be positive"):
+        build({}, ["ws://a:1/introspect"], None, env={"LIBP2P_EXPORTER_STALE_INTERVALS": "0"})
+    with pytest.raises(ConfigError, match="interval: must be positive"):
+        build({"interval": 0.0}, ["ws://a:1/introspect"], None, env={})
