@@ -332,6 +332,21 @@ async def test_hello_refused_backs_off_and_retries(server: IntrospectServer, hub
         await session.close()
 
 
+async def test_data_before_any_accepted_hello_is_not_up(server: IntrospectServer, hub: Hub) -> None:
+    """A server that pushes States on connect but refuses every HELLO never has a session: the node
+    must read down. It used to read up=1 for good: the node started up and had no staleness bound."""
+    server.add("", push_state_on_connect=True, refuse_hellos=1_000_000)
+    session = await started(hub, server.url())
+    try:
+        await until(lambda: session.stats.failures["hello_refused"] >= 2, what="refused HELLOs")
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 2, what="pushed States")
+        assert value(hub, "libp2p_exporter_up") == 0.0
+        assert not any(k[0] == "libp2p_peers" for k in samples(hub))
+        assert session.stats.established == 0
+    finally:
+        await session.close()
+
+
 async def test_unreachable_target_is_down_and_backing_off(hub: Hub) -> None:
     from tests.support.procs import free_port
 

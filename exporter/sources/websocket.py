@@ -205,6 +205,10 @@ class Session:
         self.url = url
         self.opts = options or SessionOptions()
         self.node = hub.node(name, labels)
+        # Down until a HELLO is accepted, and stale by the interval asked for until one is agreed:
+        # data a server pushes without a session must not read as a live, never-stale node.
+        self.node.up = False
+        self.node.stale_after_s = self.opts.stale_intervals * self.opts.interval_ms / 1000.0
         self.stats = SessionStats(url=url)
         self.recorder = recorder
         self._client = client

@@ -57,6 +57,7 @@ class FakeNode:
     min_interval_ms: int = 50
     text_frames: bool = False
     push_runtime_on_connect: bool = False
+    push_state_on_connect: bool = False  # a server that does not wait for HELLO at all
     empty_version: bool = False
     autoping: bool = True  # False: never answer WebSocket pings (a peer that is gone but whose socket is not)
     refuse_hellos: int = 0
@@ -158,6 +159,9 @@ class _Conn:
         node = self.node
         if node.push_runtime_on_connect:
             await self.send(node.data.runtime())
+        if node.push_state_on_connect:
+            node.data.step()
+            await self.send(node.data.state())
         async for frame in self.ws:
             if frame.type != WSMsgType.BINARY:
                 continue
