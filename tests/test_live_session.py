@@ -332,6 +332,23 @@ async def test_hello_refused_backs_off_and_retries(server: IntrospectServer, hub
         await session.close()
 
 
+async def test_backoff_resets_after_a_healthy_session_that_ended_in_a_stall(server: IntrospectServer, hub: Hub) -> None:
+    """Only a clean close used to reset the backoff: a node that streamed for hours and then stalled
+    (or missed a pong) was retried at the capped delay left over from earlier failures."""
+    from dataclasses import replace
+
+    fake = server.add("")
+    session = await started(hub, server.url(), replace(FAST, read_timeout_s=1.0))
+    try:
+        await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 2, what="states")
+        session.backoff.attempt = 10  # as if it had failed many times before this session
+        fake.mode = "stall"
+        await until(lambda: session.stats.failures["stalled"] >= 1, what="the stall noticed")
+        assert session.backoff.attempt <= 2  # reset, then one delay taken (two if it stalled again)
+    finally:
+        await session.close()
+
+
 async def test_data_before_any_accepted_hello_is_not_up(server: IntrospectServer, hub: Hub) -> None:
     """A server that pushes States on connect but refuses every HELLO never has a session: the node
     must read down. It used to read up=1 for good: the node started up and had no staleness bound."""

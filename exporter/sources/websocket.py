@@ -246,6 +246,8 @@ class Session:
         try:
             while not self._closing:
                 started = time.monotonic()
+                states_before = self.node.messages.get("state", 0)
+                established_before = self.stats.established
                 healthy = False
                 try:
                     healthy = await self._one_session()
@@ -271,7 +273,12 @@ class Session:
                 self.stats.failures[reason] += 1
                 self.stats.last_error = detail
                 self.stats.connected_since = None
-                if healthy and time.monotonic() - started >= self.opts.healthy_after_s:
+                # Healthy: the session was accepted and delivered States, however it ended (a stall
+                # or a missed pong after hours of streaming counts too, not only a clean close).
+                delivered = self.stats.established > established_before and (
+                    self.node.messages.get("state", 0) > states_before or bool(self.buffer)
+                )
+                if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
                     self.backoff.reset()
                 delay = self.backoff.next()
                 log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.url, detail, delay)
