@@ -164,3 +164,24 @@ def test_held_messages_without_runtime_are_bounded(tmp_path: Path) -> None:
     assert [m.state.instant_ts for m in first] == list(range(1, 101))
     second = [m for m in iter_capture(rec.files[1]) if not isinstance(m, SegmentError)]
     assert [m.WhichOneof("payload") for m in second] == ["runtime", "state"]
+
+
+def test_recordings_never_overwrite_each_other(tmp_path: Path) -> None:
+    """Two recorders on one file name (an exporter restarted within the same second, or target
+    names that sanitise alike: "a:1" and "a_1") used to truncate each other's files."""
+    rt = pb.ServerMessage()
+    rt.runtime.peer_id = "p"
+    first = RotatingRecorder(tmp_path, "a:1")
+    first.write(rt)
+    second = RotatingRecorder(tmp_path, "a_1")
+    second.write(rt)
+    for ts, rec in ((1, first), (2, second)):
+        st = pb.ServerMessage()
+        st.state.instant_ts = ts
+        rec.write(st)
+        rec.close()
+    assert first.files[0] != second.files[0]
+    for ts, rec in ((1, first), (2, second)):
+        msgs = [m for m in iter_capture(rec.files[0]) if not isinstance(m, SegmentError)]
+        assert [m.WhichOneof("payload") for m in msgs] == ["runtime", "state"]
+        assert msgs[1].state.instant_ts == ts

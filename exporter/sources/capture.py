@@ -55,10 +55,11 @@ def iter_capture(
 class CaptureWriter:
     """Appends messages to a capture file; each segment is flushed whole, so a crash tears at most one."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, exclusive: bool = False) -> None:
+        """``exclusive``: FileExistsError rather than overwrite an existing file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh: BinaryIO = open(self.path, "xb" if exclusive else "wb")  # noqa: SIM115 - closed in close()
         self._fh.write(U32.pack(PROTOCOL_VERSION))
         self.bytes_written = U32.size
         self.messages = 0

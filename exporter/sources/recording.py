@@ -56,9 +56,16 @@ class RotatingRecorder:
 
     def _open(self) -> CaptureWriter:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self._seq += 1
-        path = self.dir / f"{self.name}-{stamp}-{self._seq:04d}{SUFFIX}"
-        writer = CaptureWriter(path)
+        while True:
+            # Never overwrite: an exporter restarted within the same second, or another target whose
+            # name sanitises to the same file name, would otherwise truncate a finished recording.
+            self._seq += 1
+            path = self.dir / f"{self.name}-{stamp}-{self._seq:04d}{SUFFIX}"
+            try:
+                writer = CaptureWriter(path, exclusive=True)
+                break
+            except FileExistsError:
+                continue
         self.files.append(path)
         self.opened_at = time.monotonic()
         for head in (self.runtime, self.config):
