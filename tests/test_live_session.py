@@ -389,3 +389,11 @@ async def test_heartbeat_detects_a_peer_that_stops_answering(server: IntrospectS
         assert session.stats.failures["heartbeat"] >= 1, session.stats.failures
     finally:
         await session.close()
+
+
+def test_server_error_text_stays_on_one_log_line() -> None:
+    from exporter.sources.websocket import _reason
+
+    text = _reason("bad\nfake log line " + "x" * 10_000)
+    assert "\n" not in text and len(text) < 220 and text.startswith("'bad\\n")
+    assert _reason("") == "no reason given"

@@ -97,6 +97,11 @@ class SessionStats:
     queue_high_water: int = 0
 
 
+def _reason(error: str) -> str:
+    """A server's error text for one log line: quoted (no line breaks) and at most 200 characters."""
+    return repr(error[:200]) if error else "no reason given"
+
+
 class HelloRefused(Exception):
     """The server answered HELLO with ERR."""
 
@@ -358,7 +363,7 @@ class Session:
                     resp = msg.response
                     self._accept(msg)
                     if resp.result == pb.CommandResponse.ERR:
-                        raise HelloRefused(resp.error or "no reason given")
+                        raise HelloRefused(_reason(resp.error))
                     config = resp.effective_config if resp.HasField("effective_config") else pb.Configuration()
                 else:
                     self._accept(msg)
@@ -440,7 +445,7 @@ class Session:
         if msg.WhichOneof("payload") == "response":
             what = self._pending.pop(msg.response.id, f"command {msg.response.id}")
             if msg.response.result == pb.CommandResponse.ERR:
-                log.warning("node %s: %s refused: %s", self.name, what, msg.response.error or "no reason given")
+                log.warning("node %s: %s refused: %s", self.name, what, _reason(msg.response.error))
         self.buffer.put(msg, self._frame_share)
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
