@@ -70,14 +70,19 @@ class LabelGuard:
     """Admit allow-listed values always, and at most ``cap`` others first come, first served.
 
     Admission is sticky, so a value keeps its series for the exporter's lifetime and the total
-    number of values per label stays at most ``len(allow) + cap + 1``.
+    number of values per label stays at most ``len(allow) + cap + 1``. ``folded`` counts distinct
+    values that became ``other`` (each once, however often it is seen), remembering up to
+    ``FOLD_MEMORY`` of them; past that, every further fold counts, so the count never stops rising.
     """
+
+    FOLD_MEMORY = 10_000
 
     def __init__(self, label: str, allow: frozenset[str], cap: int) -> None:
         self.label = label
         self.allow = allow
         self.cap = cap
         self._extra: set[str] = set()
+        self._folded_seen: set[int] = set()
         self.folded = 0
         self._lock = threading.Lock()
 
@@ -88,7 +93,11 @@ class LabelGuard:
             if len(self._extra) < self.cap and len(value) <= 128:
                 self._extra.add(value)
                 return value
-            self.folded += 1
+            key = hash(value)
+            if key not in self._folded_seen:
+                if len(self._folded_seen) < self.FOLD_MEMORY:
+                    self._folded_seen.add(key)
+                self.folded += 1
             return OTHER
 
 

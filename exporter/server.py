@@ -19,7 +19,7 @@ from exporter.sinks.prometheus import HubCollector, render
 
 log = logging.getLogger(__name__)
 
-# Port from the Prometheus default port allocations wiki page range, free there as of 2026.
+# The exporter range of the Prometheus default port allocations (9100-9999) is fully allocated; see README.
 DEFAULT_LISTEN = "127.0.0.1:9797"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

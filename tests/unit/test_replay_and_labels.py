@@ -185,3 +185,23 @@ def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
     assert len(state.accs["traffic"].by_protocol.last) <= 2 * n_streams
     assert len(state.accs["traffic"].by_transport.last) <= 2 * n_conns
     assert total(hub, "libp2p_swarm_connections_closed_total") > 500  # lots of history went through
+
+
+def test_folded_counts_distinct_values_not_lookups() -> None:
+    """The fold counter must not depend on how often snapshots or scrapes look a value up."""
+    guard = LabelGuard("protocol", frozenset(), cap=1)
+    for _ in range(5):
+        for v in ("/a", "/b", "/c"):
+            guard(v)
+    assert guard.folded == 2  # /b and /c, once each
+    hub = Hub(cardinality=Cardinality(protocol_cap=0))
+    msg = pb.ServerMessage()
+    msg.state.instant_ts = 1
+    conn = msg.state.subsystems.connections.add(id=b"c", peer_id="QmP")
+    for i in range(3):
+        conn.streams.streams.add(id=str(i).encode(), protocol=f"/x/{i}")
+    hub.ingest("n", msg)
+    first = total(hub, "libp2p_exporter_label_values_folded_total", label="protocol")
+    for _ in range(3):
+        samples(hub)  # scrapes
+    assert total(hub, "libp2p_exporter_label_values_folded_total", label="protocol") == first == 3
