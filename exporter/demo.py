@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
+
 log = logging.getLogger(__name__)
 
 ECHO = "/libp2p-exporter/demo/echo/1.0.0"
@@ -39,6 +41,7 @@ class DemoOptions:
     retention_ms: int = 30_000  # how long closed connections and streams stay in the State
     pubsub: bool = True  # gossipsub on topic TOPIC, with a message published now and then
     seed: int | None = None
+    max_segment_bytes: int = DEFAULT_MAX_SEGMENT  # the exporter's cap on one segment (--protocol.max-segment-bytes)
 
 
 @dataclass
@@ -355,7 +358,12 @@ class Demo:
 
         self.manager = SessionManager(
             self.hub,
-            SessionOptions(interval_ms=self.options.interval_ms, backoff_initial_s=0.3, backoff_max_s=2.0),
+            SessionOptions(
+                interval_ms=self.options.interval_ms,
+                backoff_initial_s=0.3,
+                backoff_max_s=2.0,
+                max_segment_bytes=self.options.max_segment_bytes,
+            ),
             probe_idle_s=0,
         )
         self.swarm = DemoSwarm(self.options, up, down)
@@ -449,6 +457,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         seed=args.seed,
         interval_ms=args.interval_ms,
         pubsub=not args.no_pubsub,
+        max_segment_bytes=getattr(args, "max_segment", DEFAULT_MAX_SEGMENT),
     )
 
 
