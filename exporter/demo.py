@@ -127,6 +127,7 @@ class DemoSwarm:
         except Exception as exc:  # host shutdown can raise (groups of) errors: contain them per node
             log.debug("node %d stopped with %r", slot, exc)
         finally:
+            await _close_listeners(host)
             if self.nodes.get(slot) is not None and self.nodes[slot].host is host:
                 del self.nodes[slot]
             if started:
@@ -298,6 +299,23 @@ class DemoSwarm:
             node = await self.join(self.rng.choice(free))
             return f"join: node-{node.slot} as {node.peer_id[-8:]}"
         raise ValueError(f"unknown churn action {action!r}; choose from {', '.join(CHURN_ACTIONS)}")
+
+
+async def _close_listeners(host: Any) -> None:
+    """Close the host's TCP listeners, which cancelling the host does not reach.
+
+    py-libp2p runs each listener in a trio system task; without ``close()`` a stopped node keeps its
+    port open and its whole host alive (a leak per node that leaves). Shielded and bounded, so a
+    stop or Ctrl-C still ends promptly.
+    """
+    import trio
+
+    with trio.move_on_after(1.0, shield=True):
+        for listener in list(getattr(host.get_network(), "listeners", {}).values()):
+            try:
+                await listener.close()
+            except Exception as exc:
+                log.debug("closing a listener failed: %r", exc)
 
 
 async def _drain(subscription: Any) -> None:
