@@ -49,6 +49,25 @@ def churn_ratio_expr(p: dict[str, Any], *, per: str = "peers") -> str:
     )
 
 
+def no_inbound_expr(p: dict[str, Any]) -> str:
+    """No inbound connection opened in the window, including a node that never had one.
+
+    The exporter creates a ``dir="inbound"`` series only when the first inbound connection opens, so
+    ``increase(...) == 0`` alone never fires for a node that was unreachable from the start (the NAT
+    case). The second branch covers it: a node watched for the whole window (it had ``libp2p_peers``
+    a window ago) that is still watched now and has no inbound series at all.
+    """
+    j = f'job=~"{p["job"]}"'
+    w = p["no_inbound_window"]
+    inbound = f'libp2p_swarm_connections_opened_total{{{j}, dir="inbound"}}'
+    return (
+        f"sum by ({BY}) (increase({inbound}[{w}])) == 0\n"
+        f"or (\n  sum by ({BY}) (libp2p_peers{{{j}}} offset {w}) * 0\n"
+        f"  and on ({BY}) sum by ({BY}) (libp2p_peers{{{j}}})\n"
+        f"  unless on ({BY}) sum by ({BY}) ({inbound})\n)"
+    )
+
+
 def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Rule groups by file stem, one group per concern."""
     j = f'job=~"{p["job"]}"'
@@ -122,8 +141,7 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ),
         _alert(
             "Libp2pNoInboundConnections",
-            f'sum by ({by}) (increase(libp2p_swarm_connections_opened_total{{{j}, dir="inbound"}}'
-            f"[{p['no_inbound_window']}])) == 0",
+            no_inbound_expr(p),
             p["no_inbound_for"],
             "warning",
             "libp2p node {{ $labels.node }} gets no inbound connections",

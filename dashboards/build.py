@@ -783,7 +783,9 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 "none",
                 [
                     (
-                        f'sum by (node) (increase(libp2p_swarm_connections_opened_total{{{S}, dir="inbound"}}[{p["no_inbound_window"]}]))',
+                        f'sum by (node) (increase(libp2p_swarm_connections_opened_total{{{S}, dir="inbound"}}[{p["no_inbound_window"]}]))'
+                        # a node that never had an inbound connection has no inbound series: show it as 0
+                        f" or sum by (node) (libp2p_peers{{{S}}}) * 0",
                         "{{node}}",
                     )
                 ],

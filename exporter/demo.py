@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
+
 log = logging.getLogger(__name__)
 
 ECHO = "/libp2p-exporter/demo/echo/1.0.0"
@@ -39,6 +41,7 @@ class DemoOptions:
     retention_ms: int = 30_000  # how long closed connections and streams stay in the State
     pubsub: bool = True  # gossipsub on topic TOPIC, with a message published now and then
     seed: int | None = None
+    max_segment_bytes: int = DEFAULT_MAX_SEGMENT  # the exporter's cap on one segment (--protocol.max-segment-bytes)
 
 
 @dataclass
@@ -124,6 +127,7 @@ class DemoSwarm:
         except Exception as exc:  # host shutdown can raise (groups of) errors: contain them per node
             log.debug("node %d stopped with %r", slot, exc)
         finally:
+            await _close_listeners(host)
             if self.nodes.get(slot) is not None and self.nodes[slot].host is host:
                 del self.nodes[slot]
             if started:
@@ -297,6 +301,23 @@ class DemoSwarm:
         raise ValueError(f"unknown churn action {action!r}; choose from {', '.join(CHURN_ACTIONS)}")
 
 
+async def _close_listeners(host: Any) -> None:
+    """Close the host's TCP listeners, which cancelling the host does not reach.
+
+    py-libp2p runs each listener in a trio system task; without ``close()`` a stopped node keeps its
+    port open and its whole host alive (a leak per node that leaves). Shielded and bounded, so a
+    stop or Ctrl-C still ends promptly.
+    """
+    import trio
+
+    with trio.move_on_after(1.0, shield=True):
+        for listener in list(getattr(host.get_network(), "listeners", {}).values()):
+            try:
+                await listener.close()
+            except Exception as exc:
+                log.debug("closing a listener failed: %r", exc)
+
+
 async def _drain(subscription: Any) -> None:
     """Receive the topic's messages (and drop them): a subscriber that keeps up."""
     while True:
@@ -355,7 +376,12 @@ class Demo:
 
         self.manager = SessionManager(
             self.hub,
-            SessionOptions(interval_ms=self.options.interval_ms, backoff_initial_s=0.3, backoff_max_s=2.0),
+            SessionOptions(
+                interval_ms=self.options.interval_ms,
+                backoff_initial_s=0.3,
+                backoff_max_s=2.0,
+                max_segment_bytes=self.options.max_segment_bytes,
+            ),
             probe_idle_s=0,
         )
         self.swarm = DemoSwarm(self.options, up, down)
@@ -449,6 +475,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         seed=args.seed,
         interval_ms=args.interval_ms,
         pubsub=not args.no_pubsub,
+        max_segment_bytes=getattr(args, "max_segment", DEFAULT_MAX_SEGMENT),
     )
 
 

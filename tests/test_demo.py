@@ -79,3 +79,13 @@ def test_demo_stops_cleanly_on_ctrl_c_within_5s(tmp_path: Path, procs: list[Proc
     assert rc == 0, proc.output()
     assert took < 5.0, f"shutdown took {took:.1f}s"
     assert "Traceback" not in proc.output()
+
+
+def test_demo_flags_reach_its_options() -> None:
+    """Every web/protocol flag the demo accepts is used: the segment cap reaches its WebSocket sessions."""
+    from exporter.cli import build_parser
+    from exporter.demo import options_from_args
+
+    args = build_parser().parse_args(["demo", "--protocol.max-segment-bytes", "4096", "--nodes", "3"])
+    opts = options_from_args(args)
+    assert (opts.max_segment_bytes, opts.nodes) == (4096, 3)

@@ -220,3 +220,54 @@ def test_deploy_readme_documents_every_parameter() -> None:
     text = (DEPLOY / "README.md").read_text()
     for name, param in PARAMS.items():
         assert f"| `{name}` | `{param.default}` |" in text, f"parameter {name} missing or stale in deploy/README.md"
+
+
+def _exporter_argvs(compose: dict[str, Any]) -> dict[str, list[str]]:
+    """Every exporter command line the deployment files give, placeholders filled in as a user would."""
+    import re
+    import shlex
+
+    def fill(arg: str) -> str:  # compose's ${VAR:-default}
+        return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", arg)
+
+    argvs = {"compose": [fill(str(a)) for a in compose["services"]["exporter"]["command"]]}
+    kube = {doc["kind"]: doc for doc in load_all(K8S / "deployment.yaml")}
+    argvs["kubernetes Deployment"] = [
+        str(a) for a in kube["Deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    ]
+    sidecar = load_all(K8S / "sidecar-example.yaml")[0]["spec"]["template"]["spec"]["containers"]
+    argvs["kubernetes sidecar"] = next([str(a) for a in c["args"]] for c in sidecar if "libp2p-exporter" in c["image"])
+    cmd = [ln for ln in (DEPLOY / "Dockerfile").read_text().splitlines() if ln.startswith("CMD ")]
+    argvs["Dockerfile CMD"] = json.loads(cmd[-1][4:])
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read_string((DEPLOY / "systemd" / "libp2p-exporter.service").read_text())
+    example = "--target ws://127.0.0.1:5001/introspect"  # the unit's documented LIBP2P_EXPORTER_ARGS
+    argvs["systemd"] = shlex.split(unit["Service"]["ExecStart"].replace("$LIBP2P_EXPORTER_ARGS", example))[1:]
+    return argvs
+
+
+def test_deploy_command_lines_use_flags_the_exporter_has(compose: dict[str, Any]) -> None:
+    """A flag the CLI does not know would make the container or the service exit at start."""
+    from exporter.cli import build_parser
+    from exporter.sources.live_cli import default_to_live
+
+    argvs = _exporter_argvs(compose)
+    assert len(argvs) == 5
+    for where, argv in argvs.items():
+        if where == "Dockerfile CMD":  # the image's default; users append --target
+            argv = [*argv, "--target", "ws://node:5001/introspect"]
+        try:
+            args = build_parser().parse_args(default_to_live(argv, env={}))
+        except SystemExit as exc:
+            raise AssertionError(f"{where}: the exporter rejects {argv}") from exc
+        assert args.command == "live" and args.target, where
+
+
+def test_image_has_tracing_when_compose_turns_it_on(compose: dict[str, Any]) -> None:
+    """OTEL_EXPORTER_OTLP_ENDPOINT turns tracing on; without the otel extra the exporter exits at start."""
+    env = compose["services"]["exporter"].get("environment", {})
+    if not any(k.startswith("OTEL_EXPORTER_OTLP") for k in env):
+        pytest.skip("compose does not turn tracing on")
+    installs = [ln for ln in (DEPLOY / "Dockerfile").read_text().splitlines() if "pip install" in ln and "pip " in ln]
+    project = [ln for ln in installs if "--upgrade pip" not in ln]
+    assert project and any("[otel]" in ln or "otel]" in ln for ln in project), project

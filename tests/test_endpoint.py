@@ -388,3 +388,40 @@ async def test_random_and_mutated_commands_get_answers_and_the_server_survives(h
             await hello(ws)
     finally:
         await ep.close()
+
+
+async def test_paused_states_are_queued_pruned_to_retention_and_sent_after_the_ok(
+    http: aiohttp.ClientSession,
+) -> None:
+    clock = [1000.0]
+    ep = Endpoint(make_introspector(), clock=lambda: clock[0])
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws, 1, interval_ms=500, retention_ms=10_000)
+            await ws.send_bytes(command(2, CMD.PUSH_PAUSE))
+            assert (await recv(ws)).response.id == 2
+            await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.STATE))
+            assert (await recv(ws)).response.id == 3
+            (session,) = ep.sessions
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while len(session.pause_queue) < 1 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            assert len(session.pause_queue) == 1  # the first State, queued while paused
+            clock[0] += 11.0  # that State is now older than the 10 s retention
+            while len(session.pause_queue) < 3 and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            # the old State was pruned as newer ones were queued; only those within retention remain
+            assert ep.stats["paused_pruned"] == 1
+            assert [at for at, _ in session.pause_queue] == [1011.0] * len(session.pause_queue)
+            queued = len(session.pause_queue)
+            await ws.send_bytes(command(4, CMD.PUSH_RESUME))
+            ok = await recv(ws)
+            assert ok.response.id == 4  # the OK first, then the queue
+            sent = [await recv(ws) for _ in range(queued)]
+            assert all(m.WhichOneof("payload") == "state" for m in sent)
+            stamps = [m.state.instant_ts for m in sent]
+            assert stamps == sorted(stamps)
+    finally:
+        await ep.close()

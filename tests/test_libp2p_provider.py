@@ -336,3 +336,37 @@ async def test_closed_streams_are_bounded_newest_kept(swarm: Swarm) -> None:
         return len(closed) == 5 and all(s.protocol == ECHO for s in closed)
 
     await wait_async(bounded, 10, "five newest closed echo streams")
+
+
+async def test_a_node_that_leaves_stops_listening_and_is_freed(swarm: Swarm) -> None:
+    """Churn 'leave' stops the node for good: its TCP port closes and the host can be collected.
+
+    py-libp2p's TCP listener runs in a trio *system* task that cancelling the host does not reach; a
+    departed node used to keep its port open and its whole host (connections, streams, provider
+    records) in memory, so a long demo grew without bound.
+    """
+    import gc
+    import socket
+    import weakref
+
+    leaving = swarm.node(4)
+    port = int(str(leaving.host.get_addrs()[0]).split("/tcp/")[1].split("/")[0])
+    host_ref = weakref.ref(leaving.host)
+    await swarm.bridge.run(leaving.scope.cancel)
+    del leaving
+    swarm.intros.pop(4).unregister_all()  # the test's own reference to the node's providers
+
+    async def gone() -> bool:
+        if 4 in swarm.swarm.nodes:
+            return False
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", port)) != 0
+
+    await wait_async(gone, 10, "the departed node's port to close")
+
+    async def freed() -> bool:
+        await swarm.bridge.run(gc.collect)
+        return host_ref() is None
+
+    await wait_async(freed, 15, "the departed host to be garbage collected")
