@@ -7,6 +7,8 @@ being exported.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client.metrics_core import Metric
 
 from exporter.histogram import Histogram
@@ -52,6 +54,18 @@ class Scoped:
     def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
         """``name`` without ``_total``; the sample gets the suffix."""
         self._fams.family(name, doc, "counter").add_sample(name + "_total", self._labels(labels), float(value))
+
+    def counters(
+        self,
+        name: str,
+        doc: str,
+        label: str,
+        counts: Mapping[str, float],
+        known: Iterable[str] = (),
+    ) -> None:
+        """One counter sample per label value; values known to exist are exported as 0 until seen."""
+        for value in sorted(set(counts) | set(known)):
+            self.counter(name, doc, counts.get(value, 0), {label: value})
 
     def histogram(
         self, name: str, doc: str, hist: Histogram, labels: dict[str, str] | None = None, *, gauge: bool = False

@@ -6,9 +6,7 @@ through the wire, see a forced disconnect as exactly one close.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
@@ -19,19 +17,10 @@ from exporter.node import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.websocket import Session, SessionOptions
+from tests.support.procs import until
 
 T = TypeVar("T")
 FAST = SessionOptions(interval_ms=500, backoff_initial_s=0.1, backoff_max_s=0.5, heartbeat_s=1.0)
-
-
-async def until(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def metric(hub: Hub, name: str, node: str, **labels: str) -> float:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
@@ -15,6 +14,7 @@ from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.websocket import Backoff, BoundedBuffer, Session, SessionOptions
 from tests.support.introspect_server import IntrospectServer
+from tests.support.procs import until
 
 T = TypeVar("T")
 FAST = SessionOptions(
@@ -27,16 +27,6 @@ FAST = SessionOptions(
     heartbeat_s=5.0,
     handshake_timeout_s=2.0,
 )
-
-
-async def until(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def samples(hub: Hub, nodes: list[str] | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

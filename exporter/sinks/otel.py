@@ -277,14 +277,14 @@ class TracingSubsystem(Subsystem):
                     acc.sampled_out.get(kind, 0),
                     {"kind": kind},
                 )
-            for reason in sorted(set(acc.dropped) | set(DROP_REASONS)):
-                out.counter(
-                    "libp2p_exporter_spans_dropped",
-                    "Spans not recorded: open_cap (too many open spans), queue_full (export queue full while "
-                    "the collector lags), bad_event (DHT event without a usable duration), error (a sink fault).",
-                    acc.dropped.get(reason, 0),
-                    {"reason": reason},
-                )
+            out.counters(
+                "libp2p_exporter_spans_dropped",
+                "Spans not recorded: open_cap (too many open spans), queue_full (export queue full while "
+                "the collector lags), bad_event (DHT event without a usable duration), error (a sink fault).",
+                "reason",
+                acc.dropped,
+                DROP_REASONS,
+            )
             out.gauge("libp2p_exporter_spans_open", "Connection and stream spans open now.", acc.open_spans)
             out.counter("libp2p_exporter_spans_exported", "Spans the collector accepted.", acc.exported)
             out.counter(

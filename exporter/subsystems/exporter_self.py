@@ -32,20 +32,20 @@ class ExporterSelf(Subsystem):
         )
         for kind, n in sorted(node.messages.items()):
             out.counter("libp2p_exporter_messages", "Server messages decoded, by kind.", n, {"kind": kind})
-        for reason in sorted(set(node.dropped_snapshots) | {"duplicate", "out_of_order"}):
-            out.counter(
-                "libp2p_exporter_snapshots_dropped",
-                "States ignored because they repeated or preceded the last accepted one.",
-                node.dropped_snapshots.get(reason, 0),
-                {"reason": reason},
-            )
-        for reason in sorted(set(node.segment_errors) | {"checksum", "truncated", "oversized", "protobuf", "version"}):
-            out.counter(
-                "libp2p_exporter_segment_errors",
-                "Segments skipped, by reason: checksum, truncated, oversized (over the cap), version, protobuf.",
-                node.segment_errors.get(reason, 0),
-                {"reason": reason},
-            )
+        out.counters(
+            "libp2p_exporter_snapshots_dropped",
+            "States ignored because they repeated or preceded the last accepted one.",
+            "reason",
+            node.dropped_snapshots,
+            ("duplicate", "out_of_order"),
+        )
+        out.counters(
+            "libp2p_exporter_segment_errors",
+            "Segments skipped, by reason: checksum, truncated, oversized (over the cap), version, protobuf.",
+            "reason",
+            node.segment_errors,
+            ("checksum", "truncated", "oversized", "protobuf", "version"),
+        )
         out.counter("libp2p_exporter_command_errors", "CommandResponse ERR answers from the node.", node.command_errors)
         out.counter(
             "libp2p_exporter_node_restarts",

@@ -45,20 +45,20 @@ class SessionMetrics(Subsystem):
             stats.reconnects,
         )
         out.counter("libp2p_exporter_session_established", "Sessions that got a HELLO OK.", stats.established)
-        for reason in sorted(set(stats.failures) | {"connect", "closed", "hello_refused", "stalled", "timeout"}):
-            out.counter(
-                "libp2p_exporter_session_failures",
-                "Sessions that ended, by reason: connect, closed, hello_refused, stalled, timeout, heartbeat, frame, error.",
-                stats.failures.get(reason, 0),
-                {"reason": reason},
-            )
-        for kind in sorted(set(stats.dropped) | {"event", "state"}):
-            out.counter(
-                "libp2p_exporter_session_dropped_messages",
-                "Messages dropped because the per-target buffer was full, by kind.",
-                stats.dropped.get(kind, 0),
-                {"kind": kind},
-            )
+        out.counters(
+            "libp2p_exporter_session_failures",
+            "Sessions that ended, by reason: connect, closed, hello_refused, stalled, timeout, heartbeat, frame, error.",
+            "reason",
+            stats.failures,
+            ("connect", "closed", "hello_refused", "stalled", "timeout"),
+        )
+        out.counters(
+            "libp2p_exporter_session_dropped_messages",
+            "Messages dropped because the per-target buffer was full, by kind.",
+            "kind",
+            stats.dropped,
+            ("event", "state"),
+        )
         for kind in ("binary", "text"):
             out.counter(
                 "libp2p_exporter_session_frames",

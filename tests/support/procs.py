@@ -6,6 +6,7 @@ stopped by the fixture that started it. Waits are bounded polls, never bare slee
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -53,6 +54,17 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc})" if last_exc else "")
     )
+
+
+async def until(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
+    """``wait_for`` for async tests: poll without blocking the event loop the servers run on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> str:
