@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
+from tests.support.introspect_server import IntrospectServer
 from tests.support.otlp import GrpcReceiver, HttpReceiver
 from tests.support.procs import FIXTURE, Proc
 
@@ -48,3 +49,12 @@ def grpc_receiver() -> Iterator[GrpcReceiver]:
     r = GrpcReceiver().start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[IntrospectServer]:
+    """The scripted introspection server (written from protocol.md) on a free loopback port."""
+    srv = IntrospectServer()
+    await srv.start()
+    yield srv
+    await srv.stop()

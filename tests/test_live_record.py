@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from exporter.node import Hub
 from exporter.protocol import introspection_pb2 as pb
@@ -18,14 +15,6 @@ from exporter.sources.replay import replay
 from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer
 from tests.test_live_session import FAST, samples, until
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[IntrospectServer]:
-    srv = IntrospectServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 def node_samples(hub: Hub) -> dict:

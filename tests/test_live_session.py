@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
@@ -41,14 +40,6 @@ def samples(hub: Hub, nodes: list[str] | None = None) -> dict[tuple[str, tuple[t
 def value(hub: Hub, name: str, node: str = "n", **labels: str) -> float | None:
     key = (name, tuple(sorted({**labels, "node": node}.items())))
     return samples(hub).get(key)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[IntrospectServer]:
-    srv = IntrospectServer()
-    await srv.start()
-    yield srv
-    await srv.stop()
 
 
 @pytest.fixture
