@@ -13,7 +13,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.__main__ import main as generate_main
-from dashboards.build import DASHBOARDS
+from dashboards.boards import DASHBOARDS
 from dashboards.generate import JSON_DIR, REPO, render_all
 from dashboards.params import PARAMS, resolve
 from tests.support.procs import SHARED

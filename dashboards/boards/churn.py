@@ -1,0 +1,154 @@
+"""The Events and churn dashboard: peer churn as the alert rules see it, with their thresholds drawn in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards import alerts
+from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, TimeSeries, dashboard
+
+
+def _churn(sel: str, window: str) -> str:
+    return (
+        f"(sum by (node) (rate(libp2p_peers_connected_total{{{sel}}}[{window}])) + sum by (node) "
+        f"(rate(libp2p_peers_disconnected_total{{{sel}}}[{window}]))) * 60 / clamp_min(sum by (node) "
+        f"(libp2p_peers{{{sel}}}), 1)"
+    )
+
+
+def churn(p: dict[str, Any]) -> dm.Dashboard:
+    w = p["short_lived_window"]
+    bucket = alerts.le_matcher(p["short_lived_seconds"])
+    h = "libp2p_swarm_connection_duration_seconds"
+    return dashboard(
+        "libp2p-churn",
+        "libp2p / Events and churn",
+        "Peer churn as the alert rules see it: connect and disconnect rates, short-lived connections, peer-count changes, with the alert thresholds drawn in.",
+        [
+            TimeSeries(
+                "Peers connected and disconnected",
+                "Peers per minute that went from no open connection to one (connected) and back (disconnected).",
+                "cpm",
+                [
+                    Query(
+                        f"sum by (node) (rate(libp2p_peers_connected_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}])) * 60",
+                        "{{node}} connected",
+                    ),
+                    Query(
+                        f"sum by (node) (rate(libp2p_peers_disconnected_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}])) * 60",
+                        "{{node}} disconnected",
+                    ),
+                ],
+                min=0,
+            ),
+            TimeSeries(
+                "Connections opened and closed",
+                "Connections per minute opened and closed, per node and direction.",
+                "cpm",
+                [
+                    Query(
+                        f"sum by (node, dir) (rate(libp2p_swarm_connections_opened_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}])) * 60",
+                        "{{node}} opened {{dir}}",
+                    ),
+                    Query(
+                        f"sum by (node, dir) (rate(libp2p_swarm_connections_closed_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}])) * 60",
+                        "{{node}} closed {{dir}}",
+                    ),
+                ],
+                min=0,
+            ),
+            TimeSeries(
+                "Peer churn per peer",
+                f"(peers connected + disconnected per minute) / current peers, over the alert's {p['churn_window']} window. Above the dashed line for {p['churn_for']}, Libp2pHighPeerChurn fires.",
+                "none",
+                [Query(_churn(NODE_SELECTOR, p["churn_window"]), "{{node}}")],
+                thresholds=[(float(p["churn_per_peer_per_minute"]), "red")],
+                min=0,
+            ),
+            TimeSeries(
+                "Connection churn per peer",
+                f"(connections opened + closed per minute) / current peers over {p['churn_window']}. Above the dashed line for {p['churn_for']}, Libp2pHighConnectionChurn fires.",
+                "none",
+                [
+                    Query(
+                        f"(sum by (node) (rate(libp2p_swarm_connections_opened_total{{{NODE_SELECTOR}}}[{p['churn_window']}])) + sum by (node) (rate(libp2p_swarm_connections_closed_total{{{NODE_SELECTOR}}}[{p['churn_window']}]))) * 60 / clamp_min(sum by (node) (libp2p_peers{{{NODE_SELECTOR}}}), 1)",
+                        "{{node}}",
+                    )
+                ],
+                thresholds=[(float(p["conn_churn_per_peer_per_minute"]), "red")],
+                min=0,
+            ),
+            TimeSeries(
+                "Short-lived connections",
+                f"Share of the connections closed in the last {w} that lived under {p['short_lived_seconds']} s. Above the dashed line for {p['short_lived_for']} (with enough closes), Libp2pShortLivedConnections fires.",
+                "percentunit",
+                [
+                    Query(
+                        f"sum by (node) (rate({h}_bucket{{{NODE_SELECTOR}, {bucket}}}[{w}])) / sum by (node) (rate({h}_count{{{NODE_SELECTOR}}}[{w}]))",
+                        "{{node}}",
+                    )
+                ],
+                thresholds=[(float(p["short_lived_share"]), "red")],
+                min=0,
+            ),
+            TimeSeries(
+                "Peer count and floors",
+                f"Connected peers per node. Dashed lines: the critical floor ({p['peer_floor_critical']}, Libp2pPeerCountCritical) and the warning floor ({p['peer_floor_warning']}, Libp2pPeerCountLow); the colour under them is the alert level. The 'drop threshold' series is the level under which Libp2pPeerCountDrop fires.",
+                "none",
+                [
+                    Query(f"libp2p_peers{{{NODE_SELECTOR}}}", "{{node}}"),
+                    Query(
+                        f"{1 - float(p['peer_drop_ratio']):g} * max_over_time(libp2p_peers{{{NODE_SELECTOR}}}[{p['peer_drop_window']}])",
+                        "{{node}} drop threshold",
+                    ),
+                ],
+                thresholds=[
+                    (None, "red"),
+                    (float(p["peer_floor_critical"]), "orange"),
+                    (float(p["peer_floor_warning"]), "green"),
+                ],
+                min=0,
+            ),
+            TimeSeries(
+                "Peer count change",
+                "Change in connected peers over the last 5 minutes per node: negative bars are peers lost.",
+                "none",
+                [Query(f"delta(libp2p_peers{{{NODE_SELECTOR}}}[5m])", "{{node}}")],
+            ),
+            TimeSeries(
+                "Inbound connections opened",
+                f"Inbound connections opened over the last {p['no_inbound_window']}; at 0 for {p['no_inbound_for']}, Libp2pNoInboundConnections fires.",
+                "none",
+                [
+                    Query(
+                        f'sum by (node) (increase(libp2p_swarm_connections_opened_total{{{NODE_SELECTOR}, dir="inbound"}}[{p["no_inbound_window"]}]))'
+                        # a node that never had an inbound connection has no inbound series: show it as 0
+                        f" or sum by (node) (libp2p_peers{{{NODE_SELECTOR}}}) * 0",
+                        "{{node}}",
+                    )
+                ],
+                min=0,
+            ),
+            TimeSeries(
+                "Events by type",
+                "Introspection events per second by type (allow-listed names, the rest fold into other).",
+                "ops",
+                [Query(f"sum by (type) (rate(libp2p_events_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}]))", "{{type}}")],
+                min=0,
+            ),
+            TimeSeries(
+                "DHT routing table churn",
+                "Peers added to or removed from DHT buckets per second.",
+                "ops",
+                [
+                    Query(
+                        f"sum by (action) (rate(libp2p_dht_routing_table_updates_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}]))",
+                        "{{action}}",
+                    )
+                ],
+                min=0,
+            ),
+        ],
+    )
