@@ -175,3 +175,26 @@ def test_sdk_is_the_grafana_11_6_build() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     assert pyproject.count('"grafana-foundation-sdk==1769699379!11.6.0"') == 2  # the dashboards and dev extras
     assert all(d["schemaVersion"] == 41 for d in committed().values())
+
+
+def test_panels_draw_the_rules_own_expressions() -> None:
+    """One definition (dashboards/promql.py): the line a panel draws is its alert's expression, selector apart."""
+    from dashboards import alerts
+
+    params = resolve()
+    rules = {r["alert"]: r["expr"] for g in alerts.groups(params).values() for r in g["rules"]}
+    drawn = {t["expr"] for dash in committed().values() for p in panels(dash) for t in p.get("targets", [])}
+
+    def as_panel(expr: str) -> str:
+        return expr.replace(f'job=~"{params["job"]}"', 'instance=~"$instance", node=~"$node"')
+
+    for alert, part in (
+        ("Libp2pHighPeerChurn", lambda e: e.rpartition("\n>")[0]),
+        ("Libp2pHighConnectionChurn", lambda e: e.rpartition("\n>")[0]),
+        ("Libp2pShortLivedConnections", lambda e: e.partition(" > ")[0]),
+        ("Libp2pPeerCountDrop", lambda e: e.partition("\n< ")[2]),
+        ("Libp2pDhtRoutingTableShrinking", lambda e: e.partition("\n< ")[2]),
+    ):
+        expr = as_panel(part(rules[alert]))
+        assert expr and expr != as_panel(rules[alert]), alert
+        assert expr in drawn, f"no panel draws {alert}'s expression {expr!r}"

@@ -6,22 +6,12 @@ from typing import Any
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import alerts
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, TimeSeries, dashboard
-
-
-def _churn(sel: str, window: str) -> str:
-    return (
-        f"(sum by (node) (rate(libp2p_peers_connected_total{{{sel}}}[{window}])) + sum by (node) "
-        f"(rate(libp2p_peers_disconnected_total{{{sel}}}[{window}]))) * 60 / clamp_min(sum by (node) "
-        f"(libp2p_peers{{{sel}}}), 1)"
-    )
+from dashboards.promql import BY, churn_ratio, inbound_opened, peer_drop_level, peers, short_lived_share
 
 
 def churn(p: dict[str, Any]) -> dm.Dashboard:
     w = p["short_lived_window"]
-    bucket = alerts.le_matcher(p["short_lived_seconds"])
-    h = "libp2p_swarm_connection_duration_seconds"
     return dashboard(
         "libp2p-churn",
         "libp2p / Events and churn",
@@ -63,7 +53,7 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 "Peer churn per peer",
                 f"(peers connected + disconnected per minute) / current peers, over the alert's {p['churn_window']} window. Above the dashed line for {p['churn_for']}, Libp2pHighPeerChurn fires.",
                 "none",
-                [Query(_churn(NODE_SELECTOR, p["churn_window"]), "{{node}}")],
+                [Query(churn_ratio(NODE_SELECTOR, p["churn_window"]), "{{node}}")],
                 thresholds=[(float(p["churn_per_peer_per_minute"]), "red")],
                 min=0,
             ),
@@ -73,7 +63,7 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 "none",
                 [
                     Query(
-                        f"(sum by (node) (rate(libp2p_swarm_connections_opened_total{{{NODE_SELECTOR}}}[{p['churn_window']}])) + sum by (node) (rate(libp2p_swarm_connections_closed_total{{{NODE_SELECTOR}}}[{p['churn_window']}]))) * 60 / clamp_min(sum by (node) (libp2p_peers{{{NODE_SELECTOR}}}), 1)",
+                        churn_ratio(NODE_SELECTOR, p["churn_window"], per="connections"),
                         "{{node}}",
                     )
                 ],
@@ -86,7 +76,7 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 "percentunit",
                 [
                     Query(
-                        f"sum by (node) (rate({h}_bucket{{{NODE_SELECTOR}, {bucket}}}[{w}])) / sum by (node) (rate({h}_count{{{NODE_SELECTOR}}}[{w}]))",
+                        short_lived_share(NODE_SELECTOR, p["short_lived_seconds"], w),
                         "{{node}}",
                     )
                 ],
@@ -100,7 +90,7 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 [
                     Query(f"libp2p_peers{{{NODE_SELECTOR}}}", "{{node}}"),
                     Query(
-                        f"{1 - float(p['peer_drop_ratio']):g} * max_over_time(libp2p_peers{{{NODE_SELECTOR}}}[{p['peer_drop_window']}])",
+                        peer_drop_level(NODE_SELECTOR, p["peer_drop_ratio"], p["peer_drop_window"]),
                         "{{node}} drop threshold",
                     ),
                 ],
@@ -123,9 +113,8 @@ def churn(p: dict[str, Any]) -> dm.Dashboard:
                 "none",
                 [
                     Query(
-                        f'sum by (node) (increase(libp2p_swarm_connections_opened_total{{{NODE_SELECTOR}, dir="inbound"}}[{p["no_inbound_window"]}]))'
                         # a node that never had an inbound connection has no inbound series: show it as 0
-                        f" or sum by (node) (libp2p_peers{{{NODE_SELECTOR}}}) * 0",
+                        f"{inbound_opened(NODE_SELECTOR, p['no_inbound_window'])} or sum by ({BY}) ({peers(NODE_SELECTOR)}) * 0",
                         "{{node}}",
                     )
                 ],

@@ -7,10 +7,10 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, Stat, TimeSeries, dashboard
+from dashboards.promql import dht_routing_table, dht_shrink_level
 
 
 def dht(p: dict[str, Any]) -> dm.Dashboard:
-    rt = f'sum by (node) (libp2p_dht_peers{{{NODE_SELECTOR}, status=~"active|missing"}})'
     return dashboard(
         "libp2p-dht",
         "libp2p / DHT",
@@ -53,9 +53,9 @@ def dht(p: dict[str, Any]) -> dm.Dashboard:
                 "Peers in a bucket (active or missing) per node; the dashed line is the Libp2pDhtRoutingTableShrinking threshold, a share of the recent maximum.",
                 "none",
                 [
-                    Query(rt, "{{node}}"),
+                    Query(dht_routing_table(NODE_SELECTOR), "{{node}}"),
                     Query(
-                        f"{1 - float(p['dht_shrink_ratio']):g} * max_over_time({rt}[{p['dht_shrink_window']}:])",
+                        dht_shrink_level(NODE_SELECTOR, p["dht_shrink_ratio"], p["dht_shrink_window"]),
                         "{{node}} alert threshold",
                     ),
                 ],

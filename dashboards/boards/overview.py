@@ -6,8 +6,8 @@ from typing import Any
 
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards.boards.churn import _churn
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, Stat, Table, TimeSeries, dashboard
+from dashboards.promql import churn_ratio
 
 
 def overview(p: dict[str, Any]) -> dm.Dashboard:
@@ -60,7 +60,7 @@ def overview(p: dict[str, Any]) -> dm.Dashboard:
                 "Peer churn",
                 "Peers connected plus disconnected per minute, per current peer. Above the alert threshold (red) for long, Libp2pHighPeerChurn fires.",
                 "none",
-                [Query(f"max({_churn(NODE_SELECTOR, RATE_WINDOW)})", "churn")],
+                [Query(f"max({churn_ratio(NODE_SELECTOR, RATE_WINDOW)})", "churn")],
                 width=4,
                 height=4,
                 thresholds=[(float(p["churn_per_peer_per_minute"]), "red")],
