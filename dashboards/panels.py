@@ -1,11 +1,12 @@
 """The panel library the dashboards are written in, on Grafana's foundation SDK (the Grafana 11.6 build).
 
-A dashboard is a list of panels (``TimeSeries``, ``Stat``, ``Table``), each drawing one or more
-``Query``s. ``dashboard()`` lays them out on Grafana's 24-column grid and adds what every libp2p
-dashboard shares: the ``datasource``, ``instance`` and ``node`` variables and the links between the
-dashboards. The records keep the dashboards readable; the SDK keeps the JSON valid for Grafana 11.6.
-Every query selects on the ``$instance`` and ``$node`` variables and uses the ``$datasource``
-variable, never a fixed uid.
+A dashboard is a list of ``Row``s (collapsible sections), each holding panels (``TimeSeries``,
+``Stat``, ``RangeTotals``, ``Table``) that draw one or more ``Query``s. ``dashboard()`` lays them out
+on Grafana's 24-column grid and adds what every libp2p dashboard shares: the ``datasource``,
+``instance`` and ``node`` variables, the links between the dashboards and an annotation for the
+alerts firing on the selected nodes. The records keep the dashboards readable; the SDK keeps the
+JSON valid for Grafana 11.6. Every query selects on the ``$instance`` and ``$node`` variables and
+uses the ``$datasource`` variable, never a fixed uid.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ RATE_WINDOW = "$__rate_interval"
 TIME_RANGE = "$__range"
 TAGS = ["libp2p", "libp2p-exporter"]
 GRID_WIDTH = 24
+# Churn ratios are (events per minute) / current peers: Grafana has no such unit, so a custom suffix.
+PER_MINUTE_PER_PEER = "suffix:/min/peer"
+# Alerts whose labels name a selected node, or name no node at all (a target down) on a selected instance.
+FIRING_ALERTS = 'ALERTS{alertstate="firing", instance=~"$instance", node=~"$node|"}'
+# Grafana's Prometheus annotations keep these beside ``expr`` (the published schema and the SDK model
+# leave them out): the marker's title, its text and the labels shown as tags.
+PROMETHEUS_ANNOTATION_KEYS = ("titleFormat", "textFormat", "tagKeys")
 
 # A step is (lower bound, colour); a bound of None is the base step (Grafana's -Infinity).
 Steps = list[tuple[float | None, str]]
@@ -39,6 +47,7 @@ class Query:
 
     expr: str
     legend: str = ""
+    instant: bool = False  # one value per series at the end of the range (totals over $__range)
 
 
 @dataclass
@@ -59,7 +68,8 @@ class Panel:
         raise NotImplementedError
 
     def prometheus_query(self, query: Query, ref_id: str) -> pq.Dataquery:
-        return pq.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref_id).datasource(DATASOURCE).range()
+        q = pq.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref_id).datasource(DATASOURCE)
+        return q.instant() if query.instant else q.range()
 
     def build(self, panel_id: int, x: int, y: int) -> Any:
         b = self.visualisation().id(panel_id).title(self.title).description(self.description).unit(self.unit)
@@ -113,15 +123,86 @@ class Stat(Panel):
 
 
 @dataclass
-class Table(Panel):
-    """The series of an instant query as rows, one column per label."""
+class RangeTotals(Panel):
+    """Totals over the dashboard's time range (``increase(...[$__range])``): one number per series, with
+    its name, from instant queries. A time series of such a total would redraw the whole range at
+    every point."""
 
     def visualisation(self) -> Any:
-        return table.Panel().align(cm.FieldTextAlignment.AUTO).inspect(False).show_header(True)
+        return (
+            stat.Panel()
+            .graph_mode(cm.BigValueGraphMode.NONE)
+            .color_mode(cm.BigValueColorMode.VALUE)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+            .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        )
+
+    def prometheus_query(self, query: Query, ref_id: str) -> pq.Dataquery:
+        return super().prometheus_query(Query(query.expr, query.legend, instant=True), ref_id)
+
+
+# What a table-format instant query adds besides the labels: the sample time, the metric name, the value.
+QUERY_COLUMNS = ("Time", "__name__", "Value", "Value #A")
+
+
+@dataclass
+class Table(Panel):
+    """The series of an instant query as rows. ``columns`` maps the labels to show, in order, to their
+    headers; the sample time, metric name and value (and any other label) are left out."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def visualisation(self) -> Any:
+        b = table.Panel().align(cm.FieldTextAlignment.AUTO).inspect(False).show_header(True)
+        if self.columns:
+            b = b.with_transformation(
+                dm.DataTransformerConfig(
+                    id_val="organize",
+                    options={
+                        "excludeByName": dict.fromkeys(QUERY_COLUMNS, True),
+                        "indexByName": {label: i for i, label in enumerate(self.columns)},
+                        "renameByName": dict(self.columns),
+                    },
+                )
+            )
+        return b
 
     def prometheus_query(self, query: Query, ref_id: str) -> pq.Dataquery:
         q = pq.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(ref_id).datasource(DATASOURCE)
         return q.instant().format(pm.PromQueryFormat.TABLE)
+
+
+@dataclass
+class Row:
+    """A titled, collapsible section of a dashboard and the panels under it."""
+
+    title: str
+    panels: list[Panel]
+
+
+class PrometheusAnnotation(dm.AnnotationQuery):
+    """An annotation drawn from a PromQL query, with the Prometheus data source's own formatting keys."""
+
+    def __init__(self, *, title_format: str, text_format: str, tag_keys: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.formats = dict(zip(PROMETHEUS_ANNOTATION_KEYS, (title_format, text_format, tag_keys)))
+
+    def to_json(self) -> dict[str, object]:
+        return {**super().to_json(), **self.formats}
+
+
+def firing_alerts_annotation() -> PrometheusAnnotation:
+    """A red region over the graphs while an alert fires on one of the selected nodes, named after it."""
+    return PrometheusAnnotation(
+        name="Firing alerts",
+        datasource=DATASOURCE,
+        enable=True,
+        icon_color="red",
+        expr=FIRING_ALERTS,
+        title_format="{{alertname}}",
+        text_format="{{severity}} alert on {{instance}}",
+        tag_keys="node,severity",
+    )
 
 
 def threshold_steps(steps: Steps) -> db.ThresholdsConfig:
@@ -158,8 +239,9 @@ def variables() -> list[Any]:
     ]
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Panel]) -> dm.Dashboard:
-    """A libp2p dashboard: the shared variables and links, the panels left to right, top to bottom."""
+def dashboard(uid: str, title: str, description: str, rows: list[Row]) -> dm.Dashboard:
+    """A libp2p dashboard: the shared variables, links and annotation; each row's panels left to right,
+    top to bottom, under the row's title."""
     b = (
         db.Dashboard(title)
         .uid(uid)
@@ -181,10 +263,18 @@ def dashboard(uid: str, title: str, description: str, panels: list[Panel]) -> dm
         .include_vars(True)
         .keep_time(True)
     )
-    x = y = line_height = 0
-    for panel_id, panel in enumerate(panels, start=1):
-        if x + panel.width > GRID_WIDTH:  # start a new line when the panel does not fit
-            x, y, line_height = 0, y + line_height, 0
-        b = b.with_panel(panel.build(panel_id, x, y))
-        x, line_height = x + panel.width, max(line_height, panel.height)
-    return b.build()
+    panel_id = y = 0
+    for row in rows:
+        panel_id += 1
+        b = b.with_row(db.Row(row.title).id(panel_id).grid_pos(dm.GridPos(h=1, w=GRID_WIDTH, x=0, y=y)))
+        x, y, line_height = 0, y + 1, 0
+        for panel in row.panels:
+            if x + panel.width > GRID_WIDTH:  # start a new line when the panel does not fit
+                x, y, line_height = 0, y + line_height, 0
+            panel_id += 1
+            b = b.with_panel(panel.build(panel_id, x, y))
+            x, line_height = x + panel.width, max(line_height, panel.height)
+        y += line_height
+    built = b.build()
+    built.annotations.list_val = [firing_alerts_annotation()]
+    return built
