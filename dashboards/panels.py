@@ -147,8 +147,9 @@ QUERY_COLUMNS = ("Time", "__name__", "Value", "Value #A")
 
 @dataclass
 class Table(Panel):
-    """The series of an instant query as rows. ``columns`` maps the labels to show, in order, to their
-    headers; the sample time, metric name and value (and any other label) are left out."""
+    """The series of an instant query as rows. ``columns`` maps labels, in the order to show them, to their
+    headers; the sample time, metric name and value are left out, labels not listed (a live target's
+    own labels) come after the listed ones."""
 
     columns: dict[str, str] = field(default_factory=dict)
 
