@@ -1,4 +1,4 @@
-"""Capture files: the shared observer-toolkit sample, old drafts, damage, and `inspect`."""
+"""Capture files: the observer-toolkit sample (tests/fixtures), old drafts, damage, and `inspect`."""
 
 from __future__ import annotations
 
