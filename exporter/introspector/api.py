@@ -163,6 +163,10 @@ class Introspector:
                 if not isinstance(c, pb.Connection):
                     raise TypeError(f"expected Connection, got {type(c).__name__}")
             state.subsystems.connections.extend(conns)
+            # Whatever a provider sent, every Connection carries `streams`, even empty (`5a 00`): the
+            # observer UI dereferences it without a check (protocol.md §5).
+            for c in state.subsystems.connections:
+                c.streams.SetInParent()
         elif subsystem == "traffic":
             if not isinstance(part, pb.Traffic):
                 raise TypeError("expected Traffic")
