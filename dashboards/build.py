@@ -920,12 +920,12 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
             P(
                 "ts",
                 "Introspection settings",
-                "The push interval and retention the node confirmed, and how long it took to build its last snapshot.",
+                "The push interval and retention the node confirmed, and the period its last State covered (snapshot_duration_ms).",
                 "s",
                 [
                     (f"libp2p_introspection_interval_seconds{{{S}}}", "{{node}} interval"),
                     (f"libp2p_introspection_retention_seconds{{{S}}}", "{{node}} retention"),
-                    (f"libp2p_introspection_snapshot_duration_seconds{{{S}}}", "{{node}} snapshot build"),
+                    (f"libp2p_introspection_snapshot_duration_seconds{{{S}}}", "{{node}} last State covered"),
                 ],
                 min=0,
                 w=24,
