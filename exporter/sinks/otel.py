@@ -747,7 +747,13 @@ class NodeTracer:
             "libp2p.dht.query.direction": "outbound" if outbound else "inbound",
             "libp2p.dht.query.duration_ms": total,
         }
-        for key, attr in (("queryId", "id"), ("type", "type"), ("trigger", "trigger"), ("targetPeerId", "target")):
+        for key, attr in (
+            ("queryId", "id"),
+            ("type", "type"),
+            ("trigger", "trigger"),
+            ("targetPeerId", "target"),
+            ("key", "key"),  # the py-libp2p provider's DHT key when it is not a peer id
+        ):
             if content.get(key) not in (None, ""):
                 attrs[f"libp2p.dht.query.{attr}"] = str(content[key])
         if result:
