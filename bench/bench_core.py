@@ -12,6 +12,7 @@ Contenders (each a factory returning a node with ``ingest(segment: bytes)`` and 
   floor  the least work that gives the same samples (``bench/floor.py``): frame check + parse, one pass
          over the needed fields into dicts of small tuples, render from cached prefixes;
   naive  the floor's pass feeding prometheus_client Gauges/Counters/Histograms (``bench/naive.py``);
+  read   frame check + parse + reading the fields the floor reads for known ids, nothing kept (no render);
   parse  frame check + ``ServerMessage.FromString`` only (no render): the part no one can skip.
 
 A future engine is one more entry in ``CONTENDERS`` (or ``register``); everything else stays.
@@ -20,7 +21,7 @@ Method: each size's frames are pre-generated (``exporter.generator.SyntheticNode
 response, then consecutive States with churn) and framed once. A repetition gives every contender,
 in turn, a fresh node, feeds it the Runtime, config and first State untimed, then times each later
 State's ``ingest`` and the ``render`` right after it with ``time.process_time`` (CPU clock). The
-repetitions interleave the contenders (ours, floor, naive, parse, ours, ...) so that machine noise
+repetitions interleave the contenders (ours, floor, naive, read, parse, ours, ...) so that machine noise
 hits all alike; medians and quartiles are over every State of every repetition. The collector runs
 as in production; ``gc.collect()`` (untimed) between contenders keeps one's garbage off the next
 one's clock.
@@ -51,7 +52,7 @@ from prometheus_client.exposition import generate_latest  # noqa: E402
 from prometheus_client.metrics_core import Metric  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from bench.floor import LabelCache  # noqa: E402
+from bench.floor import LabelCache, read_needed  # noqa: E402
 from bench.floor_node import FloorNode, decode  # noqa: E402
 from bench.naive import NaiveNode  # noqa: E402
 from exporter.generator import SyntheticNode  # noqa: E402
@@ -114,13 +115,21 @@ class ParseOnly:
         return b""
 
 
+class ReadOnly(ParseOnly):
+    def ingest(self, segment: bytes) -> None:
+        msg = decode(segment)
+        if msg.WhichOneof("payload") == "state":
+            read_needed(msg.state)
+
+
 CONTENDERS: dict[str, Callable[[], Node]] = {
     "ours": OursNode,
     "floor": lambda: FloorNode("n", LabelCache(Cardinality())),
     "naive": lambda: NaiveNode("n", LabelCache(Cardinality())),
+    "read": ReadOnly,
     "parse": ParseOnly,
 }
-NO_RENDER = {"parse"}
+NO_RENDER = {"parse", "read"}
 
 
 def register(name: str, factory: Callable[[], Node], renders: bool = True) -> None:
@@ -339,8 +348,9 @@ def _ratios(timing: dict[str, dict[str, object]]) -> dict[str, float]:
         ("naive", "ours", "ingest_ms"),
         ("naive", "ours", "state_to_exposition_ms"),
         ("naive", "floor", "state_to_exposition_ms"),
-        ("floor", "parse", "ingest_ms"),
-        ("ours", "parse", "ingest_ms"),
+        ("ours", "read", "ingest_ms"),
+        ("floor", "read", "ingest_ms"),
+        ("read", "parse", "ingest_ms"),
     ):
         x, y = med(a, key), med(b, key)
         if x and y:

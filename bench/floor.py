@@ -37,6 +37,11 @@ DHT_STATUS = ("active", "missing", "rejected", "candidate")
 IN_TABLE = (0, 1)
 INITIATOR = pb.INITIATOR
 LIVE, DONE = 0, 1
+# Per connection: labels (dir, transport, security, muxer, ip_version), open_ts, peer id, LIVE/DONE,
+# last cumulative bytes in and out (0 when not reported). Per stream: dir, open_ts, protocol label,
+# LIVE/DONE, last bytes in and out.
+Conn = tuple[tuple[str, ...], int, str, int, int, int]
+Strm = tuple[str, int, str, int, int, int]
 
 
 def _transport_text(raw: bytes) -> str:
@@ -48,14 +53,14 @@ class LabelCache:
 
     def __init__(self, card: Cardinality) -> None:
         self.card = card
-        self._proto: dict[str, str] = {}
+        self.proto_cache: dict[str, str] = {}
 
     def protocol(self, raw: str) -> str:
-        label = self._proto.get(raw)
+        label = self.proto_cache.get(raw)
         if label is None:
             label = self.card.protocol(raw or UNKNOWN)
-            if len(self._proto) < 4096:
-                self._proto[raw] = label
+            if len(self.proto_cache) < 4096:
+                self.proto_cache[raw] = label
         return label
 
     def conn(self, c: pb.Connection) -> tuple[str, str, str, str, str]:
@@ -119,10 +124,8 @@ class Tracker:
 
     def __init__(self, labels: LabelCache) -> None:
         self.labels = labels
-        self.conns: dict[bytes, tuple[tuple[str, ...], int, int, str, int]] = {}  # labels5, open, upgraded, peer, phase
-        self.streams: dict[bytes, tuple[str, int, str, int]] = {}  # dir, open_ts, protocol label, phase
-        self.conn_bytes: dict[bytes, tuple[int, int]] = {}
-        self.stream_bytes: dict[bytes, tuple[int, int]] = {}
+        self.conns: dict[bytes, Conn] = {}
+        self.streams: dict[bytes, Strm] = {}
         self.peers: set[str] = set()
         self.dht_peers: dict[str, int] = {}
         self.last_ts = -1
@@ -154,14 +157,15 @@ class Tracker:
 
     def _connections(self, conns: Iterable[pb.Connection], now: int, last_seen: int, first: bool, out: Step) -> None:
         labels = self.labels
-        protocol = labels.protocol
-        old_c, old_s, old_cb, old_sb = self.conns, self.streams, self.conn_bytes, self.stream_bytes
-        new_c: dict[bytes, tuple[tuple[str, ...], int, int, str, int]] = {}
-        new_s: dict[bytes, tuple[str, int, str, int]] = {}
-        new_cb: dict[bytes, tuple[int, int]] = {}
-        new_sb: dict[bytes, tuple[int, int]] = {}
+        protocol, pcache = labels.protocol, labels.proto_cache
+        old_c, old_s = self.conns, self.streams
+        new_c: dict[bytes, Conn] = {}
+        new_s: dict[bytes, Strm] = {}
         gauge_c, gauge_s = out.conns, out.streams
-        pbytes, tbytes = out.proto_bytes, out.transport_bytes
+        p_in: dict[str, int] = {}  # byte increases this State by protocol label, then by transport label
+        p_out: dict[str, int] = {}
+        t_in: dict[str, int] = {}
+        t_out: dict[str, int] = {}
         peers: set[str] = set()
         latencies, ages = out.latencies, out.ages
         opened, closed, s_opened, s_closed = out.opened, out.closed, out.s_opened, out.s_closed
@@ -174,7 +178,8 @@ class Tracker:
             old = old_c.get(key)
             if old is None:
                 tl = c.timeline
-                info_labels, open_ts, up_ts, peer = labels.conn(c), tl.open_ts, tl.upgraded_ts, c.peer_id
+                info_labels, open_ts, peer = labels.conn(c), tl.open_ts, c.peer_id
+                up_ts, last_in, last_out = tl.upgraded_ts, 0, 0
                 if first and c_closed:
                     phase = DONE
                 else:
@@ -182,12 +187,11 @@ class Tracker:
                     opened.append((info_labels, hs))
                     phase = LIVE
             else:
-                info_labels, open_ts, up_ts, peer, phase = old
+                info_labels, open_ts, peer, phase, last_in, last_out = old
             if phase == LIVE and c_closed:
                 end = close_ts or now
                 closed.append((info_labels, (end - open_ts) / 1000.0 if open_ts and end >= open_ts else None))
                 phase = DONE
-            new_c[key] = (info_labels, open_ts, up_ts, peer, phase)
             gk = (status, info_labels[:4])
             gauge_c[gk] = gauge_c.get(gk, 0) + 1
             if not c_closed:
@@ -201,12 +205,12 @@ class Tracker:
             if c.HasField("traffic"):
                 t = c.traffic
                 b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                p_in, p_out = old_cb.get(key, (0, 0))
-                new_cb[key] = (b_in, b_out)
                 tl_label = info_labels[1]
-                k_in, k_out = (tl_label, "in"), (tl_label, "out")
-                tbytes[k_in] = tbytes.get(k_in, 0) + (b_in - p_in if b_in >= p_in else b_in)
-                tbytes[k_out] = tbytes.get(k_out, 0) + (b_out - p_out if b_out >= p_out else b_out)
+                t_in[tl_label] = t_in.get(tl_label, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                t_out[tl_label] = t_out.get(tl_label, 0) + (b_out - last_out if b_out >= last_out else b_out)
+            else:
+                b_in = b_out = 0  # not reported: forgotten, so a later report counts in full
+            new_c[key] = (info_labels, open_ts, peer, phase, b_in, b_out)
             sl = c.streams
             referenced += len(sl.stream_ids)
             direction_c = key + b"/"
@@ -216,45 +220,51 @@ class Tracker:
                 s_close = s.timeline.close_ts
                 s_closed_own = s_close != 0 or s_status in CLOSED
                 s_closed_any = s_closed_own or c_closed
-                plabel = protocol(s.protocol)
+                raw = s.protocol
+                plabel = pcache.get(raw) or protocol(raw)
                 sold = old_s.get(skey)
                 if sold is None:
                     sdir = "outbound" if s.role == INITIATOR else "inbound"
-                    s_open = s.timeline.open_ts
+                    s_open, last_in, last_out = s.timeline.open_ts, 0, 0
                     if first and s_closed_any:
                         sphase = DONE
                     else:
                         s_opened.append((plabel, sdir))
                         sphase = LIVE
                 else:
-                    sdir, s_open, _, sphase = sold
+                    sdir, s_open, _, sphase, last_in, last_out = sold
                 if sphase == LIVE and s_closed_any:
                     end = s_close or now
                     s_closed.append((plabel, sdir, (end - s_open) / 1000.0 if s_open and end >= s_open else None))
                     sphase = DONE
-                new_s[skey] = (sdir, s_open, plabel, sphase)
                 gk2 = (plabel, sdir, pb.CLOSED if c_closed and not s_closed_own else s_status)
                 gauge_s[gk2] = gauge_s.get(gk2, 0) + 1
                 if s.HasField("traffic"):
                     t = s.traffic
                     b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                    p_in, p_out = old_sb.get(skey, (0, 0))
-                    new_sb[skey] = (b_in, b_out)
-                    k_in, k_out = (plabel, "in"), (plabel, "out")
-                    pbytes[k_in] = pbytes.get(k_in, 0) + (b_in - p_in if b_in >= p_in else b_in)
-                    pbytes[k_out] = pbytes.get(k_out, 0) + (b_out - p_out if b_out >= p_out else b_out)
+                    p_in[plabel] = p_in.get(plabel, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                    p_out[plabel] = p_out.get(plabel, 0) + (b_out - last_out if b_out >= last_out else b_out)
+                else:
+                    b_in = b_out = 0
+                new_s[skey] = (sdir, s_open, plabel, sphase, b_in, b_out)
         # Whatever was open and is no longer listed ended when last seen.
-        for key, (info_labels, open_ts, _, _, phase) in old_c.items():
+        for key, (info_labels, open_ts, _, phase, _, _) in old_c.items():
             if phase == LIVE and key not in new_c:
                 closed.append(
                     (info_labels, (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None)
                 )
-        for skey, (sdir, s_open, plabel, sphase) in old_s.items():
+        for skey, (sdir, s_open, plabel, sphase, _, _) in old_s.items():
             if sphase == LIVE and skey not in new_s:
                 s_closed.append(
                     (plabel, sdir, (last_seen - s_open) / 1000.0 if s_open and last_seen >= s_open else None)
                 )
-        self.conns, self.streams, self.conn_bytes, self.stream_bytes = new_c, new_s, new_cb, new_sb
+        self.conns, self.streams = new_c, new_s
+        for label, n in p_in.items():
+            out.proto_bytes[(label, "in")] = n
+            out.proto_bytes[(label, "out")] = p_out[label]
+        for label, n in t_in.items():
+            out.transport_bytes[(label, "in")] = n
+            out.transport_bytes[(label, "out")] = t_out[label]
         out.referenced = referenced
         out.peers = len(peers)
         out.joined = len(peers - self.peers)
@@ -324,3 +334,39 @@ def hist_of(bounds: tuple[float, ...], values: Iterable[float]) -> Hist:
     for v in values:
         h.observe(v)
     return h
+
+
+def read_needed(state: pb.State) -> int:
+    """Only the reads: every field the floor's pass reads for ids it already knows, values dropped.
+
+    The floor minus its bookkeeping: what parse + needed-field access alone costs through the
+    protobuf API (first-sight fields such as addresses are read once per new id and left out here).
+    """
+    n = state.instant_ts + state.snapshot_duration_ms
+    if state.HasField("traffic"):
+        t = state.traffic
+        n += t.traffic_in.cum_bytes + t.traffic_out.cum_bytes + t.traffic_in.inst_bw + t.traffic_out.inst_bw
+    subs = state.subsystems
+    for c in subs.connections:
+        key, status, close_ts, lat = c.id, c.status, c.timeline.close_ts, c.latency_ns
+        n += status + close_ts + lat + len(key)
+        if c.HasField("traffic"):
+            t = c.traffic
+            n += t.traffic_in.cum_bytes + t.traffic_out.cum_bytes
+        sl = c.streams
+        n += len(sl.stream_ids)
+        for s in sl.streams:
+            sid, s_status, s_close, proto = s.id, s.status, s.timeline.close_ts, s.protocol
+            n += s_status + s_close + len(sid) + len(proto)
+            if s.HasField("traffic"):
+                t = s.traffic
+                n += t.traffic_in.cum_bytes + t.traffic_out.cum_bytes
+    if subs.HasField("dht"):
+        d = subs.dht
+        for bucket in d.buckets:
+            n += bucket.cpl
+            for p in bucket.peers:
+                n += len(p.peer_id) + p.status
+        q = d.incoming_queries
+        n += q.success + q.error + q.timeout + d.params.k
+    return n
