@@ -7,11 +7,19 @@ Per State it
      its stream list; per stream id, status, close_ts, protocol and traffic. Fields that never change
      for a connection or stream (role, addresses, security, muxer, open/upgraded time, peer id) are
      read once, when the id is first seen;
-  3. keeps the per-node state the counters need and nothing else: one dict of small tuples per
-     connection and per stream keyed by id (labels, open time, whether it was already counted
-     closed), one dict of the last cumulative bytes per id, the previous peer set and DHT peer map;
+  3. keeps the per-node state the counters need and nothing else: one dict of small tuples for the
+     connections and one for the streams, keyed by id (labels, open time, whether it was already
+     counted closed, last cumulative bytes in and out), rebuilt per State so that ids that left are
+     dropped; the previous peer set and DHT peer map;
   4. derives in the same pass what the State changes: opens and closes (by status, close_ts, or
-     vanishing; once each), durations, handshake latency, byte deltas, the per-status gauges.
+     vanishing; once each), durations, handshake latency, byte increases (a value that went down
+     counts in full, as ours), the per-status gauges, the point-in-time latency and age values.
+
+Why this is the unavoidable work: every metric ours exports needs these fields of every listed
+connection and stream in every State (status and close_ts for opens/closes and the status gauges,
+cumulative bytes for the per-protocol and per-transport counters, latency and open time for the
+point-in-time histograms), and counting each open and close once, and each byte once, needs the
+previous State's per-id facts. Nothing is built per State that is not a metric input.
 
 Rendering writes the same samples as ``exporter.sinks.prometheus`` from prebuilt bytes: each series'
 ``name{labels} `` prefix and each family's HELP/TYPE header is built once and cached, so a render
