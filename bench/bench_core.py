@@ -299,7 +299,7 @@ def machine() -> dict[str, object]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="50x3,10000x5", help="CONNSxSTREAMS,... (default 50x3,10000x5)")
-    ap.add_argument("--reps", type=int, default=0, help="repetitions (default 20 for small States, 3 for large)")
+    ap.add_argument("--reps", type=int, default=0, help="repetitions (default 20 for small States, 5 for large)")
     ap.add_argument("--states", type=int, default=0, help="timed States per repetition (default 10 small, 2 large)")
     ap.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated, ours first")
     ap.add_argument("--json", default="", help="also write the results here")
@@ -310,7 +310,7 @@ def main() -> None:
     for size in args.sizes.split(","):
         conns, streams = (int(x) for x in size.split("x"))
         large = conns * streams > 5000
-        reps = args.reps or (3 if large else 20)
+        reps = args.reps or (5 if large else 20)
         states = args.states or (2 if large else 10)
         frames = make_frames(conns, streams, states)
         kb = statistics.median(len(s) for s in frames.states) / 1e3
@@ -326,9 +326,8 @@ def main() -> None:
         ratios = _ratios(timing)
         print("  ratios (medians): " + json.dumps(ratios))
         entry: dict[str, object] = {"compare": cmp, "timing": timing, "ratios": ratios, "kB_per_state": round(kb, 1)}
-        if not large:
-            entry["render"] = bench_render(frames, max(reps, 50))
-            print("  render one node's block [q1, median, q3] ms: " + json.dumps(entry["render"]))
+        entry["render"] = bench_render(frames, 20 if large else 100)
+        print("  render one node's block [q1, median, q3] ms: " + json.dumps(entry["render"]))
         result["sizes"][frames.label] = entry  # type: ignore[index]
     result["machine_after"] = machine()
     print("\nloadavg after: " + " ".join(result["machine_after"]["loadavg"]))  # type: ignore[index]
