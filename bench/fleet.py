@@ -273,16 +273,19 @@ class Run:
             "scrape_errors_or_timeouts": len(self.scrapes) - len(ok),
             "scrape_s": [round(d, 2) for d in durations],
             "scrape_s_max": round(max(durations), 2) if durations else None,
-            "metrics_MB": round(int(last.get("bytes", 0)) / 1e6, 1),  # type: ignore[call-overload]
+            # From the last scrape that completed; None when none did.
+            "metrics_MB": round(int(last["bytes"]) / 1e6, 1) if ok else None,  # type: ignore[call-overload]
             "up_per_scrape": [s.get("up") for s in self.scrapes],
             "every_node_up_at_every_scrape": bool(ok)
             and len(ok) == len(self.scrapes)
             and all(s["up"] == self.n for s in ok),
-            "states_accepted_between_first_and_last_scrape": int(float(last.get("accepted", 0)) - first_acc),  # type: ignore[arg-type]
+            "states_accepted_between_first_and_last_scrape": (
+                int(float(last["accepted"]) - first_acc) if ok else None  # type: ignore[arg-type]
+            ),
             "states_expected_between_first_and_last_scrape": (
                 int(self.n * (float(last["t"]) - float(ok[0]["t"])) / self.args.interval) if ok else None  # type: ignore[arg-type]
             ),
-            "messages_dropped_total": int(float(last.get("dropped", 0))),  # type: ignore[arg-type]
+            "messages_dropped_total": int(float(last["dropped"])) if ok else None,  # type: ignore[arg-type]
             "healthz_ms_p50_p99_max": [
                 ms(pct(self.healthz, 0.5)),
                 ms(pct(self.healthz, 0.99)),
