@@ -18,7 +18,8 @@ this script, which measures from outside during a window of ``--seconds`` after 
   State when the answer arrives;
 - States accepted and messages dropped (from the last scrape), the generator's own lateness.
 
-Every run is bounded: the generator exits after its horizon, and the exporter gets SIGTERM, then
+Every run is bounded: the generator gets SIGTERM at the end (and exits by itself after a horizon
+well past the run's longest possible length), and the exporter gets SIGTERM, then
 SIGKILL after 5 s (recorded: whether SIGTERM alone stopped it). ``--max-rss-mib`` ends a run early
 when the exporter grows past it. Loopback only.
 """
@@ -181,12 +182,13 @@ class Run:
         a = self.args
         gport, eport = free_port(), free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        horizon = a.up_timeout + a.warmup + a.seconds + 30
+        needed = a.up_timeout + a.warmup + a.seconds + 30  # States must keep coming this long
+        horizon = needed + 2 * a.scrape_timeout + 60  # a safety stop only: the generator is stopped below
         gen = subprocess.Popen(
             [
                 *(sys.executable, str(REPO / "bench" / "loadgen.py"), "--nodes", str(self.n), "--port", str(gport)),
                 *("--horizon", str(horizon), "--connections", str(a.connections), "--streams", str(a.streams)),
-                *("--sequences", str(a.sequences), "--interval", str(a.interval)),
+                *("--sequences", str(a.sequences), "--interval", str(a.interval), "--frames-seconds", str(needed)),
             ],
             stdout=subprocess.PIPE,
             env=env,
@@ -212,8 +214,8 @@ class Run:
         try:
             t_start = time.monotonic()
             up_after = None
-            while time.monotonic() - t_start < a.up_timeout:
-                _, body = get(base + "/metrics", a.scrape_timeout)
+            while (left := a.up_timeout - (time.monotonic() - t_start)) > 0:
+                _, body = get(base + "/metrics", max(1.0, min(a.scrape_timeout, left)))
                 if body is not None and sum(1 for v in UP.findall(body) if float(v) == 1.0) >= self.n:
                     up_after = round(time.monotonic() - t_start, 1)
                     break
@@ -236,13 +238,14 @@ class Run:
             cpu_e, cpu_g = cpu_s(exporter.pid) - cpu_e0, cpu_s(gen.pid) - cpu_g0
             self_cpu = time.process_time() - self_0
             rss_end, hwm = mem_mib(exporter.pid)
+            result["generator_running_through_window"] = gen.poll() is None
             self.stop.set()
             for th in threads:
                 th.join(a.scrape_timeout + 5)
             result.update(self.summary(window, cpu_e, cpu_g, self_cpu, rss_end, hwm))
         finally:
             self.stop.set()
-            result["sigterm_exit_s"] = stop_process(exporter)
+            result["sigterm_exit_s"] = stop_process(exporter)  # still under load: does SIGTERM work then?
             stop_process(gen)
             with contextlib.suppress(Exception):
                 result["loadgen"] = json.loads(gen.stdout.read() or "{}").get("loadgen")

@@ -1,6 +1,6 @@
 """Load generator for the fleet bench: N introspection servers on one loopback port replaying pre-generated frames.
 
-    python bench/loadgen.py --nodes 300 --port 8765 --horizon 120 [--connections 50 --streams 3]
+    python bench/loadgen.py --nodes 300 --port 8765 --horizon 400 --frames-seconds 200 [--connections 50 --streams 3]
 
 It speaks the server side of protocol.md section 3 at ``ws://127.0.0.1:PORT/n/I/introspect``:
 HELLO gets OK with the effective config, REQUEST RUNTIME the Runtime, PUSH_ENABLE an OK, and then the
@@ -8,7 +8,8 @@ node pushes its events and one State every interval (the first one interval late
 
 Nothing is generated while it serves. Before printing its ``ready`` line it builds K distinct
 sequences with ``exporter.generator.SyntheticNode`` (connections x streams with churn), one State and
-its events per interval for the whole horizon, and frames them once. Node I replays sequence I mod K
+its events per interval for ``--frames-seconds`` (then a node starts its sequence again, which the
+exporter sees as a restart; counted as ``wrapped``), and frames them once. Node I replays sequence I mod K
 on a grid: State j goes out at ``base + j*interval + phase(I)`` with phases spread evenly over the
 interval, and its ``instant_ts`` is patched in place to that send time (6 varint bytes at a known
 offset, then the FNV checksum), so the bench can tell how fresh what /probe shows is. Sending is a
@@ -109,6 +110,7 @@ class Stats:
     def __init__(self) -> None:
         self.sends = 0
         self.skipped = 0
+        self.wrapped = 0
         self.sessions = 0
         self.late_ms: list[float] = []  # how late each send started (capped sample)
         self.bytes = 0
@@ -118,7 +120,7 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
     from aiohttp import WSMsgType, web
 
     interval_ms = int(args.interval * 1000)
-    count = math.ceil((args.horizon + 30) * 1000 / interval_ms) + 1
+    count = math.ceil(((args.frames_seconds or args.horizon) + 30) * 1000 / interval_ms) + 1
     base_ms = int(time.time() * 1000)
     t0 = time.process_time()
     seqs = [
@@ -148,6 +150,8 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
                 stats.skipped += missed
                 j += missed
                 continue
+            if j >= len(seq.frames):
+                stats.wrapped += 1
             data = patched(seq.frames[j % len(seq.frames)], tick)
             if len(stats.late_ms) < 200_000:
                 stats.late_ms.append(late)
@@ -220,6 +224,7 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
         "sends": stats.sends,
         "MB_sent": round(stats.bytes / 1e6, 1),
         "skipped_ticks": stats.skipped,
+        "wrapped_sends": stats.wrapped,
         "sessions": stats.sessions,
         "send_late_ms_p50": round(late[len(late) // 2], 1),
         "send_late_ms_p99": round(late[int(len(late) * 0.99)], 1),
@@ -235,6 +240,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, required=True, help="how many node URLs will be used (spreads phases)")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--horizon", type=float, required=True, help="serve this many seconds, then exit")
+    ap.add_argument("--frames-seconds", type=float, default=0.0, help="pre-generate this long (default: horizon)")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between States")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--streams", type=int, default=3)
