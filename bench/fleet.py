@@ -182,7 +182,8 @@ class Run:
         a = self.args
         gport, eport = free_port(), free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        needed = a.up_timeout + a.warmup + a.seconds + 30  # States must keep coming this long
+        # States keep coming (no sequence restarts) through the window and the last scrape's wait.
+        needed = a.up_timeout + a.warmup + a.seconds + a.scrape_timeout + 30
         horizon = needed + 2 * a.scrape_timeout + 60  # a safety stop only: the generator is stopped below
         gen = subprocess.Popen(
             [
