@@ -24,9 +24,11 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 
+from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.labels import short_name, transport_of
-from exporter.node import Hub
+from exporter.model.labels import short_name
+from exporter.model.multiaddr import transport_of
+from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
 from exporter.protocol.framing import decode_segments, encode_segment
 from exporter.sinks.prometheus import HubCollector, render
@@ -102,7 +104,7 @@ def main() -> None:
     (decoded,) = decode_segments(second).messages
 
     def mapping() -> Hub:
-        hub = Hub()
+        hub = build_hub()
         hub.ingest("n", decode_segments(first).messages[0])
         return hub
 
