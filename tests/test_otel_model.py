@@ -213,6 +213,23 @@ def test_unusable_query_numbers_are_bad_events_on_both_sides(receiver: MemoryExp
     assert 'libp2p_dht_query_duration_seconds_count{direction="outbound",node="n1",result="success"} 1.0' in body
 
 
+def test_metrics_and_spans_agree_on_what_a_query_event_is(receiver: MemoryExporters) -> None:
+    """A server that names its query events after its own types (content with queryId and
+    totalTimeMs) gets a span and a histogram sample, both inbound as its content says."""
+    content = json.dumps({"queryId": "q9", "totalTimeMs": 30, "direction": "INBOUND", "result": "ERROR"})
+    msgs = [
+        runtime(),
+        state(T0 + 500),
+        pb.ServerMessage(event=pb.Event(type=pb.EventType(name="EvtDHTQuery"), ts=T0 + 1000, content=content)),
+    ]
+    hub, spans = run(receiver, msgs)
+    assert [(s.attrs["libp2p.dht.query.direction"], s.span.kind) for s in spans] == [
+        ("inbound", spans[0].span.SPAN_KIND_SERVER)
+    ]
+    body = render(HubCollector(hub))[0].decode()
+    assert 'libp2p_dht_query_duration_seconds_count{direction="inbound",node="n1",result="error"} 1.0' in body
+
+
 def test_multiaddr_parsing() -> None:
     a = parse("/ip4/1.2.3.4/udp/4001/quic-v1/p2p/12D3KooWX")
     assert (a.host, a.port, a.network_type, a.transport, a.peer_id) == ("1.2.3.4", 4001, "ipv4", "quic", "12D3KooWX")

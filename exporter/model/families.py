@@ -1,6 +1,6 @@
 """Metric families built afresh for each scrape.
 
-Subsystems write samples here; samples of one family from many nodes merge into one family, each
+Mappers write samples here; samples of one family from many nodes merge into one family, each
 carrying its node's labels. Nothing here outlives a scrape, so a vanished label value simply stops
 being exported.
 """

@@ -1,6 +1,6 @@
 """The snapshot model: what the sinks need from one State, keyed for diffing.
 
-Built once per State; subsystems read it and never touch protobuf objects directly, so a schema
+Built once per State; mappers and sinks read it and never touch protobuf objects directly, so a schema
 quirk (proto3 zero values, inlined vs referenced streams, ids as opaque bytes) is handled here once.
 """
 
