@@ -32,7 +32,7 @@ from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.pipeline.hub import Hub
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.manager import SessionManager
-from exporter.sources.options import SessionOptions
+from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
 from exporter.sources.recording import RotatingRecorder
 
 log = logging.getLogger("libp2p-exporter")
@@ -66,8 +66,14 @@ def add_parsers(sub: Any) -> None:
         help="a node's ws://HOST:PORT/introspect endpoint; repeat for more (env LIBP2P_EXPORTER_TARGETS)",
     )
     p.add_argument("--config", default=None, help="YAML config file (env LIBP2P_EXPORTER_CONFIG)")
-    p.add_argument("--interval", default=None, help="snapshot interval to ask for, e.g. 1s (default 1s)")
-    p.add_argument("--retention", default=None, help="retention to ask for, e.g. 120s (default 120s)")
+    p.add_argument(
+        "--interval",
+        default=None,
+        help=f"snapshot interval to ask for, e.g. 1s (default {DEFAULT_INTERVAL_MS / 1000:g}s)",
+    )
+    p.add_argument(
+        "--retention", default=None, help=f"retention to ask for, e.g. 120s (default {DEFAULT_RETENTION_MS / 1000:g}s)"
+    )
     p.add_argument(
         "--stale-intervals",
         dest="stale_intervals",
