@@ -151,3 +151,18 @@ def test_every_import_points_down_a_layer() -> None:
             if layer(dep) not in ALLOWED[own]:
                 wrong.append(f"{mod} imports {dep}")
     assert not wrong, "imports against the layers:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_console_script_and_python_m_reach_the_cli() -> None:
+    """``libp2p-exporter`` (pyproject) and ``python -m exporter`` both start the app's ``main``."""
+    import importlib
+    import re
+
+    from exporter.app.cli import main
+
+    found = re.search(r'^libp2p-exporter = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert found, "pyproject.toml names no libp2p-exporter script"
+    target = found.group(1)
+    module, _, attr = target.partition(":")
+    assert getattr(importlib.import_module(module), attr) is main
+    assert "exporter.app.cli" in graph()["exporter.__main__"]
