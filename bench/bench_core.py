@@ -7,7 +7,7 @@ Run (from the repository root):
 
 Contenders (each a factory returning a node with ``ingest(segment: bytes)`` and ``render() -> bytes``):
 
-  ours   the current pipeline: ``decode_segments`` + ``exporter.node.Hub.ingest``, then
+  ours   the current pipeline: ``decode_segments`` + ``exporter.pipeline.hub.Hub.ingest``, then
          ``exporter.sinks.prometheus.render`` (the /metrics path);
   floor  the least work that gives the same samples (``bench/floor.py``): frame check + parse, one pass
          over the needed fields into dicts of small tuples, render from cached prefixes;
@@ -55,9 +55,10 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from bench.floor import LabelCache, read_needed  # noqa: E402
 from bench.floor_node import FloorNode, decode  # noqa: E402
 from bench.naive import NaiveNode  # noqa: E402
+from exporter.app.runtime import build_hub  # noqa: E402
 from exporter.generator import SyntheticNode  # noqa: E402
-from exporter.labels import Cardinality  # noqa: E402
-from exporter.node import Hub  # noqa: E402
+from exporter.model.labels import Cardinality  # noqa: E402
+from exporter.pipeline.hub import Hub  # noqa: E402
 from exporter.protocol.framing import decode_segments, encode_segment  # noqa: E402
 from exporter.sinks.prometheus import HubCollector, render  # noqa: E402
 
@@ -93,7 +94,7 @@ class OursNode:
     """The current pipeline, as live mode runs it for one target."""
 
     def __init__(self) -> None:
-        self.hub = Hub()
+        self.hub: Hub = build_hub()
         self.collector = HubCollector(self.hub)
 
     def ingest(self, segment: bytes) -> None:

@@ -36,7 +36,8 @@ import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from exporter.labels import OTHER, UNKNOWN, Cardinality, ip_version_of, short_name, transport_of
+from exporter.model.labels import OTHER, UNKNOWN, Cardinality, short_name
+from exporter.model.multiaddr import ip_version_of, transport_of
 from exporter.protocol import introspection_pb2 as pb
 
 STATUS = {pb.ACTIVE: "active", pb.CLOSED: "closed", pb.OPENING: "opening", pb.CLOSING: "closing", pb.ERROR: "error"}

@@ -20,7 +20,7 @@ from bench.floor import (
     hist_of,
 )
 from exporter import __version__
-from exporter.histogram import (
+from exporter.model.histogram import (
     AGE_BUCKETS,
     CONNECTION_DURATION_BUCKETS,
     HANDSHAKE_LATENCY_BUCKETS,

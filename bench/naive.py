@@ -21,7 +21,7 @@ from prometheus_client.exposition import generate_latest
 from bench.floor import STATUS, LabelCache, Tracker
 from bench.floor_node import QUERY_KEYS, SEGMENT_REASONS, decode
 from exporter import __version__
-from exporter.histogram import (
+from exporter.model.histogram import (
     AGE_BUCKETS,
     CONNECTION_DURATION_BUCKETS,
     HANDSHAKE_LATENCY_BUCKETS,

@@ -14,13 +14,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from exporter import __version__
-from exporter.node import Hub
+from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
+from exporter.pipeline.hub import Hub
 from exporter.sinks.prometheus import HubCollector, render
 
 log = logging.getLogger(__name__)
-
-# The exporter range of the Prometheus default port allocations (9100-9999) is fully allocated; see README.
-DEFAULT_LISTEN = "127.0.0.1:9797"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,7 +34,7 @@ def parse_listen(address: str) -> tuple[str, int]:
 
 def build_app(
     hub: Hub,
-    telemetry_path: str = "/metrics",
+    telemetry_path: str = TELEMETRY_PATH,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
 ) -> web.Application:
@@ -85,7 +83,7 @@ def build_app(
     return app
 
 
-async def start_server(app: web.Application, listen: str) -> web.AppRunner:
+async def start_server(app: web.Application, listen: str = LISTEN_ADDRESS) -> web.AppRunner:
     host, port = parse_listen(listen)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -1,6 +1,6 @@
 """Real py-libp2p hosts on loopback: the State the provider builds matches the hosts' own view.
 
-Five hosts with a Kademlia DHT run in a trio thread (exporter.demo.DemoSwarm with its workload and
+Five hosts with a Kademlia DHT run in a trio thread (exporter.app.demo_swarm.DemoSwarm with its workload and
 churn switched off); each gets an Introspector fed through the trio/asyncio bridge.
 """
 
@@ -18,7 +18,7 @@ pytest.importorskip("libp2p")
 import trio
 from libp2p.peer.id import ID
 
-from exporter.demo import ECHO, DemoOptions, DemoSwarm
+from exporter.app.demo_swarm import ECHO, DemoOptions, DemoSwarm
 from exporter.introspector import Introspector
 from exporter.introspector.bridge import BridgeClosed, TrioBridge, TrioThread
 from exporter.protocol import introspection_pb2 as pb

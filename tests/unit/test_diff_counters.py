@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
 from exporter.sinks.prometheus import HubCollector
 
@@ -48,7 +49,7 @@ def total(hub: Hub, name: str, **labels: str) -> float:
 
 
 def feed(*msgs: pb.ServerMessage) -> Hub:
-    hub = Hub()
+    hub = build_hub()
     for m in msgs:
         hub.ingest("n", m)
     return hub
