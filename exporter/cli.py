@@ -1,4 +1,4 @@
-"""Command line: ``libp2p-exporter [replay|inspect|generate|demo] ...``."""
+"""Command line: ``libp2p-exporter [replay|inspect|generate|demo|backfill] ...``."""
 
 from __future__ import annotations
 
@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_otel_flags(p)
     p.set_defaults(func=cmd_demo)
 
+    from exporter.backfill import add_parser as add_backfill
+
+    add_backfill(sub)
     from exporter.sources.live_cli import add_parsers
 
     add_parsers(sub)  # live (the default command) and check-config
