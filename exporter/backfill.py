@@ -405,7 +405,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default="blocks",
         help="blocks (default): run promtool; openmetrics: leave the OpenMetrics file ('-' for stdout)",
     )
-    p.add_argument("--node", default=None, help="node label for every file (default: the file name up to its first dot)")
+    p.add_argument(
+        "--node", default=None, help="node label for every file (default: the file name up to its first dot)"
+    )
     p.add_argument("--job", default="libp2p-exporter", help="job label, as the rules and dashboards expect it")
     p.add_argument("--instance", default="backfill", help="instance label (default backfill)")
     p.add_argument("--promtool", default=None, help="the promtool binary (default: promtool on PATH)")
