@@ -9,6 +9,10 @@ written grouped at the end: family by family, series group by series group, poin
 A gauge series that vanishes from a scope's exposition gets one 0 at that instant: a scrape would
 have marked it stale, which a text file cannot express, and its last value would otherwise linger
 in queries for Prometheus' lookback window (5 minutes).
+
+A counter or histogram series that first appears at an instant gets a 0 at its scope's previous
+instant: it was 0 then (nothing counted yet), and without that point increase() and rate() miss
+its first counts, as they do for any new series a Prometheus scrapes.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class _Series:
     group: int
     order: tuple[int, float]  # place inside its group: buckets by le, then count, then sum
     gauge: bool  # a plain gauge: gets a 0 when it vanishes
+    cumulative: bool  # a counter or histogram: gets a 0 just before it first appears
     ts: array = field(default_factory=lambda: array("q"))
     values: array = field(default_factory=lambda: array("d"))
 
@@ -113,6 +118,7 @@ class TimestampedOpenMetrics:
         self._runs: list[tuple[Path, dict[int, tuple[int, int]]]] = []
         self.points = 0
         self.vanished_zeros = 0
+        self.birth_zeros = 0
 
     def last_ts(self, scope: str) -> int | None:
         return self._last_ts.get(scope)
@@ -127,10 +133,14 @@ class TimestampedOpenMetrics:
         for metric in metrics:
             family = self._family(metric)
             for sample in metric.samples:
+                known = len(self._series)
                 sid = self._series_id(family, sample.name, {**sample.labels, **self.extra})
                 if sid in present:
                     continue  # a repeated sample in one exposition: the first one stands
                 present.add(sid)
+                if sid >= known and last is not None and self._series[sid].cumulative:
+                    self._append(sid, last, 0.0)
+                    self.birth_zeros += 1
                 self._append(sid, ts_ms, float(sample.value))
         for sid in self._present.get(scope, set()) - present:
             if self._series[sid].gauge:
@@ -163,8 +173,9 @@ class TimestampedOpenMetrics:
             family.groups.append(gid)
         text = name + ("{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}" if labels else "")
         gauge = family.type == "gauge" and not family.name.endswith("_info")
+        cumulative = family.type in ("counter", "histogram")
         sid = len(self._series)
-        self._series.append(_Series(text, gid, _order(family, name, labels), gauge))
+        self._series.append(_Series(text, gid, _order(family, name, labels), gauge, cumulative))
         self._series_ids[key] = sid
         self._groups[gid].append(sid)
         return sid
