@@ -354,8 +354,9 @@ def report(result: Result, fmt: str, output: str) -> list[str]:
     return lines
 
 
-def backfill(args: argparse.Namespace, stderr: TextIO = sys.stderr, stdout: TextIO = sys.stdout) -> list[str]:
+def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: TextIO | None = None) -> list[str]:
     """Do the whole job for parsed arguments; raises BackfillError for anything the user must fix."""
+    stderr, stdout = stderr or sys.stderr, stdout or sys.stdout
     fmt = args.format
     check_output(args.output, fmt)
     promtool = find_promtool(args.promtool) if fmt == "blocks" else ""
