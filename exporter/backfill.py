@@ -238,7 +238,7 @@ def collect(
     for src in files:
         src.first_ts = _first_state_ts(src.path, max_segment)
     by_node: dict[str, list[InputFile]] = {}
-    for src in sorted(files, key=lambda f: (f.first_ts is None, f.first_ts or 0, str(f.path))):
+    for src in sorted(files, key=lambda f: (f.first_ts is None, f.first_ts or 0)):  # ties: as given
         by_node.setdefault(src.node, []).append(src)
     streams = [node_blocks(group, max_segment) for group in by_node.values()]
     for block in heapq.merge(*streams, key=lambda b: b.key):
