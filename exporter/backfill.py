@@ -381,12 +381,16 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
             target = work / "backfill.om" if fmt == "blocks" else Path(args.output)
             partial = target.with_name(target.name + ".partial")
             progress.phase(f"writing OpenMetrics ({writer.points} samples)")
-            with open(partial, "w", encoding="utf-8") as fh:
-                result.stats = writer.write(fh)
-            os.replace(partial, target)
-            if fmt == "blocks":
-                progress.phase("building blocks with promtool")
-                result.blocks = run_promtool(promtool, target, Path(args.output))
+            try:
+                with open(partial, "w", encoding="utf-8") as fh:
+                    result.stats = writer.write(fh)
+                os.replace(partial, target)
+                if fmt == "blocks":
+                    progress.phase("building blocks with promtool")
+                    result.blocks = run_promtool(promtool, target, Path(args.output))
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise BackfillError(f"cannot write {exc.filename or target}: {exc.strerror or exc}") from exc
     return report(result, fmt, args.output)
 
 

@@ -112,6 +112,7 @@ class TimestampedOpenMetrics:
         self._group_ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
         self._series: list[_Series] = []
         self._series_ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        self._fast_ids: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}  # unsorted, without extras
         self._last_ts: dict[str, int] = {}
         self._present: dict[str, set[int]] = {}
         self._buffered = 0
@@ -130,18 +131,29 @@ class TimestampedOpenMetrics:
             raise ValueError(f"{scope}: instant {ts_ms} is not after {last}")
         self._last_ts[scope] = ts_ms
         present: set[int] = set()
+        fast = self._fast_ids
+        series = self._series
         for metric in metrics:
             family = self._family(metric)
             for sample in metric.samples:
-                known = len(self._series)
-                sid = self._series_id(family, sample.name, {**sample.labels, **self.extra})
+                # Label order is fixed per call site, so the unsorted items find a known series
+                # without sorting or merging; a miss goes through the canonical (sorted) key.
+                sid = fast.get((sample.name, tuple(sample.labels.items())))
+                if sid is None:
+                    known = len(series)
+                    sid = self._series_id(family, sample.name, {**sample.labels, **self.extra})
+                    fast[(sample.name, tuple(sample.labels.items()))] = sid
+                    if sid >= known and last is not None and series[sid].cumulative:
+                        self._append(sid, last, 0.0)
+                        self.birth_zeros += 1
                 if sid in present:
                     continue  # a repeated sample in one exposition: the first one stands
                 present.add(sid)
-                if sid >= known and last is not None and self._series[sid].cumulative:
-                    self._append(sid, last, 0.0)
-                    self.birth_zeros += 1
-                self._append(sid, ts_ms, float(sample.value))
+                one = series[sid]
+                one.ts.append(ts_ms)
+                one.values.append(float(sample.value))
+        self._buffered += len(present)
+        self.points += len(present)
         for sid in self._present.get(scope, set()) - present:
             if self._series[sid].gauge:
                 self._append(sid, ts_ms, 0.0)

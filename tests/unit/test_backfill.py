@@ -222,6 +222,7 @@ def test_stdout_gets_the_openmetrics_and_stderr_the_summary(tmp_path: Path, caps
         ("", ["{tmp}/missing.mock", "-o", "{tmp}/out"], 1, "no such file"),
         ("nostate", ["-o", "{tmp}/out"], 1, "nothing to backfill"),
         ("omfile", ["--format", "openmetrics", "-o", "{tmp}/x.om"], 2, "exists; choose a new file name"),
+        ("", ["--format", "openmetrics", "-o", "{tmp}/no/such/dir/x.om"], 1, "cannot write"),
     ],
 )
 def test_user_mistakes_are_one_line_and_an_exit_code(
