@@ -1,4 +1,4 @@
-"""Command line: ``libp2p-exporter [replay|inspect|generate|demo|live|check-config] ...``.
+"""Command line: ``libp2p-exporter [replay|inspect|generate|demo|backfill|live|check-config] ...``.
 
 Live mode is the default command: arguments that start with a flag go there (``live.default_to_live``).
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from exporter import __version__
-from exporter.app import demo, live
+from exporter.app import backfill, demo, live
 from exporter.app.flags import add_serving_flags, setup_logging
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.generator import SyntheticNode
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     demo.add_parser(sub)
+    backfill.add_parser(sub)
     live.add_parsers(sub)  # live (the default command) and check-config
     return parser
 
