@@ -6,21 +6,17 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.otlp import GrpcReceiver, HttpReceiver
 from tests.support.procs import Proc, free_port, http_get, start_exporter, wait_for
+from tests.support.samples import matching, series
 
 FAST_BATCH = {"OTEL_BSP_SCHEDULE_DELAY": "100"}  # the standard variable; export every 100 ms
 
 
 def sample(proc: Proc, name: str, **labels: str) -> float | None:
-    body = http_get(proc.url + "/metrics")
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return s.value
-    return None
+    """The first series of ``name`` whose labels include ``labels``, as ``proc`` exposes it now."""
+    return next(iter(matching(series(http_get(proc.url + "/metrics")), name, **labels)), None)
 
 
 def test_replay_traces_via_standard_env(

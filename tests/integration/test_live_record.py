@@ -15,13 +15,15 @@ from exporter.sources.recording import RotatingRecorder
 from exporter.sources.replay import replay
 from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer
-from tests.test_live_session import FAST, samples, until
+from tests.support.live import FAST
+from tests.support.procs import until
+from tests.support.samples import hub_series
 
 
 def node_samples(hub: Hub) -> dict:
     """Every series derived from the node's data (the session's own bookkeeping aside)."""
     skip = ("libp2p_exporter_session_", "libp2p_exporter_up", "libp2p_exporter_segment_errors")
-    return {k: v for k, v in samples(hub).items() if k[1] and not k[0].startswith(skip)}
+    return {k: v for k, v in hub_series(hub).items() if k[1] and not k[0].startswith(skip)}
 
 
 async def test_record_then_replay_gives_the_same_metrics(server: IntrospectServer, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.runtime import build_hub
 from exporter.introspector import Endpoint, Introspector, event_type
@@ -20,6 +19,7 @@ from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.options import SessionOptions
 from exporter.sources.websocket import Session
 from tests.support.procs import until
+from tests.support.samples import series, total
 
 T = TypeVar("T")
 FAST = SessionOptions(interval_ms=500, backoff_initial_s=0.1, backoff_max_s=0.5, heartbeat_s=1.0)
@@ -27,13 +27,7 @@ FAST = SessionOptions(interval_ms=500, backoff_initial_s=0.1, backoff_max_s=0.5,
 
 def metric(hub: Hub, name: str, node: str, **labels: str) -> float:
     """Sum of the samples of ``name`` for ``node`` whose labels include ``labels``."""
-    body, _ = render(HubCollector(hub))
-    total = 0.0
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            if s.name == name and s.labels.get("node") == node and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
+    return total(series(render(HubCollector(hub))[0]), name, node=node, **labels)
 
 
 @pytest.fixture

@@ -6,20 +6,13 @@ from collections import Counter
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.runtime import build_hub
 from exporter.server import build_app
 from tests.support import independent as ind
 from tests.support.procs import promtool
-
-
-def parse(text: str) -> list[tuple[str, dict[str, str], float]]:
-    return [(s.name, s.labels, s.value) for fam in text_string_to_metric_families(text) for s in fam.samples]
-
-
-def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
-    return sum(v for n, lbl, v in samples if n == name and all(lbl.get(k) == x for k, x in labels.items()))
+from tests.support.samples import series as parse
+from tests.support.samples import total as metric_sum
 
 
 async def test_metrics_match_independent_computation(fixture_path: Path) -> None:

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import samples
 from tests.support.procs import Proc, http_get, start_exporter, wait_for
 
 pytest.importorskip("libp2p")
@@ -16,23 +16,13 @@ pytest.importorskip("libp2p")
 
 def totals(text: str) -> dict[str, float]:
     """Each metric summed over all its series (all nodes)."""
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out[s.name] = out.get(s.name, 0.0) + s.value
-    return out
+    return samples.totals(samples.series(text))
 
 
 def by_node(text: str, name: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            if s.name == name:
-                out[s.labels.get("node", "")] = out.get(s.labels.get("node", ""), 0.0) + s.value
-    return out
+    return samples.per_label(samples.series(text), name, "node")
 
 
-@pytest.mark.slow
 def test_demo_duration_30_serves_live_swarm_metrics_and_exits_0(tmp_path: Path, procs: list[Proc]) -> None:
     started = time.monotonic()
     proc = start_exporter(["demo", "--duration", "30", "--churn-every", "3", "--seed", "1"], tmp_path)
@@ -65,7 +55,6 @@ def test_demo_duration_30_serves_live_swarm_metrics_and_exits_0(tmp_path: Path, 
     assert "Traceback" not in out
 
 
-@pytest.mark.slow
 def test_demo_stops_cleanly_on_ctrl_c_within_5s(tmp_path: Path, procs: list[Proc]) -> None:
     proc = start_exporter(["demo", "--nodes", "8"], tmp_path)
     procs.append(proc)

@@ -20,6 +20,7 @@ from exporter.introspector import Endpoint, Introspector, event_type
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import command
 from exporter.protocol.framing import WIRE_HEADER, decode_segments, fnv1a32
+from tests.support.procs import until
 
 CMD = pb.ClientCommand
 # protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
@@ -248,10 +249,8 @@ async def test_client_limit(http: aiohttp.ClientSession) -> None:
         assert refused.value.status == 503
         assert ep.stats["clients_rejected"] == 1
         await a.close()
-        for _ in range(100):  # the server notices the close on its next read
-            if len(ep.sessions) < 2:
-                break
-            await asyncio.sleep(0.05)
+        # the server notices the close on its next read
+        await until(lambda: len(ep.sessions) < 2, 5, "the closed session to leave")
         async with http.ws_connect(url(ep)) as c:
             await hello(c)
         await b.close()
@@ -408,14 +407,10 @@ async def test_paused_states_are_queued_pruned_to_retention_and_sent_after_the_o
             await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.STATE))
             assert (await recv(ws)).response.id == 3
             (session,) = ep.sessions
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 10
-            while len(session.pause_queue) < 1 and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+            await until(lambda: len(session.pause_queue) >= 1, 10, "a State queued while paused")
             assert len(session.pause_queue) == 1  # the first State, queued while paused
             clock[0] += 11.0  # that State is now older than the 10 s retention
-            while len(session.pause_queue) < 3 and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+            await until(lambda: len(session.pause_queue) >= 3, 10, "three States queued while paused")
             # the old State was pruned as newer ones were queued; only those within retention remain
             assert ep.stats["paused_pruned"] == 1
             assert [at for at, _ in session.pause_queue] == [1011.0] * len(session.pause_queue)

@@ -22,6 +22,7 @@ from exporter.app.demo_swarm import ECHO, DemoOptions, DemoSwarm
 from exporter.introspector import Introspector
 from exporter.introspector.bridge import BridgeClosed, TrioBridge, TrioThread
 from exporter.protocol import introspection_pb2 as pb
+from tests.support.procs import until
 
 N = 5
 
@@ -152,7 +153,7 @@ async def test_streams_carry_protocol_direction_and_times(swarm: Swarm) -> None:
             for s in c.streams.streams
         )
 
-    await wait_async(closed, 10, "the echo stream to show as closed")
+    await until(closed, 10, "the echo stream to show as closed", interval=0.1)
 
 
 async def test_dht_queries_are_counted_by_result_and_published(swarm: Swarm) -> None:
@@ -185,7 +186,7 @@ async def test_dht_queries_are_counted_by_result_and_published(swarm: Swarm) -> 
         inbound += (await intro.fetch_full_state()).subsystems.dht.incoming_queries.success
     assert inbound >= 3
 
-    await wait_async(lambda: _true(len(api(0)) == 2 and len(api(3)) == 2), 5, "the query events")
+    await until(lambda: _true(len(api(0)) == 2 and len(api(3)) == 2), 5, "the query events", interval=0.1)
     assert [(e["type"], e["result"]) for e in api(0)] == [("PEER", "SUCCESS"), ("VALUE", "SUCCESS")]
     assert api(0)[0]["targetPeerId"] == c.peer_id
     assert [(e["type"], e["result"]) for e in api(3)] == [("VALUE", "SUCCESS"), ("VALUE", "ERROR")]
@@ -220,7 +221,7 @@ async def test_forced_disconnect_is_one_close_and_one_event(swarm: Swarm) -> Non
         to_b = [c for c in st.subsystems.connections if c.peer_id == b.peer_id]
         return len(to_b) == 1 and to_b[0].status == pb.CLOSED
 
-    await wait_async(closed_once, 10, "the connection to show as CLOSED")
+    await until(closed_once, 10, "the connection to show as CLOSED", interval=0.1)
     for _ in range(3):  # it stays a single CLOSED entry, not a second close
         st = await swarm.intros[0].fetch_full_state()
         to_b = [c for c in st.subsystems.connections if c.peer_id == b.peer_id]
@@ -250,7 +251,7 @@ async def test_a_stalled_trio_loop_costs_the_snapshot_parts_not_the_endpoint(swa
     async def back() -> bool:
         return bool((await intro.fetch_full_state()).subsystems.connections)
 
-    await wait_async(back, 10, "snapshots to recover")
+    await until(back, 10, "snapshots to recover", interval=0.1)
 
 
 async def test_bridge_reports_a_finished_trio_loop() -> None:
@@ -275,19 +276,6 @@ async def _block_trio(seconds: float) -> None:
 
 def _true(value: bool) -> bool:
     return value
-
-
-async def wait_async(check: Callable[[], Any], timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_introspect_host_serves_a_trio_program() -> None:
@@ -354,7 +342,7 @@ async def test_closed_streams_are_bounded_newest_kept(swarm: Swarm) -> None:
         closed = [s for c in to_b for s in c.streams.streams if s.status == pb.CLOSED]
         return len(closed) == 5 and all(s.protocol == ECHO for s in closed)
 
-    await wait_async(bounded, 10, "five newest closed echo streams")
+    await until(bounded, 10, "five newest closed echo streams", interval=0.1)
 
 
 async def test_a_node_that_leaves_stops_listening_and_is_freed(swarm: Swarm) -> None:
@@ -382,13 +370,13 @@ async def test_a_node_that_leaves_stops_listening_and_is_freed(swarm: Swarm) -> 
             s.settimeout(1)
             return s.connect_ex(("127.0.0.1", port)) != 0
 
-    await wait_async(gone, 10, "the departed node's port to close")
+    await until(gone, 10, "the departed node's port to close", interval=0.1)
 
     async def freed() -> bool:
         await swarm.bridge.run(gc.collect)
         return host_ref() is None
 
-    await wait_async(freed, 15, "the departed host to be garbage collected")
+    await until(freed, 15, "the departed host to be garbage collected", interval=0.1)
 
 
 def _kad(kind: int, key: bytes) -> bytes:

@@ -27,8 +27,6 @@ from tests.support.panel_queries import (
 )
 from tests.support.procs import Proc, Prometheus, scrape_job, start_exporter, start_prometheus, wait_for
 
-pytestmark = pytest.mark.slow
-
 MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
 # Panels that cannot show data in this setup, with the reason. Keep it short.
 ALLOWED_EMPTY: dict[tuple[str, str], str] = {}

@@ -9,21 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.introspect_server import FakeNode, IntrospectServer, ServerThread
 from tests.support.procs import Proc, http_get, promtool, start_exporter, start_prometheus, wait_for
+from tests.support.samples import series as parse
 
-pytestmark = pytest.mark.slow
 N = 50
-
-
-def parse(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def by_node(series: dict, name: str) -> dict[str, float]:

@@ -3,46 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.runtime import build_hub
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
-from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.buffer import Backoff, BoundedBuffer
 from exporter.sources.options import SessionOptions
 from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer
+from tests.support.live import FAST
 from tests.support.procs import until
-
-T = TypeVar("T")
-FAST = SessionOptions(
-    interval_ms=100,
-    stale_intervals=5,
-    backoff_initial_s=0.05,
-    backoff_max_s=0.2,
-    healthy_after_s=0.0,
-    read_timeout_s=2.0,
-    heartbeat_s=5.0,
-    handshake_timeout_s=2.0,
-)
+from tests.support.samples import Series, hub_series
+from tests.support.samples import value as sample_value
 
 
-def samples(hub: Hub, nodes: list[str] | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    body, _ = render(HubCollector(hub, nodes=nodes))
-    out = {}
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
+def samples(hub: Hub, nodes: list[str] | None = None) -> Series:
+    return hub_series(hub, nodes)
 
 
 def value(hub: Hub, name: str, node: str = "n", **labels: str) -> float | None:
-    key = (name, tuple(sorted({**labels, "node": node}.items())))
-    return samples(hub).get(key)
+    return sample_value(hub_series(hub), name, node=node, **labels)
 
 
 @pytest.fixture

@@ -187,7 +187,6 @@ async def _ui_session(url: str, states: int, frames_file: Path) -> int:
     return len(frames)
 
 
-@pytest.mark.slow
 async def test_the_observer_reads_a_demo_recording_and_a_live_endpoint_session(
     observer: Reader, tmp_path: Path, procs: list[Proc]
 ) -> None:

@@ -12,8 +12,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from dashboards.__main__ import main as generate_main
 from dashboards.generate import JSON_DIR, REPO
 from tests.support.procs import (
@@ -26,7 +24,6 @@ from tests.support.procs import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
 ALERT = "Libp2pHighPeerChurn"
 OVERRIDES = ["churn_window=10s", "churn_for=5s", "churn_per_peer_per_minute=10"]
 
