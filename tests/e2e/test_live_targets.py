@@ -78,7 +78,7 @@ def test_fifty_targets_metrics_probe_and_going_away(
     # /probe of a new target starts a session; the next probe reuses it.
     extra = srv.nodes["extra"]
     q = exp.url + "/probe?target=" + urllib.parse.quote(srv.url("extra"), safe="")
-    s = wait_for(lambda: (p := parse(http_get(q))) and peer_ids(p) and p, 10, "extra probed")
+    s = wait_for(lambda: (p := parse(http_get(q, timeout=15))) and peer_ids(p) and p, 30, "extra probed")
     assert list(peer_ids(s).values()) == [extra.data.peer_id]
     http_get(q)
     assert extra.connects == 1
