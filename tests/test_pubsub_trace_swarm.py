@@ -119,3 +119,88 @@ def test_tracer_files_are_go_formats(swarm_run) -> None:  # type: ignore[no-unty
     json_line = Path(swarm_run.files["json"][0]).read_text().splitlines()[0]
     assert json_line.startswith('{"type":') and '"peerID":"' in json_line  # encoding/json field names
     assert Path(swarm_run.files["gzip"][0]).read_bytes()[:2] == b"\x1f\x8b"
+
+
+# -- metrics from the same events, checked against tracestat's definitions -----------------------
+
+
+def metrics_from(events: list[TraceEvent]):  # type: ignore[no-untyped-def]
+    from exporter.families import Families
+    from exporter.pubsub_metrics import PubsubMetrics
+
+    m = PubsubMetrics(topics={TOPIC})
+    m.ingest_all(events)
+    m.flush()
+    fams = Families()
+    m.collect_into(fams)
+    return m, {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.metrics() for s in f.samples}
+
+
+def test_counts_match_tracestat(swarm_run) -> None:  # type: ignore[no-untyped-def]
+    from exporter.pubsub_metrics import b58
+    from tests.support.tracestat import TraceStat
+
+    ts = TraceStat()
+    for e in swarm_run.collected:
+        ts.add(e)
+    _, got = metrics_from(swarm_run.collected)
+    for peer, counts in ts.per_peer.items():
+        node = (("node", b58(peer)), ("topic", TOPIC))
+        assert got.get(("libp2p_pubsub_delivered_messages_total", node), 0) == counts["deliver"]
+        assert got.get(("libp2p_pubsub_duplicate_messages_total", node), 0) == counts["duplicate"]
+        assert got.get(("libp2p_pubsub_topic_msg_published_total", node), 0) == counts["publish"]
+        rejected = sum(
+            v
+            for (name, labels), v in got.items()
+            if name == "libp2p_pubsub_rejected_messages_total" and dict(labels)["node"] == b58(peer)
+        )
+        assert rejected == counts["reject"]
+    assert ts.totals["deliver"] == N * MESSAGES - 1 and ts.totals["duplicate"] > 0 and ts.totals["reject"] > 0
+
+
+def test_propagation_delays_match_tracestat(swarm_run) -> None:  # type: ignore[no-untyped-def]
+    """tracestat's per-message delays, less the origin's own delivery, are the histogram's samples."""
+    from exporter.histogram import Histogram
+    from exporter.pubsub_metrics import PROPAGATION_BUCKETS
+    from tests.support.tracestat import TraceStat
+
+    ts = TraceStat()
+    for e in swarm_run.collected:
+        ts.add(e)
+    origin = {e.publishMessage.messageID: e.peerID for e in swarm_run.collected if e.type == T.PUBLISH_MESSAGE}
+    expected = Histogram(PROPAGATION_BUCKETS)
+    for mid, delays in ts.delays().items():
+        assert sorted(ts.stamps[mid])[0][2] == "publish"  # t0 is the publish, as tracestat assumes
+        expected.observe_all(dt / 1e9 for dt, peer, kind in delays if kind == "deliver" and peer != origin[mid])
+    _, got = metrics_from(swarm_run.collected)
+    topic = (("topic", TOPIC),)
+    assert (
+        got[("libp2p_pubsub_propagation_delay_seconds_count", topic)] == expected.count == N * MESSAGES - 1 - MESSAGES
+    )
+    assert abs(got[("libp2p_pubsub_propagation_delay_seconds_sum", topic)] - expected.total) < 1e-9
+    for le, count in expected.cumulative():
+        assert got[("libp2p_pubsub_propagation_delay_seconds_bucket", (("le", le), ("topic", TOPIC)))] == count
+    cdf = ts.cdf_ms()  # tracestat's printed CDF also counts the origins' own deliveries
+    assert cdf[-1][1] == expected.count + MESSAGES
+
+
+def test_reach_and_mesh_from_the_live_run(swarm_run) -> None:  # type: ignore[no-untyped-def]
+    _m, got = metrics_from(swarm_run.collected)
+    topic = (("topic", TOPIC),)
+    assert got[("libp2p_pubsub_message_reach_ratio_count", topic)] == MESSAGES
+    # one message was rejected by one of three nodes: its reach is 2/3, every other one's is 1
+    assert got[("libp2p_pubsub_message_reach_ratio_bucket", (("le", "0.6"), *topic))] == 0
+    assert got[("libp2p_pubsub_message_reach_ratio_bucket", (("le", "0.7"), *topic))] == 1
+    assert got[("libp2p_pubsub_traced_nodes", ())] == N
+    meshes = {dict(k)["node"]: v for (name, k), v in got.items() if name == "libp2p_pubsub_mesh_peer_counts"}
+    assert len(meshes) == N - 1 and all(v >= 1 for v in meshes.values())  # node 0 left the topic
+
+
+@pytest.mark.parametrize("kind", ["pb", "json", "gzip"])
+def test_files_give_the_same_metrics_as_the_live_session(swarm_run, kind: str) -> None:  # type: ignore[no-untyped-def]
+    events = [e for path in swarm_run.files[kind] for e in read_trace_file(path)[0]]
+    live = metrics_from(swarm_run.collected)[1]
+    from_files = metrics_from(events)[1]
+    ignore = {"libp2p_pubsub_tracked_messages"}
+    want = {k: v for k, v in live.items() if k[0] not in ignore}
+    assert {k: v for k, v in from_files.items() if k[0] not in ignore} == pytest.approx(want, rel=1e-12)

@@ -118,9 +118,10 @@ async def run_traced_swarm(tmp: Path, *, n: int = 3, messages: int = 6, timeout:
                 for i in range(n):  # a ring
                     a, b = nodes[i]["host"], nodes[(i + 1) % n]["host"]
                     await a.connect(PeerInfo(b.get_id(), b.get_addrs()))
+                # a full mesh (D=2 of 2 peers) makes forwarding, hence duplicates, certain
                 await _wait(
-                    "every node to mesh with a peer",
-                    lambda: all(len(node["router"].mesh.get(TOPIC, ())) >= 1 for node in nodes),
+                    "every node to mesh with every other",
+                    lambda: all(len(node["router"].mesh.get(TOPIC, ())) == n - 1 for node in nodes),
                     20,
                 )
                 for k in range(messages):
