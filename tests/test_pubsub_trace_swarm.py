@@ -204,3 +204,62 @@ def test_files_give_the_same_metrics_as_the_live_session(swarm_run, kind: str) -
     ignore = {"libp2p_pubsub_tracked_messages"}
     want = {k: v for k, v in live.items() if k[0] not in ignore}
     assert {k: v for k, v in from_files.items() if k[0] not in ignore} == pytest.approx(want, rel=1e-12)
+
+
+# -- message traces over OTLP -----------------------------------------------------------------
+
+
+def spans_over_otlp(receiver, events: list[TraceEvent], ratio: float = 1.0):  # type: ignore[no-untyped-def]
+    from exporter.sinks.otel import TracingConfig
+    from exporter.sinks.pubsub_spans import PubsubSpans
+
+    before = len(receiver.spans())
+    sink = PubsubSpans(TracingConfig(endpoint=receiver.endpoint, protocol="http/protobuf"), ratio=ratio)
+    sink.on_events(events)
+    assert sink.flush(10)
+    sink.shutdown()
+    return receiver.spans()[before:], sink.stats
+
+
+def test_one_trace_per_message_over_otlp(swarm_run, http_receiver) -> None:  # type: ignore[no-untyped-def]
+    from exporter.sinks.pubsub_spans import root_span_id, trace_id_of
+
+    spans, stats = spans_over_otlp(http_receiver, swarm_run.collected)
+    roots = [s for s in spans if s.span.name == "pubsub.publish"]
+    delivers = [s for s in spans if s.span.name == "pubsub.deliver"]
+    dups = [s for s in spans if s.span.name == "pubsub.duplicate"]
+    kinds = Counter(T.Name(e.type) for e in swarm_run.collected)
+    assert len(roots) == MESSAGES and len(delivers) == kinds["DELIVER_MESSAGE"]
+    assert len(dups) == kinds["DUPLICATE_MESSAGE"] > 0 and stats.exported == len(spans)
+    by_trace = {s.span.trace_id: s for s in roots}
+    for root in roots:
+        mid = bytes.fromhex(root.attrs["messaging.message.id"])
+        assert root.span.trace_id == trace_id_of(mid).to_bytes(16, "big")
+        assert root.span.span_id == root_span_id(mid).to_bytes(8, "big") and not root.span.parent_span_id
+        assert root.attrs["messaging.destination.name"] == TOPIC
+    for child in delivers + dups:
+        root = by_trace[child.span.trace_id]  # every delivery joins its message's trace
+        assert child.span.parent_span_id == root.span.span_id
+        assert child.span.end_time_unix_nano >= child.span.start_time_unix_nano
+        if "libp2p.pubsub.delay_ms" in child.attrs:  # from the publish to the delivery ...
+            assert child.span.start_time_unix_nano == root.span.start_time_unix_nano
+        else:  # ... or, when the delivery came in before its publish (another stream), an instant
+            assert child.attrs["libp2p.pubsub.publish_seen"] is False
+            assert child.span.start_time_unix_nano == child.span.end_time_unix_nano
+    assert sum("libp2p.pubsub.delay_ms" in c.attrs for c in delivers) > 0
+
+
+def test_spans_agree_whatever_the_order_and_sampling_is_per_message(swarm_run, http_receiver) -> None:  # type: ignore[no-untyped-def]
+    live, _ = spans_over_otlp(http_receiver, swarm_run.collected)
+    from_file = [e for path in swarm_run.files["pb"] for e in read_trace_file(path)[0]]
+    replayed, _ = spans_over_otlp(http_receiver, list(reversed(from_file)))
+
+    def ids(spans):  # type: ignore[no-untyped-def]
+        return sorted((s.span.trace_id, s.span.span_id, s.span.parent_span_id, s.span.name) for s in spans)
+
+    assert ids(live) == ids(replayed)
+    half, stats = spans_over_otlp(http_receiver, swarm_run.collected, ratio=0.5)
+    traces = {s.span.trace_id for s in half}
+    for t in traces:  # a sampled message keeps all its spans
+        assert sum(1 for s in half if s.span.trace_id == t) == sum(1 for s in live if s.span.trace_id == t)
+    assert stats.sampled_out["pubsub"] + len(half) == len(live)
