@@ -17,6 +17,7 @@ from exporter.node import Hub
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
 from exporter.server import DEFAULT_LISTEN, Handler, build_app, start_server
 from exporter.sinks.otel import add_otel_flags, install_tracing
+from exporter.sources.pubsub_live import add_pubsub_flags
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -88,6 +89,9 @@ async def serve_until_stopped(
         log.error("--web.telemetry-path: %s", exc)
         return 2
     tracing = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
+    from exporter.sources.pubsub_live import start_pubsub_from_args
+
+    pubsub = await start_pubsub_from_args(hub, args)  # go-libp2p-pubsub traces, when asked for
     try:
         runner = await start_server(app, args.listen)
     except (OSError, ValueError) as exc:
@@ -114,6 +118,8 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await runner.cleanup()
+        if pubsub is not None:
+            await pubsub.stop()
         await loop.run_in_executor(None, tracing.shutdown)
     return 0
 
@@ -194,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", default="", help="node label (default: the file name up to its first dot)")
     add_web_flags(p)
     add_otel_flags(p)
+    add_pubsub_flags(p)
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("generate", help="write a synthetic capture file")
@@ -215,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_flags(p)
     add_web_flags(p)
     add_otel_flags(p)
+    add_pubsub_flags(p)
     p.set_defaults(func=cmd_demo)
 
     from exporter.sources.live_cli import add_parsers

@@ -72,6 +72,7 @@ class DemoSwarm:
         self.stats: Counter[str] = Counter()
         self.nursery: Any = None
         self._kv: list[str] = []
+        self.tracing: Any = None  # demo_pubsub.DemoTracing: gossipsub traces to the exporter's collector
 
     # -- nodes ----------------------------------------------------------------------------
     async def _node(self, slot: int, *, task_status: Any) -> None:
@@ -103,6 +104,7 @@ class DemoSwarm:
                 eclipse_protection_enabled=False,
             )
             pubsub = Pubsub(host, router)
+        remote = self.tracing.attach(f"node-{slot}", host, pubsub) if pubsub is not None and self.tracing else None
         started = False
         try:
             with trio.CancelScope() as scope:
@@ -114,6 +116,8 @@ class DemoSwarm:
                         await stack.enter_async_context(background_trio_service(pubsub))
                         await stack.enter_async_context(background_trio_service(router))
                         await pubsub.wait_until_ready()
+                        if remote is not None:
+                            nursery.start_soon(remote.run)
                         nursery.start_soon(_drain, await pubsub.subscribe(TOPIC))
                     insp = Libp2pIntrospection(host, dht=dht, retention_ms=self.options.retention_ms)
                     insp.attach()
@@ -385,6 +389,9 @@ class Demo:
             probe_idle_s=0,
         )
         self.swarm = DemoSwarm(self.options, up, down)
+        from exporter.demo_pubsub import demo_tracing
+
+        self.swarm.tracing = demo_tracing(self.hub)
         self.trio_thread = TrioThread(self.swarm.main, name="demo-swarm")
         self._worker = asyncio.create_task(self._apply_changes(), name="demo endpoints")
         await self.trio_thread.start(timeout=60)
@@ -519,6 +526,8 @@ def run_demo(args: argparse.Namespace) -> int:
         # py-libp2p logs every failed dial and reset stream (churn makes many); keep the demo readable.
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     hub = hub_from_args(args)
+    if options.pubsub and not getattr(args, "pubsub_listen", None):
+        args.pubsub_listen = "/ip4/127.0.0.1/tcp/0"  # the nodes trace gossipsub to this exporter
 
     async def work() -> None:
         demo = Demo(options, hub)

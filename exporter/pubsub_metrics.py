@@ -137,6 +137,12 @@ class PubsubMetrics:
         self._msgs: OrderedDict[bytes, _Message] = OrderedDict()
         self._lock = threading.Lock()
 
+    def set_name(self, peer_b58: str, name: str) -> None:
+        """Label this node ``name`` (call before its first event; the name is always admitted)."""
+        with self._lock:
+            self.names[peer_b58] = name
+            self.node_label.allow = self.node_label.allow | {name}
+
     def guards(self) -> list[LabelGuard]:
         return [self.topic, self.reason, self.node_label]
 

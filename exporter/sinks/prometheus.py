@@ -40,6 +40,8 @@ class HubCollector:
                 for sub in self.hub.subsystems:
                     if sub.always or fresh:
                         sub.collect(node.accs[sub.name], node, out)
+        for extra in getattr(self.hub, "extra_collectors", ()):  # e.g. pubsub traces (not per introspected node)
+            extra(fams)
         if self.with_globals:
             self._globals(fams)
             scope = fams.scoped({})

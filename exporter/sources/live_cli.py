@@ -86,6 +86,9 @@ def add_parsers(sub: Any) -> None:
     from exporter.sinks.otel import add_otel_flags
 
     add_otel_flags(p)  # live nodes can be traced like replayed ones
+    from exporter.sources.pubsub_live import add_pubsub_flags
+
+    add_pubsub_flags(p)  # and go-libp2p-pubsub nodes can send their event traces
     p.set_defaults(func=cmd_live)
 
     p = sub.add_parser("check-config", help="validate a live-mode config file")

@@ -1,0 +1,40 @@
+"""The demo's gossipsub nodes trace to the demo's own exporter, as go nodes would to a collector.
+
+Each node gets a PubsubTracer whose sink is a RemoteTracer: a real libp2p stream
+``/libp2p/pubsub/tracer/1.0.0`` to the exporter's collector host (sources/pubsub_live.py), so the
+demo's pubsub traffic reaches /metrics and OTLP the same way a fleet of go-libp2p nodes' would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.introspector.pubsub_sinks import RemoteTracer
+from exporter.introspector.pubsub_tracer import PubsubTracer
+from exporter.pubsub_metrics import b58
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoTracing:
+    """Where the demo's nodes send their traces: the collector, and how to name a node in the metrics."""
+
+    source: Any  # exporter.sources.pubsub_live.PubsubSource with a running collector
+
+    def attach(self, name: str, host: Any, pubsub: Any) -> RemoteTracer:
+        """Trace ``pubsub`` (before it runs) to the collector; run the returned tracer in the node's nursery."""
+        self.source.name_node(b58(host.get_id().to_bytes()), name)
+        remote = RemoteTracer(host, self.source.collector_peer_info, batch_window=0.5, retry_s=2.0)
+        hooks = PubsubTracer(pubsub, remote).attach()
+        log.debug("demo: %s traces pubsub through %s", name, ", ".join(hooks))
+        return remote
+
+
+def demo_tracing(hub: Any) -> DemoTracing | None:
+    source = getattr(hub, "pubsub", None)
+    if source is None or not getattr(source, "collector_id", ""):
+        return None
+    return DemoTracing(source)
