@@ -206,7 +206,14 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "libp2p-churn": {"name": "libp2p-churn", "rules": churn},
         "libp2p-dht": {"name": "libp2p-dht", "rules": dht},
         "libp2p-exporter": {"name": "libp2p-exporter", "rules": exporter},
+        "libp2p-pubsub": _pubsub_rules(p),
     }
+
+
+def _pubsub_rules(p: dict[str, Any]) -> dict[str, Any]:
+    from dashboards.pubsub import rules  # its own module, next to its dashboard
+
+    return rules(p)
 
 
 def alert_names(p: dict[str, Any]) -> list[str]:

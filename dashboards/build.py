@@ -943,3 +943,12 @@ DASHBOARDS = {
     "churn": churn,
     "exporter-health": exporter_health,
 }
+
+
+def _pubsub(p: dict[str, Any]) -> dm.Dashboard:
+    from dashboards.pubsub import pubsub  # its own module (it reuses the panel helpers above)
+
+    return pubsub(p)
+
+
+DASHBOARDS["pubsub"] = _pubsub

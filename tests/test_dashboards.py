@@ -19,7 +19,7 @@ from dashboards.params import PARAMS, resolve
 from tests.support.procs import SHARED
 
 SCHEMA = SHARED / "reference" / "grafana" / "dashboard-v11.6.schema.json"
-EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health"}
+EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health", "pubsub"}
 
 
 def committed() -> dict[str, dict[str, Any]]:
