@@ -104,7 +104,9 @@ class DemoSwarm:
                 eclipse_protection_enabled=False,
             )
             pubsub = Pubsub(host, router)
-        remote = self.tracing.attach(f"node-{slot}", host, pubsub) if pubsub is not None and self.tracing else None
+        remote = (
+            self.tracing.attach(f"node-{slot}", host, pubsub, TOPIC) if pubsub is not None and self.tracing else None
+        )
         started = False
         try:
             with trio.CancelScope() as scope:

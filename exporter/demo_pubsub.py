@@ -24,13 +24,22 @@ class DemoTracing:
 
     source: Any  # exporter.sources.pubsub_live.PubsubSource with a running collector
 
-    def attach(self, name: str, host: Any, pubsub: Any) -> RemoteTracer:
-        """Trace ``pubsub`` (before it runs) to the collector; run the returned tracer in the node's nursery."""
+    def attach(self, name: str, host: Any, pubsub: Any, topic: str) -> RemoteTracer:
+        """Trace ``pubsub`` (before it runs) to the collector; run the returned tracer in the node's nursery.
+
+        The node also validates ``topic``: it rejects payloads whose first byte is below 20 (about 8% of
+        the demo's random payloads, under the rejection-share alert's 10%), so the dashboards' rejection panels show real REJECT_MESSAGEs.
+        """
         self.source.name_node(b58(host.get_id().to_bytes()), name)
+        pubsub.set_topic_validator(topic, _demo_validator, False)
         remote = RemoteTracer(host, self.source.collector_peer_info, batch_window=0.5, retry_s=2.0)
         hooks = PubsubTracer(pubsub, remote).attach()
         log.debug("demo: %s traces pubsub through %s", name, ", ".join(hooks))
         return remote
+
+
+def _demo_validator(_peer: Any, msg: Any) -> bool:
+    return not msg.data or msg.data[0] >= 20
 
 
 def demo_tracing(hub: Any) -> DemoTracing | None:

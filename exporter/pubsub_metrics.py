@@ -313,6 +313,8 @@ class PubsubMetrics:
 
     def _collect_node(self, fams: Families, labels: dict[str, str], n: NodeStats) -> None:
         out = fams.scoped(labels)
+        # every topic the node is or was in gets every per-topic counter, 0 until it happens
+        topics = n.joined | set(n.mesh) | set(n.grafts) | set(n.published) | set(n.delivered)
         for metric, doc, counts in (
             ("topic_msg_published", "Messages this node published, per topic (PUBLISH_MESSAGE).", n.published),
             ("delivered_messages", "Messages delivered, the origin's own included (DELIVER_MESSAGE).", n.delivered),
@@ -321,8 +323,8 @@ class PubsubMetrics:
             ("mesh_grafts", "Peers added to this node's mesh for the topic (GRAFT).", n.grafts),
             ("mesh_prunes", "Peers removed from this node's mesh for the topic (PRUNE).", n.prunes),
         ):
-            for topic, value in sorted(counts.items()):
-                out.counter(PREFIX + metric, doc, value, {"topic": topic})
+            for topic in sorted(topics | set(counts)):
+                out.counter(PREFIX + metric, doc, counts.get(topic, 0), {"topic": topic})
         for (topic, reason), value in sorted(n.rejected.items()):
             out.counter(
                 PREFIX + "rejected_messages",

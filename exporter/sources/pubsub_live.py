@@ -65,6 +65,22 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
         help="further topics that may become label values (first come); beyond them: other (default 32)",
     )
     g.add_argument(
+        "--pubsub.window",
+        dest="pubsub_window",
+        metavar="SECONDS",
+        type=float,
+        default=120.0,
+        help="how long a message is followed for propagation; its reach is observed when it leaves (default 120)",
+    )
+    g.add_argument(
+        "--pubsub.max-messages",
+        dest="pubsub_max_messages",
+        metavar="N",
+        type=int,
+        default=50_000,
+        help="messages followed at once; past it the oldest leave early and are counted (default 50000)",
+    )
+    g.add_argument(
         "--tracing.sample.pubsub",
         dest="tracing_sample_pubsub",
         metavar="RATIO",
@@ -189,7 +205,13 @@ async def start_pubsub_from_args(hub: Any, args: argparse.Namespace) -> PubsubSo
     if not listen and not files:
         return None
     topics = [t.strip() for t in (getattr(args, "pubsub_topics", "") or "").split(",") if t.strip()]
-    metrics = PubsubMetrics(hub.cardinality, topics=topics, topic_cap=max(0, getattr(args, "pubsub_topic_cap", 32)))
+    metrics = PubsubMetrics(
+        hub.cardinality,
+        topics=topics,
+        topic_cap=max(0, getattr(args, "pubsub_topic_cap", 32)),
+        ttl_s=max(0.0, getattr(args, "pubsub_window", 120.0)),
+        max_messages=max(1, getattr(args, "pubsub_max_messages", 50_000)),
+    )
     spans = None
     from exporter.sinks.otel import config_from_args
 
