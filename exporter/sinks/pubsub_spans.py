@@ -80,29 +80,54 @@ class PubsubSpans:
         exporter: Any = None,
         names: dict[str, str] | None = None,
         max_publishes: int = 50_000,
+        max_nodes: int = 256,
     ) -> None:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
+        self.cfg = cfg
         self.ratio = ratio
         self.stats = stats or SpanStats()
         self.names = dict(names or {})
         self.max_publishes = max_publishes
+        self.max_nodes = max_nodes
         self._publish: OrderedDict[bytes, int] = OrderedDict()  # message id -> publish ns (bounded)
         self._ids = _GivenIds()
-        resource = Resource.create(
-            {
-                "service.name": cfg.service_name or "libp2p-pubsub",
-                "libp2p.exporter.version": __version__,
-            }
-        )
         inner = exporter if exporter is not None else make_span_exporter(cfg)
-        processor = BatchSpanProcessor(CountingExporter(inner, self.stats, "pubsub"))
-        self.provider = TracerProvider(resource=resource, sampler=ALWAYS_ON, id_generator=self._ids)  # type: ignore[arg-type]
-        self.provider.add_span_processor(QueueGate(processor, self.stats, 8 * 2048))  # type: ignore[arg-type]
-        self.tracer = self.provider.get_tracer("libp2p-exporter.pubsub", __version__)
+        batch = BatchSpanProcessor(CountingExporter(inner, self.stats, "pubsub"))
+        # one processor (one export thread) shared by every node's provider
+        self.processor = QueueGate(batch, self.stats, 8 * 2048)
+        self._tracers: dict[bytes, Any] = {}
+
+    def _tracer(self, peer: bytes) -> Any:
+        """The tracer of the node that emitted the event: its resource names that node (bounded)."""
+        tracer = self._tracers.get(peer)
+        if tracer is not None:
+            return tracer
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+        key = peer if len(self._tracers) < self.max_nodes else b""
+        if key in self._tracers:
+            return self._tracers[key]
+        text = b58(peer) if key else "other"
+        attrs = {
+            "service.name": self.cfg.service_name or "libp2p-pubsub",
+            "service.instance.id": text,
+            "libp2p.exporter.node": self.names.get(text, text),
+            "libp2p.exporter.version": __version__,
+        }
+        if key:
+            attrs["libp2p.peer.id.local"] = text
+        provider = TracerProvider(
+            resource=Resource.create(attrs),
+            sampler=ALWAYS_ON,
+            id_generator=self._ids,  # type: ignore[arg-type]
+            shutdown_on_exit=False,
+        )
+        provider.add_span_processor(self.processor)  # type: ignore[arg-type]
+        tracer = self._tracers[key] = provider.get_tracer("libp2p-exporter.pubsub", __version__)
+        return tracer
 
     def on_events(self, events: Iterable[TraceEvent]) -> None:
         for e in events:
@@ -143,7 +168,9 @@ class PubsubSpans:
             return
         attrs = {**self._attrs(e, mid, m.topic), "messaging.operation.type": "publish"}
         self._ids.set(trace_id_of(mid), root_span_id(mid))
-        span = self.tracer.start_span(SPAN_PUBLISH, start_time=e.timestamp, attributes=attrs, kind=_kind("PRODUCER"))
+        span = self._tracer(e.peerID).start_span(
+            SPAN_PUBLISH, start_time=e.timestamp, attributes=attrs, kind=_kind("PRODUCER")
+        )
         span.end(end_time=e.timestamp)
         self.stats.started["pubsub"] += 1
 
@@ -170,17 +197,17 @@ class PubsubSpans:
         parent = SpanContext(tid, root_span_id(mid), True, TraceFlags(TraceFlags.SAMPLED))
         parent_ctx = trace.set_span_in_context(NonRecordingSpan(parent))
         self._ids.set(tid, span_id_of(name, e.peerID, mid))
-        span = self.tracer.start_span(
+        span = self._tracer(e.peerID).start_span(
             name, context=parent_ctx, start_time=start, attributes=attrs, kind=_kind("CONSUMER")
         )
         span.end(end_time=e.timestamp)
         self.stats.started["pubsub"] += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        return bool(self.provider.force_flush(int(timeout_s * 1000)))
+        return bool(self.processor.force_flush(int(timeout_s * 1000)))
 
     def shutdown(self) -> None:
-        self.provider.shutdown()
+        self.processor.shutdown()
 
 
 def _kind(name: str) -> Any:
