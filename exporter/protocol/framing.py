@@ -9,6 +9,8 @@ the reader resynchronises on the next offset whose checksum verifies.
 
 from __future__ import annotations
 
+import functools
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -95,22 +97,44 @@ class _Layout:
         return PROTOCOL_VERSION, checksum, length
 
 
-RESYNC_FACTOR = 4  # hash at most this many times the input's size while resynchronising ...
+RESYNC_FACTOR = 2  # hash at most this many times the input's size while resynchronising ...
 RESYNC_FLOOR = 1 << 20  # ... plus this much
+CANDIDATE_FLOOR = 4096  # try at most this many offsets while resynchronising ...
+CANDIDATE_PER_BYTES = 1024  # ... plus one per this many bytes of input
 
 
 class _Budget:
-    """Bytes the resynchronising scan may still hash for one input.
+    """The work the resynchronising scan may still do for one input: offsets tried and bytes hashed.
 
-    Every candidate offset can claim a long payload, so an unbounded scan hashes O(n^2) bytes: a
-    hostile 1 MiB frame took seconds, a 16 MiB one would hold the event loop for hours. Past the
-    budget the scan gives up and the rest of the input is skipped as one damaged stretch.
+    Every candidate offset can claim a long payload, so an unbounded scan hashes O(n^2) bytes; and
+    input made of one repeated header (``01 00 00 00`` or zeros) makes every few bytes a candidate
+    that costs a Python-level check. Both are bounded linearly in the input's size, with small
+    constants: past either budget the scan gives up and the rest of the input is skipped as one
+    damaged stretch (counted), so a hostile frame costs milliseconds, not seconds.
     """
 
-    __slots__ = ("left",)
+    __slots__ = ("candidates", "left")
 
     def __init__(self, size: int) -> None:
         self.left = RESYNC_FACTOR * size + RESYNC_FLOOR
+        self.candidates = CANDIDATE_FLOOR + size // CANDIDATE_PER_BYTES
+
+    @property
+    def spent(self) -> bool:
+        return self.left <= 0 or self.candidates <= 0
+
+
+@functools.lru_cache(maxsize=16)
+def _candidate_pattern(versioned: bool, max_segment: int) -> re.Pattern[bytes]:
+    """Offsets whose header could be valid, found by the regex engine rather than a Python loop.
+
+    A wire header starts with the version; in both layouts the length's high bytes are zero when the
+    cap leaves them no room. Random damage rarely matches, so real captures resynchronise at C speed.
+    """
+    zero_high = max(0, (32 - max(1, max_segment).bit_length()) // 8)
+    length = b"." * (4 - zero_high) + b"\\x00" * zero_high
+    prefix = re.escape(U32.pack(PROTOCOL_VERSION)) if versioned else b""
+    return re.compile(b"(?=" + prefix + b"." * 4 + length + b")", re.DOTALL)
 
 
 def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> bool:
@@ -118,6 +142,7 @@ def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: 
     end = len(data)
     if end - pos < layout.size:
         return False
+    budget.candidates -= 1
     version, checksum, length = layout.header(data, pos)
     if version != PROTOCOL_VERSION or length > max_segment or length > end - pos - layout.size:
         return False
@@ -132,16 +157,12 @@ def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: 
 def _resync(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> int:
     """The next offset after pos where an intact segment starts, or len(data)."""
     end = len(data)
-    probe = pos + 1
-    marker = U32.pack(PROTOCOL_VERSION)
-    while probe < end and budget.left > 0:
-        if layout.versioned:
-            probe = data.find(marker, probe)
-            if probe < 0:
-                return end
+    for match in _candidate_pattern(layout.versioned, max_segment).finditer(data, pos + 1):
+        if budget.spent:
+            break
+        probe = match.start()
         if _verifies(data, probe, layout, max_segment, budget):
             return probe
-        probe += 1
     return end
 
 
