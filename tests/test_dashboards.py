@@ -292,3 +292,30 @@ def test_scrape_target_up_selects_the_rules_job() -> None:
     assert up["targets"][0]["expr"] == f'up{{job=~"{PARAMS["job"].default}", instance=~"$instance"}}'
     other = json.loads(render_all(resolve({"job": "lp2p"}))[f"{JSON_DIR}/libp2p-exporter-health.json"])
     assert any(t["expr"].startswith('up{job=~"lp2p"') for p in graphs(other) for t in p["targets"])
+
+
+def test_pubsub_panels_draw_the_pubsub_rules_own_expressions() -> None:
+    """The pubsub board and alert group share dashboards/pubsub.py: selector and window apart, the same PromQL."""
+    from dashboards import alerts
+
+    params = resolve()
+    rules = {r["alert"]: r["expr"] for r in alerts.groups(params)["libp2p-pubsub"]["rules"]}
+    drawn = {t["expr"] for p in panels(committed()["libp2p-pubsub"]) for t in p.get("targets", [])}
+
+    def as_panel(expr: str, *, fleet: bool = False) -> str:
+        sel = (
+            'instance=~"$instance", topic=~"$topic"'
+            if fleet
+            else 'instance=~"$instance", node=~"$node", topic=~"$topic"'
+        )
+        expr = expr.replace(f'job=~"{params["job"]}"', sel)
+        for window in (params["pubsub_reject_window"], params["pubsub_propagation_window"]):
+            expr = expr.replace(f"[{window}]", "[$__rate_interval]")
+        return expr.replace("job, instance, topic", "topic").replace(
+            "job, instance, node, topic", "job, instance, node, topic"
+        )
+
+    mesh = as_panel(rules["Libp2pPubsubMeshCollapse"].partition(" < ")[0])
+    share = as_panel(rules["Libp2pPubsubRejectionShare"].rpartition("\n>")[0])
+    p99 = as_panel(rules["Libp2pPubsubPropagationSlow"].rpartition("\n>")[0], fleet=True)
+    assert {mesh, share, p99} <= drawn, {mesh, share, p99} - drawn

@@ -260,8 +260,8 @@ class PubsubTracer:
         if router is not None and isinstance(getattr(router, "mesh", None), dict):
             router.mesh = _Mesh(self, router.mesh)
             self.hooks.append(f"{type(router).__name__}.mesh")
-        if _recv_hook_installed():
-            _RECEIVERS[id(getattr(ps, "host", None))] = weakref.ref(self)
+        if getattr(ps, "host", None) is not None and _recv_hook_installed():
+            _RECEIVERS[id(ps.host)] = weakref.ref(self)
             self.hooks.append("Pubsub.recv_rpc")
         return list(self.hooks)
 
