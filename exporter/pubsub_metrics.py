@@ -51,6 +51,23 @@ KNOWN_REASONS = frozenset(
     }
 )
 CONTROL_KINDS = ("ihave", "iwant", "graft", "prune", "idontwant")
+_DELIVER_MESSAGE = T.Value("DELIVER_MESSAGE")
+_DUPLICATE_MESSAGE = T.Value("DUPLICATE_MESSAGE")
+_GRAFT = T.Value("GRAFT")
+_JOIN = T.Value("JOIN")
+_LEAVE = T.Value("LEAVE")
+_ON_CLOSED_OUTBOUND_STREAM = T.Value("ON_CLOSED_OUTBOUND_STREAM")
+_ON_NEW_OUTBOUND_STREAM = T.Value("ON_NEW_OUTBOUND_STREAM")
+_PRUNE = T.Value("PRUNE")
+_PUBLISH_MESSAGE = T.Value("PUBLISH_MESSAGE")
+_REJECT_MESSAGE = T.Value("REJECT_MESSAGE")
+# enum attributes go through a slow __getattr__ in protobuf; plain ints for the per-event path
+TYPE_NAMES = {number: name for name, number in T.items()}
+RPC_KINDS = {
+    T.SEND_RPC: ("sendRPC", "sent", "out"),
+    T.RECV_RPC: ("recvRPC", "received", "in"),
+    T.DROP_RPC: ("dropRPC", "dropped", "dropped"),
+}
 MAX_MESH_PEERS = 1024  # per node and topic: far above any gossipsub D_hi
 MAX_PEERS = 16_384  # per node, for peers per protocol
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -85,13 +102,13 @@ class NodeStats:
     last_event_ns: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Message:
     topic: str
     origin: bytes | None = None
     publish_ns: int | None = None
-    deliverers: set[bytes] = field(default_factory=set)
-    pending: list[tuple[bytes, int]] = field(default_factory=list)  # deliveries seen before the publish
+    deliverers: int = 0  # bit i set: traced node number i delivered it (a few bytes, not a set)
+    pending: list[tuple[bytes, int]] | None = None  # deliveries seen before the publish
     born: float = 0.0
 
 
@@ -134,6 +151,8 @@ class PubsubMetrics:
         self.fleet = FleetStats()
         self.events: Counter[str] = Counter()
         self._node_of: dict[bytes, str] = {}
+        self._bit: dict[bytes, int] = {}  # traced node -> its bit in _Message.deliverers (bounded)
+        self._joined_bits: Counter[str] = Counter()  # topic -> OR of the bits of nodes joined to it
         self._msgs: OrderedDict[bytes, _Message] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -159,6 +178,15 @@ class PubsubMetrics:
             stats = self.nodes[name] = NodeStats()
         return name, stats
 
+    def _bit_of(self, peer: bytes) -> int:
+        """This node's bit for reach; nodes past the cap share none (they count in no population)."""
+        bit = self._bit.get(peer)
+        if bit is None:
+            if len(self._bit) >= self.node_label.cap + len(self.names) + 1:
+                return 0
+            bit = self._bit[peer] = 1 << len(self._bit)
+        return bit
+
     def ingest(self, event: TraceEvent) -> None:
         with self._lock:
             self._ingest(event)
@@ -172,63 +200,64 @@ class PubsubMetrics:
 
     def _ingest(self, e: TraceEvent) -> None:
         kind = e.type
-        self.events[T.Name(kind) if kind in T.values() else "unknown"] += 1
+        self.events[TYPE_NAMES.get(kind, "unknown")] += 1
         _, node = self._node(e.peerID)
         node.last_event_ns = max(node.last_event_ns, e.timestamp)
-        if kind == T.PUBLISH_MESSAGE:
+        if kind == _PUBLISH_MESSAGE:
             m = e.publishMessage
             node.published[self.topic(m.topic)] += 1
             self._published(m.messageID, m.topic, e.peerID, e.timestamp)
-        elif kind == T.DELIVER_MESSAGE:
+        elif kind == _DELIVER_MESSAGE:
             m = e.deliverMessage
             topic = self.topic(m.topic)
             node.delivered[topic] += 1
             if m.receivedFrom and m.receivedFrom != e.peerID:
                 node.received[topic] += 1
             self._delivered(m.messageID, m.topic, e.peerID, e.timestamp)
-        elif kind == T.DUPLICATE_MESSAGE:
+        elif kind == _DUPLICATE_MESSAGE:
             node.duplicate[self.topic(e.duplicateMessage.topic)] += 1
-        elif kind == T.REJECT_MESSAGE:
+        elif kind == _REJECT_MESSAGE:
             m = e.rejectMessage
             node.rejected[(self.topic(m.topic), self.reason(m.reason or "unknown"))] += 1
-        elif kind == T.GRAFT:
+        elif kind == _GRAFT:
             topic = self.topic(e.graft.topic)
             node.grafts[topic] += 1
             if len(node.mesh[topic]) < MAX_MESH_PEERS:
                 node.mesh[topic].add(e.graft.peerID)
-        elif kind == T.PRUNE:
+        elif kind == _PRUNE:
             topic = self.topic(e.prune.topic)
             node.prunes[topic] += 1
             members = node.mesh.get(topic)
             if members is not None:
                 members.discard(e.prune.peerID)
-        elif kind == T.JOIN:
-            node.joined.add(self.topic(e.join.topic))
-        elif kind == T.LEAVE:
+        elif kind == _JOIN:
+            topic = self.topic(e.join.topic)
+            node.joined.add(topic)
+            self._joined_bits[topic] |= self._bit_of(e.peerID)
+        elif kind == _LEAVE:
             topic = self.topic(e.leave.topic)
             node.joined.discard(topic)
             node.mesh.pop(topic, None)
-        elif kind == T.ON_NEW_OUTBOUND_STREAM:
+            self._joined_bits[topic] &= ~self._bit_of(e.peerID)
+        elif kind == _ON_NEW_OUTBOUND_STREAM:
             m = e.onNewOutboundStream
             if m.peerID in node.peers or len(node.peers) < MAX_PEERS:
                 node.peers[m.peerID] = self.protocol(m.proto or "unknown")
-        elif kind == T.ON_CLOSED_OUTBOUND_STREAM:
+        elif kind == _ON_CLOSED_OUTBOUND_STREAM:
             peer = e.onClosedOutboundStream.peerID
             node.peers.pop(peer, None)
             for members in node.mesh.values():
                 members.discard(peer)
-        elif kind in (T.SEND_RPC, T.RECV_RPC, T.DROP_RPC):
-            what, meta, direction = {
-                T.SEND_RPC: ("sent", e.sendRPC.meta, "out"),
-                T.RECV_RPC: ("received", e.recvRPC.meta, "in"),
-                T.DROP_RPC: ("dropped", e.dropRPC.meta, "dropped"),
-            }[kind]
+        elif kind in RPC_KINDS:
+            field, what, direction = RPC_KINDS[kind]
             node.rpc[what] += 1
-            ctl = meta.control
-            for ck in CONTROL_KINDS:
-                n = len(getattr(ctl, ck))
-                if n:
-                    node.control[(direction, ck)] += n
+            meta = getattr(e, field).meta
+            if meta.HasField("control"):
+                ctl = meta.control
+                for ck in CONTROL_KINDS:
+                    n = len(getattr(ctl, ck))
+                    if n:
+                        node.control[(direction, ck)] += n
 
     # -- propagation -----------------------------------------------------------------------------
     def _message(self, mid: bytes, topic: str) -> _Message:
@@ -246,15 +275,16 @@ class PubsubMetrics:
         if msg.publish_ns is not None:
             return  # a second PUBLISH of one id (a replayed file): the first one stands
         msg.origin, msg.publish_ns = origin, ts
-        for peer, dts in msg.pending:
+        for peer, dts in msg.pending or ():
             self._delay(msg, peer, dts)
-        msg.pending.clear()
+        msg.pending = None
 
     def _delivered(self, mid: bytes, topic: str, peer: bytes, ts: int) -> None:
         msg = self._message(mid, topic)
-        if len(msg.deliverers) < self.node_label.cap + len(self.names) + 1:
-            msg.deliverers.add(peer)
+        msg.deliverers |= self._bit_of(peer)
         if msg.publish_ns is None:
+            if msg.pending is None:
+                msg.pending = []
             if len(msg.pending) < self.max_pending:
                 msg.pending.append((peer, ts))
         else:
@@ -278,14 +308,13 @@ class PubsubMetrics:
             self.fleet.unmatched += 1
             return
         topic = self.topic(msg.topic)
-        joined = {p for p, name in self._node_of.items() if topic in self.nodes.get(name, NodeStats()).joined}
-        population = len(joined | msg.deliverers)
+        population = (self._joined_bits[topic] | msg.deliverers).bit_count()
         if population == 0:
             return
         hist = self.fleet.reach.get(topic)
         if hist is None:
             hist = self.fleet.reach[topic] = Histogram(REACH_BUCKETS)
-        hist.observe(len(msg.deliverers) / population)
+        hist.observe(msg.deliverers.bit_count() / population)
 
     def _expire(self) -> None:
         horizon = self.clock() - self.ttl_s
