@@ -83,6 +83,17 @@ def b58(raw: bytes) -> str:
     return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + out
 
 
+def _b58_decode(text: str) -> bytes:
+    n = 0
+    for ch in text:
+        idx = _B58.find(ch)
+        if idx < 0:
+            return b""
+        n = n * 58 + idx
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\0" * (len(text) - len(text.lstrip("1"))) + body
+
+
 @dataclass
 class NodeStats:
     """One traced node's counters and live state (labels already bounded)."""
@@ -155,6 +166,21 @@ class PubsubMetrics:
         self._joined_bits: Counter[str] = Counter()  # topic -> OR of the bits of nodes joined to it
         self._msgs: OrderedDict[bytes, _Message] = OrderedDict()
         self._lock = threading.Lock()
+
+    def node_gone(self, peer_b58: str) -> None:
+        """The node stopped tracing (its collector stream ended long ago): drop what it said it *has*
+        (mesh, topics, peers), which nobody would correct any more; its counters stay."""
+        with self._lock:
+            name = self._node_of.get(_b58_decode(peer_b58))
+            stats = self.nodes.get(name) if name is not None else None
+            if stats is None:
+                return
+            stats.mesh.clear()
+            stats.joined.clear()
+            stats.peers.clear()
+            bit = self._bit.get(_b58_decode(peer_b58), 0)
+            for topic in self._joined_bits:
+                self._joined_bits[topic] &= ~bit
 
     def set_name(self, peer_b58: str, name: str) -> None:
         """Label this node ``name`` (call before its first event; the name is always admitted)."""

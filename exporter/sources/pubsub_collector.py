@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -41,6 +42,15 @@ class CollectorStats:
     events: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     per_peer_streams: Counter[str] = field(default_factory=Counter)
+    ended: dict[str, float] = field(default_factory=dict)  # peer -> when its last stream ended (monotonic)
+
+    def gone(self, grace_s: float, now: float | None = None) -> list[str]:
+        """Peers whose last stream ended over ``grace_s`` ago with none since (each reported once)."""
+        now = time.monotonic() if now is None else now
+        out = [p for p, t in self.ended.items() if now - t > grace_s and p not in self.per_peer_streams]
+        for p in out:
+            del self.ended[p]
+        return out
 
 
 class TraceCollector:
@@ -86,6 +96,7 @@ class TraceCollector:
             return
         stats.streams_accepted += 1
         stats.streams_active += 1
+        stats.ended.pop(peer, None)
         stats.per_peer_streams[peer] += 1
         try:
             clean = await self._read(stream, peer)
@@ -97,6 +108,7 @@ class TraceCollector:
             stats.per_peer_streams[peer] -= 1
             if stats.per_peer_streams[peer] <= 0:
                 del stats.per_peer_streams[peer]
+                stats.ended[peer] = time.monotonic()  # its last stream: the node may be gone
         if clean:
             await _close(stream)
         else:

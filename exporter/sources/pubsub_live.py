@@ -101,6 +101,8 @@ class PubsubSource:
         self.collector_id = ""
         self.collector_addrs: list[str] = []
         self.file_stats: dict[str, ReadStats] = {}
+        # go's RemoteTracer retries a lost collector after a minute: a node without a stream for longer is gone
+        self.gone_after_s = 150.0
         self._thread: Any = None
         extra: list[Callable[[Families], None]] = getattr(hub, "extra_collectors", None) or []
         extra.append(self.collect_into)
@@ -161,6 +163,8 @@ class PubsubSource:
         return stats
 
     def collect_into(self, fams: Families) -> None:
+        for peer in self.collector.stats.gone(self.gone_after_s):
+            self.metrics.node_gone(peer)
         self.metrics.collect_into(fams)
         out = fams.scoped({})
         c = self.collector.stats

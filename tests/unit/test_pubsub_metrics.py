@@ -123,3 +123,21 @@ def test_topics_reasons_and_nodes_are_capped() -> None:
     assert len(nodes) == 4 and "other" in nodes
     assert len(reasons) <= 9 and "other" in reasons
     assert value(m, "libp2p_exporter_label_values_folded_total", label="topic") == 48
+
+
+def test_a_node_gone_keeps_its_counters_but_not_its_mesh() -> None:
+    m = PubsubMetrics(names={b58(A): "node-a"})
+    m.ingest_all(
+        [
+            ev(T.JOIN, A, 1, topic="t"),
+            ev(T.GRAFT, A, 2, peerID=B, topic="t"),
+            ev(T.ON_NEW_OUTBOUND_STREAM, A, 2, peerID=B, proto="/meshsub/1.1.0"),
+            ev(T.PUBLISH_MESSAGE, A, 3, messageID=b"m", topic="t"),
+        ]
+    )
+    m.node_gone(b58(A))
+    got = samples(m)
+    assert ("libp2p_pubsub_mesh_peer_counts", (("node", "node-a"), ("topic", "t"))) not in got
+    assert not [k for k in got if k[0] == "libp2p_pubsub_peers_per_protocol"]
+    assert value(m, "libp2p_pubsub_topic_msg_published_total", node="node-a", topic="t") == 1
+    m.node_gone("not base58 0OIl")  # unknown or malformed: nothing happens

@@ -268,3 +268,12 @@ def test_collector_bounds_streams_per_peer() -> None:
     c, got = collect(*streams, max_streams_per_peer=2)
     assert c.stats.streams_refused == 1 and c.stats.streams_accepted == 2 and len(got) == 6
     assert sum(s.was_reset for s in streams) == 1
+
+
+def test_collector_notes_when_a_peers_last_stream_ended() -> None:
+    w = GzipBatchWriter()
+    c, _ = collect(FakeStream(w.batch(sample(2)) + w.close(), "gone-peer"))
+    assert c.stats.gone(150.0) == []  # within the grace: go's tracer may be reconnecting
+    ended = c.stats.ended["gone-peer"]
+    assert c.stats.gone(150.0, now=ended + 151) == ["gone-peer"]
+    assert c.stats.gone(150.0, now=ended + 999) == []  # reported once
