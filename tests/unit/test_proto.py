@@ -27,17 +27,19 @@ def test_generated_module_is_fresh(tmp_path: Path) -> None:
         f"--python_out={tmp_path}",
         f"--pyi_out={tmp_path}",
         str(REPO / "proto" / "introspection.proto"),
+        str(REPO / "proto" / "pubsub_trace.proto"),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
-    for name in ("introspection_pb2.py", "introspection_pb2.pyi"):
+    for name in ("introspection_pb2.py", "introspection_pb2.pyi", "pubsub_trace_pb2.py", "pubsub_trace_pb2.pyi"):
         fresh = (tmp_path / name).read_text()
         committed = (REPO / "exporter" / "protocol" / name).read_text()
         assert committed == fresh, f"{name} is stale: run `make proto` and commit"
 
 
 def test_generated_for_protobuf_6_31() -> None:
-    text = (REPO / "exporter" / "protocol" / "introspection_pb2.py").read_text()
-    assert "Protobuf Python Version: 6.31.1" in text  # runs on 6.31.1 .. 7.x runtimes
+    for name in ("introspection_pb2.py", "pubsub_trace_pb2.py"):
+        text = (REPO / "exporter" / "protocol" / name).read_text()
+        assert "Protobuf Python Version: 6.31.1" in text  # runs on 6.31.1 .. 7.x runtimes
 
 
 def test_package_and_field_numbers() -> None:
