@@ -1,4 +1,4 @@
-"""Gossipsub from go-libp2p-pubsub trace metrics (exporter/pubsub_metrics.py): the PromQL that the
+"""Gossipsub from go-libp2p-pubsub trace metrics (exporter/mappers/pubsub.py): the PromQL that the
 ``libp2p-pubsub`` alert group and the pubsub dashboard share, and that group.
 
 As in ``dashboards.promql``, each builder takes a selector: the rules select on the exporter's job,
