@@ -47,9 +47,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check exporter
 
-# Regenerate the committed protobuf module (tests fail when it is stale).
+# Regenerate the committed protobuf modules (tests fail when they are stale): the introspection
+# protocol and go-libp2p-pubsub's event-tracer schema.
 proto: venv
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto proto/pubsub_trace.proto
 
 # Regenerate the dashboards' JSON, the alert rules and the Kubernetes objects built from them (tests fail when stale).
 dashboards: venv

@@ -173,7 +173,14 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "libp2p-churn": {"name": "libp2p-churn", "rules": churn_rules},
         "libp2p-dht": {"name": "libp2p-dht", "rules": dht_rules},
         "libp2p-exporter": {"name": "libp2p-exporter", "rules": exporter_rules},
+        "libp2p-pubsub": _pubsub_rules(p),
     }
+
+
+def _pubsub_rules(p: dict[str, Any]) -> dict[str, Any]:
+    from dashboards.pubsub import rules  # gossipsub traces: its rules and PromQL in one module
+
+    return rules(p)
 
 
 def alert_names(p: dict[str, Any]) -> list[str]:

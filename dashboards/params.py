@@ -59,6 +59,19 @@ PARAMS: dict[str, Param] = {
     "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
     "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
     "decode_errors_threshold": Param(0, "... warn above this many."),
+    # pubsub (gossipsub traces); D values are go-libp2p-pubsub's defaults
+    "pubsub_d_lo": Param(5, "Gossipsub D_lo: warn when a node's mesh for a topic holds fewer peers ..."),
+    "pubsub_mesh_for": Param("5m", "... for this long (mesh collapse)."),
+    "pubsub_d": Param(6, "Gossipsub D, drawn on the dashboard."),
+    "pubsub_d_hi": Param(12, "Gossipsub D_hi, drawn on the dashboard."),
+    "pubsub_reject_share": Param(
+        0.1, "Warn when this share of a node's validated messages on a topic were rejected ..."
+    ),
+    "pubsub_reject_window": Param("10m", "... rates over this window ..."),
+    "pubsub_reject_for": Param("10m", "... for this long."),
+    "pubsub_propagation_p99_seconds": Param(2, "Warn when p99 propagation delay on a topic exceeds this ..."),
+    "pubsub_propagation_window": Param("10m", "... over this window ..."),
+    "pubsub_propagation_for": Param("10m", "... for this long."),
 }
 
 

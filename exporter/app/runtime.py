@@ -10,6 +10,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from exporter import __version__, defaults
+from exporter.app.pubsub import PubsubWiring, pubsub_from_args
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
 from exporter.model.labels import Cardinality
@@ -55,11 +56,14 @@ async def serve_until_stopped(
     duration: float | None = None,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     live: bool = False,
+    pubsub: PubsubWiring | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``).
 
     Tracing is installed here when the flags or the environment ask for it; ``live`` hubs get the
-    session metrics too, after tracing's (the order of families in the exposition).
+    session metrics too, after tracing's (the order of families in the exposition). Pubsub traces
+    are wired from the flags unless the caller already did (``pubsub``, the demo), and started
+    (files read, collector running) before ``work``.
     """
     try:
         app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
@@ -69,10 +73,16 @@ async def serve_until_stopped(
     tracing: TracingHandle = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     if live:
         add_live_metrics(hub)
+    if pubsub is None:
+        pubsub = pubsub_from_args(hub, args)
+    if pubsub is not None:
+        await pubsub.start(args)
     try:
         runner = await start_server(app, args.listen)
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
+        if pubsub is not None:
+            await pubsub.stop()
         return 2
     print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
@@ -95,5 +105,7 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await runner.cleanup()
+        if pubsub is not None:
+            await pubsub.stop()
         await loop.run_in_executor(None, tracing.shutdown)
     return 0

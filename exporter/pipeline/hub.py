@@ -14,15 +14,17 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from exporter.model.labels import Cardinality
 from exporter.model.snapshot import Snapshot, snapshot_of
 from exporter.pipeline.events import EventView, parse_event
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.traces import TraceMapper
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import SegmentError
+from exporter.protocol.pubsub_codec import TraceEvent
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ class Listener:
     def on_removed(self, name: str) -> None:
         """The node was removed from the hub (its source went away for good)."""
 
+    def on_traces(self, origin: str, events: Sequence[TraceEvent]) -> None:
+        """Trace events (go-libp2p-pubsub's tracer) from many traced nodes; see ``pipeline.traces``."""
+
 
 class Hub:
     """Holds every node and routes messages through the mappers and listeners it was given."""
@@ -56,6 +61,7 @@ class Hub:
         self.cardinality = cardinality or Cardinality()
         self._mappers: list[Mapper] = []
         self._listeners: list[Listener] = []
+        self._trace_mappers: list[TraceMapper] = []
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         for mapper in mappers:
@@ -82,6 +88,30 @@ class Hub:
     def add_listener(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+    @property
+    def trace_mappers(self) -> tuple[TraceMapper, ...]:
+        """The trace mappers, in the order they were added (written after the per-node families)."""
+        return tuple(self._trace_mappers)
+
+    def add_trace_mapper(self, mapper: TraceMapper) -> None:
+        """Add a mapper for trace events (``pipeline.traces``). One per name."""
+        with self._lock:
+            if any(m.name == mapper.name for m in self._trace_mappers):
+                raise ValueError(f"a trace mapper named {mapper.name!r} is already on this hub")
+            self._trace_mappers.append(mapper)
+
+    def ingest_traces(self, origin: str, events: Sequence[TraceEvent]) -> None:
+        """Trace events from a collector stream or a trace file, to the trace mappers, then the listeners."""
+        for mapper in self._trace_mappers:
+            mapper.on_traces(origin, events)
+        for listener in self._listeners:
+            listener.on_traces(origin, events)
+
+    def traces_ended(self, origin: str) -> None:
+        """A finite trace source (a file) is done: the mappers may settle what they were waiting on."""
+        for mapper in self._trace_mappers:
+            mapper.on_traces_ended(origin)
 
     def node(self, name: str, labels: dict[str, str] | None = None) -> NodeState:
         with self._lock:

@@ -66,6 +66,7 @@ def test_churn_alert_fires_and_resolves_through_alertmanager(tmp_path: Path, pro
             "libp2p-churn",
             "libp2p-dht",
             "libp2p-exporter",
+            "libp2p-pubsub",
         }
 
         # Calm: a full churn window of data, and the alert is not active.

@@ -22,7 +22,7 @@ from dashboards.params import PARAMS, resolve
 from tests.support.procs import FIXTURES
 
 SCHEMA = FIXTURES / "grafana" / "dashboard-v11.6.schema.json"  # in the repository: this check never skips
-EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health"}
+EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health", "pubsub"}
 
 
 def committed() -> dict[str, dict[str, Any]]:
@@ -275,7 +275,8 @@ def test_churn_ratios_have_a_unit_and_range_totals_are_not_time_series() -> None
     for dash in committed().values():
         for p in graphs(dash):
             for t in p["targets"]:
-                if "clamp_min(" in t["expr"]:  # (events per minute) / current peers
+                # (events per minute) / current peers; pubsub shares divide rates by rates, unitless
+                if "clamp_min(" in t["expr"] and "libp2p_pubsub_" not in t["expr"]:
                     ratios += 1
                     assert p["fieldConfig"]["defaults"]["unit"] == PER_MINUTE_PER_PEER, p["title"]
                 if "[$__range]" in t["expr"]:  # a total over the whole time range: one number, not a line
@@ -289,3 +290,30 @@ def test_scrape_target_up_selects_the_rules_job() -> None:
     assert up["targets"][0]["expr"] == f'up{{job=~"{PARAMS["job"].default}", instance=~"$instance"}}'
     other = json.loads(render_all(resolve({"job": "lp2p"}))[f"{JSON_DIR}/libp2p-exporter-health.json"])
     assert any(t["expr"].startswith('up{job=~"lp2p"') for p in graphs(other) for t in p["targets"])
+
+
+def test_pubsub_panels_draw_the_pubsub_rules_own_expressions() -> None:
+    """The pubsub board and alert group share dashboards/pubsub.py: selector and window apart, the same PromQL."""
+    from dashboards import alerts
+
+    params = resolve()
+    rules = {r["alert"]: r["expr"] for r in alerts.groups(params)["libp2p-pubsub"]["rules"]}
+    drawn = {t["expr"] for p in panels(committed()["libp2p-pubsub"]) for t in p.get("targets", [])}
+
+    def as_panel(expr: str, *, fleet: bool = False) -> str:
+        sel = (
+            'instance=~"$instance", topic=~"$topic"'
+            if fleet
+            else 'instance=~"$instance", node=~"$node", topic=~"$topic"'
+        )
+        expr = expr.replace(f'job=~"{params["job"]}"', sel)
+        for window in (params["pubsub_reject_window"], params["pubsub_propagation_window"]):
+            expr = expr.replace(f"[{window}]", "[$__rate_interval]")
+        return expr.replace("job, instance, topic", "topic").replace(
+            "job, instance, node, topic", "job, instance, node, topic"
+        )
+
+    mesh = as_panel(rules["Libp2pPubsubMeshCollapse"].partition(" < ")[0])
+    share = as_panel(rules["Libp2pPubsubRejectionShare"].rpartition("\n>")[0])
+    p99 = as_panel(rules["Libp2pPubsubPropagationSlow"].rpartition("\n>")[0], fleet=True)
+    assert {mesh, share, p99} <= drawn, {mesh, share, p99} - drawn

@@ -14,8 +14,9 @@ def fields(message: type) -> dict[str, int]:
 
 
 def test_generated_for_protobuf_6_31() -> None:
-    text = (REPO / "exporter" / "protocol" / "introspection_pb2.py").read_text()
-    assert "Protobuf Python Version: 6.31.1" in text  # runs on 6.31.1 .. 7.x runtimes
+    for name in ("introspection_pb2.py", "pubsub_trace_pb2.py"):
+        text = (REPO / "exporter" / "protocol" / name).read_text()
+        assert "Protobuf Python Version: 6.31.1" in text  # runs on 6.31.1 .. 7.x runtimes
 
 
 def test_package_and_field_numbers() -> None:
