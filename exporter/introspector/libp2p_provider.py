@@ -47,6 +47,7 @@ import trio
 from exporter.introspector.api import Introspector, event_type, now_ms
 from exporter.introspector.bridge import AsyncioThread, TrioBridge
 from exporter.introspector.endpoint import Endpoint
+from exporter.introspector.peerstore_provider import peerstore_part, record_agents
 from exporter.protocol import introspection_pb2 as pb
 
 try:  # the extra is optional; importing this module without it explains what to install
@@ -288,6 +289,7 @@ class Libp2pIntrospection:
                 self._conn_opened(conn, announce=False)
         if self.dht is not None:
             self._instrument_dht()
+        record_agents()  # identify keeps agent versions from now on, for the peerstore extension
         self.attached = True
 
     def detach(self) -> None:
@@ -326,6 +328,9 @@ class Libp2pIntrospection:
         introspector.register("traffic", on_trio(self.snapshot_traffic), name="py-libp2p")
         if self.dht is not None:
             introspector.register("dht", on_trio(self.snapshot_dht), name="py-libp2p-kad")
+        # The peerstore extension (exporter/introspector/peerstore_provider.py).
+        store = self.host.get_peerstore()
+        introspector.register("peerstore", on_trio(lambda: peerstore_part(store)), name="py-libp2p")
 
     def _publish(self, name: str, content: dict[str, Any]) -> None:
         if self._introspector is not None:
