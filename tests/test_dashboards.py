@@ -21,7 +21,7 @@ from dashboards.params import PARAMS, resolve
 from tests.support.procs import SHARED
 
 SCHEMA = SHARED / "reference" / "grafana" / "dashboard-v11.6.schema.json"
-EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health"}
+EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "peerstore", "churn", "exporter-health"}
 
 
 def committed() -> dict[str, dict[str, Any]]:
@@ -212,6 +212,7 @@ def test_panels_draw_the_rules_own_expressions() -> None:
         ("Libp2pShortLivedConnections", lambda e: e.partition(" > ")[0]),
         ("Libp2pPeerCountDrop", lambda e: e.partition("\n< ")[2]),
         ("Libp2pDhtRoutingTableShrinking", lambda e: e.partition("\n< ")[2]),
+        ("Libp2pPeerstoreGrowing", lambda e: e.partition("\nand on")[0].rpartition(" > ")[0]),
     ):
         expr = as_panel(part(rules[alert]))
         assert expr and expr != as_panel(rules[alert]), alert
