@@ -20,7 +20,7 @@ from libp2p.crypto.secp256k1 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.peer.peerstore import PeerStore
 
-from exporter.introspector.peerstore_provider import AGENT_KEY, TOP, peerstore_part
+from exporter.introspector.peerstore_provider import AGENT_KEY, TOP, PeerstoreSampler, peerstore_part
 from exporter.model.snapshot import snapshot_of
 from exporter.protocol import introspection_pb2 as pb
 from tests.test_libp2p_provider import N, Swarm, swarm  # noqa: F401 - the fixture
@@ -120,3 +120,20 @@ def test_long_lists_keep_the_top_entries_and_sum_the_rest() -> None:
     assert sum(p.peers for p in ps.protocols) + ps.protocols_other == TOP + 10 + 5
     assert ps.protocols_other == 10
     assert len(pb.State(subsystems=pb.Subsystems(peerstore=ps)).SerializeToString()) < 4096
+
+
+def test_the_sampler_walks_a_large_store_at_most_once_per_budget() -> None:
+    store = PeerStore(max_peers=10_000)
+    for _ in range(300):
+        store.add_protocols(_peer(), ["/a/1"])
+    now = [100.0]
+    sampler = PeerstoreSampler(store, budget=1e6, clock=lambda: now[0])  # any walk costs > 1 µs
+    first = sampler()
+    assert first.known_peers == 300 and sampler.walks == 1
+    store.add_protocols(_peer(), ["/a/1"])
+    now[0] += 0.001
+    again = sampler()  # within budget x cost: the earlier measurement, and its age
+    assert again.known_peers == 300 and sampler.walks == 1 and sampler.last_age_s == pytest.approx(0.001)
+    again.known_peers = 7  # a copy: the caller cannot change the cached part
+    now[0] += 1e6
+    assert sampler().known_peers == 301 and sampler.walks == 2 and sampler.last_age_s == 0

@@ -47,7 +47,7 @@ import trio
 from exporter.introspector.api import Introspector, event_type, now_ms
 from exporter.introspector.bridge import AsyncioThread, TrioBridge
 from exporter.introspector.endpoint import Endpoint
-from exporter.introspector.peerstore_provider import peerstore_part, record_agents
+from exporter.introspector.peerstore_provider import PeerstoreSampler, record_agents
 from exporter.protocol import introspection_pb2 as pb
 
 try:  # the extra is optional; importing this module without it explains what to install
@@ -329,8 +329,7 @@ class Libp2pIntrospection:
         if self.dht is not None:
             introspector.register("dht", on_trio(self.snapshot_dht), name="py-libp2p-kad")
         # The peerstore extension (exporter/introspector/peerstore_provider.py).
-        store = self.host.get_peerstore()
-        introspector.register("peerstore", on_trio(lambda: peerstore_part(store)), name="py-libp2p")
+        introspector.register("peerstore", on_trio(PeerstoreSampler(self.host.get_peerstore())), name="py-libp2p")
 
     def _publish(self, name: str, content: dict[str, Any]) -> None:
         if self._introspector is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,37 +41,54 @@ def _top(counts: Counter[str], into: Any) -> int:
     return sum(counts.values()) - sum(peers for _, peers in kept)
 
 
+def _buckets(bounds: tuple[float, ...], values: list[Any]) -> list[int]:
+    """Non-cumulative counts of ``values`` on ``bounds`` (upper bounds, inclusive), plus one for the rest."""
+    counts = [0] * (len(bounds) + 1)
+    for value, n in Counter(values).items():  # few distinct address counts: one bisect each
+        counts[bisect.bisect_left(bounds, value)] += n
+    return counts
+
+
 def peerstore_part(store: Any) -> pb.PeerStore:
     """Aggregate ``store`` (a py-libp2p ``PeerStore``) into the extension message."""
     data: dict[Any, Any] | None = getattr(store, "peer_data_map", None)
     if data is None:  # another store type: all we can say without side effects is who it knows
         return pb.PeerStore(known_peers=len(store.peer_ids()))
     records = getattr(store, "peer_record_map", {})
-    with_addrs = with_keys = with_records = with_protocols = 0
-    addrs_hist = [0] * (len(ADDRS_BOUNDS) + 1)
-    addrs_total = 0
-    lat_hist = [0] * (len(LATENCY_BOUNDS) + 1)
-    lat_sum = 0.0
-    protocols: Counter[str] = Counter()
-    agents: Counter[str] = Counter()
+    now = int(time.time())
+    n_addrs_of: list[int] = []
+    with_keys = with_records = with_protocols = 0
+    latencies: list[float] = []
+    supported: list[str] = []  # every (peer, protocol) pair's protocol, counted once at the end
+    agents: list[str] = []
+    # One pass, attribute reads only: this runs on the trio thread every snapshot (bench/bench_peerstore.py).
     for peer_id, pd in list(data.items()):
-        n_addrs = 0 if pd.is_expired() else len(pd.addrs)
-        addrs_hist[bisect.bisect_left(ADDRS_BOUNDS, n_addrs)] += 1
-        addrs_total += n_addrs
-        with_addrs += n_addrs > 0
-        with_keys += pd.pubkey is not None
-        with_records += peer_id in records
+        expired = pd.ttl > 0 and pd.last_identified + pd.ttl < now  # PeerData.is_expired(), without a clock call
+        n_addrs_of.append(0 if expired else len(pd.addrs))
+        if pd.pubkey is not None:
+            with_keys += 1
+        if peer_id in records:
+            with_records += 1
         if pd.protocols:
             with_protocols += 1
-            for proto in set(pd.protocols):
-                protocols[str(proto)[:NAME_MAX]] += 1
+            supported.extend(set(pd.protocols))
         latency = pd.latmap  # 0 until a latency was recorded
-        if isinstance(latency, (int, float)) and latency > 0:
-            lat_hist[bisect.bisect_left(LATENCY_BOUNDS, latency)] += 1
-            lat_sum += float(latency)
-        agent = pd.metadata.get(AGENT_KEY) if isinstance(pd.metadata, dict) else None
-        if isinstance(agent, str) and agent:
-            agents[agent[:NAME_MAX]] += 1
+        if latency and latency > 0:
+            latencies.append(latency)
+        agent = pd.metadata.get(AGENT_KEY) if pd.metadata else None
+        if agent and isinstance(agent, str):
+            agents.append(agent[:NAME_MAX])
+    protocols: Counter[str] = Counter(map(str, supported))
+    addrs_hist = _buckets(ADDRS_BOUNDS, n_addrs_of)
+    lat_hist = _buckets(LATENCY_BOUNDS, latencies)
+    with_addrs = len(n_addrs_of) - addrs_hist[0]
+    addrs_total = sum(n_addrs_of)
+    lat_sum = float(sum(latencies))
+    if any(len(name) > NAME_MAX for name in protocols):  # cut, and names that now collide add up
+        cut: Counter[str] = Counter()
+        for name, n in protocols.items():
+            cut[name[:NAME_MAX]] += n
+        protocols = cut
     part = pb.PeerStore(
         known_peers=len(data),
         peers_with_addrs=with_addrs,
@@ -83,12 +101,45 @@ def peerstore_part(store: Any) -> pb.PeerStore:
         latency_ewma_sum_seconds=lat_sum,
     )
     part.protocols_other = _top(protocols, part.protocols)
-    part.agents_other = _top(agents, part.agents)
+    part.agents_other = _top(Counter(agents), part.agents)
     for field in ("max_peers", "max_records"):
         limit = getattr(store, field, None)
         if isinstance(limit, int) and limit >= 0:
             setattr(part, field, limit)
     return part
+
+
+class PeerstoreSampler:
+    """``peerstore_part`` for one store, recomputed only when the last result is old for its cost.
+
+    A walk costs the trio thread about 5 µs per known peer (bench/bench_peerstore.py: ~0.5 s at 100k).
+    The last result is reused until ``budget`` times its cost has passed, so the walk takes at most
+    1/budget of the thread: every snapshot for small stores, every ~10 s at 100k peers. A reused part
+    was measured at that earlier time; ``last_age_s`` says how long ago.
+    """
+
+    def __init__(self, store: Any, *, budget: float = 20.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.budget = budget
+        self.clock = clock
+        self._part: pb.PeerStore | None = None
+        self._at = 0.0
+        self._cost = 0.0
+        self.walks = 0
+        self.last_age_s = 0.0
+
+    def __call__(self) -> pb.PeerStore:
+        now = self.clock()
+        if self._part is None or now - self._at >= self._cost * self.budget:
+            started = time.perf_counter()
+            self._part = peerstore_part(self.store)
+            self._cost = time.perf_counter() - started
+            self._at = now
+            self.walks += 1
+        self.last_age_s = now - self._at
+        part = pb.PeerStore()
+        part.CopyFrom(self._part)  # the Introspector merges into the State: never hand out the cached one
+        return part
 
 
 def _keeping_agent(update: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
