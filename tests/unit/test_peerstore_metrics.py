@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from exporter.app.runtime import build_hub
 from exporter.model.labels import Cardinality, parse_agent
 from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
 from exporter.sinks.prometheus import HubCollector
+from exporter.sources.capture import format_summary, summarize, write_capture
 from tests.unit.test_diff_counters import samples, total
 
 
@@ -144,3 +146,13 @@ def test_agent_parsing() -> None:
     assert parse_agent("") == ("other", "other")
     assert parse_agent("other/1.0") == ("other", "other")
     assert parse_agent("myclient/2.0") == ("other", "other")
+
+
+def test_inspect_reports_the_extension_only_when_present(tmp_path: Path) -> None:
+    with_ext, without = tmp_path / "with.mock", tmp_path / "without.mock"
+    write_capture(with_ext, [state(1000, store())])
+    write_capture(without, [state(1000)])
+    assert "peerstore: 100 known peers (80 with addresses), 2 protocols and 4 agents listed" in format_summary(
+        "f", summarize(with_ext)
+    )
+    assert "peerstore" not in format_summary("f", summarize(without))
