@@ -52,6 +52,14 @@ PARAMS: dict[str, Param] = {
     "dht_shrink_ratio": Param(0.3, "Warn when the routing table lost this share of its recent maximum ..."),
     "dht_shrink_window": Param("30m", "... the maximum taken over this window ..."),
     "dht_shrink_for": Param("10m", "... for this long."),
+    # peerstore (this project's schema extension)
+    "peerstore_growth_ratio": Param(
+        0.5, "Warn when known peers grew by more than this share of their smallest count in the window ..."
+    ),
+    "peerstore_growth_min_peers": Param(1000, "... by at least this many peers ..."),
+    "peerstore_peers_growth_ratio": Param(0.1, "... while connected peers grew by at most this share ..."),
+    "peerstore_growth_window": Param("1h", "... over this window ..."),
+    "peerstore_growth_for": Param("30m", "... for this long."),
     # exporter health
     "target_down_for": Param("2m", "The exporter target failed scrapes for this long."),
     "node_down_for": Param("2m", "A node's introspection source was down or stale (libp2p_exporter_up 0) this long."),

@@ -10,6 +10,8 @@ import pytest
 from hypothesis import settings
 
 from tests.support.introspect_server import IntrospectServer
+from tests.support.libp2p_swarm import swarm  # noqa: F401 - a fixture: five real py-libp2p hosts
+from tests.support.observer import observer  # noqa: F401 - a fixture: the observer UI's data layer
 from tests.support.otlp import GrpcReceiver, HttpReceiver
 from tests.support.procs import FIXTURE, Proc
 

@@ -13,6 +13,7 @@ from dashboards.boards.dht import dht
 from dashboards.boards.exporter_health import exporter_health
 from dashboards.boards.overview import overview
 from dashboards.boards.pubsub import pubsub
+from dashboards.boards.peerstore import peerstore
 from dashboards.boards.streams import streams
 from dashboards.boards.traffic import traffic
 
@@ -22,6 +23,7 @@ DASHBOARDS: dict[str, Callable[[dict[str, Any]], dm.Dashboard]] = {
     "streams": streams,
     "traffic": traffic,
     "dht": dht,
+    "peerstore": peerstore,
     "churn": churn,
     "exporter-health": exporter_health,
     "pubsub": pubsub,

@@ -65,6 +65,7 @@ def test_churn_alert_fires_and_resolves_through_alertmanager(tmp_path: Path, pro
             "libp2p-peers",
             "libp2p-churn",
             "libp2p-dht",
+            "libp2p-peerstore",
             "libp2p-exporter",
             "libp2p-pubsub",
         }

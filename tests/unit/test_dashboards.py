@@ -22,7 +22,7 @@ from dashboards.params import PARAMS, resolve
 from tests.support.procs import FIXTURES
 
 SCHEMA = FIXTURES / "grafana" / "dashboard-v11.6.schema.json"  # in the repository: this check never skips
-EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "churn", "exporter-health", "pubsub"}
+EXPECTED = {"overview", "connections", "streams", "traffic", "dht", "peerstore", "churn", "exporter-health", "pubsub"}
 
 
 def committed() -> dict[str, dict[str, Any]]:
@@ -210,6 +210,7 @@ def test_panels_draw_the_rules_own_expressions() -> None:
         ("Libp2pShortLivedConnections", lambda e: e.partition(" > ")[0]),
         ("Libp2pPeerCountDrop", lambda e: e.partition("\n< ")[2]),
         ("Libp2pDhtRoutingTableShrinking", lambda e: e.partition("\n< ")[2]),
+        ("Libp2pPeerstoreGrowing", lambda e: e.partition("\nand on")[0].rpartition(" > ")[0]),
     ):
         expr = as_panel(part(rules[alert]))
         assert expr and expr != as_panel(rules[alert]), alert
