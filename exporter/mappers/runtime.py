@@ -29,7 +29,7 @@ class Runtime(Mapper):
         if snap is not None and snap.duration_ms:
             out.gauge(
                 "libp2p_introspection_snapshot_duration_seconds",
-                "How long the node took to build its last State snapshot.",
+                "The period the node's last State covers (snapshot_duration_ms): the time since its previous State.",
                 snap.duration_ms / 1000.0,
             )
         cfg = node.config

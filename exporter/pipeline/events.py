@@ -46,6 +46,7 @@ class DhtQuery:
     target: str
     steps: int | None
     peers: tuple[str, ...] | None  # None when the event has no peerIds list
+    key: str = ""  # the py-libp2p provider's DHT key when it is not a peer id
 
 
 @dataclass(slots=True)
@@ -93,6 +94,7 @@ def dht_query_of(name: str, content: dict[str, Any]) -> DhtQuery | None:
         target=_text(content, "targetPeerId"),
         steps=int(steps) if steps is not None else None,
         peers=tuple(p for p in raw_peers if isinstance(p, str) and p) if isinstance(raw_peers, list) else None,
+        key=_text(content, "key"),
     )
 
 

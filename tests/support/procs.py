@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-FIXTURE = SHARED / "fixtures" / "observer-toolkit" / "sample-1min.mock"
+FIXTURES = REPO / "tests" / "fixtures"  # third-party test data kept in the repository (see its README)
+FIXTURE = FIXTURES / "observer-toolkit" / "sample-1min.mock"
 
 T = TypeVar("T")
 

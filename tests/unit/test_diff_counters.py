@@ -116,6 +116,19 @@ def test_handshake_latency_from_upgraded_ts() -> None:
     assert total(hub, "libp2p_swarm_handshake_latency_seconds_count") == 1
 
 
+def test_no_handshake_latency_when_upgraded_ts_is_unset_or_before_open() -> None:
+    # upgraded_ts 0 means "not measured" (proto3): nothing is observed, not a handshake of -open_ts or 0 s.
+    hub = feed(
+        state(
+            T0 + 1000,
+            [{"id": C1, "open": T0, "upgraded": 0}, {"id": C2, "open": T0 + 500, "upgraded": T0 + 100}],
+        )
+    )
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2
+    assert total(hub, "libp2p_swarm_handshake_latency_seconds_count") == 0
+    assert total(hub, "libp2p_swarm_handshake_latency_seconds_sum") == 0
+
+
 def test_duplicate_and_out_of_order_snapshots_are_dropped() -> None:
     a = state(T0 + 1000, [{"id": C1}])
     b = state(T0 + 2000, [])

@@ -1,4 +1,4 @@
-"""/metrics served while the shared capture is fed in equals independent computations over its States."""
+"""/metrics served while the observer-toolkit sample capture is fed in equals independent computations over its States."""
 
 from __future__ import annotations
 
