@@ -60,7 +60,7 @@ def build_app(
             rt = node.runtime
             who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
             snap = node.snapshot
-            conns = sum(1 for c in snap.conns.values() if not c.closed) if snap else 0
+            conns = snap.open_conns if snap else 0
             state = "up" if node.fresh() else "down"
             rows.append(
                 f"<tr><td>{html.escape(node.name)}</td><td>{state}</td><td>{html.escape(who)}</td>"

@@ -179,7 +179,8 @@ def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
     return view, len(c.streams.stream_ids)
 
 
-def _dht(d: pb.DHT) -> DhtView:
+def dht_view(d: pb.DHT) -> DhtView:
+    """The DHT section as a view (small: one entry per routing-table peer)."""
     peers: dict[str, DhtPeerView] = {}
     cpls: list[int] = []
     for bucket in d.buckets:
@@ -211,7 +212,7 @@ def snapshot_of(state: pb.State) -> Snapshot:
         conns[view.id] = view
         referenced += refs
     peers = frozenset(c.peer_id for c in conns.values() if c.peer_id and not c.closed)
-    dht = _dht(state.subsystems.dht) if state.subsystems.HasField("dht") else None
+    dht = dht_view(state.subsystems.dht) if state.subsystems.HasField("dht") else None
     return Snapshot(
         instant_ts=state.instant_ts,
         start_ts=state.start_ts,
