@@ -85,7 +85,7 @@ def build_app(
 
 async def start_server(app: web.Application, listen: str = LISTEN_ADDRESS) -> web.AppRunner:
     host, port = parse_listen(listen)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # a stop must not wait on slow scrapes
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

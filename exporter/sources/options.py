@@ -47,6 +47,8 @@ class SessionOptions:
     max_segment_bytes: int = MAX_SEGMENT_BYTES
     queue_size: int = 4096
     queue_bytes: int = 64 * 1024 * 1024  # the buffer's bound in (wire) bytes, besides its length
+    # One bound for the buffers of all targets together: past it the biggest buffer sheds its oldest.
+    total_queue_bytes: int = 256 * 1024 * 1024
 
     def effective_read_timeout(self, interval_ms: int) -> float:
         if self.read_timeout_s is not None:
