@@ -65,10 +65,19 @@ class BoundedBuffer:
     With a ``SharedBudget`` the bytes of all buffers together are bounded too."""
 
     def __init__(
-        self, size: int, dropped: Counter[str], max_bytes: int = 0, budget: SharedBudget | None = None
+        self,
+        size: int,
+        dropped: Counter[str],
+        max_bytes: int = 0,
+        budget: SharedBudget | None = None,
+        max_states: int = 0,
     ) -> None:
         self.size = max(1, size)
         self.max_bytes = max_bytes  # 0: no byte bound
+        # At most this many States queued (0: no bound): past it a new State replaces the oldest
+        # queued one, so a node that falls behind is served from its newest data, not minutes-old one.
+        self.max_states = max_states
+        self.states = 0
         self.items: deque[tuple[pb.ServerMessage, int]] = deque()
         self.bytes = 0
         self.dropped = dropped
@@ -81,7 +90,19 @@ class BoundedBuffer:
         """Drop the oldest message (counted by kind)."""
         old, old_bytes = self.items.popleft()
         self._sub(old_bytes)
-        self.dropped[old.WhichOneof("payload") or "empty"] += 1
+        kind = old.WhichOneof("payload") or "empty"
+        if kind == "state":
+            self.states -= 1
+        self.dropped[kind] += 1
+
+    def _shed_oldest_state(self) -> None:
+        for i, (old, old_bytes) in enumerate(self.items):
+            if old.WhichOneof("payload") == "state":
+                del self.items[i]
+                self._sub(old_bytes)
+                self.states -= 1
+                self.dropped["state"] += 1
+                return
 
     def _sub(self, nbytes: int) -> None:
         self.bytes -= nbytes
@@ -107,6 +128,10 @@ class BoundedBuffer:
                 return
             while self._full(nbytes):
                 self.shed_oldest()
+        if msg.WhichOneof("payload") == "state":
+            if self.max_states and self.states >= self.max_states:
+                self._shed_oldest_state()
+            self.states += 1
         self.items.append((msg, nbytes))
         self.bytes += nbytes
         if self.budget is not None:
@@ -121,6 +146,8 @@ class BoundedBuffer:
             return None
         msg, nbytes = self.items.popleft()
         self._sub(nbytes)
+        if msg.WhichOneof("payload") == "state":
+            self.states -= 1
         if not self.items:
             self.ready.clear()
         return msg, nbytes
@@ -129,6 +156,7 @@ class BoundedBuffer:
         out = [msg for msg, _ in self.items]
         self._sub(self.bytes)
         self.items.clear()
+        self.states = 0
         self.ready.clear()
         return out
 

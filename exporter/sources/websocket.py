@@ -99,7 +99,9 @@ class Session:
             self.opts.backoff_jitter,
             rng,
         )
-        self.buffer = BoundedBuffer(self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes, budget)
+        self.buffer = BoundedBuffer(
+            self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes, budget, self.opts.queue_states
+        )
         self.gate = gate or IngestGate()
         # When set (a shutdown), buffered messages still unread at this monotonic time are given up.
         self.drain_deadline: float | None = None

@@ -73,3 +73,21 @@ async def test_ingest_gate_yields_once_the_slice_is_spent() -> None:
     # and the probe got its turn long before all six were ingested.
     assert order.index("probe") <= 3
     assert sorted(x for x in order if x != "probe") == ["a"] * 3 + ["b"] * 3
+
+
+async def test_a_node_that_falls_behind_keeps_its_newest_states() -> None:
+    """Past ``max_states`` queued States the oldest queued State goes (counted); events stay queued."""
+    dropped: Counter[str] = Counter()
+    buf = BoundedBuffer(100, dropped, max_states=2)
+    ev = pb.ServerMessage()
+    ev.event.type.name = "X"
+    buf.put(_state(1))
+    buf.put(ev)
+    buf.put(_state(2))
+    buf.put(_state(3))
+    assert dropped == Counter(state=1) and buf.states == 2
+    kinds = [(m.WhichOneof("payload"), m.state.instant_ts) for m, _ in buf.items]
+    assert kinds == [("event", 0), ("state", 2), ("state", 3)]
+    assert buf.pop() is not None and buf.states == 2
+    buf.pop()
+    assert buf.states == 1
