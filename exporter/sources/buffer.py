@@ -50,12 +50,15 @@ class SharedBudget:
         self.bytes -= buf.bytes
 
     def enforce(self) -> None:
-        """Shed the biggest buffers' oldest messages until the total fits (the newest message stays)."""
+        """Shed the biggest buffers' oldest messages until the total fits (the newest message stays).
+
+        The biggest buffer is looked up once per shedding round, not once per message dropped."""
         while self.max_bytes and self.bytes > self.max_bytes:
             biggest = max(self.buffers, key=lambda b: (b.bytes, len(b.items)), default=None)
             if biggest is None or len(biggest.items) <= 1:
                 return  # every buffer is down to its newest message: nothing more to shed
-            biggest.shed_oldest()
+            while self.bytes > self.max_bytes and len(biggest.items) > 1:
+                biggest.shed_oldest()
 
 
 class BoundedBuffer:
