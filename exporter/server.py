@@ -60,7 +60,7 @@ def build_app(
             rt = node.runtime
             who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
             snap = node.snapshot
-            conns = sum(1 for c in snap.conns.values() if not c.closed) if snap else 0
+            conns = snap.open_conns if snap else 0
             state = "up" if node.fresh() else "down"
             rows.append(
                 f"<tr><td>{html.escape(node.name)}</td><td>{state}</td><td>{html.escape(who)}</td>"
@@ -85,7 +85,7 @@ def build_app(
 
 async def start_server(app: web.Application, listen: str = LISTEN_ADDRESS) -> web.AppRunner:
     host, port = parse_listen(listen)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # a stop must not wait on slow scrapes
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

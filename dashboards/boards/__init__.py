@@ -12,8 +12,8 @@ from dashboards.boards.connections import connections
 from dashboards.boards.dht import dht
 from dashboards.boards.exporter_health import exporter_health
 from dashboards.boards.overview import overview
-from dashboards.boards.pubsub import pubsub
 from dashboards.boards.peerstore import peerstore
+from dashboards.boards.pubsub import pubsub
 from dashboards.boards.streams import streams
 from dashboards.boards.traffic import traffic
 

@@ -15,8 +15,9 @@ from exporter.model.families import Scoped
 from exporter.model.histogram import Histogram
 from exporter.model.labels import OTHER
 from exporter.model.snapshot import ADDRS_PER_PEER_BOUNDS, LATENCY_EWMA_BOUNDS, PeerStoreView
+from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
-from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.node import NodeState
 
 
 @dataclass
@@ -43,8 +44,8 @@ class PeerStore(Mapper):
     def new_accumulator(self) -> PeerStoreAcc:
         return PeerStoreAcc()
 
-    def on_snapshot(self, acc: PeerStoreAcc, update: SnapshotUpdate) -> None:
-        ps = update.cur.peerstore
+    def on_state(self, acc: PeerStoreAcc, step: StateStep) -> None:
+        ps = step.peerstore
         acc.protocols.clear()
         acc.agents.clear()
         if ps is None:

@@ -171,7 +171,7 @@ def _opt(msg: pb.PeerStore, name: str) -> int | None:
     return int(getattr(msg, name)) if msg.HasField(name) else None
 
 
-def _peerstore(ps: pb.PeerStore) -> PeerStoreView:
+def peerstore_view(ps: pb.PeerStore) -> PeerStoreView:
     lat_sum = ps.latency_ewma_sum_seconds
     return PeerStoreView(
         known=ps.known_peers,
@@ -246,7 +246,8 @@ def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
     return view, len(c.streams.stream_ids)
 
 
-def _dht(d: pb.DHT) -> DhtView:
+def dht_view(d: pb.DHT) -> DhtView:
+    """The DHT section as a view (small: one entry per routing-table peer)."""
     peers: dict[str, DhtPeerView] = {}
     cpls: list[int] = []
     for bucket in d.buckets:
@@ -278,8 +279,8 @@ def snapshot_of(state: pb.State) -> Snapshot:
         conns[view.id] = view
         referenced += refs
     peers = frozenset(c.peer_id for c in conns.values() if c.peer_id and not c.closed)
-    dht = _dht(state.subsystems.dht) if state.subsystems.HasField("dht") else None
-    peerstore = _peerstore(state.subsystems.peerstore) if state.subsystems.HasField("peerstore") else None
+    dht = dht_view(state.subsystems.dht) if state.subsystems.HasField("dht") else None
+    peerstore = peerstore_view(state.subsystems.peerstore) if state.subsystems.HasField("peerstore") else None
     return Snapshot(
         instant_ts=state.instant_ts,
         start_ts=state.start_ts,

@@ -1,24 +1,24 @@
 """The pipeline entry point: messages in, per-node state kept, mappers and listeners fed.
 
 Data flows one way: a source hands decoded ServerMessages (and the faults it met) to ``Hub``; each
-node turns States into Snapshots and Diffs and passes them, and each parsed Event, to every mapper
-the hub was given and to every listener (push sinks such as tracing). The Prometheus sink reads
+node reads each State once into a ``StateStep`` (pipeline/lean.py) for every mapper the hub was
+given, and, only while listeners (push sinks such as tracing) are attached, into Snapshot views and
+a Diff for them; each parsed Event goes to both. The Prometheus sink reads
 the mappers' accumulators at scrape time. Who gets which mappers and listeners is decided by the
 caller (the application's composition root), never by the hub or by a source.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from exporter.model.labels import Cardinality
-from exporter.model.snapshot import Snapshot, snapshot_of
+from exporter.model.snapshot import snapshot_of
 from exporter.pipeline.events import EventView, parse_event
+from exporter.pipeline.lean import LeanTracker, StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState, SnapshotUpdate
 from exporter.pipeline.traces import TraceMapper
@@ -118,6 +118,7 @@ class Hub:
             node = self.nodes.get(name)
             if node is None:
                 node = NodeState(name=name, labels=dict(labels or {}))
+                node.lean = LeanTracker(self.cardinality)
                 node.accs = {m.name: m.new_accumulator() for m in self._mappers}
                 self.nodes[name] = node
             return node
@@ -136,15 +137,17 @@ class Hub:
                 node.segment_errors[err.reason] += 1
                 log.warning("node %s: skipped segment at %s", name, err)
 
-    def ingest(self, name: str, msg: pb.ServerMessage) -> SnapshotUpdate | None:
+    def ingest(self, name: str, msg: pb.ServerMessage) -> StateStep | None:
+        """Route one message; for a State that was accepted, what it showed and changed (else None)."""
         node = self.node(name)
         kind = msg.WhichOneof("payload") or "empty"
+        step: StateStep | None = None
         update: SnapshotUpdate | None = None
         event: EventView | None = None
         with node.lock:
             node.messages[kind] += 1
             if kind == "state":
-                update = self._state(node, msg.state)
+                step, update = self._state(node, msg.state)
             elif kind == "runtime":
                 self._runtime(node, msg.runtime)
             elif kind == "event":
@@ -163,7 +166,7 @@ class Hub:
                 listener.on_event(node, event)
             elif kind == "runtime":
                 listener.on_runtime(node, msg.runtime)
-        return update
+        return step
 
     def _runtime(self, node: NodeState, runtime: pb.Runtime) -> None:
         old = node.runtime
@@ -171,23 +174,20 @@ class Hub:
             node.pending_restart = True  # a new identity: the next State starts afresh
         node.runtime = runtime
 
-    def _state(self, node: NodeState, state: pb.State) -> SnapshotUpdate | None:
-        with _gc_paused():
-            return self._accept_state(node, state)
-
-    def _accept_state(self, node: NodeState, state: pb.State) -> SnapshotUpdate | None:
-        cur = snapshot_of(state)
+    def _state(self, node: NodeState, state: pb.State) -> tuple[StateStep | None, SnapshotUpdate | None]:
+        """Accept a State (or count it dropped): its step, and the update for listeners if there are any."""
         prev = node.snapshot
+        instant_ts = state.instant_ts
         restart, node.pending_restart = node.pending_restart, False
         if prev is not None and not restart:
-            if cur.instant_ts and cur.instant_ts == prev.instant_ts:
+            if instant_ts and instant_ts == prev.instant_ts:
                 node.dropped_snapshots["duplicate"] += 1
-                return None
-            if cur.instant_ts and cur.instant_ts < prev.instant_ts:
+                return None, None
+            if instant_ts and instant_ts < prev.instant_ts:
                 node.older_in_a_row += 1
                 if node.older_in_a_row < CLOCK_STEP_AFTER:
                     node.dropped_snapshots["out_of_order"] += 1
-                    return None
+                    return None, None
                 # Not a stray late State but a clock that stepped back: without this, one State
                 # stamped in the future would have the node's data dropped until its clock caught up.
                 log.warning(
@@ -195,18 +195,27 @@ class Hub:
                     node.name,
                     node.older_in_a_row,
                 )
-            restart = _looks_restarted(prev, cur)
+            restart = _looks_restarted(prev.traffic, state)
         node.older_in_a_row = 0
-        if restart and prev is not None:
+        restart = restart and prev is not None
+        if restart:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
-        diff = node.tracker.step(cur, restart=restart and prev is not None)
-        update = SnapshotUpdate(prev, cur, diff)
+        lean = node.lean
+        if lean is None:
+            lean = node.lean = LeanTracker(self.cardinality)
+        step = lean.step(state, restart)
+        accs = node.accs
         for mapper in self._mappers:
-            mapper.on_snapshot(node.accs[mapper.name], update)
-        node.snapshot = cur
+            mapper.on_state(accs[mapper.name], step)
+        node.snapshot = step
         node.last_snapshot_wall = time.time()
-        return update
+        update = None
+        if self._listeners:
+            cur = snapshot_of(state)
+            update = SnapshotUpdate(node.views, cur, node.tracker.step(cur, restart=restart))
+            node.views = cur
+        return step, update
 
     def _event(self, node: NodeState, event: pb.Event) -> EventView:
         view = parse_event(event)
@@ -223,27 +232,12 @@ def _notice_kind(kind: int) -> str:
     return _NOTICE_KINDS.get(kind, "unknown")
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic collector while a snapshot is mapped.
-
-    A large State creates tens of thousands of short-lived, acyclic objects that reference counting
-    frees anyway; letting the cyclic collector scan them more than doubled mapping time (bench/).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _looks_restarted(prev: Snapshot, cur: Snapshot) -> bool:
+def _looks_restarted(prev: tuple[int, ...] | None, state: pb.State) -> bool:
     """A node restart: its cumulative node traffic went backwards.
 
     ``start_ts`` alone is not trusted: the observer-toolkit mock moves it with every snapshot.
     """
-    if not (prev.traffic.present and cur.traffic.present):
+    if prev is None or not state.HasField("traffic"):
         return False
-    return cur.traffic.bytes_in < prev.traffic.bytes_in or cur.traffic.bytes_out < prev.traffic.bytes_out
+    t = state.traffic
+    return t.traffic_in.cum_bytes < prev[0] or t.traffic_out.cum_bytes < prev[1]

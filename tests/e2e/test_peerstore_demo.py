@@ -29,7 +29,6 @@ def where(got: Series, name: str, **labels: str) -> dict[str, float]:
     return {dict(lbl)["node"]: v for (n, lbl), v in got.items() if n == name and want <= lbl}
 
 
-@pytest.mark.slow
 def test_the_demo_shows_each_nodes_peerstore(tmp_path: Path, procs: list[Proc]) -> None:
     proc = start_exporter(["demo", "--nodes", "4", "--duration", "40", "--seed", "2"], tmp_path)
     procs.append(proc)

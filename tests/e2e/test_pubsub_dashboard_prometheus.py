@@ -26,7 +26,6 @@ from tests.support.panel_queries import graphs as panel_graphs
 from tests.support.panel_queries import has_data, resolve_variables, substitute
 from tests.support.procs import Proc, Prometheus, http_get, scrape_job, start_exporter, start_prometheus, wait_for
 
-pytestmark = pytest.mark.slow
 DASHBOARD = REPO / JSON_DIR / "libp2p-pubsub.json"
 RULES = REPO / RULES_DIR / "libp2p-pubsub.yml"
 
