@@ -10,9 +10,11 @@ renders, so an unchanged label set is escaped once, not once per scrape.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import accumulate
 from typing import Protocol
 
 from exporter.exposition.escape import go_float, help_om, help_text, label_string, metric_name, om_sample_name
+from exporter.histogram import Histogram
 
 TYPES = ("counter", "gauge", "summary", "histogram", "gaugehistogram", "unknown", "info", "stateset")
 # Samples the 0.0.4 text format moves out of their family into trailing gauge families, in this order.
@@ -220,27 +222,65 @@ class BlockWriter:
     ) -> None:
         """A cumulative histogram, or a point-in-time one (``gauge=True``)."""
         acc = self._acc(name, doc, "gaugehistogram" if gauge else "histogram")
-        cum = hist.cumulative()
-        if gauge or not acc.head.plain:
-            self._histogram_slow(acc, name, cum, hist, labels, gauge)
+        head = acc.head
+        if not head.plain or head.name != name:
+            self._histogram_slow(acc, name, hist.cumulative(), hist, labels, gauge)
             return
-        key = (name, tuple(labels.items()) if labels else (), tuple(le for le, _ in cum))
-        prefixes: tuple[str, ...] | None = self._entries.get(key)  # type: ignore[assignment]
-        if prefixes is None:
-            bucket = name + "_bucket"
-            labels = labels or {}
-            prefixes = self._entries[key] = (
-                *(self._prefix(bucket, {**labels, "le": le}) for le, _ in cum),
-                self._prefix(name + "_count", labels),
-                self._prefix(name + "_sum", labels),
-            )
-        lines = [p + go_float(n) + "\n" for p, (_, n) in zip(prefixes, cum)]
-        lines.append(prefixes[-2] + go_float(hist.count) + "\n")
-        lines.append(prefixes[-1] + go_float(hist.total) + "\n")
-        acc.lines.extend(lines)
-        if acc.om is not None:
-            acc.om.extend(lines)
-        self._samples += len(lines)
+        # Our own Histogram is read directly: its bounds object identifies the bucket layout, so the
+        # ``le`` strings are formatted once per layout and label set, not at every render.
+        if isinstance(hist, Histogram):
+            marker: object = hist.bounds
+            counts: Iterable[int] = accumulate(hist.counts)
+            cum = None
+        else:
+            cum = hist.cumulative()
+            marker = tuple(le for le, _ in cum)
+            counts = [n for _, n in cum]
+        key = (name, gauge, tuple(labels.items()) if labels else ())
+        entry: tuple[object, tuple[str, ...], str, str] | None = self._entries.get(key)  # type: ignore[assignment]
+        if entry is None or (entry[0] is not marker and entry[0] != marker):
+            les = [le for le, _ in (cum if cum is not None else hist.cumulative())]
+            entry = self._entries[key] = self._histogram_prefixes(marker, name, les, labels or {}, gauge)
+        # Cumulative counts repeat across neighbouring buckets: format each run once.
+        lines = []
+        last: object = None
+        text = ""
+        for prefix, n in zip(entry[1], counts):  # type: ignore[call-overload]
+            if n != last:
+                last = n
+                text = go_float(n) + "\n"
+            lines.append(prefix + text)
+        chunk = "".join(lines)
+        count = entry[2] + go_float(hist.count) + "\n"
+        total = entry[3] + go_float(hist.total) + "\n"
+        self._samples += len(entry[1]) + 2
+        if not gauge:
+            chunk += count + total
+            acc.lines.append(chunk)
+            if acc.om is not None:
+                acc.om.append(chunk)
+            return
+        # A gauge histogram's _gcount/_gsum go to trailing families in the text format.
+        if acc.om is None:
+            acc.om = list(acc.lines)
+        acc.om.append(chunk + count + total)
+        acc.lines.append(chunk)
+        if acc.moved is None:
+            acc.moved = {}
+        acc.moved.setdefault("_gcount", []).append(count)
+        acc.moved.setdefault("_gsum", []).append(total)
+
+    def _histogram_prefixes(
+        self, marker: object, name: str, les: list[str], labels: dict[str, str], gauge: bool
+    ) -> tuple[object, tuple[str, ...], str, str]:
+        bucket = name + "_bucket"
+        g = "_g" if gauge else "_"
+        return (
+            marker,
+            tuple(self._prefix(bucket, {**labels, "le": le}) for le in les),
+            self._prefix(name + g + "count", labels),
+            self._prefix(name + g + "sum", labels),
+        )
 
     def _histogram_slow(
         self,
