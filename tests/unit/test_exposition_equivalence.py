@@ -233,3 +233,39 @@ def test_moved_samples_of_different_nodes_merge_in_suffix_order() -> None:
     text, om = ours(nodes)
     assert (text, om) == reference(nodes)
     assert text.index(b"# TYPE x_created gauge") < text.index(b"# TYPE x_gsum gauge")
+
+
+class _Cumulative:
+    """A histogram that only offers ``cumulative()`` (not exporter.histogram.Histogram)."""
+
+    def __init__(self, hist: Histogram) -> None:
+        self.count = hist.count
+        self.total = hist.total
+        self._cum = hist.cumulative()
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        return self._cum
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(finite, min_size=1, max_size=6, unique=True).map(sorted),
+    st.lists(st.lists(finite, max_size=10), min_size=1, max_size=3),
+    label_sets,
+    st.booleans(),
+)
+def test_any_histogram_with_cumulative_renders_the_same(
+    bounds: list[float], rounds: list[list[float]], labels: dict[str, str] | None, gauge: bool
+) -> None:
+    cache = PrefixCache({"node": "a"})
+    for observations in rounds:
+        hist = Histogram(bounds).observe_all(observations)
+        fams = Families()
+        fams.scoped({"node": "a"}).histogram("h", "H.", hist, labels, gauge=gauge)
+        for h in (hist, _Cumulative(hist)):  # the same cache entry, reached both ways
+            writer = BlockWriter({"node": "a"}, cache)
+            writer.histogram("h", "H.", h, labels, gauge=gauge)
+            block = writer.finish()
+            listed = _Listed(fams.metrics())
+            assert join([block]) == generate_latest(listed)  # type: ignore[arg-type]
+            assert join([block], Format.OPENMETRICS) == generate_openmetrics(listed)  # type: ignore[arg-type]
