@@ -11,9 +11,9 @@ Contenders, CPU time (time.process_time) of one call, medians over interleaved r
 repetition runs every contender once, in a rotated order, so load from other work on this shared
 machine falls on all of them alike):
 
-  changed node, ours       BlockWriter fed the writes + finish(): the block as bytes (warm prefix
-                           cache, as for a node that changed since the last scrape; and cold, as for
-                           its first scrape)
+  changed node, ours       BlockWriter fed the writes + finish(): the block as bytes; warm prefix
+                           cache (a node rendered before, now changed: the writes alternate between
+                           two consecutive scrapes), and a new node (first render, own cache empty)
   changed node, reference  Families/Scoped fed the writes + generate_latest (today's path), and
                            generate_latest alone over the prebuilt families (exposition only)
   unchanged node           CachedBlock.get with the version it already holds
@@ -25,8 +25,10 @@ machine falls on all of them alike):
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import gzip
+import itertools
 import os
 import platform
 import statistics
@@ -58,7 +60,8 @@ class Recorder:
 
     def __getattr__(self, method: str) -> Callable[..., None]:
         def record(*args: Any, **kwargs: Any) -> None:
-            self.calls.append((method, args, kwargs))
+            # Copied: the hub keeps mutating its histograms and counters as later States arrive.
+            self.calls.append((method, copy.deepcopy(args), copy.deepcopy(kwargs)))
 
         return record
 
@@ -68,21 +71,39 @@ def replay(calls: list[Write], out: Any) -> None:
         getattr(out, method)(*args, **kwargs)
 
 
-def realistic_node(states: int, connections: int, streams: int) -> list[Write]:
-    """The writes one scrape of a realistic node makes, via the real ingest and mappers."""
+def realistic_node(states: int, connections: int, streams: int) -> tuple[list[Write], list[Write]]:
+    """The writes of two consecutive scrapes of a realistic node (after State ``states`` and the next
+    one), via the real ingest and mappers: alternating them makes every render a changed node's."""
     synthetic = SyntheticNode(connections=connections, streams_per_conn=streams, buckets=20, seed=1)
     hub = Hub()
-    for _ in range(states):
+    scrapes = []
+    for i in range(states + 1):
         for msg in decode_segments(encode_segment(synthetic.state())).messages:
             hub.ingest("node-0000", msg)
         synthetic.step()
-    node = hub.nodes["node-0000"]
-    rec = Recorder(node.base_labels)
-    fresh = node.fresh()
-    for sub in hub.subsystems:
-        if sub.always or fresh:
-            sub.collect(node.accs[sub.name], node, rec)  # type: ignore[arg-type]
-    return rec.calls
+        if i >= states - 1:
+            node = hub.nodes["node-0000"]
+            rec = Recorder(node.base_labels)
+            fresh = node.fresh()
+            for sub in hub.subsystems:
+                if sub.always or fresh:
+                    sub.collect(node.accs[sub.name], node, rec)  # type: ignore[arg-type]
+            scrapes.append(rec.calls)
+    return scrapes[0], scrapes[1]
+
+
+def strings_size(value: object) -> int:
+    """Bytes of the strings in a prefix-cache entry (a prefix, or a histogram's prefixes)."""
+    if isinstance(value, str):
+        return sys.getsizeof(value)
+    if isinstance(value, tuple):
+        return sum(strings_size(v) for v in value if isinstance(v, (str, tuple)) and v and isinstance(v[0], str))
+    return 0
+
+
+def alternate(first: list[Write], second: list[Write]) -> Callable[[], list[Write]]:
+    turn = itertools.cycle((first, second))
+    return lambda: next(turn)
 
 
 class Listed:
@@ -159,33 +180,47 @@ def main() -> None:
     print("machine:", machine())
     print("note: shared machine (other work runs beside this); /proc/loadavg at start:", loadavg())
 
-    calls = realistic_node(args.states, args.connections, args.streams)
+    calls, calls_next = realistic_node(args.states, args.connections, args.streams)
     base = {"node": "node-0000"}
     one = families(calls, 1)
-    listed = Listed(one)
     warm = PrefixCache(base)
     ours = block(calls, base, warm)
-    assert join([ours]) == generate_latest(listed)  # type: ignore[arg-type]
-    assert join([ours], Format.OPENMETRICS) == generate_openmetrics(listed)  # type: ignore[arg-type]
+    for scrape in (calls, calls_next):
+        check = Listed(families(scrape, 1))
+        assert join([block(scrape, base, warm)]) == generate_latest(check)  # type: ignore[arg-type]
+        assert join([block(scrape, base, warm)], Format.OPENMETRICS) == generate_openmetrics(check)  # type: ignore[arg-type]
     body = join([ours])
-    print(f"node: {ours.samples} samples, {len(one)} families, {len(body) / 1e3:.0f} kB text, {len(calls)} writes")
+    changed = sum(a != b for a, b in zip(calls, calls_next))
+    print(
+        f"node: {ours.samples} samples, {len(one)} families, {len(body) / 1e3:.0f} kB text, {len(calls)} writes "
+        f"per scrape, {changed} of them differ between the two consecutive scrapes used"
+    )
+    held = sum(len(p.text) + (len(p.om) if p.om is not p.text else 0) for p in ours.parts.values())
+    cache_bytes = sum(strings_size(v) for v in warm.entries.values())
+    print(f"memory per node: block {held / 1e3:.0f} kB, prefix cache {cache_bytes / 1e3:.0f} kB (string sizes)")
 
     cached = CachedBlock(base)
     cached.get(1, lambda out: replay(calls, out))
+    fresh_names = (f"cold-{i:06d}" for i in itertools.count())
+    warm_next, ref_next, om_next, text_next, omj_next = (alternate(calls, calls_next) for _ in range(5))
+    prebuilt_next = alternate(one, families(calls_next, 1))  # type: ignore[arg-type]
     node_t = measure(
         {
-            "ours: block, warm cache": lambda: block(calls, base, warm),
-            "ours: block, cold cache": lambda: block(calls, base),
-            "ours: block + join (text)": lambda: join([block(calls, base, warm)]),
-            "ours: block + join (OpenMetrics)": lambda: join([block(calls, base, warm)], Format.OPENMETRICS),
+            "ours: block, warm cache": lambda: block(warm_next(), base, warm),
+            "ours: block, new node": lambda: block(calls, {"node": next(fresh_names)}),
+            "ours: block + join (text)": lambda: join([block(text_next(), base, warm)]),
+            "ours: block + join (OpenMetrics)": lambda: join([block(omj_next(), base, warm)], Format.OPENMETRICS),
             "ours: unchanged (CachedBlock.get)": lambda: cached.get(1, lambda out: replay(calls, out)),
-            "ref: Scoped + generate_latest": lambda: generate_latest(Listed(families(calls, 1))),  # type: ignore[arg-type]
-            "ref: Scoped + OpenMetrics": lambda: generate_openmetrics(Listed(families(calls, 1))),  # type: ignore[arg-type]
-            "ref: generate_latest (prebuilt)": lambda: generate_latest(listed),  # type: ignore[arg-type]
+            "ref: Scoped + generate_latest": lambda: generate_latest(Listed(families(ref_next(), 1))),  # type: ignore[arg-type]
+            "ref: Scoped + OpenMetrics": lambda: generate_openmetrics(Listed(families(om_next(), 1))),  # type: ignore[arg-type]
+            "ref: generate_latest (prebuilt)": lambda: generate_latest(Listed(prebuilt_next())),  # type: ignore[arg-type]
         },
         args.repeat,
     )
-    print(f"\none changed node ({ours.samples} samples), CPU medians of {args.repeat} interleaved repetitions:")
+    print(
+        f"\none changed node ({ours.samples} samples; consecutive scrapes alternate), "
+        f"CPU medians of {args.repeat} interleaved repetitions:"
+    )
     for name, t in node_t.items():
         print(f"  {name:36s} {ms(t)}  {t / ours.samples * 1e6:7.3f} us/sample")
     print(
@@ -193,7 +228,7 @@ def main() -> None:
         f"{node_t['ref: generate_latest (prebuilt)'] / node_t['ours: block, warm cache']:.1f}x; "
         f"Scoped+generate_latest / ours(warm) "
         f"{node_t['ref: Scoped + generate_latest'] / node_t['ours: block, warm cache']:.1f}x; "
-        f"same / ours(cold) {node_t['ref: Scoped + generate_latest'] / node_t['ours: block, cold cache']:.1f}x"
+        f"same / ours(new node) {node_t['ref: Scoped + generate_latest'] / node_t['ours: block, new node']:.1f}x"
     )
 
     blocks = [block(calls, {"node": f"node-{i:04d}"}) for i in range(args.nodes)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 # The legacy name patterns. ``$`` (not ``\Z``) on purpose: prometheus_client's checks accept a name
 # with one trailing newline as valid and print it unchanged, and we print what it prints.
@@ -82,8 +83,24 @@ def help_om(doc: str) -> str:
     return label_value(doc)
 
 
-def label_string(labels: dict[str, str]) -> str:
+# Escaped ``name="value"`` pairs, shared by all nodes: a label value is escaped once, however many
+# series and nodes carry it. Bounded: dropped wholesale when it grows past the cap.
+_PAIRS: dict[tuple[str, str], str] = {}
+PAIRS_CAP = 50_000
+
+
+def label_pair(name: str, value: str) -> str:
+    key = (name, value)
+    pair = _PAIRS.get(key)
+    if pair is None:
+        if len(_PAIRS) >= PAIRS_CAP:
+            _PAIRS.clear()
+        pair = _PAIRS[key] = f'{label_name(name)}="{label_value(value)}"'
+    return pair
+
+
+def label_string(labels: Mapping[str, str]) -> str:
     """``{a="x",b="y"}`` sorted by label name, or nothing when there are no labels."""
     if not labels:
         return ""
-    return "{" + ",".join(f'{label_name(k)}="{label_value(v)}"' for k, v in sorted(labels.items())) + "}"
+    return "{" + ",".join([label_pair(k, v) for k, v in sorted(labels.items())]) + "}"
