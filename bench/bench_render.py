@@ -11,9 +11,11 @@ Contenders, CPU time (time.process_time) of one call, medians over interleaved r
 repetition runs every contender once, in a rotated order, so load from other work on this shared
 machine falls on all of them alike):
 
-  changed node, ours       BlockWriter fed the writes + finish(): the block as bytes; warm prefix
-                           cache (a node rendered before, now changed: the writes alternate between
-                           two consecutive scrapes), and a new node (first render, own cache empty)
+  changed node, ours       BlockWriter fed the writes + finish(): the block as bytes. Warm: the
+                           shared line templates hold this node's label sets (it, or a node like
+                           it, was rendered before); the writes alternate between two consecutive
+                           scrapes so every render sees changed values. Cold: empty templates (the
+                           first node of the process), so every label set is escaped and sorted
   changed node, reference  Families/Scoped fed the writes + generate_latest (today's path), and
                            generate_latest alone over the prebuilt families (exposition only)
   unchanged node           CachedBlock.get with the version it already holds
@@ -42,7 +44,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.exposition import Block, BlockWriter, CachedBlock, Format, PrefixCache, join
+from exporter.exposition import Block, BlockWriter, CachedBlock, Format, Templates, join
 from exporter.families import Families
 from exporter.generator import SyntheticNode
 from exporter.node import Hub
@@ -93,11 +95,11 @@ def realistic_node(states: int, connections: int, streams: int) -> tuple[list[Wr
 
 
 def strings_size(value: object) -> int:
-    """Bytes of the strings in a prefix-cache entry (a prefix, or a histogram's prefixes)."""
+    """Bytes of the strings in a template entry (nested tuples of strings; markers count nothing)."""
     if isinstance(value, str):
         return sys.getsizeof(value)
     if isinstance(value, tuple):
-        return sum(strings_size(v) for v in value if isinstance(v, (str, tuple)) and v and isinstance(v[0], str))
+        return sum(strings_size(v) for v in value)
     return 0
 
 
@@ -121,8 +123,8 @@ def families(calls: list[Write], nodes: int) -> list[Metric]:
     return fams.metrics()
 
 
-def block(calls: list[Write], base: dict[str, str], cache: PrefixCache | None = None) -> Block:
-    writer = BlockWriter(base, cache)
+def block(calls: list[Write], base: dict[str, str], templates: Templates) -> Block:
+    writer = BlockWriter(base, templates)
     replay(calls, writer)
     return writer.finish()
 
@@ -183,7 +185,7 @@ def main() -> None:
     calls, calls_next = realistic_node(args.states, args.connections, args.streams)
     base = {"node": "node-0000"}
     one = families(calls, 1)
-    warm = PrefixCache(base)
+    warm = Templates()
     ours = block(calls, base, warm)
     for scrape in (calls, calls_next):
         check = Listed(families(scrape, 1))
@@ -196,10 +198,9 @@ def main() -> None:
         f"per scrape, {changed} of them differ between the two consecutive scrapes used"
     )
     held = sum(len(p.text) + (len(p.om) if p.om is not p.text else 0) for p in ours.parts.values())
-    cache_bytes = sum(strings_size(v) for v in warm.entries.values())
-    print(f"memory per node: block {held / 1e3:.0f} kB, prefix cache {cache_bytes / 1e3:.0f} kB (string sizes)")
+    print(f"memory per node: block {held / 1e3:.0f} kB")
 
-    cached = CachedBlock(base)
+    cached = CachedBlock(base, warm)
     cached.get(1, lambda out: replay(calls, out))
     fresh_names = (f"cold-{i:06d}" for i in itertools.count())
     warm_next, ref_next, om_next, text_next, omj_next = (alternate(calls, calls_next) for _ in range(5))
@@ -207,7 +208,7 @@ def main() -> None:
     node_t = measure(
         {
             "ours: block, warm cache": lambda: block(warm_next(), base, warm),
-            "ours: block, new node": lambda: block(calls, {"node": next(fresh_names)}),
+            "ours: block, cold templates": lambda: block(calls, {"node": next(fresh_names)}, Templates()),
             "ours: block + join (text)": lambda: join([block(text_next(), base, warm)]),
             "ours: block + join (OpenMetrics)": lambda: join([block(omj_next(), base, warm)], Format.OPENMETRICS),
             "ours: unchanged (CachedBlock.get)": lambda: cached.get(1, lambda out: replay(calls, out)),
@@ -228,10 +229,12 @@ def main() -> None:
         f"{node_t['ref: generate_latest (prebuilt)'] / node_t['ours: block, warm cache']:.1f}x; "
         f"Scoped+generate_latest / ours(warm) "
         f"{node_t['ref: Scoped + generate_latest'] / node_t['ours: block, warm cache']:.1f}x; "
-        f"same / ours(new node) {node_t['ref: Scoped + generate_latest'] / node_t['ours: block, new node']:.1f}x"
+        f"same / ours(cold) {node_t['ref: Scoped + generate_latest'] / node_t['ours: block, cold templates']:.1f}x"
     )
 
-    blocks = [block(calls, {"node": f"node-{i:04d}"}) for i in range(args.nodes)]
+    fleet_templates = Templates()
+    blocks = [block(calls, {"node": f"node-{i:04d}"}, fleet_templates) for i in range(args.nodes)]
+    template_bytes = sum(strings_size(v) for v in fleet_templates.entries.values())
     small = blocks[: args.reference_nodes]
     merged = Listed(families(calls, args.reference_nodes))
     join_repeat = max(3, args.repeat // 3)
@@ -250,6 +253,10 @@ def main() -> None:
     for name, t in join_t.items():
         print(f"  {name:36s} {ms(t)}")
     print(f"  {args.nodes} nodes: {samples} samples, {len(full) / 1e6:.1f} MB text")
+    print(
+        f"  line templates shared by the {args.nodes} nodes: {len(fleet_templates.entries)} entries, "
+        f"{template_bytes / 1e3:.0f} kB of strings"
+    )
 
     gz_t = measure(
         {f"gzip level {lvl}": (lambda lvl=lvl: gzip.compress(full, compresslevel=lvl, mtime=0)) for lvl in (1, 6)},

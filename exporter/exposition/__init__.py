@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 
-from exporter.exposition.block import EMPTY, Block, BlockWriter, Head, Part, PrefixCache
+from exporter.exposition.block import EMPTY, SHARED, Block, BlockWriter, Head, Part, Templates
 from exporter.exposition.join import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -24,6 +24,7 @@ from exporter.exposition.join import (
 __all__ = [
     "EMPTY",
     "OPENMETRICS_CONTENT_TYPE",
+    "SHARED",
     "TEXT_CONTENT_TYPE",
     "Block",
     "BlockWriter",
@@ -31,7 +32,7 @@ __all__ = [
     "Format",
     "Head",
     "Part",
-    "PrefixCache",
+    "Templates",
     "accepts_gzip",
     "encode_body",
     "join",
@@ -46,17 +47,18 @@ class CachedBlock:
     together with the node's freshness). Callers serialise access per node (the node's lock).
     """
 
-    __slots__ = ("_block", "_cache", "_version", "renders")
+    __slots__ = ("_block", "_templates", "_version", "base", "renders")
 
-    def __init__(self, base: Mapping[str, str] | None = None) -> None:
-        self._cache = PrefixCache(base)
+    def __init__(self, base: Mapping[str, str] | None = None, templates: Templates = SHARED) -> None:
+        self.base = dict(base or {})
+        self._templates = templates
         self._block = EMPTY
         self._version: Hashable = object()
         self.renders = 0
 
     def get(self, version: Hashable, fill: Callable[[BlockWriter], None]) -> Block:
         if version != self._version:
-            writer = BlockWriter(self._cache.base, self._cache)
+            writer = BlockWriter(self.base, self._templates)
             fill(writer)
             self._block = writer.finish()
             self._version = version

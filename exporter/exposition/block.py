@@ -2,9 +2,10 @@
 
 ``BlockWriter`` has the write API of ``exporter.families.Scoped`` (gauge, info, counter, counters,
 histogram), so a mapper's ``collect()`` writes into it unchanged. Instead of building
-prometheus_client ``Metric`` objects it formats each sample line straight away; the part of the line
-before the value (name and escaped labels, the node's own labels included) is cached per node across
-renders, so an unchanged label set is escaped once, not once per scrape.
+prometheus_client ``Metric`` objects it formats each sample line straight away from a template: the
+text before and after the node's own labels, escaped once per sample name and label set and shared
+by every node (a fleet's nodes have mostly the same label sets), so memory does not grow with the
+number of nodes and nothing is escaped again at the next scrape.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from collections.abc import Iterable, Mapping
 from itertools import accumulate
 from typing import Protocol
 
-from exporter.exposition.escape import go_float, help_om, help_text, label_string, metric_name, om_sample_name
+from exporter.exposition.escape import (
+    go_float,
+    help_om,
+    help_text,
+    label_pair,
+    label_string,
+    metric_name,
+    om_sample_name,
+)
 from exporter.histogram import Histogram
 
 TYPES = ("counter", "gauge", "summary", "histogram", "gaugehistogram", "unknown", "info", "stateset")
@@ -91,26 +100,49 @@ class Block:
 EMPTY = Block({}, 0)
 
 
-class PrefixCache:
-    """Line prefixes (``name{labels} ``) of one node, kept across renders and bounded by them.
+Template = tuple[str, str]  # (text before the node's labels, text after them up to the value)
+# (bucket layout marker, bucket lines' format string, _count template, _sum template); None: no
+# shared template for this node's labels
+_HistEntry = tuple[object, str | None, Template | None, Template | None]
 
-    The cache is dropped when it grows past twice the samples of the render that just finished plus
-    a margin, so label sets that vanished do not accumulate. The owner serialises use (one render of a
-    node at a time).
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class Templates:
+    """Line templates and family heads shared by all writers; bounded (dropped wholesale at the cap).
+
+    Safe to share between threads: entries are immutable and dict operations are atomic.
     """
 
-    __slots__ = ("base", "entries", "heads")
+    __slots__ = ("cap", "entries", "heads")
 
-    def __init__(self, base: Mapping[str, str] | None = None) -> None:
-        self.base = dict(base or {})
+    def __init__(self, cap: int = 100_000) -> None:
+        self.cap = cap
         self.entries: dict[object, object] = {}
         self.heads: dict[tuple[str, str, str, str], Head] = {}
 
-    def trim(self, samples: int) -> None:
-        if len(self.entries) > 2 * samples + 256:
+    def put(self, key: object, value: object) -> None:
+        if len(self.entries) >= self.cap:
             self.entries.clear()
-        if len(self.heads) > 4096:
-            self.heads.clear()
+        self.entries[key] = value
+
+    def head(self, key: str, doc: str, typ: str, unit: str) -> Head:
+        hkey = (key, doc, typ, unit)
+        head = self.heads.get(hkey)
+        if head is None:
+            if len(self.heads) >= 4096:
+                self.heads.clear()
+            head = self.heads[hkey] = Head(key, doc, typ, unit)
+        return head
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.heads.clear()
+
+
+SHARED = Templates()
 
 
 class _Acc:
@@ -128,31 +160,42 @@ class _Acc:
 class BlockWriter:
     """Writes one node's samples (with its base labels) into a ``Block``; same calls as ``Scoped``."""
 
-    __slots__ = ("_accs", "_cache", "_entries", "_samples", "base")
+    __slots__ = ("_accs", "_base_names", "_base_str", "_entries", "_samples", "_templates", "base")
 
-    def __init__(self, base: Mapping[str, str] | None = None, cache: PrefixCache | None = None) -> None:
-        base = dict(base or {})
-        if cache is None or cache.base != base:
-            cache = PrefixCache(base)
-        self.base = base
-        self._cache = cache
-        self._entries = cache.entries
+    def __init__(self, base: Mapping[str, str] | None = None, templates: Templates = SHARED) -> None:
+        self.base = dict(base or {})
+        self._base_names = tuple(sorted(self.base))
+        self._base_str = ",".join([label_pair(k, v) for k, v in sorted(self.base.items())])
+        self._templates = templates
+        self._entries = templates.entries
         self._accs: dict[str, _Acc] = {}
         self._samples = 0
 
-    # -- families -------------------------------------------------------------------------------
+    # -- families and templates -----------------------------------------------------------------
 
     def _acc(self, key: str, doc: str, typ: str, unit: str = "") -> _Acc:
         acc = self._accs.get(key)
         if acc is None:
-            hkey = (key, doc, typ, unit)
-            head = self._cache.heads.get(hkey)
-            if head is None:
-                head = self._cache.heads[hkey] = Head(key, doc, typ, unit)
-            acc = self._accs[key] = _Acc(head)
+            acc = self._accs[key] = _Acc(self._templates.head(key, doc, typ, unit))
         return acc
 
+    def _template(self, name: str, labels: Mapping[str, str] | None) -> Template | None:
+        """The line around the node's labels, or None when this node's labels do not sit in one run
+        (a local label overrides one of them or sorts between two of them): then the line is built
+        in full for this node."""
+        items = sorted(labels.items()) if labels else []
+        if not self.base:
+            return metric_name(name) + label_string(dict(items)) + " ", ""
+        first, last = self._base_names[0], self._base_names[-1]
+        before = [label_pair(k, v) for k, v in items if k < first]
+        after = [label_pair(k, v) for k, v in items if k > last]
+        if len(before) + len(after) != len(items):
+            return None
+        head = metric_name(name) + "{" + "".join(p + "," for p in before)
+        return head, "".join("," + p for p in after) + "} "
+
     def _prefix(self, name: str, labels: Mapping[str, str] | None) -> str:
+        """The line up to the value, built in full (no template)."""
         merged = {**self.base, **labels} if labels else self.base
         return metric_name(name) + label_string(merged) + " "
 
@@ -182,11 +225,15 @@ class BlockWriter:
         if not acc.head.plain:
             self._put(acc, name, labels, value)
             return
-        key = (name, tuple(labels.items())) if labels else name
-        prefix = self._entries.get(key)
-        if prefix is None:
-            prefix = self._entries[key] = self._prefix(name, labels)
-        line = prefix + go_float(value) + "\n"  # type: ignore[operator]
+        key = (name, self._base_names, tuple(labels.items()) if labels else ())
+        tpl = self._entries.get(key)
+        if tpl is None:
+            tpl = self._template(name, labels) or False
+            self._templates.put(key, tpl)
+        if tpl:
+            line = f"{tpl[0]}{self._base_str}{tpl[1]}{go_float(value)}\n"  # type: ignore[index]
+        else:
+            line = self._prefix(name, labels) + go_float(value) + "\n"
         acc.lines.append(line)
         if acc.om is not None:
             acc.om.append(line)
@@ -230,30 +277,28 @@ class BlockWriter:
         # ``le`` strings are formatted once per layout and label set, not at every render.
         if isinstance(hist, Histogram):
             marker: object = hist.bounds
-            counts: Iterable[int] = accumulate(hist.counts)
+            counts = list(accumulate(hist.counts))
+            # Non-negative int counts below 10**6 print as Python prints their float.
+            values = list(map(repr, map(float, counts))) if counts[-1] < 1_000_000 else list(map(go_float, counts))
             cum = None
         else:
             cum = hist.cumulative()
             marker = tuple(le for le, _ in cum)
-            counts = [n for _, n in cum]
-        key = (name, gauge, tuple(labels.items()) if labels else ())
-        entry: tuple[object, tuple[str, ...], str, str] | None = self._entries.get(key)  # type: ignore[assignment]
+            values = [go_float(n) for _, n in cum]
+        key = (name, gauge, self._base_names, tuple(labels.items()) if labels else ())
+        entry: _HistEntry | None = self._entries.get(key)  # type: ignore[assignment]
         if entry is None or (entry[0] is not marker and entry[0] != marker):
             les = [le for le, _ in (cum if cum is not None else hist.cumulative())]
-            entry = self._entries[key] = self._histogram_prefixes(marker, name, les, labels or {}, gauge)
-        # Cumulative counts repeat across neighbouring buckets: format each run once.
-        lines = []
-        last: object = None
-        text = ""
-        for prefix, n in zip(entry[1], counts):  # type: ignore[call-overload]
-            if n != last:
-                last = n
-                text = go_float(n) + "\n"
-            lines.append(prefix + text)
-        chunk = "".join(lines)
-        count = entry[2] + go_float(hist.count) + "\n"
-        total = entry[3] + go_float(hist.total) + "\n"
-        self._samples += len(entry[1]) + 2
+            entry = self._histogram_templates(marker, name, les, labels or {}, gauge)
+            self._templates.put(key, entry)
+        if entry[1] is None:
+            self._histogram_slow(acc, name, hist.cumulative(), hist, labels, gauge)
+            return
+        base = self._base_str
+        chunk = entry[1].format(base, *values)
+        count = f"{entry[2][0]}{base}{entry[2][1]}{go_float(hist.count)}\n"  # type: ignore[index]
+        total = f"{entry[3][0]}{base}{entry[3][1]}{go_float(hist.total)}\n"  # type: ignore[index]
+        self._samples += len(values) + 2
         if not gauge:
             chunk += count + total
             acc.lines.append(chunk)
@@ -270,17 +315,22 @@ class BlockWriter:
         acc.moved.setdefault("_gcount", []).append(count)
         acc.moved.setdefault("_gsum", []).append(total)
 
-    def _histogram_prefixes(
+    def _histogram_templates(
         self, marker: object, name: str, les: list[str], labels: dict[str, str], gauge: bool
-    ) -> tuple[object, tuple[str, ...], str, str]:
+    ) -> _HistEntry:
         bucket = name + "_bucket"
         g = "_g" if gauge else "_"
-        return (
-            marker,
-            tuple(self._prefix(bucket, {**labels, "le": le}) for le in les),
-            self._prefix(name + g + "count", labels),
-            self._prefix(name + g + "sum", labels),
+        buckets = [self._template(bucket, {**labels, "le": le}) for le in les]
+        count = self._template(name + g + "count", labels)
+        total = self._template(name + g + "sum", labels)
+        if count is None or total is None or None in buckets:
+            return marker, None, None, None
+        # One format string for all bucket lines: {0} is the node's labels, {1}... the counts.
+        fmt = "".join(
+            f"{_braces(before)}{{0}}{_braces(after)}{{{i}}}\n"
+            for i, (before, after) in enumerate(buckets, 1)  # type: ignore[misc]
         )
+        return marker, fmt, count, total
 
     def _histogram_slow(
         self,
@@ -323,5 +373,4 @@ class BlockWriter:
             if acc.moved:
                 moved = tuple((s, "".join(acc.moved[s]).encode()) for s in sorted(acc.moved))
             parts[key] = Part(acc.head, text, om, moved)
-        self._cache.trim(self._samples)
         return Block(parts, self._samples)

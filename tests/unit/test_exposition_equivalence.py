@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.exposition import BlockWriter, CachedBlock, Format, PrefixCache, join
+from exporter.exposition import BlockWriter, CachedBlock, Format, Templates, join
 from exporter.exposition.escape import go_float
 from exporter.families import Families, Scoped
 from exporter.histogram import Histogram
@@ -177,18 +177,21 @@ def test_joined_blocks_match_prometheus_client_on_merged_families(nodes: list[tu
 
 
 @settings(max_examples=100, deadline=None)
-@given(bases, st.lists(st.lists(ops, max_size=8), min_size=1, max_size=4))
-def test_cached_prefixes_across_renders_do_not_change_the_output(base: dict[str, str], renders: list[list[Op]]) -> None:
-    """A node re-rendered with a warm prefix cache prints what a cold render prints."""
-    cache = PrefixCache(base)
-    for writes in renders:
-        warm = BlockWriter(base, cache)
-        cold = BlockWriter(base)
+@given(st.lists(st.tuples(bases, st.lists(ops, max_size=8)), min_size=1, max_size=4))
+def test_shared_templates_across_renders_and_nodes_do_not_change_the_output(
+    renders: list[tuple[dict[str, str], list[Op]]],
+) -> None:
+    """Renders through templates other nodes (other base labels) filled print what a cold render prints."""
+    shared = Templates()
+    for base, writes in renders:
+        warm = BlockWriter(base, shared)
+        cold = BlockWriter(base, Templates())
         for op in writes:
             apply(op, warm, None)
             apply(op, cold, None)
         for fmt in Format:
             assert join([warm.finish()], fmt) == join([cold.finish()], fmt)
+        assert ours([(base, writes)]) == reference([(base, writes)])
 
 
 def test_cached_block_renders_once_per_version() -> None:
@@ -207,14 +210,27 @@ def test_cached_block_renders_once_per_version() -> None:
     assert join([second]) == b'# HELP x X.\n# TYPE x gauge\nx{node="a"} 2.0\n'
 
 
-def test_prefix_cache_is_bounded_by_what_the_last_render_used() -> None:
-    cache = PrefixCache({"node": "a"})
+def test_templates_are_bounded() -> None:
+    shared = Templates(cap=500)
     for round_ in range(5):
-        writer = BlockWriter({"node": "a"}, cache)
+        writer = BlockWriter({"node": "a"}, shared)
         for i in range(1000):
-            writer.gauge("g", "G.", 1.0, {"peer": f"{round_}-{i}"})  # every label value new each round
-        writer.finish()
-        assert len(cache.entries) <= 2 * 1000 + 256
+            writer.gauge("g", "G.", 1.0, {"peer": f"{round_}-{i}"})  # every label value new
+        block = writer.finish()
+        assert len(shared.entries) <= 500
+        assert block.samples == 1000
+
+
+def test_templates_are_shared_by_nodes_and_hold_no_node_label() -> None:
+    shared = Templates()
+    for node in ("a", "b", "c"):
+        writer = BlockWriter({"node": node, "zone": "eu"}, shared)
+        writer.gauge("g", "G.", 1.0, {"dir": "in"})
+        writer.gauge("g", "G.", 1.0, {"region": "x"})  # sorts between the node's labels: built in full
+        writer.histogram("h", "H.", Histogram([1.0]).observe_all([0.5]), {"dir": "in"})
+        assert join([writer.finish()]).count(f'node="{node}",zone="eu"'.encode()) == 5
+    assert len(shared.entries) == 3
+    assert not any("node=" in repr(v) for v in shared.entries.values())
 
 
 def test_nan_and_signed_zero_sample_values() -> None:
@@ -257,13 +273,13 @@ class _Cumulative:
 def test_any_histogram_with_cumulative_renders_the_same(
     bounds: list[float], rounds: list[list[float]], labels: dict[str, str] | None, gauge: bool
 ) -> None:
-    cache = PrefixCache({"node": "a"})
+    shared = Templates()
     for observations in rounds:
         hist = Histogram(bounds).observe_all(observations)
         fams = Families()
         fams.scoped({"node": "a"}).histogram("h", "H.", hist, labels, gauge=gauge)
         for h in (hist, _Cumulative(hist)):  # the same cache entry, reached both ways
-            writer = BlockWriter({"node": "a"}, cache)
+            writer = BlockWriter({"node": "a"}, shared)
             writer.histogram("h", "H.", h, labels, gauge=gauge)
             block = writer.finish()
             listed = _Listed(fams.metrics())
