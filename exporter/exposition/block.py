@@ -101,13 +101,26 @@ EMPTY = Block({}, 0)
 
 
 Template = tuple[str, str]  # (text before the node's labels, text after them up to the value)
-# (bucket layout marker, bucket lines' format string, _count template, _sum template); None: no
-# shared template for this node's labels
-_HistEntry = tuple[object, str | None, Template | None, Template | None]
+# (bucket layout marker, bucket lines' pieces, _count template, _sum template); the pieces are
+# [before, (node labels), after, (value)] per bucket, newline-separated. None: no shared template
+# for this node's labels.
+_HistEntry = tuple[object, list[str] | None, Template | None, Template | None]
+
+# Text of integer bucket counts: cumulative counts mostly repeat from one render to the next and
+# across nodes. Bounded: dropped wholesale at the cap.
+_COUNT_TEXT: dict[int, str] = {}
+_COUNT_TEXT_CAP = 100_000
 
 
-def _braces(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
+def _count_texts(counts: list[int]) -> list[str]:
+    texts = list(map(_COUNT_TEXT.get, counts))
+    if None in texts:
+        if len(_COUNT_TEXT) >= _COUNT_TEXT_CAP:
+            _COUNT_TEXT.clear()
+        for i, text in enumerate(texts):
+            if text is None:
+                texts[i] = _COUNT_TEXT[counts[i]] = go_float(counts[i])
+    return texts  # type: ignore[return-value]
 
 
 class Templates:
@@ -277,9 +290,7 @@ class BlockWriter:
         # ``le`` strings are formatted once per layout and label set, not at every render.
         if isinstance(hist, Histogram):
             marker: object = hist.bounds
-            counts = list(accumulate(hist.counts))
-            # Non-negative int counts below 10**6 print as Python prints their float.
-            values = list(map(repr, map(float, counts))) if counts[-1] < 1_000_000 else list(map(go_float, counts))
+            values = _count_texts(list(accumulate(hist.counts)))
             cum = None
         else:
             cum = hist.cumulative()
@@ -295,7 +306,11 @@ class BlockWriter:
             self._histogram_slow(acc, name, hist.cumulative(), hist, labels, gauge)
             return
         base = self._base_str
-        chunk = entry[1].format(base, *values)
+        # The bucket lines are one list of [before, node labels, after, value] runs joined in C.
+        pieces = entry[1].copy()
+        pieces[1::4] = [base] * len(values)
+        pieces[3::4] = values
+        chunk = "".join(pieces) + "\n"
         count = f"{entry[2][0]}{base}{entry[2][1]}{go_float(hist.count)}\n"  # type: ignore[index]
         total = f"{entry[3][0]}{base}{entry[3][1]}{go_float(hist.total)}\n"  # type: ignore[index]
         self._samples += len(values) + 2
@@ -325,12 +340,10 @@ class BlockWriter:
         total = self._template(name + g + "sum", labels)
         if count is None or total is None or None in buckets:
             return marker, None, None, None
-        # One format string for all bucket lines: {0} is the node's labels, {1}... the counts.
-        fmt = "".join(
-            f"{_braces(before)}{{0}}{_braces(after)}{{{i}}}\n"
-            for i, (before, after) in enumerate(buckets, 1)  # type: ignore[misc]
-        )
-        return marker, fmt, count, total
+        pieces: list[str] = []
+        for i, (before, after) in enumerate(buckets):  # type: ignore[misc]
+            pieces += ["\n" + before if i else before, "", after, ""]
+        return marker, pieces, count, total
 
     def _histogram_slow(
         self,
