@@ -255,7 +255,7 @@ class BlockWriter:
     # -- the Scoped API -------------------------------------------------------------------------
 
     def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
-        self._line(self._acc(name, doc, "gauge"), name, labels, value)
+        self._line(self._accs.get(name) or self._acc(name, doc, "gauge"), name, labels, value)
 
     def info(self, name: str, doc: str, labels: dict[str, str]) -> None:
         """An ``_info`` gauge of value 1 (name given without the suffix)."""
@@ -264,7 +264,7 @@ class BlockWriter:
 
     def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
         """``name`` without ``_total``; the sample gets the suffix."""
-        self._line(self._acc(name, doc, "counter"), name + "_total", labels, value)
+        self._line(self._accs.get(name) or self._acc(name, doc, "counter"), name + "_total", labels, value)
 
     def counters(self, name: str, doc: str, label: str, counts: Mapping[str, float], known: Iterable[str] = ()) -> None:
         """One counter sample per label value; values known to exist are exported as 0 until seen."""
