@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 
 from exporter.exposition.block import EMPTY, SHARED, Block, BlockWriter, Head, Part, Templates
+from exporter.exposition.client import collector_block, metrics_block
 from exporter.exposition.join import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -34,8 +35,10 @@ __all__ = [
     "Part",
     "Templates",
     "accepts_gzip",
+    "collector_block",
     "encode_body",
     "join",
+    "metrics_block",
     "negotiate",
 ]
 

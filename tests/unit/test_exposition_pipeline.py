@@ -6,7 +6,20 @@ from __future__ import annotations
 import gzip
 
 import pytest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    Summary,
+)
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -21,6 +34,7 @@ from exporter.exposition import (
     accepts_gzip,
     encode_body,
     join,
+    metrics_block,
     negotiate,
 )
 from exporter.generator import SyntheticNode
@@ -153,3 +167,38 @@ def test_gzip_negotiation(header: str | None, gz: bool) -> None:
     assert accepts_gzip(header) is gz
     assert encoding == ("gzip" if gz else None)
     assert (gzip.decompress(sent) if gz else sent) == body
+
+
+def test_a_prometheus_client_registry_renders_as_it_renders_itself() -> None:
+    """The process's own metrics (and every client metric type, _created samples included) as a block."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Counter("requests", "Requests.", ["path"], registry=registry).labels('/a"b').inc(3)
+    Gauge("temperature", "Temp.", unit="celsius", registry=registry).set(-0.5)
+    Histogram("latency_seconds", "Latency.", registry=registry, buckets=(0.1, 1.0)).observe(0.5)
+    Summary("size_bytes", "Size.", registry=registry).observe(10)
+    Info("build", "Build.", registry=registry).info({"version": "1\n2"})
+    Enum("phase", "Phase.", states=["a", "b"], registry=registry).state("b")
+    metrics = list(registry.collect())  # once: process metrics change between collections
+    assert any(m.name.startswith("process_") for m in metrics)
+    block = metrics_block(metrics)
+    listed = _Listed(metrics)
+    assert join([block]) == generate_latest(listed)  # type: ignore[arg-type]
+    assert join([block], Format.OPENMETRICS) == generate_openmetrics(listed)  # type: ignore[arg-type]
+    assert b"requests_created" in join([block])
+
+
+def test_samples_with_timestamps_are_refused_clearly() -> None:
+    family = CounterMetricFamily("c", "C.")
+    family.add_metric([], 1.0, timestamp=5.0)
+    with pytest.raises(ValueError, match="timestamps"):
+        metrics_block([family])
+
+
+class _Listed:
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> list[Metric]:
+        return self.metrics
