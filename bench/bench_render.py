@@ -4,7 +4,7 @@ Run: /work/main/.venv/bin/python bench/bench_render.py [--states 60] [--nodes 10
 
 One realistic node (the synthetic generator, 50 connections x 3 streams, churn, a 20-bucket DHT, so
 the swarm/streams/traffic/dht families with their histogram buckets) is ingested through the real
-pipeline; the writes its mappers make at a scrape are recorded once and replayed into each contender,
+pipeline; the writes its mappers make at two consecutive scrapes are recorded and replayed into each contender,
 so every contender renders exactly the same samples and the mapping cost is left out of all of them.
 
 Contenders, CPU time (time.process_time) of one call, medians over interleaved repetitions (each
@@ -15,7 +15,8 @@ machine falls on all of them alike):
                            shared line templates hold this node's label sets (it, or a node like
                            it, was rendered before); the writes alternate between two consecutive
                            scrapes so every render sees changed values. Cold: empty templates (the
-                           first node of the process), so every label set is escaped and sorted
+                           first node of the process), so every label set is sorted and assembled
+                           (the process-wide escaped-pair and count-text memos are warm)
   changed node, reference  Families/Scoped fed the writes + generate_latest (today's path), and
                            generate_latest alone over the prebuilt families (exposition only)
   unchanged node           CachedBlock.get with the version it already holds

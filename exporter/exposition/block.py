@@ -126,7 +126,7 @@ def _count_texts(counts: list[int]) -> list[str]:
 class Templates:
     """Line templates and family heads shared by all writers; bounded (dropped wholesale at the cap).
 
-    Safe to share between threads: entries are immutable and dict operations are atomic.
+    Safe to share between threads: entries are never mutated once stored and dict operations are atomic.
     """
 
     __slots__ = ("cap", "entries", "heads")
