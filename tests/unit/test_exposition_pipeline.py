@@ -31,6 +31,7 @@ from exporter.exposition import (
     BlockWriter,
     CachedBlock,
     Format,
+    GzipCache,
     accepts_gzip,
     encode_body,
     join,
@@ -202,3 +203,19 @@ class _Listed:
 
     def collect(self) -> list[Metric]:
         return self.metrics
+
+
+def test_gzip_cache_reuses_the_body_only_while_every_block_is_the_same() -> None:
+    def node(name: str, value: float) -> Block:
+        writer = BlockWriter({"node": name})
+        writer.gauge("g", "G.", value)
+        return writer.finish()
+
+    a, b = node("a", 1.0), node("b", 2.0)
+    cache = GzipCache()
+    first = cache.body([a, b], Format.TEXT)
+    assert cache.body([a, b], Format.TEXT) is first
+    assert gzip.decompress(first) == join([a, b])
+    changed = cache.body([a, node("b", 3.0)], Format.TEXT)
+    assert changed is not first and b'g{node="b"} 3.0' in gzip.decompress(changed)
+    assert gzip.decompress(cache.body([a], Format.OPENMETRICS)) == join([a], Format.OPENMETRICS)
