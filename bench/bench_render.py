@@ -1,4 +1,4 @@
-"""Render benchmark: per-node blocks (exporter.exposition) against prometheus_client's generate_latest.
+"""Render benchmark: per-node blocks (exporter.sinks.exposition) against prometheus_client's generate_latest.
 
 Run: /work/main/.venv/bin/python bench/bench_render.py [--states 60] [--nodes 1000] [--repeat 15]
 
@@ -45,11 +45,11 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter.exposition import Block, BlockWriter, CachedBlock, Format, Templates, join
-from exporter.families import Families
+from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.node import Hub
+from exporter.model.families import Families
 from exporter.protocol.framing import decode_segments, encode_segment
+from exporter.sinks.exposition import Block, BlockWriter, CachedBlock, Format, Templates, join
 
 Write = tuple[str, tuple[Any, ...], dict[str, Any]]
 
@@ -78,7 +78,7 @@ def realistic_node(states: int, connections: int, streams: int) -> tuple[list[Wr
     """The writes of two consecutive scrapes of a realistic node (after State ``states`` and the next
     one), via the real ingest and mappers: alternating them makes every render a changed node's."""
     synthetic = SyntheticNode(connections=connections, streams_per_conn=streams, buckets=20, seed=1)
-    hub = Hub()
+    hub = build_hub()
     scrapes = []
     for i in range(states + 1):
         for msg in decode_segments(encode_segment(synthetic.state())).messages:
@@ -88,7 +88,7 @@ def realistic_node(states: int, connections: int, streams: int) -> tuple[list[Wr
             node = hub.nodes["node-0000"]
             rec = Recorder(node.base_labels)
             fresh = node.fresh()
-            for sub in hub.subsystems:
+            for sub in hub.mappers:
                 if sub.always or fresh:
                     sub.collect(node.accs[sub.name], node, rec)  # type: ignore[arg-type]
             scrapes.append(rec.calls)

@@ -17,10 +17,10 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.exposition import BlockWriter, CachedBlock, Format, Templates, join
-from exporter.exposition.escape import go_float
-from exporter.families import Families, Scoped
-from exporter.histogram import Histogram
+from exporter.model.families import Families, Scoped
+from exporter.model.histogram import Histogram
+from exporter.sinks.exposition import BlockWriter, CachedBlock, Format, Templates, join
+from exporter.sinks.exposition.escape import go_float
 
 Op = tuple[Any, ...]
 

@@ -24,7 +24,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from exporter.exposition import (
+from exporter.app.runtime import build_hub
+from exporter.generator import SyntheticNode
+from exporter.pipeline.hub import Hub
+from exporter.pipeline.node import NodeState
+from exporter.protocol.framing import decode_segments, encode_segment
+from exporter.sinks.exposition import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Block,
@@ -38,15 +43,12 @@ from exporter.exposition import (
     metrics_block,
     negotiate,
 )
-from exporter.generator import SyntheticNode
-from exporter.node import Hub, NodeState
-from exporter.protocol.framing import decode_segments, encode_segment
 from exporter.sinks.prometheus import HubCollector
 from tests.support.procs import promtool
 
 
 def fleet(nodes: int = 3, states: int = 6) -> Hub:
-    hub = Hub()
+    hub = build_hub()
     for i in range(nodes):
         synthetic = SyntheticNode(connections=20 + 10 * i, streams_per_conn=2, seed=i + 1)
         for _ in range(states):
@@ -59,7 +61,7 @@ def fleet(nodes: int = 3, states: int = 6) -> Hub:
 def fill(hub: Hub, node: NodeState, out: BlockWriter) -> None:
     """What HubCollector.collect does for one node, into a block writer."""
     fresh = node.fresh()
-    for sub in hub.subsystems:
+    for sub in hub.mappers:
         if sub.always or fresh:
             sub.collect(node.accs[sub.name], node, out)
 

@@ -13,7 +13,7 @@ import operator
 from collections.abc import Iterable
 from enum import Enum
 
-from exporter.exposition.block import Block, Part
+from exporter.sinks.exposition.block import Block, Part
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"

@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping
 from itertools import accumulate
 from typing import Protocol
 
-from exporter.exposition.escape import (
+from exporter.model.histogram import Histogram
+from exporter.sinks.exposition.escape import (
     go_float,
     help_om,
     help_text,
@@ -23,7 +24,6 @@ from exporter.exposition.escape import (
     metric_name,
     om_sample_name,
 )
-from exporter.histogram import Histogram
 
 TYPES = ("counter", "gauge", "summary", "histogram", "gaugehistogram", "unknown", "info", "stateset")
 # Samples the 0.0.4 text format moves out of their family into trailing gauge families, in this order.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 
-from exporter.exposition.block import EMPTY, SHARED, Block, BlockWriter, Head, Part, Templates
-from exporter.exposition.client import collector_block, metrics_block
-from exporter.exposition.join import (
+from exporter.sinks.exposition.block import EMPTY, SHARED, Block, BlockWriter, Head, Part, Templates
+from exporter.sinks.exposition.client import collector_block, metrics_block
+from exporter.sinks.exposition.join import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Format,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.exposition.block import Block, BlockWriter
+from exporter.sinks.exposition.block import Block, BlockWriter
 
 
 def metrics_block(metrics: Iterable[Metric]) -> Block:
