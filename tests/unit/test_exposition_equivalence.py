@@ -1,6 +1,6 @@
 """Blocks render byte for byte what prometheus_client prints for the same writes through ``Scoped``.
 
-The reference is the exporter's current path: ``exporter.families.Scoped`` building prometheus_client
+The reference is the exporter's current path: ``exporter.model.families.Scoped`` building prometheus_client
 ``Metric`` families, printed by ``generate_latest`` (text 0.0.4) and OpenMetrics ``generate_latest``.
 """
 
@@ -252,7 +252,7 @@ def test_moved_samples_of_different_nodes_merge_in_suffix_order() -> None:
 
 
 class _Cumulative:
-    """A histogram that only offers ``cumulative()`` (not exporter.histogram.Histogram)."""
+    """A histogram that only offers ``cumulative()`` (not exporter.model.histogram.Histogram)."""
 
     def __init__(self, hist: Histogram) -> None:
         self.count = hist.count

@@ -1,6 +1,6 @@
 """Render once per change: per-node exposition blocks kept as bytes, joined per scrape.
 
-A node's block is written by the same mapper code that fills ``exporter.families.Scoped``, but the
+A node's block is written by the same mapper code that fills ``exporter.model.families.Scoped``, but the
 lines are formatted as they are written and cached until the node changes. The output is byte for
 byte what prometheus_client 0.26's ``generate_latest`` (text 0.0.4) and OpenMetrics
 ``generate_latest`` print for the same families and samples.

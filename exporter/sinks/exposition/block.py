@@ -1,6 +1,6 @@
 """A node's exposition block: its samples rendered once, as bytes, grouped by family.
 
-``BlockWriter`` has the write API of ``exporter.families.Scoped`` (gauge, info, counter, counters,
+``BlockWriter`` has the write API of ``exporter.model.families.Scoped`` (gauge, info, counter, counters,
 histogram), so a mapper's ``collect()`` writes into it unchanged. Instead of building
 prometheus_client ``Metric`` objects it formats each sample line straight away from a template: the
 text before and after the node's own labels, escaped once per sample name and label set and shared
