@@ -90,9 +90,8 @@ def _scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:
     out.gauge(SCRAPE_DURATION, "Time spent building this scrape's metric families.", seconds)
 
 
-def _fill(hub: Hub, node: NodeState, out: BlockWriter) -> None:
+def _fill(hub: Hub, node: NodeState, out: BlockWriter, fresh: bool) -> None:
     """What ``HubCollector.collect`` writes for one node (the caller holds the node's lock)."""
-    fresh = node.fresh()
     scoped = cast(Scoped, out)  # the same write API
     for mapper in hub.mappers:
         if mapper.always or fresh:
@@ -138,14 +137,15 @@ class Exposition:
         hub = self.hub
         with node.lock:
             session = node.session
+            fresh = node.fresh()  # read once: the block shows what its version says
             version = (
                 node.version,
-                node.fresh(),
+                fresh,
                 len(hub.mappers),
                 node.stale_after_s,
                 session.fingerprint() if session is not None else None,
             )
-            return cached.get(version, lambda out: _fill(hub, node, out))
+            return cached.get(version, lambda out: _fill(hub, node, out, fresh))
 
     def _forget_removed(self) -> None:
         with self._lock:
