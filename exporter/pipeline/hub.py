@@ -80,6 +80,7 @@ class Hub:
             for node in self.nodes.values():
                 with node.lock:
                     node.accs.setdefault(mapper.name, mapper.new_accumulator())
+                    node.version += 1
             self._mappers.append(mapper)
 
     def has_mapper(self, name: str) -> bool:
@@ -133,6 +134,7 @@ class Hub:
     def errors(self, name: str, errors: Iterable[SegmentError]) -> None:
         node = self.node(name)
         with node.lock:
+            node.version += 1
             for err in errors:
                 node.segment_errors[err.reason] += 1
                 log.warning("node %s: skipped segment at %s", name, err)
@@ -145,6 +147,7 @@ class Hub:
         update: SnapshotUpdate | None = None
         event: EventView | None = None
         with node.lock:
+            node.version += 1  # every message is counted in the exposition at least
             node.messages[kind] += 1
             if kind == "state":
                 step, update = self._state(node, msg.state)
