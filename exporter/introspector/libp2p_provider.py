@@ -27,6 +27,10 @@
 
 All libp2p objects are touched only on the trio thread: the providers hand a synchronous reader to
 ``TrioBridge.run`` (see bridge.py for the thread design).
+
+This module is the public entry; the work sits beside it: records and byte counting in
+libp2p_traffic.py, connection tracking in libp2p_connections.py, handshake timing in
+libp2p_handshake.py, the DHT in libp2p_dht.py (mixins of ``Libp2pIntrospection``).
 """
 
 from __future__ import annotations
