@@ -20,6 +20,7 @@ import time
 
 import aiohttp
 
+from exporter.model.text import redact_url, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
@@ -85,6 +86,8 @@ class Session:
         self._closing = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
+        self._surprises: set[str] = set()  # kinds of unexpected error already logged
+        self.shown_url = redact_url(url)  # for logs: never the credentials
         self.backoff = Backoff(
             self.opts.backoff_initial_s,
             self.opts.backoff_max_s,
@@ -106,50 +109,24 @@ class Session:
             self._task = asyncio.create_task(self.run(), name=f"session {self.name}")
         return self._task
 
+    # After an unexpected error outside one attempt (a bug), wait this long before trying again.
+    RETRY_AFTER_BUG_S = 1.0
+
     async def run(self) -> None:
-        """Connect, stream, and on any failure back off and reconnect, until ``close()``."""
+        """Connect, stream, and on any failure back off and reconnect, until ``close()``.
+
+        Nothing but ``close()`` (or cancellation) ends this loop: an unexpected exception anywhere
+        in an attempt or in the backoff is logged once per kind, counted as ``error`` and retried."""
         consumer = asyncio.create_task(self._consume(), name=f"ingest {self.name}")
         try:
             while not self._closing:
-                started = time.monotonic()
-                states_before = self.node.messages.get("state", 0)
-                established_before = self.stats.established
-                healthy = False
                 try:
-                    healthy = await self._one_session()
-                    reason, detail = "closed", "server closed the connection"
-                except SessionEnded as exc:
-                    reason, detail = exc.reason, str(exc)
-                except HelloRefused as exc:
-                    reason, detail = "hello_refused", f"HELLO refused: {exc}"
-                except asyncio.TimeoutError:
-                    reason, detail = "timeout", "timed out"
-                except (aiohttp.ClientError, OSError) as exc:
-                    reason, detail = "connect", f"{type(exc).__name__}: {exc}"
-                except Exception as exc:  # a bug or a surprise must not end the session for good
-                    log.exception("node %s: unexpected error in the session", self.name)
-                    reason, detail = "error", f"{type(exc).__name__}: {exc}"
-                finally:
-                    ws, self._ws = self._ws, None
-                    if ws is not None and not ws.closed:
-                        with contextlib.suppress(Exception):
-                            await ws.close()
-                if self._closing:
-                    break
-                self.stats.failures[reason] += 1
-                self.stats.last_error = detail
-                self.stats.connected_since = None
-                # Healthy: the session was accepted and delivered States, however it ended (a stall
-                # or a missed pong after hours of streaming counts too, not only a clean close).
-                delivered = self.stats.established > established_before and (
-                    self.node.messages.get("state", 0) > states_before or bool(self.buffer)
-                )
-                if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
-                    self.backoff.reset()
-                delay = self.backoff.next()
-                log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.url, detail, delay)
-                self.stats.state = "backoff"
-                await asyncio.sleep(delay)
+                    await self._attempt()
+                except Exception as exc:
+                    self._unexpected(exc)
+                    self.stats.failures["error"] += 1
+                    self.stats.state = "backoff"
+                    await asyncio.sleep(max(self.RETRY_AFTER_BUG_S, self.opts.backoff_initial_s))
         finally:
             self.stats.state = "closed"
             consumer.cancel()
@@ -159,6 +136,63 @@ class Session:
             if self._own_client and self._client is not None:
                 await self._client.close()
                 self._client = None
+
+    def _unexpected(self, exc: BaseException) -> None:
+        """Log a surprise with its traceback the first time its kind is seen, at debug level after."""
+        kind = type(exc).__name__
+        if kind in self._surprises:
+            log.debug("node %s: unexpected %s again: %s", self.name, kind, safe_text(str(exc)))
+            return
+        self._surprises.add(kind)
+        log.error(
+            "node %s: unexpected error in the session, retrying: %s: %s",
+            self.name,
+            kind,
+            safe_text(str(exc)),
+            exc_info=exc,
+        )
+
+    async def _attempt(self) -> None:
+        """One connection attempt and the backoff after it."""
+        started = time.monotonic()
+        states_before = self.node.messages.get("state", 0)
+        established_before = self.stats.established
+        healthy = False
+        try:
+            healthy = await self._one_session()
+            reason, detail = "closed", "server closed the connection"
+        except SessionEnded as exc:
+            reason, detail = exc.reason, str(exc)
+        except HelloRefused as exc:
+            reason, detail = "hello_refused", f"HELLO refused: {exc}"
+        except asyncio.TimeoutError:
+            reason, detail = "timeout", "timed out"
+        except (aiohttp.ClientError, OSError) as exc:
+            reason, detail = "connect", f"{type(exc).__name__}: {safe_text(str(exc))}"
+        except Exception as exc:  # a bug or a surprise must not end the session for good
+            self._unexpected(exc)
+            reason, detail = "error", f"{type(exc).__name__}: {safe_text(str(exc))}"
+        finally:
+            ws, self._ws = self._ws, None
+            if ws is not None and not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        if self._closing:
+            return
+        self.stats.failures[reason] += 1
+        self.stats.last_error = detail
+        self.stats.connected_since = None
+        # Healthy: the session was accepted and delivered States, however it ended (a stall
+        # or a missed pong after hours of streaming counts too, not only a clean close).
+        delivered = self.stats.established > established_before and (
+            self.node.messages.get("state", 0) > states_before or bool(self.buffer)
+        )
+        if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
+            self.backoff.reset()
+        delay = self.backoff.next()
+        log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.shown_url, detail, delay)
+        self.stats.state = "backoff"
+        await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Stop for good: close the socket, stop the task, flush the buffer and the recorder."""
@@ -239,7 +273,7 @@ class Session:
         await self._send(ws, "PUSH_ENABLE EVENTS", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.EVENTS)
         await self._send(ws, "PUSH_ENABLE STATE", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.STATE)
         self.stats.state = "streaming"
-        log.info("node %s (%s): session up, interval %d ms", self.name, self.url, interval)
+        log.info("node %s (%s): session up, interval %d ms", self.name, self.shown_url, interval)
         read_timeout = opts.effective_read_timeout(interval)
         states_before = self.node.messages.get("state", 0)
         try:
