@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter import defaults
+from exporter.server import parse_listen
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target, default_name
 
 ENV_PREFIX = "LIBP2P_EXPORTER_"
@@ -195,8 +196,14 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError([f"{at}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError:
+        raise ConfigError([f"{at}: not a text file (a YAML config file is expected)"]) from None
+    if "\x00" in text:  # YAML's reader would say so in two lines, naming a "<unicode string>"
+        raise ConfigError([f"{at}: not a text file (a YAML config file is expected)"])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([f"{at}: not a YAML text file: {exc.reason} at character {exc.position}"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -389,6 +396,10 @@ def build(
         queue_size=s.get("queue_size", base.queue_size),
         max_frame_bytes=s.get("max_frame", base.max_frame_bytes),
     )
+    try:
+        parse_listen(s.get("listen", defaults.LISTEN_ADDRESS))
+    except ValueError as exc:
+        problems.append(f"web.listen_address: {exc}")
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
     # The file's values are checked where they are read; flags and the environment meet them here.

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from exporter.app.argtypes import positive_float
 from exporter.app.config import (
     ENV_PREFIX,
     ConfigError,
@@ -77,7 +78,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--stale-intervals",
         dest="stale_intervals",
-        type=float,
+        type=positive_float,
         default=None,
         help="stop exporting a node's data after this many intervals without a State (default 3)",
     )
@@ -117,19 +118,19 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "record_dir": args.record_dir,
     }
     problems = []
-    for key, parse in (
-        ("interval", parse_duration),
-        ("retention", parse_duration),
-        ("record_max_size", parse_size),
-        ("record_max_age", parse_duration),
-        ("probe_idle", parse_duration),
+    for key, flag, parse in (
+        ("interval", "--interval", parse_duration),
+        ("retention", "--retention", parse_duration),
+        ("record_max_size", "--record.max-size", parse_size),
+        ("record_max_age", "--record.max-age", parse_duration),
+        ("probe_idle", "--probe.idle-timeout", parse_duration),
     ):
         raw = getattr(args, key)
         if raw is not None:
             try:
                 out[key] = parse(raw)
             except ValueError as exc:
-                problems.append(f"--{key.replace('_', '-')}: {exc}")
+                problems.append(f"{flag}: {exc}")
     if problems:
         raise ConfigError(problems)
     return out

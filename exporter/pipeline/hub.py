@@ -167,7 +167,8 @@ class Hub:
                 )
             restart = _looks_restarted(prev, cur)
         node.older_in_a_row = 0
-        if restart and prev is not None:
+        rewound, node.rewound = node.rewound, False
+        if restart and prev is not None and not rewound:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
         diff = node.tracker.step(cur, restart=restart and prev is not None)

@@ -142,8 +142,10 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
         timeout=60,
     )
     assert res.returncode == 1 and "no such file" in res.stderr
+    capture = tmp_path / "ok.mock"  # a real capture: a file that is not one is refused before serving
+    write_capture(capture, SyntheticNode(connections=2, seed=1).messages(1))
     res = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", __file__, "--web.listen-address", "nonsense"],
+        [sys.executable, "-m", "exporter", "replay", str(capture), "--web.listen-address", "nonsense"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,7 +157,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
             "-m",
             "exporter",
             "replay",
-            __file__,
+            str(capture),
             "--web.telemetry-path",
             "/",
             "--web.listen-address",
