@@ -189,6 +189,9 @@ def test_systemd_unit(tmp_path: Path) -> None:
     service = unit["Service"]
     assert "libp2p-exporter" in service["ExecStart"] and "127.0.0.1:9797" in service["ExecStart"]
     assert service["DynamicUser"] == "yes" and service["NoNewPrivileges"] == "yes"
+    # Issue 13: the only writable path under ProtectSystem=strict, and the one the docs record to.
+    assert service["StateDirectory"] == "libp2p-exporter" and unit["Unit"]["Documentation"]
+    assert "/var/lib/libp2p-exporter/recordings" in (REPO / "docs" / "live.md").read_text()
     assert unit["Install"]["WantedBy"] == "multi-user.target"
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -34,7 +34,7 @@ from exporter.pipeline.hub import Hub
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
-from exporter.sources.recording import RotatingRecorder
+from exporter.sources.recording import RotatingRecorder, record_dir_problem
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -143,6 +143,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"libp2p-exporter: {problem}", file=sys.stderr)
         return 2
+    if cfg.record_dir:
+        problem = record_dir_problem(cfg.record_dir)
+        if problem:
+            print(f"libp2p-exporter: {problem}", file=sys.stderr)
+            return 2
     logging.getLogger().setLevel(log_level(cfg.log_level))
     return asyncio.run(run_live(cfg, cli_args=args))
 

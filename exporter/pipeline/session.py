@@ -33,3 +33,5 @@ class SessionStats:
     last_error: str = ""
     queue_depth: int = 0
     queue_high_water: int = 0
+    recording: bool = False  # recording was asked for this node
+    recording_failures: int = 0  # recorders that failed (each one stops recording, never watching)

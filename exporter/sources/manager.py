@@ -61,7 +61,13 @@ class SessionManager:
         existing = self.sessions.get(target.name)
         if existing is not None:
             return existing
-        recorder = self.recorder_factory(target.name) if self.recorder_factory else None
+        recorder = None
+        failed: OSError | None = None
+        if self.recorder_factory:
+            try:
+                recorder = self.recorder_factory(target.name)
+            except OSError as exc:  # the directory went away or filled up: watch without recording
+                failed = exc
         session = Session(
             self.hub,
             target.name,
@@ -72,6 +78,10 @@ class SessionManager:
             recorder=recorder,
         )
         self.sessions[target.name] = session
+        if self.recorder_factory:
+            session.stats.recording = True
+        if failed is not None:
+            session.recording_failed(failed)
         self.by_url.setdefault(target.url, session)
         if configured:
             self.configured.add(target.name)

@@ -212,7 +212,10 @@ class Session:
             await self._client.close()
             self._client = None
         if self.recorder is not None:
-            self.recorder.close()
+            try:
+                self.recorder.close()
+            except OSError as exc:
+                self.recording_failed(exc)
 
     # -- one connection -----------------------------------------------------------------------
     def _id(self, what: str) -> int:
@@ -345,6 +348,15 @@ class Session:
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
 
+    def recording_failed(self, exc: OSError) -> None:
+        """Stop recording this node (counted, logged once); watching it goes on."""
+        self.stats.recording_failures += 1
+        log.error("node %s: recording failed, stopping it: %s", self.name, safe_text(str(exc)))
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                recorder.close()
+
     # -- hub side -----------------------------------------------------------------------------
     async def _consume(self) -> None:
         """Move buffered messages into the hub, yielding to the loop between batches."""
@@ -371,7 +383,6 @@ class Session:
             try:
                 self.recorder.write(msg)
             except OSError as exc:
-                log.error("node %s: recording failed, stopping it: %s", self.name, exc)
-                self.recorder = None
+                self.recording_failed(exc)
         if update is not None and not self.first_state.is_set():
             self.first_state.set()
