@@ -16,6 +16,10 @@ TELEMETRY_PATH = "/metrics"
 # Label values beyond the allow-lists: protocol ids, and security, muxer and event type names.
 PROTOCOL_CAP = 32
 OTHER_CAP = 8
+# Series one node may cost per metric family and in total; past them label combinations fold
+# into 'other' (labels multiply: caps on each label alone do not bound their combinations).
+SERIES_PER_FAMILY = 2000
+SERIES_PER_NODE = 20000
 # --log.level names and what they mean to the logging module.
 LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -33,5 +37,7 @@ __all__ = [
     "MAX_SEGMENT_BYTES",
     "OTHER_CAP",
     "PROTOCOL_CAP",
+    "SERIES_PER_FAMILY",
+    "SERIES_PER_NODE",
     "TELEMETRY_PATH",
 ]

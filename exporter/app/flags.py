@@ -48,6 +48,21 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         help=f"the same cap for security, muxer and event type names (default {defaults.OTHER_CAP})",
     )
     p.add_argument(
+        "--labels.series-per-family",
+        dest="series_per_family",
+        type=positive_int,
+        default=defaults.SERIES_PER_FAMILY,
+        help="series one node may cost in one metric family; further label combinations fold into "
+        f"'other' (default {defaults.SERIES_PER_FAMILY})",
+    )
+    p.add_argument(
+        "--labels.series-per-node",
+        dest="series_per_node",
+        type=positive_int,
+        default=defaults.SERIES_PER_NODE,
+        help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
+    )
+    p.add_argument(
         "--protocol.max-segment-bytes",
         dest="max_segment",
         type=positive_int,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 
-from exporter.defaults import OTHER_CAP, PROTOCOL_CAP
+from exporter.defaults import OTHER_CAP, PROTOCOL_CAP, SERIES_PER_FAMILY, SERIES_PER_NODE
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -106,7 +106,16 @@ class LabelGuard:
 class Cardinality:
     """The guards of one exporter process, shared by all nodes so that caps are global."""
 
-    def __init__(self, protocol_cap: int = PROTOCOL_CAP, other_cap: int = OTHER_CAP) -> None:
+    def __init__(
+        self,
+        protocol_cap: int = PROTOCOL_CAP,
+        other_cap: int = OTHER_CAP,
+        series_per_family: int = SERIES_PER_FAMILY,
+        series_per_node: int = SERIES_PER_NODE,
+    ) -> None:
+        # Each node's series budget (enforced where samples are written: model/families.py).
+        self.series_per_family = series_per_family
+        self.series_per_node = series_per_node
         self.protocol = LabelGuard("protocol", KNOWN_PROTOCOLS, protocol_cap)
         self.transport = LabelGuard("transport", KNOWN_TRANSPORTS, 0)
         self.security = LabelGuard("security", KNOWN_SECURITY, other_cap)

@@ -33,7 +33,8 @@ class HubCollector:
 
     def collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
-        fams = Families()
+        card = self.hub.cardinality
+        fams = Families(card.series_per_family, card.series_per_node)
         mappers = self.hub.mappers
         for node in self._nodes():
             with node.lock:
