@@ -70,7 +70,7 @@ def _mount_target(svc: dict[str, Any], source: str) -> str:
 def test_compose_services_point_at_each_other(compose: dict[str, Any]) -> None:
     services = compose["services"]
     exporter_cmd = services["exporter"]["command"]
-    assert exporter_cmd[exporter_cmd.index("--web.listen-address") + 1] == ":9797"
+    assert exporter_cmd[exporter_cmd.index("--web.listen-address") + 1] == "0.0.0.0:9797"
     assert "--target" in exporter_cmd
     prom_cfg = load(DEPLOY / "prometheus" / "prometheus.yml")
     job = next(j for j in prom_cfg["scrape_configs"] if j["job_name"] == "libp2p-exporter")
@@ -169,7 +169,7 @@ def test_kubernetes_objects_fit_together() -> None:
     assert mon["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     args = pod["spec"]["containers"][0]["args"]
-    assert args[args.index("--web.listen-address") + 1] == ":9797" and "--target" in args
+    assert args[args.index("--web.listen-address") + 1] == "0.0.0.0:9797" and "--target" in args
     # The ServiceMonitor's job (the Service name) is the job the rules select.
     assert f'job=~"{svc["metadata"]["name"]}"' in (K8S / "prometheusrule.yaml").read_text()
     sidecar = load_all(K8S / "sidecar-example.yaml")[0]["spec"]["template"]

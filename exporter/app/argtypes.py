@@ -61,6 +61,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def boolean(value: object) -> bool:
+    """A config file's true/false."""
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def pattern_list(value: object) -> list[str]:
+    """A config file's regular expression (one; alternatives with ``|``), as a list like the flag's."""
+    text = str(value)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return [text]
+
+
 def join_negative_values(argv: list[str]) -> list[str]:
     """``--interval -1s`` as ``--interval=-1s``: argparse takes a value starting with ``-`` and a
     digit (but not a plain negative number) for a flag, and says "expected one argument" instead

@@ -46,6 +46,7 @@ class NodeState:
     stale_after_s: float | None = None
     session: SessionStats | None = None  # set by a live source; exported by the session mapper
     pending_restart: bool = False
+    hidden: bool = False  # reached through /probe only: never on /metrics
     rewound: bool = False  # a looped replay starts its file again: a restart of counters, not of the node
     older_in_a_row: int = 0  # States older than the last accepted one, back to back
     lock: threading.RLock = field(default_factory=threading.RLock)

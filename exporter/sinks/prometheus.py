@@ -29,6 +29,8 @@ class HubCollector:
         nodes = list(self.hub.nodes.values())
         if self.only is not None:
             nodes = [n for n in nodes if n.name in self.only]
+        else:
+            nodes = [n for n in nodes if not n.hidden]  # probe-only nodes: /probe serves them
         return sorted(nodes, key=lambda n: n.name)
 
     def collect(self) -> Iterable[Metric]:
