@@ -316,20 +316,28 @@ class Session:
                     self.hub.errors(self.name, [SegmentError(0, "frame", "text frame with characters above U+00FF", 0)])
                     return []
                 return self._decode(data)
+            too_big = ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                if too_big:  # aiohttp may report our own 1009 close as a CLOSED frame
+                    self._too_big()
                 raise SessionEnded("closed", f"server closed the connection ({ws.close_code})")
             if frame.type == aiohttp.WSMsgType.ERROR:
                 exc = ws.exception()
-                if isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower():
-                    self.hub.errors(
-                        self.name,
-                        [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)],
-                    )
-                    raise SessionEnded("frame", str(exc))
+                # aiohttp 3.14 gives ERROR with no exception ("WebSocket error: None") and close code
+                # 1009 for a message over max_msg_size; older versions a WebSocketError "too big".
+                if too_big or (isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower()):
+                    self._too_big()
+                    raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
                 if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
                     raise SessionEnded("heartbeat", "no pong from the peer")
                 raise SessionEnded("error", f"WebSocket error: {exc}")
             # PING/PONG are answered by aiohttp; anything else is ignored.
+
+    def _too_big(self) -> None:
+        self.hub.errors(
+            self.name, [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)]
+        )
+        raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
 
     def _decode(self, data: bytes) -> list[pb.ServerMessage]:
         result = decode_segments(data, versioned=True, max_segment=self.opts.max_segment_bytes)
