@@ -107,4 +107,8 @@ def test_live_mode_config_example_passes_check_config(tmp_path: Path) -> None:
     (scrape,) = [yaml.safe_load(b) for b in _blocks(live, "yaml") if "scrape_configs:" in b]
     (job,) = scrape["scrape_configs"]
     assert job["metrics_path"] == "/probe"
+    # Issue 13: the alert rules' job parameter must match the documented /probe job, or no alert fires.
+    from dashboards.params import PARAMS
+
+    assert re.fullmatch(str(PARAMS["job"].default), job["job_name"]), job["job_name"]
     assert [r["target_label"] for r in job["relabel_configs"]] == ["__param_target", "instance", "__address__"]

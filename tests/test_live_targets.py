@@ -142,7 +142,7 @@ def test_prometheus_probe_relabelling_sets_instance_to_the_target(
     targets = [srv.url("a"), srv.url("b")]
     # The scrape config documented in docs/live.md ("Many targets"), with this test's addresses.
     job = {
-        "job_name": "libp2p",
+        "job_name": "libp2p-exporter-probe",
         "metrics_path": "/probe",
         "static_configs": [{"targets": targets}],
         "relabel_configs": [
@@ -156,12 +156,12 @@ def test_prometheus_probe_relabelling_sets_instance_to_the_target(
     wait_for(prom.targets_up, 30, "prometheus probing both targets")
 
     def both() -> list | None:
-        r = prom.query('libp2p_exporter_up{job="libp2p"} == 1')
+        r = prom.query('libp2p_exporter_up{job="libp2p-exporter-probe"} == 1')
         return r if len(r) == 2 else None
 
     result = wait_for(both, 30, "both targets up in prometheus")
     assert sorted(r["metric"]["instance"] for r in result) == sorted(targets)
-    info = prom.query('libp2p_node_info{job="libp2p"}')
+    info = prom.query('libp2p_node_info{job="libp2p-exporter-probe"}')
     want = {srv.url("a"): srv.nodes["a"].data.peer_id, srv.url("b"): srv.nodes["b"].data.peer_id}
     assert {r["metric"]["instance"]: r["metric"]["peer_id"] for r in info} == want
     assert srv.nodes["a"].connects == 1 and srv.nodes["b"].connects == 1  # later probes reuse the session
