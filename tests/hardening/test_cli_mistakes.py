@@ -53,7 +53,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("generate negative steps", ["generate", "{dir}/x.mock", "--steps", "-4"], 2, "--steps: must not be negative"),
     ("demo negative duration", ["demo", "--duration", "-1"], 2, "--duration: must be positive"),
     ("demo negative churn-every", ["demo", "--churn-every", "-2"], 2, "--churn-every: must be positive"),
-    ("live interval -1s", ["--target", "ws://127.0.0.1:1/introspect", "--interval", "-1s"], 2, "--interval"),
+    (
+        "live interval -1s",
+        ["--target", "ws://127.0.0.1:1/introspect", "--interval", "-1s"],
+        2,
+        "--interval: must not be negative",
+    ),
     ("live bad record size", ["--target", "ws://127.0.0.1:1/x", "--record.max-size", "lots"], 2, "--record.max-size"),
     (
         "live bad probe idle",
