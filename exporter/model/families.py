@@ -96,7 +96,7 @@ class Scoped:
         self._fams.family(name, doc, typ)  # families keep the order they were first written in
         entries = self._entries.setdefault(name, (typ, {}))[1]
         labels = labels or {}
-        key: _Key = tuple(sorted(labels.items()))
+        key: _Key = tuple(labels.items())  # mappers write one combination in one order
         entry = entries.get(key)
         if entry is not None:
             entry.add(value)
@@ -109,7 +109,7 @@ class Scoped:
         ):
             self.folded += 1
             labels = {k: OTHER for k in labels}
-            key = tuple(sorted(labels.items()))
+            key = tuple(labels.items())
             entry = entries.get(key)
             if entry is not None:
                 entry.add(value)

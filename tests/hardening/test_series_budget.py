@@ -106,3 +106,15 @@ def test_fold_sums_counters_and_merges_histograms() -> None:
     assert got[("h_bucket", (("a", "other"), ("le", "2.0"), ("node", "n")))] == 1.0
     assert h1.count == 1 and h2.count == 1  # the mappers' histograms are never written into
     assert got[(FOLDED, (("node", "n"),))] == 4
+
+
+def test_folds_join_an_existing_other_combination_never_a_duplicate() -> None:
+    fams = Families(series_per_family=4, series_per_node=100)
+    out = fams.scoped({"node": "n"})
+    out.counter("c", "doc", 5.0, {"a": "other", "b": "other"})  # a mapper's own 'other' (a capped label)
+    for i in range(6):
+        out.counter("c", "doc", 1.0, {"a": str(i), "b": "x"})
+    samples = [
+        (s.name, tuple(sorted(s.labels.items()))) for m in fams.metrics() for s in m.samples if s.name == "c_total"
+    ]
+    assert len(samples) == len(set(samples)) == 3  # 'other' + 2 kept (one slot kept back)
