@@ -32,6 +32,15 @@ RUNBOOK = "deploy/README.md#{anchor}"
 __all__ = ["alert_names", "groups", "le_matcher"]
 
 
+def runbook_url(base: str, name: str) -> str | None:
+    """The absolute runbook link for alert ``name``, or None without a base; a relative base is refused."""
+    if not base:
+        return None
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"runbook_base must be an absolute http(s) URL, got {base!r}")
+    return f"{base.split('#')[0]}#{name.lower()}"
+
+
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
     rule: dict[str, Any] = {"alert": name, "expr": expr}
     if for_ and for_ not in ("0", "0s", "0m"):
@@ -46,6 +55,17 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
 
 
 def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rule groups by file stem, one group per concern (with ``runbook_url`` when a base is set)."""
+    out = _groups(p)
+    for group in out.values():
+        for rule in group["rules"]:
+            url = runbook_url(str(p.get("runbook_base") or ""), rule["alert"])
+            if url:
+                rule["annotations"]["runbook_url"] = url
+    return out
+
+
+def _groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Rule groups by file stem, one group per concern."""
     j = job_selector(p["job"])
     by = BY

@@ -21,7 +21,16 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "job": Param("libp2p-exporter", "Prometheus job name(s) of the exporter targets, as a regex."),
+    "job": Param(
+        "libp2p-exporter(-probe)?",
+        "Prometheus job name(s) of the exporter targets, as a regex: the /metrics job and the /probe job "
+        "docs/live.md shows.",
+    ),
+    "runbook_base": Param(
+        "",
+        "Absolute http(s) URL where deploy/README.md is served; when set, every alert gets "
+        "runbook_url = BASE#<alert>. Empty: only the relative runbook annotation.",
+    ),
     # peers: a level under a floor, and a sudden drop
     "peer_floor_warning": Param(10, "Warn when a node holds fewer peers than this ..."),
     "peer_floor_warning_for": Param("5m", "... for this long."),
@@ -91,6 +100,9 @@ def resolve(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
             raise KeyError(f"unknown alert parameter {name!r}; known: {', '.join(sorted(PARAMS))}")
         default = PARAMS[name].default
         values[name] = type(default)(raw) if isinstance(default, (int, float)) and isinstance(raw, str) else raw
+    base = str(values["runbook_base"])
+    if base and not base.startswith(("http://", "https://")):
+        raise ValueError(f"runbook_base must be an absolute http(s) URL, got {base!r}")
     return values
 
 

@@ -18,6 +18,10 @@ PROTOCOL_CAP = 32
 OTHER_CAP = 8
 # Peerstore agents: distinct (implementation, major.minor) pairs beyond which the version is `other`.
 AGENT_VERSION_CAP = 64
+# Series one node may cost per metric family and in total; past them label combinations fold
+# into 'other' (labels multiply: caps on each label alone do not bound their combinations).
+SERIES_PER_FAMILY = 2000
+SERIES_PER_NODE = 20000
 # --log.level names and what they mean to the logging module.
 LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -36,5 +40,7 @@ __all__ = [
     "MAX_SEGMENT_BYTES",
     "OTHER_CAP",
     "PROTOCOL_CAP",
+    "SERIES_PER_FAMILY",
+    "SERIES_PER_NODE",
     "TELEMETRY_PATH",
 ]

@@ -43,6 +43,8 @@ def parse_listen(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"listen address {address!r} is not host:port")
+    if int(port) > 65535:
+        raise ValueError(f"listen address {address!r}: port {port} is out of range (0-65535)")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.app import backfill, demo, live
+from exporter.app.argtypes import Parser, fail, join_negative_values, non_negative_float, non_negative_int
 from exporter.app.flags import add_serving_flags, setup_logging
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.generator import SyntheticNode
-from exporter.sources.capture import CaptureError, CaptureWriter, format_summary, summarize
+from exporter.protocol.framing import SegmentError
+from exporter.sources.capture import CaptureError, CaptureWriter, format_summary, iter_capture, summarize
 from exporter.sources.replay import replay
 
 log = logging.getLogger("libp2p-exporter")
@@ -33,9 +35,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    if not Path(args.file).is_file():
-        print(f"libp2p-exporter replay: no such file: {args.file}", file=sys.stderr)
-        return 1
+    problem = replay_problem(args.file, args.max_segment)
+    if problem:
+        return fail("libp2p-exporter replay", problem, 1)
     hub = hub_from_args(args)
     node = args.node or Path(args.file).name.split(".")[0]
 
@@ -51,6 +53,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return asyncio.run(serve_until_stopped(hub, args, work, description=f"replaying {args.file}"))
 
 
+def replay_problem(path: str, max_segment: int) -> str | None:
+    """Why ``path`` cannot be replayed (inspect's verdict), or None. A file with no readable message
+    would otherwise be served forever as an empty exporter."""
+    p = Path(path)
+    if p.is_dir():
+        return f"{path} is a directory, not a capture file"
+    if not p.exists():
+        return f"no such file: {path}"
+    try:
+        for item in iter_capture(path, max_segment=max_segment):
+            if not isinstance(item, SegmentError):
+                return None
+    except CaptureError as exc:
+        return str(exc)
+    return f"{path}: no readable message in it (libp2p-exporter inspect {path} says why)"
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     node = SyntheticNode(
         connections=args.connections,
@@ -60,17 +79,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed,
         peerstore=True,
     )
-    with CaptureWriter(args.file) as writer:
-        for msg in node.messages(args.steps):
-            writer.write(msg)
+    try:
+        with CaptureWriter(args.file) as writer:
+            for msg in node.messages(args.steps):
+                writer.write(msg)
+    except OSError as exc:
+        return fail("libp2p-exporter generate", f"cannot write {args.file}: {exc.strerror or exc}", 1)
     print(f"wrote {writer.messages} messages ({writer.bytes_written} bytes) to {args.file}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
-    )
+    parser = Parser(prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics.")
     parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
     sub = parser.add_subparsers(dest="command")
 
@@ -80,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="serve /metrics while replaying a capture file")
     p.add_argument("file")
-    p.add_argument("--speed", type=float, default=1.0, help="1 = recorded pace (default), 0 = as fast as possible")
+    p.add_argument(
+        "--speed", type=non_negative_float, default=1.0, help="1 = recorded pace (default), 0 = as fast as possible"
+    )
     p.add_argument("--loop", action="store_true", help="start again at the end; counters keep counting")
     p.add_argument("--node", default="", help="node label (default: the file name up to its first dot)")
     add_serving_flags(p)
@@ -88,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="write a synthetic capture file")
     p.add_argument("file")
-    p.add_argument("--connections", type=int, default=50)
-    p.add_argument("--streams", type=int, default=3, help="streams per connection")
-    p.add_argument("--buckets", type=int, default=8, help="DHT buckets")
-    p.add_argument("--churn", type=float, default=0.1, help="share of things that change per step")
-    p.add_argument("--steps", type=int, default=60, help="snapshots after the first")
+    p.add_argument("--connections", type=non_negative_int, default=50)
+    p.add_argument("--streams", type=non_negative_int, default=3, help="streams per connection")
+    p.add_argument("--buckets", type=non_negative_int, default=8, help="DHT buckets")
+    p.add_argument("--churn", type=non_negative_float, default=0.1, help="share of things that change per step")
+    p.add_argument("--steps", type=non_negative_int, default=60, help="snapshots after the first")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_generate)
 
@@ -104,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(live.default_to_live(list(sys.argv[1:] if argv is None else argv)))
+    args = parser.parse_args(join_negative_values(live.default_to_live(list(sys.argv[1:] if argv is None else argv))))
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -21,12 +21,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from exporter import defaults
+from exporter.app.argtypes import boolean, pattern_list
+from exporter.server import parse_listen
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target, default_name
 
 ENV_PREFIX = "LIBP2P_EXPORTER_"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = {"node", "instance", "job"}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -112,6 +114,8 @@ class LiveConfig:
     record_max_age_s: float = 3600.0
     probe_idle_s: float = 300.0
     probe_max_sessions: int = 1000
+    probe_enabled: bool = False  # /probe dials what it is told: off unless asked for
+    probe_allow: list[str] = field(default_factory=list)  # regexes a probe target must fully match
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -147,6 +151,8 @@ _SCALARS: dict[str, dict[str, tuple[str, Any]]] = {
     "probe": {
         "idle_timeout": ("probe_idle", parse_duration),
         "max_sessions": ("probe_max", int),
+        "enabled": ("probe_enable", boolean),
+        "allow": ("probe_allow", pattern_list),
     },
 }
 _TARGET_KEYS = {"url", "name", "interval", "retention", "stale_intervals", "labels"}
@@ -195,8 +201,14 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError([f"{at}: cannot read: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError:
+        raise ConfigError([f"{at}: not a text file (a YAML config file is expected)"]) from None
+    if "\x00" in text:  # YAML's reader would say so in two lines, naming a "<unicode string>"
+        raise ConfigError([f"{at}: not a text file (a YAML config file is expected)"])
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([f"{at}: not a YAML text file: {exc.reason} at character {exc.position}"]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -389,6 +401,15 @@ def build(
         queue_size=s.get("queue_size", base.queue_size),
         max_frame_bytes=s.get("max_frame", base.max_frame_bytes),
     )
+    try:
+        parse_listen(s.get("listen", defaults.LISTEN_ADDRESS))
+    except ValueError as exc:
+        problems.append(f"web.listen_address: {exc}")
+    for pattern in s.get("probe_allow") or []:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"--probe.allow {pattern!r}: not a regular expression: {exc}")
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
     # The file's values are checked where they are read; flags and the environment meet them here.
@@ -447,6 +468,8 @@ def build(
         record_max_age_s=s.get("record_max_age", 3600.0),
         probe_idle_s=s.get("probe_idle", 300.0),
         probe_max_sessions=s.get("probe_max", 1000),
+        probe_enabled=bool(s.get("probe_enable") or s.get("probe_allow")),
+        probe_allow=list(s.get("probe_allow") or []),
     )
 
 

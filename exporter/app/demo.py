@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.app.argtypes import positive_float, positive_int
 from exporter.app.demo_pubsub import demo_tracing
 from exporter.app.demo_swarm import CHURN_ACTIONS, DemoNode, DemoOptions, DemoSwarm
 from exporter.app.flags import add_serving_flags
@@ -171,15 +172,17 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
 
 
 def add_demo_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=int, default=8, help="py-libp2p nodes to run (default 8)")
+    p.add_argument("--nodes", type=positive_int, default=8, help="py-libp2p nodes to run (default 8)")
     p.add_argument(
         "--churn",
         default="drop,leave,join",
         help="churn pattern, cycled: comma-separated drop (a connection closes), leave (a node stops), "
         "join (a stopped slot starts with a new identity); empty = none (default drop,leave,join)",
     )
-    p.add_argument("--churn-every", type=float, default=4.0, help="seconds between churn actions (default 4)")
-    p.add_argument("--interval-ms", type=int, default=1000, help="State interval the exporter asks for (default 1000)")
+    p.add_argument("--churn-every", type=positive_float, default=4.0, help="seconds between churn actions (default 4)")
+    p.add_argument(
+        "--interval-ms", type=positive_int, default=1000, help="State interval the exporter asks for (default 1000)"
+    )
     p.add_argument("--seed", type=int, default=None, help="seed for the workload and churn choices")
     p.add_argument("--no-pubsub", action="store_true", help="no gossipsub (by default every node joins one topic)")
 
@@ -188,7 +191,7 @@ def add_parser(sub: Any) -> None:
     """Register ``demo``."""
     p = sub.add_parser("demo", help="run a local py-libp2p swarm, watch it over the wire, serve /metrics")
     p.add_argument(
-        "--duration", type=float, default=None, help="stop after this many seconds (default: run until Ctrl-C)"
+        "--duration", type=positive_float, default=None, help="stop after this many seconds (default: run until Ctrl-C)"
     )
     add_demo_flags(p)
     add_serving_flags(p)

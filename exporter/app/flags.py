@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from exporter import defaults
+from exporter.app.argtypes import non_negative_int, positive_int
 from exporter.sinks.otel.config import add_otel_flags
 
 
@@ -34,7 +35,7 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     p.add_argument(
         "--labels.protocol-cap",
         dest="protocol_cap",
-        type=int,
+        type=non_negative_int,
         default=defaults.PROTOCOL_CAP,
         help="protocol ids beyond the known list that may become label values before the rest is 'other' "
         f"(default {defaults.PROTOCOL_CAP})",
@@ -42,14 +43,29 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     p.add_argument(
         "--labels.other-cap",
         dest="other_cap",
-        type=int,
+        type=non_negative_int,
         default=defaults.OTHER_CAP,
         help=f"the same cap for security, muxer and event type names (default {defaults.OTHER_CAP})",
     )
     p.add_argument(
+        "--labels.series-per-family",
+        dest="series_per_family",
+        type=positive_int,
+        default=defaults.SERIES_PER_FAMILY,
+        help="series one node may cost in one metric family; further label combinations fold into "
+        f"'other' (default {defaults.SERIES_PER_FAMILY})",
+    )
+    p.add_argument(
+        "--labels.series-per-node",
+        dest="series_per_node",
+        type=positive_int,
+        default=defaults.SERIES_PER_NODE,
+        help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
+    )
+    p.add_argument(
         "--protocol.max-segment-bytes",
         dest="max_segment",
-        type=int,
+        type=positive_int,
         default=defaults.MAX_SEGMENT_BYTES,
         help="largest segment accepted; longer lengths are errors, never allocations "
         f"(default {defaults.MAX_SEGMENT_BYTES})",

@@ -8,37 +8,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
 from dataclasses import replace
 from typing import Any
 
-from aiohttp import web
-
+from exporter.app.argtypes import positive_float
 from exporter.app.config import (
     ENV_PREFIX,
     ConfigError,
     LiveConfig,
     build,
     check_file,
-    check_url,
     parse_duration,
     parse_size,
 )
 from exporter.app.flags import add_serving_flags, log_level
+from exporter.app.probe import ProbePolicy, probe_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
-from exporter.pipeline.hub import Hub
-from exporter.server import serve_exposition
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
-from exporter.sources.recording import RotatingRecorder
+from exporter.sources.recording import RotatingRecorder, record_dir_problem
 
 log = logging.getLogger("libp2p-exporter")
-
-# How long the first /probe of a target waits for its first State before answering anyway.
-FIRST_PROBE_WAIT_S = 5.0
 
 
 def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
@@ -77,7 +70,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--stale-intervals",
         dest="stale_intervals",
-        type=float,
+        type=positive_float,
         default=None,
         help="stop exporting a node's data after this many intervals without a State (default 3)",
     )
@@ -93,6 +86,21 @@ def add_parsers(sub: Any) -> None:
         dest="probe_idle",
         default=None,
         help="close /probe sessions not probed for this long (default 5m)",
+    )
+    p.add_argument(
+        "--probe.enable",
+        dest="probe_enable",
+        action="store_true",
+        default=None,
+        help="serve /probe?target=ws://… (off by default: it dials what it is told; see --probe.allow)",
+    )
+    p.add_argument(
+        "--probe.allow",
+        dest="probe_allow",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="a regular expression a /probe target must fully match; repeat for more (implies --probe.enable)",
     )
     add_serving_flags(p, from_config=True)  # the same flags as replay's, tracing included
     p.set_defaults(func=cmd_live)
@@ -115,21 +123,23 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "log_level": args.log_level,
         "stale_intervals": args.stale_intervals,
         "record_dir": args.record_dir,
+        "probe_enable": args.probe_enable,
+        "probe_allow": args.probe_allow or None,
     }
     problems = []
-    for key, parse in (
-        ("interval", parse_duration),
-        ("retention", parse_duration),
-        ("record_max_size", parse_size),
-        ("record_max_age", parse_duration),
-        ("probe_idle", parse_duration),
+    for key, flag, parse in (
+        ("interval", "--interval", parse_duration),
+        ("retention", "--retention", parse_duration),
+        ("record_max_size", "--record.max-size", parse_size),
+        ("record_max_age", "--record.max-age", parse_duration),
+        ("probe_idle", "--probe.idle-timeout", parse_duration),
     ):
         raw = getattr(args, key)
         if raw is not None:
             try:
                 out[key] = parse(raw)
             except ValueError as exc:
-                problems.append(f"--{key.replace('_', '-')}: {exc}")
+                problems.append(f"{flag}: {exc}")
     if problems:
         raise ConfigError(problems)
     return out
@@ -142,36 +152,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"libp2p-exporter: {problem}", file=sys.stderr)
         return 2
+    if cfg.record_dir:
+        problem = record_dir_problem(cfg.record_dir)
+        if problem:
+            print(f"libp2p-exporter: {problem}", file=sys.stderr)
+            return 2
     logging.getLogger().setLevel(log_level(cfg.log_level))
     return asyncio.run(run_live(cfg, cli_args=args))
-
-
-def probe_handler(hub: Hub, manager: SessionManager) -> Any:
-    """``GET /probe?target=ws://…``: that target's metrics alone, its session started on first use."""
-
-    async def probe(request: web.Request) -> web.Response:
-        target = request.query.get("target", "")
-        try:
-            check_url(target)
-        except ValueError as exc:
-            return web.Response(status=400, text=f"bad target parameter: {exc}\n")
-        fresh_session = target not in manager.by_url
-        try:
-            session = manager.probe(target)
-        except OverflowError as exc:
-            return web.Response(status=503, text=f"{exc}\n")
-        if fresh_session and not session.first_state.is_set():
-            # The first probe waits a little for data, within Prometheus' scrape timeout.
-            budget = FIRST_PROBE_WAIT_S
-            header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
-            if header:
-                with contextlib.suppress(ValueError):
-                    budget = min(budget, max(0.0, float(header) - 0.5))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(session.first_state.wait(), budget)
-        return await serve_exposition(request, session.name)
-
-    return probe
 
 
 def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> SessionOptions:
@@ -204,7 +191,11 @@ async def run_live(
     args = argparse.Namespace(
         **{**vars(cli_args or argparse.Namespace()), "listen": cfg.listen, "telemetry_path": cfg.telemetry_path}
     )
-    names = ", ".join(t.name for t in cfg.targets) or "none (use /probe?target=ws://…)"
+    policy = ProbePolicy(enabled=cfg.probe_enabled, allow=cfg.probe_allow, listen=cfg.listen)
+    names = ", ".join(t.name for t in cfg.targets) or "none"
+    if cfg.probe_enabled:
+        allowed = " | ".join(cfg.probe_allow) or "any ws:// or wss:// target (restrict with --probe.allow)"
+        log.info("/probe is on: %s", allowed)
     log.info("live mode: %d target(s): %s", len(cfg.targets), names)
 
     async def work() -> None:
@@ -217,7 +208,7 @@ async def run_live(
             work,
             description=f"watching {len(cfg.targets)} live target(s)",
             duration=duration,
-            extra_routes=[("GET", "/probe", probe_handler(hub, manager))],
+            extra_routes=[("GET", "/probe", probe_handler(hub, manager, policy))],
             live=True,
         )
     finally:

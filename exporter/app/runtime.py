@@ -93,6 +93,8 @@ def hub_from_args(args: argparse.Namespace) -> Hub:
         Cardinality(
             protocol_cap=getattr(args, "protocol_cap", defaults.PROTOCOL_CAP),
             other_cap=getattr(args, "other_cap", defaults.OTHER_CAP),
+            series_per_family=getattr(args, "series_per_family", defaults.SERIES_PER_FAMILY),
+            series_per_node=getattr(args, "series_per_node", defaults.SERIES_PER_NODE),
         )
     )
 

@@ -8,7 +8,9 @@ then the queue, then carries on; UPDATE_CONFIG clamps the interval (>= 500 ms) a
 binary frame holding one segment with the 12-byte header (``encode_segment``).
 
 What keeps the server safe from its clients: a cap on concurrent clients (HTTP 503 beyond it), a
-cap on command size (aiohttp closes the session with 1009), a bounded event queue per client (on
+HELLO deadline and an idle limit per client (a slot held by a client that never says HELLO, never
+reads or has nothing flowing either way is given back), a cap on command size (up to and including
+``max_command_bytes``; aiohttp closes the session with 1009 above it), a bounded event queue per client (on
 overflow events are dropped, counted, and a DISCARDING_EVENTS notice is sent), a bounded pause
 queue, and a session that keeps sending garbage is closed after a number of consecutive errors.
 """
@@ -51,6 +53,10 @@ class EndpointOptions:
     pause_queue: int = 4096  # per client, on top of the retention pruning
     max_command_bytes: int = 64 * 1024
     max_bad_commands: int = 32  # consecutive, then the session is closed
+    hello_timeout_s: float = 10.0  # no HELLO this long after the upgrade: closed (1008)
+    # Idle: no command while nothing is pushed, or a send the client does not read, for this long;
+    # also the WebSocket ping period is half of it (a client that does not answer pings is closed).
+    idle_timeout_s: float = 60.0
     default_interval_ms: int = DEFAULT_INTERVAL_MS
     default_retention_ms: int = DEFAULT_RETENTION_MS
     clock: Callable[[], float] = time.monotonic  # seconds; tests pass a fake one to age the pause queue
@@ -130,7 +136,13 @@ class Endpoint:
             if self.stats["clients_rejected"] == 1:
                 log.warning("introspection endpoint: client limit %d reached; refusing more", self.options.max_clients)
             return web.Response(status=503, text="too many introspection clients\n")
-        ws = web.WebSocketResponse(max_msg_size=self.options.max_command_bytes, autoping=True, compress=False)
+        ws = web.WebSocketResponse(
+            # aiohttp refuses a message of exactly max_msg_size bytes; "up to 64 KiB" includes 65,536.
+            max_msg_size=self.options.max_command_bytes + 1,
+            autoping=True,
+            compress=False,
+            heartbeat=self.options.idle_timeout_s / 2 if self.options.idle_timeout_s > 0 else None,
+        )
         await ws.prepare(request)
         session = _Session(self, ws)
         self.sessions.add(session)
@@ -165,14 +177,36 @@ class _Session:
         self.dropped = 0
         # Start of the period the next State covers: HELLO, PUSH_ENABLE STATE, then each State sent.
         self.covered_from_ms = 0
+        self.hello_deadline = time.monotonic() + opts.hello_timeout_s
 
     @property
     def stats(self) -> Counter[str]:
         return self.endpoint.stats
 
+    def _read_timeout(self) -> float | None:
+        """How long the next command may take: the HELLO deadline, then the idle limit while
+        nothing is pushed (a streaming client sends nothing, and that is fine)."""
+        opts = self.endpoint.options
+        if not self.hello:
+            return max(0.0, self.hello_deadline - time.monotonic()) if opts.hello_timeout_s > 0 else None
+        if self.push_state or self.push_events or opts.idle_timeout_s <= 0:
+            return None
+        return opts.idle_timeout_s
+
     async def run(self) -> None:
         self.sender_task = asyncio.create_task(self._sender())
-        async for frame in self.ws:
+        while not self.ws.closed:
+            timeout = self._read_timeout()
+            try:
+                # The whole wait is bounded: aiohttp's own receive timeout restarts at each pong.
+                frame = await asyncio.wait_for(self.ws.receive(), timeout)
+            except asyncio.TimeoutError:
+                reason = "hello_timeout" if not self.hello else "idle_timeout"
+                self.stats[f"sessions_closed_{reason}"] += 1
+                await self.close(1008, b"no HELLO in time" if not self.hello else b"idle")
+                break
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if frame.type == WSMsgType.BINARY:
                 await self._command(frame.data)
             elif frame.type == WSMsgType.TEXT:
@@ -203,9 +237,13 @@ class _Session:
         async with self.send_lock:
             if self.ws.closed:
                 return
+            limit = self.endpoint.options.idle_timeout_s
             try:
-                await self.ws.send_bytes(data)
+                await asyncio.wait_for(self.ws.send_bytes(data), limit if limit > 0 else None)
                 self.stats["messages_sent"] += 1
+            except asyncio.TimeoutError:  # the client does not read: give its slot back
+                self.stats["sessions_closed_idle_timeout"] += 1
+                await self.close(1008, b"not reading")
             except (ConnectionError, RuntimeError):
                 self.stats["send_failures"] += 1
 

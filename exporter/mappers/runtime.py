@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from exporter.model.families import Scoped
+from exporter.model.text import clean_label
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
 
@@ -18,11 +19,11 @@ class Runtime(Mapper):
             out.info(
                 "libp2p_node",
                 "The observed node's implementation, version, platform and its own peer id (one series per node).",
-                {
-                    "implementation": rt.implementation or "unknown",
-                    "version": rt.version or "unknown",
-                    "platform": rt.platform or "unknown",
-                    "peer_id": rt.peer_id or "unknown",
+                {  # remote strings: capped and made printable (a node sent a 100,118-character one)
+                    "implementation": clean_label(rt.implementation) or "unknown",
+                    "version": clean_label(rt.version) or "unknown",
+                    "platform": clean_label(rt.platform) or "unknown",
+                    "peer_id": clean_label(rt.peer_id) or "unknown",
                 },
             )
         snap = node.snapshot

@@ -66,6 +66,12 @@ class SessionMetrics(Mapper):
                 "The snapshot interval the node agreed to (HELLO effective_config).",
                 stats.effective_interval_ms / 1000.0,
             )
+        if stats.recording:
+            out.counter(
+                "libp2p_exporter_session_recording_failures",
+                "Recorders that failed (a write error, a directory gone); the node is still watched.",
+                stats.recording_failures,
+            )
         out.gauge("libp2p_exporter_session_queue_depth", "Messages waiting for the pipeline.", stats.queue_depth)
         if node.stale_after_s is not None:
             out.gauge(

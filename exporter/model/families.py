@@ -1,22 +1,56 @@
-"""Metric families built afresh for each scrape.
+"""Metric families built afresh for each scrape, within a series budget per node.
 
 Mappers write samples here; samples of one family from many nodes merge into one family, each
 carrying its node's labels. Nothing here outlives a scrape, so a vanished label value simply stops
 being exported.
+
+Labels are capped one by one (``model/labels.py``), but they multiply: dir x transport x security x
+muxer x ip_version over a 28-sample histogram gave one hostile node 237,215 series. So every node's
+scope has a budget, in series, per family and in total. A label combination that would pass either
+is folded into the family's all-``other`` combination: counters and gauges are summed into it and
+histograms merged, so totals stay right and only the breakdown is lost. The folded combinations are
+reported per node in ``libp2p_exporter_series_folded``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.histogram import Histogram
+from exporter.model.labels import OTHER
+
+FOLDED = "libp2p_exporter_series_folded"
+FOLDED_HELP = (
+    "Label combinations folded into an all-'other' combination at the last scrape, because the "
+    "node's series budget (per family or in total) was reached."
+)
+_Key = tuple[tuple[str, str], ...]
+
+
+class Writer(Protocol):
+    """What a mapper writes samples through (``Scoped`` here, the Prometheus sink's block writer)."""
+
+    def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None: ...
+
+    def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None: ...
+
+    def histogram(
+        self, name: str, doc: str, hist: Histogram, labels: dict[str, str] | None = None, *, gauge: bool = False
+    ) -> None: ...
 
 
 class Families:
-    def __init__(self) -> None:
+    """The families of one scrape; ``metrics()`` ends it and returns them."""
+
+    def __init__(self, series_per_family: int = SERIES_PER_FAMILY, series_per_node: int = SERIES_PER_NODE) -> None:
         self._by_name: dict[str, Metric] = {}
+        self._scopes: list[Scoped] = []
+        self.series_per_family = series_per_family
+        self.series_per_node = series_per_node
 
     def family(self, name: str, doc: str, typ: str, unit: str = "") -> Metric:
         fam = self._by_name.get(name)
@@ -26,34 +60,93 @@ class Families:
         return fam
 
     def metrics(self) -> list[Metric]:
+        for scope in self._scopes:
+            scope.flush()
+        self._scopes.clear()
         return list(self._by_name.values())
 
     def scoped(self, base: dict[str, str]) -> Scoped:
-        return Scoped(self, base)
+        scope = Scoped(self, base)
+        self._scopes.append(scope)
+        return scope
+
+
+class _Entry:
+    """One label combination of one family in one scope: its value (a float or a Histogram)."""
+
+    __slots__ = ("labels", "owned", "value")
+
+    def __init__(self, labels: dict[str, str], value: float | Histogram) -> None:
+        self.labels = labels
+        self.value = value
+        self.owned = False  # the Histogram is our copy (merged into), not the mapper's
+
+    def add(self, value: float | Histogram) -> None:
+        if isinstance(value, Histogram):
+            assert isinstance(self.value, Histogram)
+            if not self.owned:
+                self.value, self.owned = _copy(self.value), True
+            _merge(self.value, value)
+        else:
+            assert not isinstance(self.value, Histogram)
+            self.value += value
 
 
 class Scoped:
-    """A view of Families that adds fixed labels (the node's) to every sample."""
+    """A view of Families that adds fixed labels (the node's) to every sample, within the budget.
 
-    __slots__ = ("_fams", "base")
+    Samples are held until ``Families.metrics()``: a folded combination must be summed into its
+    ``other`` combination before either is written."""
+
+    __slots__ = ("_docs", "_entries", "_fams", "_total", "_used", "base", "folded")
 
     def __init__(self, fams: Families, base: dict[str, str]) -> None:
         self._fams = fams
         self.base = base
+        # family name -> (sample type, its combinations in the order first written)
+        self._entries: dict[str, tuple[str, dict[_Key, _Entry]]] = {}
+        self._docs: dict[str, str] = {}
+        self._used: dict[str, int] = {}
+        self._total = 0
+        self.folded = 0  # label combinations folded into 'other' in this scrape
 
-    def _labels(self, labels: dict[str, str] | None) -> dict[str, str]:
-        return {**self.base, **labels} if labels else dict(self.base)
+    def _put(self, name: str, doc: str, typ: str, labels: dict[str, str] | None, value: float | Histogram) -> None:
+        self._fams.family(name, doc, typ)  # families keep the order they were first written in
+        self._docs.setdefault(name, doc)
+        entries = self._entries.setdefault(name, (typ, {}))[1]
+        labels = labels or {}
+        key: _Key = tuple(labels.items())  # mappers write one combination in one order
+        entry = entries.get(key)
+        if entry is not None:
+            entry.add(value)
+            return
+        cost = len(value.bounds) + 3 if isinstance(value, Histogram) else 1
+        used = self._used.get(name, 0)
+        # One combination's worth is kept back in each family for its 'other' combination.
+        if labels and (
+            used + 2 * cost > self._fams.series_per_family or self._total + cost > self._fams.series_per_node
+        ):
+            self.folded += 1
+            labels = {k: OTHER for k in labels}
+            key = tuple(labels.items())
+            entry = entries.get(key)
+            if entry is not None:
+                entry.add(value)
+                return
+        entries[key] = _Entry(labels, value)
+        self._used[name] = used + cost
+        self._total += cost
 
     def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
-        self._fams.family(name, doc, "gauge").add_sample(name, self._labels(labels), float(value))
+        self._put(name, doc, "gauge", labels, float(value))
 
     def info(self, name: str, doc: str, labels: dict[str, str]) -> None:
         """An ``_info`` gauge of value 1 (name given without the suffix)."""
-        self._fams.family(name + "_info", doc, "gauge").add_sample(name + "_info", self._labels(labels), 1.0)
+        self._put(name + "_info", doc, "gauge", labels, 1.0)
 
     def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
         """``name`` without ``_total``; the sample gets the suffix."""
-        self._fams.family(name, doc, "counter").add_sample(name + "_total", self._labels(labels), float(value))
+        self._put(name, doc, "counter", labels, float(value))
 
     def counters(
         self,
@@ -71,13 +164,64 @@ class Scoped:
         self, name: str, doc: str, hist: Histogram, labels: dict[str, str] | None = None, *, gauge: bool = False
     ) -> None:
         """A cumulative histogram, or a point-in-time one (``gauge=True``)."""
-        fam = self._fams.family(name, doc, "gaugehistogram" if gauge else "histogram")
-        base = self._labels(labels)
-        for le, count in hist.cumulative():
-            fam.add_sample(name + "_bucket", {**base, "le": le}, float(count))
-        if gauge:
-            fam.add_sample(name + "_gcount", base, float(hist.count))
-            fam.add_sample(name + "_gsum", base, float(hist.total))
-        else:
-            fam.add_sample(name + "_count", base, float(hist.count))
-            fam.add_sample(name + "_sum", base, float(hist.total))
+        self._put(name, doc, "gaugehistogram" if gauge else "histogram", labels, hist)
+
+    def replay(self, out: Writer) -> None:
+        """Write the held samples, within the budget, through another writer with this API (the
+        Prometheus sink's per-node block), in the order first written; then the fold count."""
+        for name, (typ, entries) in self._entries.items():
+            doc = self._docs[name]
+            for entry in entries.values():
+                value = entry.value
+                if isinstance(value, Histogram):
+                    out.histogram(name, doc, value, entry.labels, gauge=typ == "gaugehistogram")
+                elif typ == "counter":
+                    out.counter(name, doc, value, entry.labels)
+                else:
+                    out.gauge(name, doc, value, entry.labels)
+        self._entries.clear()
+        if self.folded:
+            out.gauge(FOLDED, FOLDED_HELP, float(self.folded))
+
+    def flush(self) -> None:
+        """Write the held samples into their families (in the order first written), then the fold count."""
+        for name, (typ, entries) in self._entries.items():
+            fam = self._fams.family(name, "", typ)
+            for entry in entries.values():
+                labels = {**self.base, **entry.labels}
+                value = entry.value
+                if isinstance(value, Histogram):
+                    _write_histogram(fam, name, labels, value, gauge=typ == "gaugehistogram")
+                else:
+                    fam.add_sample(name + "_total" if typ == "counter" else name, labels, value)
+        self._entries.clear()
+        if self.folded:
+            fam = self._fams.family(FOLDED, FOLDED_HELP, "gauge")
+            fam.add_sample(FOLDED, dict(self.base), float(self.folded))
+
+
+def _write_histogram(fam: Metric, name: str, labels: dict[str, str], hist: Histogram, *, gauge: bool) -> None:
+    for le, count in hist.cumulative():
+        fam.add_sample(name + "_bucket", {**labels, "le": le}, float(count))
+    if gauge:
+        fam.add_sample(name + "_gcount", labels, float(hist.count))
+        fam.add_sample(name + "_gsum", labels, float(hist.total))
+    else:
+        fam.add_sample(name + "_count", labels, float(hist.count))
+        fam.add_sample(name + "_sum", labels, float(hist.total))
+
+
+def _copy(hist: Histogram) -> Histogram:
+    out = Histogram(hist.bounds)
+    out.counts = list(hist.counts)
+    out.total, out.count = hist.total, hist.count
+    return out
+
+
+def _merge(into: Histogram, other: Histogram) -> None:
+    if into.bounds != other.bounds:  # never within one family; keep the totals right anyway
+        into.counts[-1] += other.count
+    else:
+        into.counts = [a + b for a, b in zip(into.counts, other.counts)]
+    into.total += other.total
+    into.count += other.count

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 
-from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP
+from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP, SERIES_PER_FAMILY, SERIES_PER_NODE
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -159,8 +159,16 @@ class Cardinality:
     """The guards of one exporter process, shared by all nodes so that caps are global."""
 
     def __init__(
-        self, protocol_cap: int = PROTOCOL_CAP, other_cap: int = OTHER_CAP, agent_version_cap: int = AGENT_VERSION_CAP
+        self,
+        protocol_cap: int = PROTOCOL_CAP,
+        other_cap: int = OTHER_CAP,
+        agent_version_cap: int = AGENT_VERSION_CAP,
+        series_per_family: int = SERIES_PER_FAMILY,
+        series_per_node: int = SERIES_PER_NODE,
     ) -> None:
+        # Each node's series budget (enforced where samples are written: model/families.py).
+        self.series_per_family = series_per_family
+        self.series_per_node = series_per_node
         self.protocol = LabelGuard("protocol", KNOWN_PROTOCOLS, protocol_cap)
         self.transport = LabelGuard("transport", KNOWN_TRANSPORTS, 0)
         self.security = LabelGuard("security", KNOWN_SECURITY, other_cap)

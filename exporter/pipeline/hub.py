@@ -201,7 +201,8 @@ class Hub:
             restart = _looks_restarted(prev.traffic, state)
         node.older_in_a_row = 0
         restart = restart and prev is not None
-        if restart:
+        rewound, node.rewound = node.rewound, False
+        if restart and not rewound:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
         lean = node.lean

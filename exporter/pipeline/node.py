@@ -50,6 +50,8 @@ class NodeState:
     stale_after_s: float | None = None
     session: SessionStats | None = None  # set by a live source; exported by the session mapper
     pending_restart: bool = False
+    hidden: bool = False  # reached through /probe only: never on /metrics
+    rewound: bool = False  # a looped replay starts its file again: a restart of counters, not of the node
     older_in_a_row: int = 0  # States older than the last accepted one, back to back
     # Bumped under the lock by every change the hub makes (message, segment error, new mapper), so a
     # sink can keep what it rendered from the node until the number moves. Freshness and the live

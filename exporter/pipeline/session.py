@@ -33,6 +33,8 @@ class SessionStats:
     last_error: str = ""
     queue_depth: int = 0
     queue_high_water: int = 0
+    recording: bool = False  # recording was asked for this node
+    recording_failures: int = 0  # recorders that failed (each one stops recording, never watching)
 
     def fingerprint(self) -> tuple[object, ...]:
         """Everything above as one comparable value: a sink re-renders the node when it moves.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from typing import cast
 
 from prometheus_client import ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -51,11 +50,14 @@ class HubCollector:
         nodes = list(self.hub.nodes.values())
         if self.only is not None:
             nodes = [n for n in nodes if n.name in self.only]
+        else:
+            nodes = [n for n in nodes if not n.hidden]  # probe-only nodes: /probe serves them
         return sorted(nodes, key=lambda n: n.name)
 
     def collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
-        fams = Families()
+        card = self.hub.cardinality
+        fams = Families(card.series_per_family, card.series_per_node)
         mappers = self.hub.mappers
         for node in self._nodes():
             with node.lock:
@@ -94,11 +96,14 @@ def _scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:
 
 
 def _fill(hub: Hub, node: NodeState, out: BlockWriter, fresh: bool) -> None:
-    """What ``HubCollector.collect`` writes for one node (the caller holds the node's lock)."""
-    scoped = cast(Scoped, out)  # the same write API
+    """What ``HubCollector.collect`` writes for one node (the caller holds the node's lock), within
+    the node's series budget: the mappers write into a budgeted scope, replayed into the block."""
+    card = hub.cardinality
+    scoped = Families(card.series_per_family, card.series_per_node).scoped({})
     for mapper in hub.mappers:
         if mapper.always or fresh:
             mapper.collect(node.accs[mapper.name], node, scoped)
+    scoped.replay(out)
 
 
 class Exposition:
@@ -159,7 +164,8 @@ class Exposition:
         """Every node (sorted by name), then the globals, the scrape's duration and process_*."""
         started = time.perf_counter()
         self._forget_removed()
-        nodes = sorted(self.hub.nodes.values(), key=lambda n: n.name)
+        # Probe-only nodes are served by /probe alone: a node scraped both ways would count twice.
+        nodes = sorted((n for n in self.hub.nodes.values() if not n.hidden), key=lambda n: n.name)
         blocks = [self.block(node) for node in nodes]
         if self.hub.trace_mappers:  # fleet-wide trace metrics (pubsub): few samples, built per scrape
             traces = Families()

@@ -20,8 +20,14 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        base = min(self.cap, self.initial * self.factor**self.attempt)
-        self.attempt += 1
+        """The next delay. The power is bounded: ``2.0 ** 1024`` overflows a float, and a target
+        down for hours must still be retried at the cap, never given up."""
+        try:
+            base = min(self.cap, self.initial * self.factor**self.attempt)
+        except OverflowError:
+            base = self.cap
+        if base < self.cap:
+            self.attempt += 1
         spread = base * self.jitter
         return max(0.0, min(self.cap, base + self.rng.uniform(-spread, spread)))
 

@@ -67,7 +67,13 @@ class SessionManager:
         existing = self.sessions.get(target.name)
         if existing is not None:
             return existing
-        recorder = self.recorder_factory(target.name) if self.recorder_factory else None
+        recorder = None
+        failed: OSError | None = None
+        if self.recorder_factory:
+            try:
+                recorder = self.recorder_factory(target.name)
+            except OSError as exc:  # the directory went away or filled up: watch without recording
+                failed = exc
         session = Session(
             self.hub,
             target.name,
@@ -80,6 +86,10 @@ class SessionManager:
             gate=self.gate,
         )
         self.sessions[target.name] = session
+        if self.recorder_factory:
+            session.stats.recording = True
+        if failed is not None:
+            session.recording_failed(failed)
         self.by_url.setdefault(target.url, session)
         if configured:
             self.configured.add(target.name)
@@ -88,16 +98,22 @@ class SessionManager:
             self._reaper = asyncio.create_task(self._reap_loop(), name="probe reaper")
         return session
 
-    def probe(self, url: str) -> Session:
-        """The session for ``url``, started on first use; a later probe reuses it."""
+    def probe(self, url: str, name: Callable[[str], str] | None = None) -> Session:
+        """The session for ``url``, started on first use; a later probe reuses it. A node only
+        probed is hidden from /metrics (``NodeState.hidden``): /probe alone serves it."""
         session = self.by_url.get(url)
         if session is None:
             if sum(1 for n in self.sessions if n not in self.configured) >= self.max_probe_sessions:
                 raise OverflowError(f"already {self.max_probe_sessions} probe sessions")
-            name = default_name(url)
-            if name in self.sessions:
-                name = url
-            session = self.add(Target(url=url, name=name, interval_ms=self.options.interval_ms), configured=False)
+            if name is not None:
+                node_name = name(url)
+            else:
+                node_name = default_name(url)
+                if node_name in self.sessions:
+                    node_name = url
+            target = Target(url=url, name=node_name, interval_ms=self.options.interval_ms)
+            session = self.add(target, configured=False)
+            session.node.hidden = True
         session.last_used = time.monotonic()
         return session
 

@@ -62,7 +62,7 @@ class SessionOptions:
 def default_name(url: str) -> str:
     """A readable node name for a URL: ``host:port``, plus the path when it is not the usual one."""
     parts = urlsplit(url)
-    name = parts.netloc or url
+    name = parts.netloc.rpartition("@")[2] or url  # never the credentials
     if parts.path not in ("", "/", "/introspect"):
         name += parts.path
     return name

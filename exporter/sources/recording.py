@@ -10,6 +10,7 @@ most the last one, which the reader skips.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from datetime import datetime, timezone
@@ -27,6 +28,22 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def safe_name(name: str) -> str:
     """A node name as a file name: anything outside ``[A-Za-z0-9._-]`` becomes ``_``."""
     return _UNSAFE.sub("_", name).strip("._") or "node"
+
+
+def record_dir_problem(directory: str | Path) -> str | None:
+    """Why ``directory`` cannot hold recordings (created if missing), or None. Checked at start: a
+    recorder that cannot write must refuse to start, not leave an exporter that watches nothing."""
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        return f"--record {directory}: not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"--record {directory}: cannot write there: {exc.strerror or exc}"
+    return None
 
 
 class RotatingRecorder:

@@ -64,6 +64,9 @@ async def replay(
         if not loop or not last_ts or (max_passes is not None and passes >= max_passes):
             break
         offset += last_ts - first_ts + 1000
+        # The file's cumulative counters start over: a new baseline, but no node restart to count.
+        state = hub.node(node)
+        state.pending_restart = state.rewound = True
     return passes
 
 

@@ -20,6 +20,7 @@ import time
 
 import aiohttp
 
+from exporter.model.text import redact_url, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
@@ -92,6 +93,8 @@ class Session:
         self._closing = False
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
+        self._surprises: set[str] = set()  # kinds of unexpected error already logged
+        self.shown_url = redact_url(url)  # for logs: never the credentials
         self.backoff = Backoff(
             self.opts.backoff_initial_s,
             self.opts.backoff_max_s,
@@ -118,50 +121,24 @@ class Session:
             self._task = asyncio.create_task(self.run(), name=f"session {self.name}")
         return self._task
 
+    # After an unexpected error outside one attempt (a bug), wait this long before trying again.
+    RETRY_AFTER_BUG_S = 1.0
+
     async def run(self) -> None:
-        """Connect, stream, and on any failure back off and reconnect, until ``close()``."""
+        """Connect, stream, and on any failure back off and reconnect, until ``close()``.
+
+        Nothing but ``close()`` (or cancellation) ends this loop: an unexpected exception anywhere
+        in an attempt or in the backoff is logged once per kind, counted as ``error`` and retried."""
         consumer = asyncio.create_task(self._consume(), name=f"ingest {self.name}")
         try:
             while not self._closing:
-                started = time.monotonic()
-                states_before = self.node.messages.get("state", 0)
-                established_before = self.stats.established
-                healthy = False
                 try:
-                    healthy = await self._one_session()
-                    reason, detail = "closed", "server closed the connection"
-                except SessionEnded as exc:
-                    reason, detail = exc.reason, str(exc)
-                except HelloRefused as exc:
-                    reason, detail = "hello_refused", f"HELLO refused: {exc}"
-                except asyncio.TimeoutError:
-                    reason, detail = "timeout", "timed out"
-                except (aiohttp.ClientError, OSError) as exc:
-                    reason, detail = "connect", f"{type(exc).__name__}: {exc}"
-                except Exception as exc:  # a bug or a surprise must not end the session for good
-                    log.exception("node %s: unexpected error in the session", self.name)
-                    reason, detail = "error", f"{type(exc).__name__}: {exc}"
-                finally:
-                    ws, self._ws = self._ws, None
-                    if ws is not None and not ws.closed:
-                        with contextlib.suppress(Exception):
-                            await ws.close()
-                if self._closing:
-                    break
-                self.stats.failures[reason] += 1
-                self.stats.last_error = detail
-                self.stats.connected_since = None
-                # Healthy: the session was accepted and delivered States, however it ended (a stall
-                # or a missed pong after hours of streaming counts too, not only a clean close).
-                delivered = self.stats.established > established_before and (
-                    self.node.messages.get("state", 0) > states_before or bool(self.buffer)
-                )
-                if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
-                    self.backoff.reset()
-                delay = self.backoff.next()
-                log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.url, detail, delay)
-                self.stats.state = "backoff"
-                await asyncio.sleep(delay)
+                    await self._attempt()
+                except Exception as exc:
+                    self._unexpected(exc)
+                    self.stats.failures["error"] += 1
+                    self.stats.state = "backoff"
+                    await asyncio.sleep(max(self.RETRY_AFTER_BUG_S, self.opts.backoff_initial_s))
         finally:
             self.stats.state = "closed"
             consumer.cancel()
@@ -172,6 +149,63 @@ class Session:
             if self._own_client and self._client is not None:
                 await self._client.close()
                 self._client = None
+
+    def _unexpected(self, exc: BaseException) -> None:
+        """Log a surprise with its traceback the first time its kind is seen, at debug level after."""
+        kind = type(exc).__name__
+        if kind in self._surprises:
+            log.debug("node %s: unexpected %s again: %s", self.name, kind, safe_text(str(exc)))
+            return
+        self._surprises.add(kind)
+        log.error(
+            "node %s: unexpected error in the session, retrying: %s: %s",
+            self.name,
+            kind,
+            safe_text(str(exc)),
+            exc_info=exc,
+        )
+
+    async def _attempt(self) -> None:
+        """One connection attempt and the backoff after it."""
+        started = time.monotonic()
+        states_before = self.node.messages.get("state", 0)
+        established_before = self.stats.established
+        healthy = False
+        try:
+            healthy = await self._one_session()
+            reason, detail = "closed", "server closed the connection"
+        except SessionEnded as exc:
+            reason, detail = exc.reason, str(exc)
+        except HelloRefused as exc:
+            reason, detail = "hello_refused", f"HELLO refused: {exc}"
+        except asyncio.TimeoutError:
+            reason, detail = "timeout", "timed out"
+        except (aiohttp.ClientError, OSError) as exc:
+            reason, detail = "connect", f"{type(exc).__name__}: {safe_text(str(exc))}"
+        except Exception as exc:  # a bug or a surprise must not end the session for good
+            self._unexpected(exc)
+            reason, detail = "error", f"{type(exc).__name__}: {safe_text(str(exc))}"
+        finally:
+            ws, self._ws = self._ws, None
+            if ws is not None and not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        if self._closing:
+            return
+        self.stats.failures[reason] += 1
+        self.stats.last_error = detail
+        self.stats.connected_since = None
+        # Healthy: the session was accepted and delivered States, however it ended (a stall
+        # or a missed pong after hours of streaming counts too, not only a clean close).
+        delivered = self.stats.established > established_before and (
+            self.node.messages.get("state", 0) > states_before or bool(self.buffer)
+        )
+        if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
+            self.backoff.reset()
+        delay = self.backoff.next()
+        log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.shown_url, detail, delay)
+        self.stats.state = "backoff"
+        await asyncio.sleep(delay)
 
     async def close(self) -> None:
         """Stop for good: close the socket, stop the task, flush the buffer and the recorder."""
@@ -191,7 +225,10 @@ class Session:
             await self._client.close()
             self._client = None
         if self.recorder is not None:
-            self.recorder.close()
+            try:
+                self.recorder.close()
+            except OSError as exc:
+                self.recording_failed(exc)
 
     # -- one connection -----------------------------------------------------------------------
     def _id(self, what: str) -> int:
@@ -252,7 +289,7 @@ class Session:
         await self._send(ws, "PUSH_ENABLE EVENTS", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.EVENTS)
         await self._send(ws, "PUSH_ENABLE STATE", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.STATE)
         self.stats.state = "streaming"
-        log.info("node %s (%s): session up, interval %d ms", self.name, self.url, interval)
+        log.info("node %s (%s): session up, interval %d ms", self.name, self.shown_url, interval)
         read_timeout = opts.effective_read_timeout(interval)
         states_before = self.node.messages.get("state", 0)
         try:
@@ -294,20 +331,28 @@ class Session:
                     self.hub.errors(self.name, [SegmentError(0, "frame", "text frame with characters above U+00FF", 0)])
                     return []
                 return self._decode(data)
+            too_big = ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
             if frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                if too_big:  # aiohttp may report our own 1009 close as a CLOSED frame
+                    self._too_big()
                 raise SessionEnded("closed", f"server closed the connection ({ws.close_code})")
             if frame.type == aiohttp.WSMsgType.ERROR:
                 exc = ws.exception()
-                if isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower():
-                    self.hub.errors(
-                        self.name,
-                        [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)],
-                    )
-                    raise SessionEnded("frame", str(exc))
+                # aiohttp 3.14 gives ERROR with no exception ("WebSocket error: None") and close code
+                # 1009 for a message over max_msg_size; older versions a WebSocketError "too big".
+                if too_big or (isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower()):
+                    self._too_big()
+                    raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
                 if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
                     raise SessionEnded("heartbeat", "no pong from the peer")
                 raise SessionEnded("error", f"WebSocket error: {exc}")
             # PING/PONG are answered by aiohttp; anything else is ignored.
+
+    def _too_big(self) -> None:
+        self.hub.errors(
+            self.name, [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)]
+        )
+        raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
 
     def _decode(self, data: bytes) -> list[pb.ServerMessage]:
         result = decode_segments(data, versioned=True, max_segment=self.opts.max_segment_bytes)
@@ -325,6 +370,15 @@ class Session:
         self.buffer.put(msg, self._frame_share)
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
+
+    def recording_failed(self, exc: OSError) -> None:
+        """Stop recording this node (counted, logged once); watching it goes on."""
+        self.stats.recording_failures += 1
+        log.error("node %s: recording failed, stopping it: %s", self.name, safe_text(str(exc)))
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            with contextlib.suppress(Exception):
+                recorder.close()
 
     # -- hub side -----------------------------------------------------------------------------
     async def _consume(self) -> None:
@@ -364,7 +418,6 @@ class Session:
             try:
                 self.recorder.write(msg)
             except OSError as exc:
-                log.error("node %s: recording failed, stopping it: %s", self.name, exc)
-                self.recorder = None
+                self.recording_failed(exc)
         if update is not None and not self.first_state.is_set():
             self.first_state.set()

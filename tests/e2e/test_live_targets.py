@@ -46,7 +46,7 @@ def test_fifty_targets_metrics_probe_and_going_away(
     cfg = {
         "defaults": {"interval": "300ms", "stale_intervals": 10, "labels": {"env": "test"}},  # 3 s of slack on a busy machine
         "session": {"backoff_initial": "100ms", "backoff_max": "500ms", "read_timeout": "2s"},
-        "probe": {"idle_timeout": "1500ms"},
+        "probe": {"idle_timeout": "1500ms", "enabled": True},
         "targets": [{"url": srv.url(f"{i:02d}"), "name": f"node-{i:02d}"} for i in range(N)],
     }
     path = tmp_path / "targets.yml"
@@ -103,10 +103,12 @@ def test_fifty_targets_metrics_probe_and_going_away(
         "node-03 reconnects failing",
     )
 
-    # The probe-only target nobody asks for any more is closed and stops being exported.
+    # A probe-only target is never on /metrics (issue 13): /probe alone serves it.
+    assert not any("extra" in dict(k[1]).get("node", "") for k in parse(http_get(exp.url + "/metrics")))
+
+    # The probe-only target nobody asks for any more is closed.
     def reaped() -> bool:
-        s = parse(http_get(exp.url + "/metrics"))
-        return not any("extra" in dict(k[1]).get("node", "") for k in s) and not extra.live
+        return not extra.live
 
     wait_for(reaped, 15, "idle probe session closed")
     assert len(by_node(parse(http_get(exp.url + "/metrics")), "libp2p_exporter_up")) == N
@@ -126,12 +128,12 @@ def test_prometheus_probe_relabelling_sets_instance_to_the_target(
     server: tuple[ServerThread, IntrospectServer], tmp_path: Path, procs: list[Proc]
 ) -> None:
     _, srv = server
-    exp = start_exporter(["--interval", "300ms"], tmp_path / "exporter")
+    exp = start_exporter(["--interval", "300ms", "--probe.enable"], tmp_path / "exporter")
     procs.append(exp)
     targets = [srv.url("a"), srv.url("b")]
     # The scrape config documented in docs/live.md ("Many targets"), with this test's addresses.
     job = {
-        "job_name": "libp2p",
+        "job_name": "libp2p-exporter-probe",
         "metrics_path": "/probe",
         "static_configs": [{"targets": targets}],
         "relabel_configs": [
@@ -145,12 +147,12 @@ def test_prometheus_probe_relabelling_sets_instance_to_the_target(
     wait_for(prom.targets_up, 30, "prometheus probing both targets")
 
     def both() -> list | None:
-        r = prom.query('libp2p_exporter_up{job="libp2p"} == 1')
+        r = prom.query('libp2p_exporter_up{job="libp2p-exporter-probe"} == 1')
         return r if len(r) == 2 else None
 
     result = wait_for(both, 30, "both targets up in prometheus")
     assert sorted(r["metric"]["instance"] for r in result) == sorted(targets)
-    info = prom.query('libp2p_node_info{job="libp2p"}')
+    info = prom.query('libp2p_node_info{job="libp2p-exporter-probe"}')
     want = {srv.url("a"): srv.nodes["a"].data.peer_id, srv.url("b"): srv.nodes["b"].data.peer_id}
     assert {r["metric"]["instance"]: r["metric"]["peer_id"] for r in info} == want
     assert srv.nodes["a"].connects == 1 and srv.nodes["b"].connects == 1  # later probes reuse the session

@@ -138,3 +138,18 @@ def test_each_test_file_targets_the_committed_rules(path: Path) -> None:
     data = yaml.safe_load(path.read_text())
     for rel in data["rule_files"]:
         assert (path.parent / rel).resolve().parent == RULES.resolve()
+
+
+def test_runbook_url_is_absolute_from_a_configurable_base() -> None:
+    """Issue 13: runbook_url, absolute, from the runbook_base parameter; a relative base is refused."""
+    import pytest
+
+    from dashboards.alerts import groups
+    from dashboards.params import resolve
+
+    base = "https://runbooks.test/deploy/README.md"
+    rules = [r for g in groups(resolve({"runbook_base": base})).values() for r in g["rules"]]
+    assert rules and all(r["annotations"]["runbook_url"] == f"{base}#{r['alert'].lower()}" for r in rules)
+    assert not any("runbook_url" in r["annotations"] for g in groups(resolve()).values() for r in g["rules"])
+    with pytest.raises(ValueError):
+        resolve({"runbook_base": "deploy/README.md"})

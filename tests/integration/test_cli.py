@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from exporter.generator import SyntheticNode
+from exporter.sources.capture import write_capture
 from tests.support.procs import REPO
 
 
@@ -56,8 +58,10 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
         timeout=60,
     )
     assert res.returncode == 1 and "no such file" in res.stderr
+    capture = tmp_path / "ok.mock"  # a real capture: a file that is not one is refused before serving
+    write_capture(capture, SyntheticNode(connections=2, seed=1).messages(1))
     res = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", __file__, "--web.listen-address", "nonsense"],
+        [sys.executable, "-m", "exporter", "replay", str(capture), "--web.listen-address", "nonsense"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -69,7 +73,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
             "-m",
             "exporter",
             "replay",
-            __file__,
+            str(capture),
             "--web.telemetry-path",
             "/",
             "--web.listen-address",

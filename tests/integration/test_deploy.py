@@ -70,7 +70,7 @@ def _mount_target(svc: dict[str, Any], source: str) -> str:
 def test_compose_services_point_at_each_other(compose: dict[str, Any]) -> None:
     services = compose["services"]
     exporter_cmd = services["exporter"]["command"]
-    assert exporter_cmd[exporter_cmd.index("--web.listen-address") + 1] == ":9797"
+    assert exporter_cmd[exporter_cmd.index("--web.listen-address") + 1] == "0.0.0.0:9797"
     assert "--target" in exporter_cmd
     prom_cfg = load(DEPLOY / "prometheus" / "prometheus.yml")
     job = next(j for j in prom_cfg["scrape_configs"] if j["job_name"] == "libp2p-exporter")
@@ -169,9 +169,12 @@ def test_kubernetes_objects_fit_together() -> None:
     assert mon["spec"]["endpoints"][0]["port"] == svc["spec"]["ports"][0]["name"]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     args = pod["spec"]["containers"][0]["args"]
-    assert args[args.index("--web.listen-address") + 1] == ":9797" and "--target" in args
+    assert args[args.index("--web.listen-address") + 1] == "0.0.0.0:9797" and "--target" in args
     # The ServiceMonitor's job (the Service name) is the job the rules select.
-    assert f'job=~"{svc["metadata"]["name"]}"' in (K8S / "prometheusrule.yaml").read_text()
+    import re
+
+    (job_re,) = re.findall(r'job=~"([^"]+)"', (K8S / "prometheusrule.yaml").read_text())[:1]
+    assert re.fullmatch(job_re, svc["metadata"]["name"]), job_re
     sidecar = load_all(K8S / "sidecar-example.yaml")[0]["spec"]["template"]
     assert svc["spec"]["selector"].items() <= sidecar["metadata"]["labels"].items()
     kubectl = shutil.which("kubectl")
@@ -189,6 +192,9 @@ def test_systemd_unit(tmp_path: Path) -> None:
     service = unit["Service"]
     assert "libp2p-exporter" in service["ExecStart"] and "127.0.0.1:9797" in service["ExecStart"]
     assert service["DynamicUser"] == "yes" and service["NoNewPrivileges"] == "yes"
+    # Issue 13: the only writable path under ProtectSystem=strict, and the one the docs record to.
+    assert service["StateDirectory"] == "libp2p-exporter" and unit["Unit"]["Documentation"]
+    assert "/var/lib/libp2p-exporter/recordings" in (REPO / "docs" / "live.md").read_text()
     assert unit["Install"]["WantedBy"] == "multi-user.target"
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -73,7 +73,7 @@ def test_readme_modes_are_the_cli_commands() -> None:
 def test_readme_common_flags_are_taken_by_every_serving_command() -> None:
     table = README.read_text().partition("## Common flags")[2].partition("\n## ")[0]
     flags = re.findall(r"^\| `(--[\w.-]+)` \| `([^`]+)` \|", table, re.M)
-    assert len(flags) == 6
+    assert len(flags) == 8
     helps = {command: _cli(command, "--help") for command in ("live", "replay", "demo")}
     for command, help_text in helps.items():
         for flag, _default in flags:
@@ -107,4 +107,8 @@ def test_live_mode_config_example_passes_check_config(tmp_path: Path) -> None:
     (scrape,) = [yaml.safe_load(b) for b in _blocks(live, "yaml") if "scrape_configs:" in b]
     (job,) = scrape["scrape_configs"]
     assert job["metrics_path"] == "/probe"
+    # Issue 13: the alert rules' job parameter must match the documented /probe job, or no alert fires.
+    from dashboards.params import PARAMS
+
+    assert re.fullmatch(str(PARAMS["job"].default), job["job_name"]), job["job_name"]
     assert [r["target_label"] for r in job["relabel_configs"]] == ["__param_target", "instance", "__address__"]

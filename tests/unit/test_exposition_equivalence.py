@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.model.families import Families, Scoped
+from exporter.model.families import Families
 from exporter.model.histogram import Histogram
 from exporter.sinks.exposition import BlockWriter, CachedBlock, Format, Templates, join
 from exporter.sinks.exposition.escape import go_float
@@ -33,7 +33,7 @@ class _Listed:
         return self.metrics
 
 
-def apply(op: Op, out: Scoped | BlockWriter, fams: Families | None) -> None:
+def apply(op: Op, out: Any, fams: Families | None) -> None:
     """One write, the same for the reference (``Scoped``) and for ours (``BlockWriter``)."""
     kind, *args = op
     if kind == "gauge":
@@ -58,10 +58,45 @@ def apply(op: Op, out: Scoped | BlockWriter, fams: Families | None) -> None:
             fams.family(family, doc, typ, unit).add_sample(name, merged, float(value))
 
 
+class _Raw:
+    """Samples straight into prometheus_client families, one per write (``Scoped`` would apply the
+    series budget, which sums a repeated label combination: a different thing from rendering)."""
+
+    def __init__(self, fams: Families, base: dict[str, str]) -> None:
+        self.fams, self.base = fams, base
+
+    def _labels(self, labels: dict[str, str] | None) -> dict[str, str]:
+        return {**self.base, **labels} if labels else dict(self.base)
+
+    def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
+        self.fams.family(name, doc, "gauge").add_sample(name, self._labels(labels), float(value))
+
+    def info(self, name: str, doc: str, labels: dict[str, str]) -> None:
+        self.fams.family(name + "_info", doc, "gauge").add_sample(name + "_info", self._labels(labels), 1.0)
+
+    def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
+        self.fams.family(name, doc, "counter").add_sample(name + "_total", self._labels(labels), float(value))
+
+    def counters(self, name: str, doc: str, label: str, counts: dict[str, float], known: Sequence[str] = ()) -> None:
+        for value in sorted(set(counts) | set(known)):
+            self.counter(name, doc, counts.get(value, 0), {label: value})
+
+    def histogram(
+        self, name: str, doc: str, hist: Histogram, labels: dict[str, str] | None = None, *, gauge: bool = False
+    ) -> None:
+        fam = self.fams.family(name, doc, "gaugehistogram" if gauge else "histogram")
+        base = self._labels(labels)
+        for le, count in hist.cumulative():
+            fam.add_sample(name + "_bucket", {**base, "le": le}, float(count))
+        suffix = ("_gcount", "_gsum") if gauge else ("_count", "_sum")
+        fam.add_sample(name + suffix[0], base, float(hist.count))
+        fam.add_sample(name + suffix[1], base, float(hist.total))
+
+
 def reference(nodes: Sequence[tuple[dict[str, str], Sequence[Op]]]) -> tuple[bytes, bytes]:
     fams = Families()
     for base, ops in nodes:
-        scoped = fams.scoped(base)
+        scoped = _Raw(fams, base)
         for op in ops:
             apply(op, scoped, fams)
     listed = _Listed(fams.metrics())

@@ -87,7 +87,7 @@ def test_errors_name_line_and_key(tmp_path: Path) -> None:
     assert "cfg.yml:8: targets[1]: url is required" in text
     assert "cfg.yml:10: targets[2].labels.node: label 'node' is set by the exporter" in text
     assert "targets[2].labels.bad-name: not a valid Prometheus label name" in text
-    assert "cfg.yml:11: targets[2].interval: '-1s' is not a duration" in text
+    assert "cfg.yml:11: targets[2].interval: must not be negative" in text
     assert len(err.value.problems) == 7
 
 

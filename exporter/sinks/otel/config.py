@@ -47,6 +47,26 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
 def add_otel_flags(p: argparse.ArgumentParser) -> None:
     """Tracing flags; tracing is on when an endpoint is given here or in the standard environment."""
     g = p.add_argument_group("tracing (OpenTelemetry, off unless an OTLP endpoint is set)")
@@ -70,7 +90,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
         "--otlp.timeout",
         dest="otlp_timeout",
         metavar="SECONDS",
-        type=float,
+        type=_positive,
         default=None,
         help="seconds per export request (default: OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT, else 10)",
     )
@@ -109,7 +129,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
         "--tracing.max-open-spans",
         dest="tracing_max_open_spans",
         metavar="N",
-        type=int,
+        type=_count,
         default=10_000,
         help="connection + stream spans held open per node; past it new ones are dropped and counted",
     )

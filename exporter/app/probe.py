@@ -1,0 +1,123 @@
+"""``GET /probe?target=ws://…``: Prometheus' multi-target pattern, governed.
+
+An open /probe dials whatever it is told: cloud metadata addresses, loopback services, the exporter
+itself, chained ``/probe?target=`` URLs. So it is off unless ``--probe.enable`` (or an allow-list)
+is given; with ``--probe.allow`` patterns a target must fully match one of them; URLs with
+credentials, control characters or that lead back to this exporter are refused with 400. Probed
+nodes are served by /probe alone, never on /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from exporter.model.text import clean_label, has_userinfo, safe_text
+from exporter.pipeline.hub import Hub
+from exporter.server import parse_listen, serve_exposition
+from exporter.sources.manager import SessionManager
+
+# How long the first /probe of a target waits for its first State before answering anyway.
+FIRST_PROBE_WAIT_S = 5.0
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+@dataclass
+class ProbePolicy:
+    """Whether /probe is served, and which targets it may dial."""
+
+    enabled: bool = False
+    allow: Sequence[str] = ()  # regular expressions, each matched against the whole target URL
+    listen: str = ""  # this exporter's own address, never a target
+    _compiled: list[re.Pattern[str]] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._compiled = [re.compile(p) for p in self.allow]
+
+    def refusal(self, target: str) -> str | None:
+        """Why ``target`` may not be probed (for a 400), or None."""
+        if not target:
+            return "missing target parameter (/probe?target=ws://HOST:PORT/introspect)"
+        if any(not ch.isprintable() or ch.isspace() for ch in target):
+            return "target contains control or space characters"
+        if has_userinfo(target):
+            return "target carries credentials (user:password@); they are refused, never logged or exported"
+        try:
+            parts = urlsplit(target)
+            port = parts.port
+        except ValueError as exc:
+            return f"target is not a URL: {exc}"
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            return "target must be a ws:// or wss:// URL with a host"
+        if "/probe" in parts.path or "target=" in parts.query:
+            return "target is itself a /probe URL (chained probes are refused)"
+        if self._is_self(parts.hostname, port or (443 if parts.scheme == "wss" else 80)):
+            return "target is this exporter"
+        if self._compiled and not any(p.fullmatch(target) for p in self._compiled):
+            return "target matches no --probe.allow pattern"
+        return None
+
+    def _is_self(self, host: str, port: int) -> bool:
+        if not self.listen:
+            return False
+        try:
+            own_host, own_port = parse_listen(self.listen)
+        except ValueError:
+            return False
+        if port != own_port:
+            return False
+        host = host.lower()
+        if host == own_host.lower() or host in _LOOPBACK_NAMES:
+            return True
+        with contextlib.suppress(ValueError):
+            addr = ipaddress.ip_address(host)
+            return addr.is_loopback or addr.is_unspecified or own_host in ("0.0.0.0", "::", "")
+        return False
+
+
+def probe_node_name(url: str, taken: Callable[[str], bool]) -> str:
+    """A bounded, printable ``node`` label for a probed URL: ``host:port[/path]``, else a hashed form."""
+    parts = urlsplit(url)
+    name = clean_label(parts.netloc + ("" if parts.path in ("", "/", "/introspect") else parts.path))
+    if taken(name):
+        name = clean_label(url, 100) + "#" + hashlib.sha256(url.encode()).hexdigest()[:8]
+    return name
+
+
+def probe_handler(
+    hub: Hub, manager: SessionManager, policy: ProbePolicy
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The /probe route: that target's metrics alone, its session started on first use."""
+
+    async def probe(request: web.Request) -> web.Response:
+        if not policy.enabled:
+            return web.Response(status=404, text="/probe is off; start the exporter with --probe.enable\n")
+        target = request.query.get("target", "")
+        problem = policy.refusal(target)
+        if problem:
+            return web.Response(status=400, text=f"bad target parameter: {safe_text(problem)}\n")
+        fresh_session = target not in manager.by_url
+        try:
+            session = manager.probe(target, name=lambda url: probe_node_name(url, manager.sessions.__contains__))
+        except OverflowError as exc:
+            return web.Response(status=503, text=f"{exc}\n")
+        if fresh_session and not session.first_state.is_set():
+            # The first probe waits a little for data, within Prometheus' scrape timeout.
+            budget = FIRST_PROBE_WAIT_S
+            header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+            if header:
+                with contextlib.suppress(ValueError):
+                    budget = min(budget, max(0.0, float(header) - 0.5))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(session.first_state.wait(), budget)
+        return await serve_exposition(request, session.name)
+
+    return probe
