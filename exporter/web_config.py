@@ -13,10 +13,12 @@ is fixed, as with the toolkit: serving with a configuration nobody can see would
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import ssl
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,6 +346,21 @@ def read(path: str | Path) -> WebConfig:
     return config
 
 
+# A file written within this long before it was last read could change again without its stat changing
+# (coarse file system clocks, same size): until it is older, its content is compared too (git's "racy" rule).
+RACY_NS = 2_000_000_000
+
+
+def _digests(paths: tuple[Path, ...]) -> tuple[bytes, ...]:
+    out = []
+    for p in paths:
+        try:
+            out.append(hashlib.sha256(p.read_bytes()).digest())
+        except OSError:
+            out.append(b"")
+    return tuple(out)
+
+
 def _stamp(paths: tuple[Path, ...]) -> tuple[tuple[int, int, int, int], ...]:
     out = []
     for p in paths:
@@ -393,15 +410,17 @@ class WebConfigWatcher:
     retry gets the new policy), and every later connection is accepted with it.
     """
 
-    def __init__(self, path: str | Path, on_change: Callable[[WebConfig], None] | None = None) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.config = read(self.path)  # raises WebConfigError: refused at start
-        self._stamp = _stamp((self.path, *self._tls_files(self.config)))
+        self._stamp: tuple[tuple[int, int, int, int], ...] = ()
+        self._digests: tuple[bytes, ...] = ()
+        self._racy = True
+        self._changed()
         self._error: WebConfigError | None = None
         self._ssl: ssl.SSLContext | None = build_ssl_context(self.config) if self.config.tls else None
         self._listening: ssl.SSLContext | None = None
         self._listening_policy: tuple[object, ...] = _policy(self.config)
-        self._on_change = on_change
         self.reloads = 0
         self.refused_handshakes = 0
 
@@ -409,11 +428,23 @@ class WebConfigWatcher:
     def _tls_files(config: WebConfig) -> tuple[Path, ...]:
         return config.tls.files() if config.tls else ()
 
+    def _changed(self) -> bool:
+        """A stat of each file; their content too while a write is recent enough to hide behind the stat."""
+        files = (self.path, *self._tls_files(self.config))
+        stamp = _stamp(files)
+        if stamp == self._stamp and not self._racy:
+            return False
+        self._stamp = stamp
+        self._racy = time.time_ns() - max(s[0] for s in stamp) < RACY_NS
+        digests = _digests(files)
+        if digests == self._digests:
+            return False
+        self._digests = digests
+        return True
+
     def current(self) -> WebConfig:
         """The configuration now in force; raises ``WebConfigError`` while the file is broken."""
-        stamp = _stamp((self.path, *self._tls_files(self.config)))
-        if stamp != self._stamp:
-            self._stamp = stamp
+        if self._changed():
             try:
                 config = read(self.path)
             except WebConfigError as exc:
@@ -425,10 +456,8 @@ class WebConfigWatcher:
                 if self._listening is not None and config.tls is not None:
                     _apply_policy(self._listening, config)
                     self._listening_policy = _policy(config)
-                self._stamp = _stamp((self.path, *self._tls_files(config)))
+                self._changed()  # watch the files the new configuration names
                 self.reloads += 1
-                if self._on_change is not None:
-                    self._on_change(config)
         if self._error is not None:
             raise self._error
         return self.config
