@@ -19,7 +19,6 @@ import re
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
