@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo test system-deps build-deps venv lint proto dashboards
+.PHONY: demo test system-deps build-deps venv lint proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -42,3 +42,9 @@ proto: venv
 # Regenerate the dashboards' JSON, the alert rules and the Kubernetes objects built from them (tests fail when stale).
 dashboards: venv
 	$(BIN)/python -m dashboards
+
+# Fuzz the consumer (decode, hub, exposition) for FUZZ_SECONDS (default an hour); inputs that break an
+# invariant are saved under fuzz-crashes/. CI runs a short, fixed-seed budget (tests/test_fuzz.py).
+FUZZ_SECONDS ?= 3600
+fuzz: venv
+	$(BIN)/python -m bench.fuzz --seconds $(FUZZ_SECONDS) --seed $$(date +%s)
