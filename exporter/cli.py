@@ -13,10 +13,15 @@ from pathlib import Path
 
 from exporter import __version__
 from exporter.labels import Cardinality
+from exporter.logs import LEVELS
+from exporter.logs import add_format_flag as add_log_format_flag
+from exporter.logs import configure as configure_logging
 from exporter.node import Hub
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT
 from exporter.server import DEFAULT_LISTEN, Handler, build_app, start_server
 from exporter.sinks.otel import add_otel_flags, install_tracing
+from exporter.web_config import WebConfigError, WebConfigWatcher
+from exporter.web_config import add_flag as add_web_config_flag
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -59,17 +64,16 @@ def add_web_flags(p: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warn", "error"],
         help="log level (default info)",
     )
+    add_log_format_flag(p)
+    add_web_config_flag(p)
 
 
 def hub_from_args(args: argparse.Namespace) -> Hub:
     return Hub(cardinality=Cardinality(protocol_cap=args.protocol_cap, other_cap=args.other_cap))
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level={"warn": logging.WARNING}.get(level, getattr(logging, level.upper(), logging.INFO)),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def setup_logging(level: str, fmt: str = "logfmt") -> None:
+    configure_logging(level if level in LEVELS else "info", fmt)
 
 
 async def serve_until_stopped(
@@ -87,13 +91,21 @@ async def serve_until_stopped(
     except ValueError as exc:
         log.error("--web.telemetry-path: %s", exc)
         return 2
+    web_config = None
+    if getattr(args, "web_config_file", None):
+        try:
+            web_config = WebConfigWatcher(args.web_config_file)
+        except WebConfigError as exc:
+            log.error("%s", exc)
+            return 2
     tracing = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     try:
-        runner = await start_server(app, args.listen)
+        runner = await start_server(app, args.listen, web_config)
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
         return 2
-    print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
+    scheme = "https" if web_config is not None and web_config.config.tls is not None else "http"
+    print(f"libp2p-exporter {__version__}: metrics at {scheme}://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -231,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    setup_logging(getattr(args, "log_level", None) or "info")
+    setup_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", "logfmt"))
     return int(args.func(args))
 
 

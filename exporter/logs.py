@@ -8,6 +8,7 @@ control characters, whatever the call site forgot. ``RateLimitedLog`` keeps a wa
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -88,6 +89,16 @@ class JsonFormatter(logging.Formatter):
 def _key(key: str) -> str:
     cleaned = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_.-") else "_" for ch in key)
     return cleaned or "_"
+
+
+def add_format_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=FORMATS,
+        help="log line format: logfmt (ts=... level=... msg=...) or json (default logfmt)",
+    )
 
 
 def configure(level: str = "info", fmt: str = "logfmt", stream: IO[str] | None = None) -> logging.Handler:

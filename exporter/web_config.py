@@ -13,6 +13,7 @@ is fixed, as with the toolkit: serving with a configuration nobody can see would
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -80,6 +81,17 @@ BCRYPT = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
 _GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h))+$")
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def add_flag(p: argparse.ArgumentParser) -> None:
+    """``--web.config.file``, as exporters built on the toolkit spell it."""
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        metavar="FILE",
+        help="TLS and basic auth for every HTTP path, in the exporter-toolkit format (docs/web-config.md)",
+    )
 
 
 class WebConfigError(ValueError):

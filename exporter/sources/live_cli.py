@@ -79,6 +79,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--web.listen-address", dest="listen", default=None, help="address to serve on (127.0.0.1:9797)")
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default=None, help="metrics path (/metrics)")
     p.add_argument("--log.level", dest="log_level", default=None, choices=["debug", "info", "warn", "error"])
+    from exporter.logs import add_format_flag
+    from exporter.web_config import add_flag
+
+    add_format_flag(p)
+    add_flag(p)
     # The same bounds as replay's (README: flags common to every serving command).
     p.add_argument("--labels.protocol-cap", dest="protocol_cap", type=int, default=32, help="(default 32)")
     p.add_argument("--labels.other-cap", dest="other_cap", type=int, default=8, help="(default 8)")
