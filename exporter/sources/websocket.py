@@ -25,12 +25,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from exporter.logs import RateLimitedLog
 from exporter.node import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import command
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError, decode_segments
 
 log = logging.getLogger(__name__)
+# A target that stays down is logged when it goes down and then summarised every 5 minutes, not once
+# per attempt (a 17-minute demo with nodes stopped on purpose logged 214 reconnect warnings).
+RECONNECT_LOG_INTERVAL_S = 300.0
 
 DEFAULT_INTERVAL_MS = 1000
 DEFAULT_RETENTION_MS = 120_000
@@ -215,6 +219,7 @@ class Session:
         self.node.up = False
         self.node.stale_after_s = self.opts.stale_intervals * self.opts.interval_ms / 1000.0
         self.stats = SessionStats(url=url)
+        self.reconnect_log = RateLimitedLog(log, interval=RECONNECT_LOG_INTERVAL_S)
         self.recorder = recorder
         self._client = client
         self._own_client = client is None
@@ -286,11 +291,14 @@ class Session:
                 if (healthy or delivered) and time.monotonic() - started >= self.opts.healthy_after_s:
                     self.backoff.reset()
                 delay = self.backoff.next()
-                log.warning("node %s (%s): %s; reconnecting in %.1fs", self.name, self.url, detail, delay)
+                self.reconnect_log.warning(
+                    self.name, "node %s (%s): %s; reconnecting in %.1fs", self.name, self.url, detail, delay
+                )
                 self.stats.state = "backoff"
                 await asyncio.sleep(delay)
         finally:
             self.stats.state = "closed"
+            self.reconnect_log.flush()  # suppressed warnings are reported when the session ends
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
@@ -378,6 +386,7 @@ class Session:
         await self._send(ws, "PUSH_ENABLE EVENTS", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.EVENTS)
         await self._send(ws, "PUSH_ENABLE STATE", pb.ClientCommand.PUSH_ENABLE, pb.ClientCommand.STATE)
         self.stats.state = "streaming"
+        self.reconnect_log.forget(self.name)  # what was suppressed while it was down is reported now
         log.info("node %s (%s): session up, interval %d ms", self.name, self.url, interval)
         read_timeout = opts.effective_read_timeout(interval)
         states_before = self.node.messages.get("state", 0)
