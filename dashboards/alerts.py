@@ -2,24 +2,31 @@
 
 The committed files under ``deploy/prometheus/rules/`` are this module's output with the default
 parameters; ``python -m dashboards --set NAME=VALUE`` writes the same rules with other thresholds.
+The expressions come from ``dashboards.promql``, as do the panels that draw the same quantities.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-BY = "job, instance, node"
+from dashboards.promql import (
+    BY,
+    churn_ratio,
+    closes_per_minute,
+    dht_routing_table,
+    dht_shrink_level,
+    job_selector,
+    le_matcher,
+    no_inbound,
+    num,
+    peer_drop_level,
+    peers,
+    scrape_up,
+    short_lived_share,
+)
+
 RUNBOOK = "deploy/README.md#{anchor}"
-
-
-def _num(v: Any) -> str:
-    return f"{float(v):g}"
-
-
-def le_matcher(seconds: Any) -> str:
-    """A ``le`` matcher that holds whether the bound was written ``8`` or ``8.0``."""
-    text = _num(seconds)
-    return f'le=~"{text}(\\\\.0)?"' if "." not in text and "e" not in text else f'le="{text}"'
+__all__ = ["alert_names", "groups", "le_matcher"]
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -35,113 +42,75 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
     return rule
 
 
-def churn_ratio_expr(p: dict[str, Any], *, per: str = "peers") -> str:
-    """(connects + disconnects per minute) / current peers: the dashboards draw the same quantity."""
-    j = f'job=~"{p["job"]}"'
-    w = p["churn_window"]
-    if per == "peers":
-        a, b = "libp2p_peers_connected_total", "libp2p_peers_disconnected_total"
-    else:
-        a, b = "libp2p_swarm_connections_opened_total", "libp2p_swarm_connections_closed_total"
-    return (
-        f"(\n  sum by ({BY}) (rate({a}{{{j}}}[{w}]))\n+ sum by ({BY}) (rate({b}{{{j}}}[{w}]))\n) * 60\n"
-        f"/ clamp_min(sum by ({BY}) (libp2p_peers{{{j}}}), 1)"
-    )
-
-
-def no_inbound_expr(p: dict[str, Any]) -> str:
-    """No inbound connection opened in the window, including a node that never had one.
-
-    The exporter creates a ``dir="inbound"`` series only when the first inbound connection opens, so
-    ``increase(...) == 0`` alone never fires for a node that was unreachable from the start (the NAT
-    case). The second branch covers it: a node watched for the whole window (it had ``libp2p_peers``
-    a window ago) that is still watched now and has no inbound series at all.
-    """
-    j = f'job=~"{p["job"]}"'
-    w = p["no_inbound_window"]
-    inbound = f'libp2p_swarm_connections_opened_total{{{j}, dir="inbound"}}'
-    return (
-        f"sum by ({BY}) (increase({inbound}[{w}])) == 0\n"
-        f"or (\n  sum by ({BY}) (libp2p_peers{{{j}}} offset {w}) * 0\n"
-        f"  and on ({BY}) sum by ({BY}) (libp2p_peers{{{j}}})\n"
-        f"  unless on ({BY}) sum by ({BY}) ({inbound})\n)"
-    )
-
-
 def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Rule groups by file stem, one group per concern."""
-    j = f'job=~"{p["job"]}"'
+    j = job_selector(p["job"])
     by = BY
-    peers = [
+    peer_rules = [
         _alert(
             "Libp2pPeerCountLow",
-            f"libp2p_peers{{{j}}} < {_num(p['peer_floor_warning'])}",
+            f"{peers(j)} < {num(p['peer_floor_warning'])}",
             p["peer_floor_warning_for"],
             "warning",
             "libp2p node {{ $labels.node }} has only {{ $value }} peers",
-            f"Node {{{{ $labels.node }}}} ({{{{ $labels.instance }}}}) held fewer than {_num(p['peer_floor_warning'])} "
+            f"Node {{{{ $labels.node }}}} ({{{{ $labels.instance }}}}) held fewer than {num(p['peer_floor_warning'])} "
             f"connected peers for {p['peer_floor_warning_for']}.",
         ),
         _alert(
             "Libp2pPeerCountCritical",
-            f"libp2p_peers{{{j}}} < {_num(p['peer_floor_critical'])}",
+            f"{peers(j)} < {num(p['peer_floor_critical'])}",
             p["peer_floor_critical_for"],
             "critical",
             "libp2p node {{ $labels.node }} is nearly isolated ({{ $value }} peers)",
-            f"Node {{{{ $labels.node }}}} ({{{{ $labels.instance }}}}) held fewer than {_num(p['peer_floor_critical'])} "
+            f"Node {{{{ $labels.node }}}} ({{{{ $labels.instance }}}}) held fewer than {num(p['peer_floor_critical'])} "
             f"connected peers for {p['peer_floor_critical_for']}.",
         ),
         _alert(
             "Libp2pPeerCountDrop",
-            f"libp2p_peers{{{j}}}\n< {_num(1 - float(p['peer_drop_ratio']))} * "
-            f"max_over_time(libp2p_peers{{{j}}}[{p['peer_drop_window']}])",
+            f"{peers(j)}\n< {peer_drop_level(j, p['peer_drop_ratio'], p['peer_drop_window'])}",
             p["peer_drop_for"],
             "warning",
             "libp2p node {{ $labels.node }} lost many peers at once",
-            f"Node {{{{ $labels.node }}}} has {{{{ $value }}}} peers, under {_num(1 - float(p['peer_drop_ratio']))} "
+            f"Node {{{{ $labels.node }}}} has {{{{ $value }}}} peers, under {num(1 - float(p['peer_drop_ratio']))} "
             f"of its maximum over the last {p['peer_drop_window']}.",
         ),
     ]
-    bucket = le_matcher(p["short_lived_seconds"])
     w = p["short_lived_window"]
-    churn = [
+    churn_rules = [
         _alert(
             "Libp2pHighPeerChurn",
-            f"{churn_ratio_expr(p)}\n> {_num(p['churn_per_peer_per_minute'])}",
+            f"{churn_ratio(j, p['churn_window'])}\n> {num(p['churn_per_peer_per_minute'])}",
             p["churn_for"],
             "warning",
             "libp2p node {{ $labels.node }}: high peer churn",
             f"Node {{{{ $labels.node }}}}: peers connected plus disconnected per minute, per current peer, is "
-            f'{{{{ $value | printf "%.2f" }}}} (threshold {_num(p["churn_per_peer_per_minute"])}, '
+            f'{{{{ $value | printf "%.2f" }}}} (threshold {num(p["churn_per_peer_per_minute"])}, '
             f"window {p['churn_window']}).",
         ),
         _alert(
             "Libp2pHighConnectionChurn",
-            f"{churn_ratio_expr(p, per='connections')}\n> {_num(p['conn_churn_per_peer_per_minute'])}",
+            f"{churn_ratio(j, p['churn_window'], per='connections')}\n> {num(p['conn_churn_per_peer_per_minute'])}",
             p["churn_for"],
             "warning",
             "libp2p node {{ $labels.node }}: high connection churn",
             f"Node {{{{ $labels.node }}}}: connections opened plus closed per minute, per current peer, is "
-            f'{{{{ $value | printf "%.2f" }}}} (threshold {_num(p["conn_churn_per_peer_per_minute"])}, '
+            f'{{{{ $value | printf "%.2f" }}}} (threshold {num(p["conn_churn_per_peer_per_minute"])}, '
             f"window {p['churn_window']}).",
         ),
         _alert(
             "Libp2pShortLivedConnections",
-            f"(\n  sum by ({by}) (rate(libp2p_swarm_connection_duration_seconds_bucket{{{j}, {bucket}}}[{w}]))\n"
-            f"/ sum by ({by}) (rate(libp2p_swarm_connection_duration_seconds_count{{{j}}}[{w}]))\n"
-            f") > {_num(p['short_lived_share'])}\n"
-            f"and sum by ({by}) (rate(libp2p_swarm_connection_duration_seconds_count{{{j}}}[{w}])) * 60 "
-            f">= {_num(p['short_lived_min_closes_per_minute'])}",
+            f"{short_lived_share(j, p['short_lived_seconds'], w)} > {num(p['short_lived_share'])}\n"
+            f"and {closes_per_minute(j, w)} >= {num(p['short_lived_min_closes_per_minute'])}",
             p["short_lived_for"],
             "warning",
             "libp2p node {{ $labels.node }}: many short-lived connections",
             f"Node {{{{ $labels.node }}}}: {{{{ $value | humanizePercentage }}}} of the connections that closed in "
-            f"the last {w} lived under {_num(p['short_lived_seconds'])}s (threshold "
-            f"{_num(p['short_lived_share'])}).",
+            f"the last {w} lived under {num(p['short_lived_seconds'])}s (threshold "
+            f"{num(p['short_lived_share'])}).",
         ),
         _alert(
             "Libp2pNoInboundConnections",
-            no_inbound_expr(p),
+            no_inbound(j, p["no_inbound_window"]),
             p["no_inbound_for"],
             "warning",
             "libp2p node {{ $labels.node }} gets no inbound connections",
@@ -149,23 +118,21 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "unreachable (NAT, firewall, wrong announced address).",
         ),
     ]
-    dht_peers = f'sum by ({by}) (libp2p_dht_peers{{{j}, status=~"active|missing"}})'
-    dht = [
+    dht_rules = [
         _alert(
             "Libp2pDhtRoutingTableShrinking",
-            f"{dht_peers}\n< {_num(1 - float(p['dht_shrink_ratio']))} * "
-            f"max_over_time({dht_peers}[{p['dht_shrink_window']}:])",
+            f"{dht_routing_table(j)}\n< {dht_shrink_level(j, p['dht_shrink_ratio'], p['dht_shrink_window'])}",
             p["dht_shrink_for"],
             "warning",
             "libp2p node {{ $labels.node }}: DHT routing table shrinking",
             f"Node {{{{ $labels.node }}}}'s routing table holds {{{{ $value }}}} peers, under "
-            f"{_num(1 - float(p['dht_shrink_ratio']))} of its maximum over {p['dht_shrink_window']}.",
+            f"{num(1 - float(p['dht_shrink_ratio']))} of its maximum over {p['dht_shrink_window']}.",
         ),
     ]
-    exporter = [
+    exporter_rules = [
         _alert(
             "Libp2pExporterTargetDown",
-            f"up{{{j}}} == 0",
+            f"{scrape_up(j)} == 0",
             p["target_down_for"],
             "critical",
             "libp2p-exporter target {{ $labels.instance }} is down",
@@ -193,7 +160,7 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         _alert(
             "Libp2pExporterDecodeErrors",
             f"sum by ({by}) (increase(libp2p_exporter_segment_errors_total{{{j}}}"
-            f"[{p['decode_errors_window']}])) > {_num(p['decode_errors_threshold'])}",
+            f"[{p['decode_errors_window']}])) > {num(p['decode_errors_threshold'])}",
             "0m",
             "warning",
             "libp2p-exporter skips corrupt data from node {{ $labels.node }}",
@@ -202,10 +169,10 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ),
     ]
     return {
-        "libp2p-peers": {"name": "libp2p-peers", "rules": peers},
-        "libp2p-churn": {"name": "libp2p-churn", "rules": churn},
-        "libp2p-dht": {"name": "libp2p-dht", "rules": dht},
-        "libp2p-exporter": {"name": "libp2p-exporter", "rules": exporter},
+        "libp2p-peers": {"name": "libp2p-peers", "rules": peer_rules},
+        "libp2p-churn": {"name": "libp2p-churn", "rules": churn_rules},
+        "libp2p-dht": {"name": "libp2p-dht", "rules": dht_rules},
+        "libp2p-exporter": {"name": "libp2p-exporter", "rules": exporter_rules},
     }
 
 

@@ -10,7 +10,7 @@ import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from dashboards import alerts
-from dashboards.build import DASHBOARDS
+from dashboards.boards import DASHBOARDS
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_DIR = "dashboards/json"
@@ -78,7 +78,7 @@ def dashboards_configmap(dashboards: dict[str, str]) -> str:
         },
         "data": {Path(rel).name: text for rel, text in sorted(dashboards.items())},
     }
-    return HEADER.format(src="build.py (the JSON in dashboards/json/)") + dump_yaml(obj)
+    return HEADER.format(src="boards/ (the JSON in dashboards/json/)") + dump_yaml(obj)
 
 
 def render_all(params: dict[str, Any]) -> dict[str, str]:

@@ -7,6 +7,7 @@ through the documented overrides so that the test takes well under a minute or t
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from dashboards.__main__ import main as generate_main
+from dashboards.generate import JSON_DIR, REPO
 from tests.support.procs import (
     Proc,
     WebhookReceiver,
@@ -84,6 +86,13 @@ def test_churn_alert_fires_and_resolves_through_alertmanager(tmp_path: Path, pro
         assert "threshold 10" in firing["annotations"]["description"]
         assert firing["annotations"]["runbook"].endswith("#libp2phighpeerchurn")
         assert prom.query(f'ALERTS{{alertname="{ALERT}", alertstate="firing", node="churny"}}')
+        # Every dashboard's annotation marks it while the node is selected, and not for another node.
+        for path in sorted((REPO / JSON_DIR).glob("*.json")):
+            (annotation,) = json.loads(path.read_text())["annotations"]["list"]
+            for node, marked in (("churny", True), ("other", False)):
+                expr = annotation["expr"].replace("$instance", ".*").replace("$node", node)
+                names = {s["metric"]["alertname"] for s in prom.query(expr)}
+                assert (ALERT in names) is marked, (path.stem, node, names)
 
         _set_churn(feeder, 0)
         resolved = wait_for(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from dashboards.__main__ import main as generate_main
-from dashboards.build import DASHBOARDS
+from dashboards.boards import DASHBOARDS
 from dashboards.generate import JSON_DIR, REPO, render_all
+from dashboards.panels import FIRING_ALERTS, PER_MINUTE_PER_PEER, PROMETHEUS_ANNOTATION_KEYS, QUERY_COLUMNS
 from dashboards.params import PARAMS, resolve
 from tests.support.procs import SHARED
 
@@ -30,6 +32,11 @@ def panels(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for panel in dash.get("panels", []):
         yield panel
         yield from panel.get("panels", [])
+
+
+def graphs(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The panels that draw something: all but the rows."""
+    return (p for p in panels(dash) if p["type"] != "row")
 
 
 def test_one_dashboard_per_subsystem() -> None:
@@ -63,6 +70,10 @@ def test_round_trips_through_the_sdk_models(name: str) -> None:
     register_default_plugins()
     data = committed()[f"libp2p-{name}"]
     again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    # The SDK's annotation model has no place for the Prometheus annotation's formats: all else survives.
+    for annotation in data["annotations"]["list"]:
+        for key in PROMETHEUS_ANNOTATION_KEYS:
+            annotation.pop(key)
     assert again == data
 
 
@@ -79,6 +90,9 @@ def test_panels_are_well_formed(name: str) -> None:
         cells = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])}
         assert not cells & occupied, f"{p['title']} overlaps another panel"
         occupied |= cells
+        if p["type"] == "row":
+            assert p["title"] and pos["w"] == 24 and pos["h"] == 1, f"row {p['title']!r}: {pos}"
+            continue
         assert p.get("description", "").strip(), f"{p['title']} has no description"
         assert p["fieldConfig"]["defaults"].get("unit"), f"{p['title']} has no unit"
         assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
@@ -122,6 +136,10 @@ def test_matches_grafana_11_6_schema(name: str) -> None:
     # schema says so in the field's description but types it as a plain number. Accept null there only.
     step = schema["definitions"]["Threshold"]["properties"]["value"]
     step["type"] = ["number", "null"]
+    # A Prometheus annotation keeps its title, text and tag formats beside `expr`, as Grafana saves them;
+    # the published schema lists `expr` only. Accept those three there, as strings, and nothing else.
+    annotation = schema["definitions"]["AnnotationQuery"]["properties"]
+    annotation.update({key: {"type": "string"} for key in PROMETHEUS_ANNOTATION_KEYS})
     jsonschema.validate(committed()[f"libp2p-{name}"], schema)
 
 
@@ -139,7 +157,7 @@ def test_churn_dashboard_draws_the_alert_thresholds() -> None:
         steps = [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"]]
         assert float(PARAMS[param].default) in steps, (title, steps)
         assert p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"]["mode"] != "off"
-    churn_exprs = " ".join(t["expr"] for p in panels(dash) for t in p["targets"])
+    churn_exprs = " ".join(t["expr"] for p in graphs(dash) for t in p["targets"])
     for metric in (
         "libp2p_peers_connected_total",
         "libp2p_peers_disconnected_total",
@@ -175,3 +193,101 @@ def test_sdk_is_the_grafana_11_6_build() -> None:
     pyproject = (REPO / "pyproject.toml").read_text()
     assert pyproject.count('"grafana-foundation-sdk==1769699379!11.6.0"') == 2  # the dashboards and dev extras
     assert all(d["schemaVersion"] == 41 for d in committed().values())
+
+
+def test_panels_draw_the_rules_own_expressions() -> None:
+    """One definition (dashboards/promql.py): the line a panel draws is its alert's expression, selector apart."""
+    from dashboards import alerts
+
+    params = resolve()
+    rules = {r["alert"]: r["expr"] for g in alerts.groups(params).values() for r in g["rules"]}
+    drawn = {t["expr"] for dash in committed().values() for p in panels(dash) for t in p.get("targets", [])}
+
+    def as_panel(expr: str) -> str:
+        return expr.replace(f'job=~"{params["job"]}"', 'instance=~"$instance", node=~"$node"')
+
+    for alert, part in (
+        ("Libp2pHighPeerChurn", lambda e: e.rpartition("\n>")[0]),
+        ("Libp2pHighConnectionChurn", lambda e: e.rpartition("\n>")[0]),
+        ("Libp2pShortLivedConnections", lambda e: e.partition(" > ")[0]),
+        ("Libp2pPeerCountDrop", lambda e: e.partition("\n< ")[2]),
+        ("Libp2pDhtRoutingTableShrinking", lambda e: e.partition("\n< ")[2]),
+    ):
+        expr = as_panel(part(rules[alert]))
+        assert expr and expr != as_panel(rules[alert]), alert
+        assert expr in drawn, f"no panel draws {alert}'s expression {expr!r}"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sections_and_the_firing_alerts_annotation(name: str) -> None:
+    """Every dashboard is cut into titled rows, and marks the alerts firing on the selected nodes."""
+    dash = committed()[f"libp2p-{name}"]
+    top = dash["panels"]
+    assert top[0]["type"] == "row", "panels above the first row cannot be collapsed away"
+    rows = [p for p in top if p["type"] == "row"]
+    assert len(rows) >= 2 and len({r["title"] for r in rows}) == len(rows)
+    assert all(not r["collapsed"] and r["panels"] == [] for r in rows)  # open rows hold no panels of their own
+    ys = [p["gridPos"]["y"] for p in top]
+    assert ys == sorted(ys), "panels are listed top to bottom, each under its row"
+    (annotation,) = dash["annotations"]["list"]
+    assert annotation["expr"] == FIRING_ALERTS and annotation["enable"] is True
+    assert annotation["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    assert "{{alertname}}" in annotation["titleFormat"]
+    assert 'alertstate="firing"' in FIRING_ALERTS and "$node" in FIRING_ALERTS and "$instance" in FIRING_ALERTS
+
+
+def test_nodes_table_shows_labels_not_query_columns() -> None:
+    (nodes,) = [p for p in graphs(committed()["libp2p-overview"]) if p["title"] == "Nodes"]
+    assert nodes["type"] == "table" and nodes["targets"][0]["instant"] is True
+    (organize,) = nodes["transformations"]
+    assert organize["id"] == "organize"
+    opts = organize["options"]
+    assert {c for c, hidden in opts["excludeByName"].items() if hidden} == set(QUERY_COLUMNS)
+    order = sorted(opts["indexByName"], key=opts["indexByName"].get)
+    assert order[:5] == ["node", "implementation", "version", "platform", "peer_id"]
+    assert set(opts["renameByName"]) == set(order)
+
+
+# Counter rates drawn on more than one dashboard: each must read in one unit everywhere.
+SHARED_RATES = (
+    "libp2p_swarm_connections_opened_total",
+    "libp2p_swarm_connections_closed_total",
+    "libp2p_peers_connected_total",
+    "libp2p_peers_disconnected_total",
+)
+
+
+def test_the_same_rate_has_the_same_unit_everywhere() -> None:
+    plain_rate = re.compile(r"sum by \([^)]*\) \(rate\((\w+)\{[^}]*\}\[\$__rate_interval\]\)\)(?P<per_minute> \* 60)?")
+    units: dict[str, set[tuple[str, bool]]] = {}
+    for dash in committed().values():
+        for p in graphs(dash):
+            for t in p["targets"]:
+                m = plain_rate.fullmatch(t["expr"])
+                if m and m.group(1) in SHARED_RATES:
+                    units.setdefault(m.group(1), set()).add(
+                        (p["fieldConfig"]["defaults"]["unit"], bool(m["per_minute"]))
+                    )
+    assert set(units) == set(SHARED_RATES)
+    assert all(found == {("cpm", True)} for found in units.values()), units
+
+
+def test_churn_ratios_have_a_unit_and_range_totals_are_not_time_series() -> None:
+    ratios = ranges = 0
+    for dash in committed().values():
+        for p in graphs(dash):
+            for t in p["targets"]:
+                if "clamp_min(" in t["expr"]:  # (events per minute) / current peers
+                    ratios += 1
+                    assert p["fieldConfig"]["defaults"]["unit"] == PER_MINUTE_PER_PEER, p["title"]
+                if "[$__range]" in t["expr"]:  # a total over the whole time range: one number, not a line
+                    ranges += 1
+                    assert p["type"] != "timeseries" and t["instant"] is True, p["title"]
+    assert ratios >= 3 and ranges >= 3
+
+
+def test_scrape_target_up_selects_the_rules_job() -> None:
+    (up,) = [p for p in graphs(committed()["libp2p-exporter-health"]) if p["title"] == "Scrape target up"]
+    assert up["targets"][0]["expr"] == f'up{{job=~"{PARAMS["job"].default}", instance=~"$instance"}}'
+    other = json.loads(render_all(resolve({"job": "lp2p"}))[f"{JSON_DIR}/libp2p-exporter-health.json"])
+    assert any(t["expr"].startswith('up{job=~"lp2p"') for p in graphs(other) for t in p["targets"])

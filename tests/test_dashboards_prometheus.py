@@ -99,6 +99,14 @@ def _dashboards() -> list[Path]:
     return sorted((REPO / JSON_DIR).glob("*.json"))
 
 
+def _graphs(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels with queries: rows left out, panels inside a collapsed row included."""
+    found = []
+    for panel in dash["panels"]:
+        found += [panel] if panel["type"] != "row" else panel.get("panels", [])
+    return found
+
+
 @pytest.mark.parametrize("path", _dashboards(), ids=lambda p: p.stem)
 def test_every_panel_query_returns_data(stack: Prometheus, path: Path) -> None:
     prom = stack
@@ -108,7 +116,7 @@ def test_every_panel_query_returns_data(stack: Prometheus, path: Path) -> None:
     end = time.time()
     failures = []
     checked = 0
-    for panel in dash["panels"]:
+    for panel in _graphs(dash):
         for target in panel["targets"]:
             expr = _substitute(target["expr"], variables)
             try:
@@ -122,12 +130,31 @@ def test_every_panel_query_returns_data(stack: Prometheus, path: Path) -> None:
             checked += 1
             if not _has_data(data) and (path.stem, panel["title"]) not in ALLOWED_EMPTY:
                 failures.append(f"{panel['title']} [{target['refId']}]: no data for {expr}")
-    assert checked >= len(dash["panels"])
+    assert checked >= len(_graphs(dash))
     assert not failures, "\n".join(failures)
+    # The annotation queries are valid PromQL here too (whether alerts fire is test_alerting_e2e's job).
+    for annotation in dash["annotations"]["list"]:
+        assert prom.api("query", query=_substitute(annotation["expr"], variables))["resultType"] == "vector"
+
+
+def test_nodes_table_names_every_label_the_exporter_sends(stack: Prometheus) -> None:
+    """The Overview table hides the query's own columns and orders the labels libp2p_node_info really has."""
+    dash = json.loads((REPO / JSON_DIR / "libp2p-overview.json").read_text())
+    (table,) = [p for p in _graphs(dash) if p["title"] == "Nodes"]
+    expr = _substitute(table["targets"][0]["expr"], _resolve_variables(stack, dash))
+    (series,) = stack.api("query", query=expr)["result"]
+    organize = table["transformations"][0]["options"]
+    hidden = {name for name, hide in organize["excludeByName"].items() if hide}
+    labels = set(series["metric"])
+    assert labels - {"__name__"} == set(organize["indexByName"]), (
+        "a label the table does not place, or a column with no label"
+    )
+    assert {"Time", "Value", "__name__"} <= hidden and not hidden & (labels - {"__name__"})
+    assert series["metric"]["peer_id"] and series["metric"]["implementation"]
 
 
 def test_allow_list_names_real_panels() -> None:
-    titles = {(p.stem, panel["title"]) for p in _dashboards() for panel in json.loads(p.read_text())["panels"]}
+    titles = {(p.stem, panel["title"]) for p in _dashboards() for panel in _graphs(json.loads(p.read_text()))}
     assert set(ALLOWED_EMPTY) <= titles
 
 

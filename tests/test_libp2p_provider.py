@@ -272,7 +272,7 @@ async def wait_async(check: Callable[[], Any], timeout: float, what: str) -> Non
 
 
 def test_introspect_host_serves_a_trio_program() -> None:
-    """The README's recipe: a trio program gets an Endpoint for its host with one context manager."""
+    """docs/producer.md's recipe: a trio program gets an Endpoint for its host with one context manager."""
     import aiohttp
     import multiaddr
     from libp2p import new_host

@@ -102,7 +102,7 @@ def test_duplicate_names_rejected(tmp_path: Path) -> None:
 
 
 def test_duplicate_names_in_a_file_have_lines_and_come_with_the_other_problems(tmp_path: Path) -> None:
-    """README: check-config reports every problem at once, each as FILE:LINE: key: what."""
+    """docs/live.md: check-config reports every problem at once, each as FILE:LINE: key: what."""
     text = (
         "defaults:\n  interval: soon\n"
         "targets:\n"

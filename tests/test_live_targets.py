@@ -1,5 +1,5 @@
 """Many live targets against one test server process: /metrics, /probe, targets going away, and a
-real Prometheus scraping /probe through the README's relabelling."""
+real Prometheus scraping /probe through the relabelling docs/live.md gives."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def test_prometheus_probe_relabelling_sets_instance_to_the_target(
     exp = start_exporter(["--interval", "300ms"], tmp_path / "exporter")
     procs.append(exp)
     targets = [srv.url("a"), srv.url("b")]
-    # The scrape config documented in README.md ("Live targets"), with this test's addresses.
+    # The scrape config documented in docs/live.md ("Many targets"), with this test's addresses.
     job = {
         "job_name": "libp2p",
         "metrics_path": "/probe",

@@ -17,4 +17,4 @@ def test_collector_config_is_consistent() -> None:
     protocols = cfg["receivers"]["otlp"]["protocols"]
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     assert protocols["http"]["endpoint"].endswith(":4318")
-    assert "deploy/otel/otel-collector.yaml" in (REPO / "README.md").read_text()
+    assert "deploy/otel/otel-collector.yaml" in (REPO / "docs" / "tracing.md").read_text()

@@ -1,0 +1,140 @@
+"""The Exporter health dashboard: scrapes, per-node data freshness, decode errors, dropped snapshots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.models import dashboard as dm
+
+from dashboards.panels import (
+    INSTANCE_SELECTOR,
+    NODE_SELECTOR,
+    RATE_WINDOW,
+    TIME_RANGE,
+    Query,
+    RangeTotals,
+    Row,
+    TimeSeries,
+    dashboard,
+)
+from dashboards.promql import job_selector, scrape_up
+
+
+def _per_second_by(labels: str, metric: str, selector: str = NODE_SELECTOR) -> str:
+    return f"sum by ({labels}) (rate({metric}{{{selector}}}[{RATE_WINDOW}]))"
+
+
+def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
+    scrapes_and_data = [
+        TimeSeries(
+            "Scrape target up",
+            f"Prometheus' own up series for the exporter targets (job {p['job']}, the job the alert rules watch): 0 means the exporter did not answer a scrape.",
+            "bool",
+            [Query(scrape_up(f"{job_selector(p['job'])}, {INSTANCE_SELECTOR}"), "{{instance}}")],
+            min=0,
+            width=8,
+        ),
+        TimeSeries(
+            "Node data current",
+            "libp2p_exporter_up per node: 1 when the node's data is current and exported, 0 when its source is down or stale.",
+            "bool",
+            [Query(f"libp2p_exporter_up{{{NODE_SELECTOR}}}", "{{node}}")],
+            min=0,
+            width=8,
+        ),
+        TimeSeries(
+            "Snapshots per second",
+            "State snapshots accepted per second per node: it should match the node's push interval.",
+            "ops",
+            [Query(f"rate(libp2p_exporter_snapshots_total{{{NODE_SELECTOR}}}[{RATE_WINDOW}])", "{{node}}")],
+            min=0,
+            width=8,
+        ),
+        TimeSeries(
+            "Snapshot age",
+            "Seconds since the instant of the last accepted State (node clock). Replayed captures show their recorded time, so only live sources read as an age.",
+            "s",
+            [Query(f"time() - libp2p_exporter_last_snapshot_timestamp_seconds{{{NODE_SELECTOR}}}", "{{node}}")],
+        ),
+        RangeTotals(
+            "Node restarts and command errors",
+            "Restarts the exporter detected (new peer id, counters going back) and CommandResponse ERR answers, in total over the time range.",
+            "none",
+            [
+                Query(
+                    f"increase(libp2p_exporter_node_restarts_total{{{NODE_SELECTOR}}}[{TIME_RANGE}])",
+                    "{{node}} restarts",
+                ),
+                Query(
+                    f"increase(libp2p_exporter_command_errors_total{{{NODE_SELECTOR}}}[{TIME_RANGE}])",
+                    "{{node}} command errors",
+                ),
+            ],
+            min=0,
+        ),
+    ]
+    errors_and_drops = [
+        TimeSeries(
+            "Segment errors",
+            "Introspection segments skipped per second by reason (checksum, truncated, oversized, version, protobuf). Any is worth a look; Libp2pExporterDecodeErrors alerts.",
+            "ops",
+            [Query(_per_second_by("node, reason", "libp2p_exporter_segment_errors_total"), "{{node}} {{reason}}")],
+            min=0,
+        ),
+        TimeSeries(
+            "Dropped snapshots",
+            "States ignored per second because they repeated or preceded the last accepted one.",
+            "ops",
+            [Query(_per_second_by("node, reason", "libp2p_exporter_snapshots_dropped_total"), "{{node}} {{reason}}")],
+            min=0,
+        ),
+        TimeSeries(
+            "Messages by kind",
+            "Server messages decoded per second by kind (state, event, runtime, response, notice).",
+            "ops",
+            [Query(_per_second_by("kind", "libp2p_exporter_messages_total"), "{{kind}}")],
+            min=0,
+        ),
+        TimeSeries(
+            "Label values folded",
+            "Remote-controlled label values (protocols, agents, ...) past the allow-list and cap that became other, per second. Steady growth means a new protocol to allow-list, or a peer flooding names.",
+            "ops",
+            [
+                Query(
+                    _per_second_by("label", "libp2p_exporter_label_values_folded_total", INSTANCE_SELECTOR),
+                    "{{label}}",
+                )
+            ],
+            min=0,
+        ),
+    ]
+    exporter_and_settings = [
+        TimeSeries(
+            "Scrape duration",
+            "Time the exporter spent building a scrape's metric families.",
+            "s",
+            [Query(f"libp2p_exporter_scrape_duration_seconds{{{INSTANCE_SELECTOR}}}", "{{instance}}")],
+            min=0,
+        ),
+        TimeSeries(
+            "Introspection settings",
+            "The push interval and retention the node confirmed, and how long it took to build its last snapshot.",
+            "s",
+            [
+                Query(f"libp2p_introspection_interval_seconds{{{NODE_SELECTOR}}}", "{{node}} interval"),
+                Query(f"libp2p_introspection_retention_seconds{{{NODE_SELECTOR}}}", "{{node}} retention"),
+                Query(f"libp2p_introspection_snapshot_duration_seconds{{{NODE_SELECTOR}}}", "{{node}} snapshot build"),
+            ],
+            min=0,
+        ),
+    ]
+    return dashboard(
+        "libp2p-exporter-health",
+        "libp2p / Exporter health",
+        "Is the exporter itself healthy: scrapes, per-node data freshness, decode errors, dropped snapshots.",
+        [
+            Row("Scrapes and node data", scrapes_and_data),
+            Row("Input errors and drops", errors_and_drops),
+            Row("Scrape cost and introspection settings", exporter_and_settings),
+        ],
+    )

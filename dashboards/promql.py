@@ -1,0 +1,111 @@
+"""The PromQL the alert rules and the dashboards share: one definition of each quantity they both show.
+
+Each builder takes a label selector and returns the expression. The rules select on the exporter's
+job (``job_selector``); the panels on the ``$instance`` and ``$node`` variables. So the line a panel
+draws is, selector apart, the expression its alert compares with the threshold, and a change to
+one reaches the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The rules keep these labels, so an alert names the node; the panels group the same way.
+BY = "job, instance, node"
+PEERS_CONNECTED = "libp2p_peers_connected_total"
+PEERS_DISCONNECTED = "libp2p_peers_disconnected_total"
+CONNECTIONS_OPENED = "libp2p_swarm_connections_opened_total"
+CONNECTIONS_CLOSED = "libp2p_swarm_connections_closed_total"
+CONNECTION_DURATION = "libp2p_swarm_connection_duration_seconds"
+
+
+def num(v: Any) -> str:
+    """A threshold as PromQL writes it: ``0.5``, ``10``, never ``10.0``."""
+    return f"{float(v):g}"
+
+
+def job_selector(job: str) -> str:
+    """The rules' selector: the exporter targets' job name(s), a regex."""
+    return f'job=~"{job}"'
+
+
+def le_matcher(seconds: Any) -> str:
+    """A ``le`` matcher that holds whether the bound was written ``8`` or ``8.0``."""
+    text = num(seconds)
+    return f'le=~"{text}(\\\\.0)?"' if "." not in text and "e" not in text else f'le="{text}"'
+
+
+def peers(sel: str) -> str:
+    """Distinct peers with an open connection, per node."""
+    return f"libp2p_peers{{{sel}}}"
+
+
+def peer_drop_level(sel: str, ratio: Any, window: str) -> str:
+    """The peer count under which Libp2pPeerCountDrop fires: (1 - ratio) of the recent maximum."""
+    return f"{num(1 - float(ratio))} * max_over_time({peers(sel)}[{window}])"
+
+
+def churn_ratio(sel: str, window: str, *, per: str = "peers", by: str = BY) -> str:
+    """(peers connected + disconnected per minute) / current peers; ``per="connections"`` counts
+    connections opened + closed instead. The unit is per minute per peer."""
+    a, b = (PEERS_CONNECTED, PEERS_DISCONNECTED) if per == "peers" else (CONNECTIONS_OPENED, CONNECTIONS_CLOSED)
+    return (
+        f"(\n  sum by ({by}) (rate({a}{{{sel}}}[{window}]))\n+ sum by ({by}) (rate({b}{{{sel}}}[{window}]))\n) * 60\n"
+        f"/ clamp_min(sum by ({by}) ({peers(sel)}), 1)"
+    )
+
+
+def per_minute(metric: str, sel: str, window: str, *, by: str) -> str:
+    """A counter's rate per minute, summed by ``by``: how the dashboards draw opens, closes, connects."""
+    return f"sum by ({by}) (rate({metric}{{{sel}}}[{window}])) * 60"
+
+
+def closes_per_minute(sel: str, window: str, *, by: str = BY) -> str:
+    """Connections that closed per minute (the duration histogram counts each close once)."""
+    return per_minute(f"{CONNECTION_DURATION}_count", sel, window, by=by)
+
+
+def short_lived_share(sel: str, seconds: Any, window: str, *, by: str = BY) -> str:
+    """Share of the connections closed in the window that lived at most ``seconds`` (a bucket bound)."""
+    h = CONNECTION_DURATION
+    return (
+        f"(\n  sum by ({by}) (rate({h}_bucket{{{sel}, {le_matcher(seconds)}}}[{window}]))\n"
+        f"/ sum by ({by}) (rate({h}_count{{{sel}}}[{window}]))\n)"
+    )
+
+
+def inbound_opened(sel: str, window: str, *, by: str = BY) -> str:
+    """Inbound connections opened in the window. A node that never had one has no series at all."""
+    return f'sum by ({by}) (increase({CONNECTIONS_OPENED}{{{sel}, dir="inbound"}}[{window}]))'
+
+
+def no_inbound(sel: str, window: str, *, by: str = BY) -> str:
+    """No inbound connection opened in the window, including a node that never had one.
+
+    The exporter creates a ``dir="inbound"`` series only when the first inbound connection opens, so
+    ``increase(...) == 0`` alone never fires for a node that was unreachable from the start (the NAT
+    case). The second branch covers it: a node watched for the whole window (it had ``libp2p_peers``
+    a window ago) that is still watched now and has no inbound series at all.
+    """
+    inbound = f'{CONNECTIONS_OPENED}{{{sel}, dir="inbound"}}'
+    return (
+        f"{inbound_opened(sel, window, by=by)} == 0\n"
+        f"or (\n  sum by ({by}) ({peers(sel)} offset {window}) * 0\n"
+        f"  and on ({by}) sum by ({by}) ({peers(sel)})\n"
+        f"  unless on ({by}) sum by ({by}) ({inbound})\n)"
+    )
+
+
+def dht_routing_table(sel: str, *, by: str = BY) -> str:
+    """Peers in a routing-table bucket (active or missing), per node."""
+    return f'sum by ({by}) (libp2p_dht_peers{{{sel}, status=~"active|missing"}})'
+
+
+def dht_shrink_level(sel: str, ratio: Any, window: str) -> str:
+    """The routing-table size under which Libp2pDhtRoutingTableShrinking fires."""
+    return f"{num(1 - float(ratio))} * max_over_time({dht_routing_table(sel)}[{window}:])"
+
+
+def scrape_up(sel: str) -> str:
+    """Prometheus' own ``up`` for the exporter targets."""
+    return f"up{{{sel}}}"
