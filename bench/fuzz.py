@@ -372,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         series_limit=args.series_limit,
         crash_dir=args.crash_dir,
     )
-    report = {k: v for k, v in vars(stats).items() if k != "failures"}
+    report: dict[str, Any] = {"seed": args.seed}  # rerun with --seed to get the same inputs
+    report.update({k: v for k, v in vars(stats).items() if k != "failures"})
     report["kinds"] = dict(stats.kinds)
     report["worst_cpu_per_mib"] = round(stats.worst_cpu_per_mib, 4)
     report["seconds"] = round(stats.seconds, 1)
