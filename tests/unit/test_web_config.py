@@ -6,7 +6,9 @@ Servers are real aiohttp sites on 127.0.0.1 with real TLS (a throwaway CA made b
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -287,3 +289,54 @@ async def test_a_file_broken_while_serving_plain_http_answers_500(material: Mate
     path.write_text(f"basic_auth_users:\n  alice: '{hashed()}'\n")
     assert (await get(url + "/metrics", None, ("alice", "s3cret"))).status == 200
     assert guard.denied["config_error"] == 3
+
+
+PROMTOOL = shutil.which("promtool")
+# Files Prometheus' own checker (promtool check web-config, the exporter-toolkit's parser) refuses too,
+# files both accept, and files only Python's ssl forces us to refuse (docs/web-config.md lists them).
+AGREE = [
+    (TLS, True),
+    (TLS + "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n  min_version: TLS13\n", True),
+    (TLS + "  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n  max_version: TLS12\n", True),
+    ("http_server_config:\n  headers:\n    X-Frame-Options: deny\n", True),
+    ("tls_server_config: [\n", False),
+    ("tls_sever_config: {}\n", False),
+    (TLS + "  cert_fil: x\n", False),
+    ("tls_server_config:\n  cert_file: server.pem\n", False),
+    (TLS + "  min_version: TLS14\n", False),
+    (TLS + "  client_auth_type: Sometimes\n", False),
+    (TLS + "  client_ca_file: ca.pem\n", False),
+    (TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n", False),
+    (TLS.replace("server.pem", "nope.pem"), False),
+    (TLS.replace("server.key", "client.key"), False),
+    ("basic_auth_users:\n  alice: plaintext\n", False),
+    ("http_server_config:\n  headers:\n    X-Frame-Options: allow\n", False),
+]
+PYTHON_ONLY = [
+    TLS + "  client_auth_type: RequireAnyClientCert\n",
+    TLS + "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+    TLS + "  curve_preferences: [X25519]\n",
+]
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make system-deps installs it)")
+@pytest.mark.parametrize(("body", "valid"), AGREE)
+def test_prometheus_own_checker_agrees(material: Material, body: str, valid: bool) -> None:
+    path = write(material, body, "agree.yml")
+    checked = subprocess.run([str(PROMTOOL), "check", "web-config", str(path)], capture_output=True, text=True)
+    assert (checked.returncode == 0) == valid, checked.stdout + checked.stderr
+    if valid:
+        read(path)
+    else:
+        with pytest.raises(WebConfigError):
+            read(path)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make system-deps installs it)")
+@pytest.mark.parametrize("body", PYTHON_ONLY)
+def test_what_only_python_refuses_is_valid_for_the_toolkit(material: Material, body: str) -> None:
+    path = write(material, body, "python-only.yml")
+    checked = subprocess.run([str(PROMTOOL), "check", "web-config", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with pytest.raises(WebConfigError, match=r"not supported|cannot be chosen"):
+        read(path)
