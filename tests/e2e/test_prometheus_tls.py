@@ -17,6 +17,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from tests.support.introspect_server import IntrospectServer, ServerThread
 from tests.support.procs import REPO, Proc, free_port, scrape_job, spawn, start_prometheus, wait_for
 from tests.support.tls import make_material
 
@@ -34,15 +35,9 @@ def _get(url: str, ctx: ssl.SSLContext, user: str = "", password: str = "") -> i
         return int(exc.code)
 
 
-def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path, procs: list[Proc]) -> None:
+def _secure_exporter(tmp_path: Path, args: list[str]) -> tuple[Proc, str, ssl.SSLContext, Path]:
+    """The exporter with TLS and basic auth (user prometheus, password scrape-secret), once it answers."""
     tls = make_material(tmp_path / "tls")
-    capture = tmp_path / "gen.mock"
-    subprocess.run(
-        [sys.executable, "-m", "exporter", "generate", str(capture), "--steps", "5", "--connections", "10"],
-        check=True,
-        cwd=REPO,
-        capture_output=True,
-    )
     hashed = bcrypt.hashpw(b"scrape-secret", bcrypt.gensalt(10)).decode()
     web = tls.ca.parent / "web.yml"
     web.write_text(
@@ -51,10 +46,9 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path, procs: list
         "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
     )
     port = free_port()
-    cmd = [sys.executable, "-m", "exporter", "replay", str(capture), "--speed", "0", "--node", "gen"]
+    cmd = [sys.executable, "-m", "exporter", *args]
     cmd += ["--web.listen-address", f"127.0.0.1:{port}", "--web.config.file", str(web)]
     exporter = spawn(cmd, tmp_path / "exp", "exporter", port, {"PYTHONPATH": str(REPO)})
-    procs.append(exporter)
     client = ssl.create_default_context(cafile=str(tls.ca))
     base = f"https://127.0.0.1:{port}"
 
@@ -63,12 +57,61 @@ def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path, procs: list
             raise AssertionError(f"exporter exited {exporter.proc.returncode}:\n{exporter.output()}")
         return _get(base + "/healthz", client) == 401
 
-    wait_for(ready, 20.0, "the exporter to answer over TLS")
+    try:
+        wait_for(ready, 20.0, "the exporter to answer over TLS")
+    except BaseException:
+        exporter.stop()
+        raise
+    return exporter, base, client, tls.ca
+
+
+def test_prometheus_probes_live_targets_over_tls_with_basic_auth(tmp_path: Path, procs: list[Proc]) -> None:
+    srv = IntrospectServer()
+    srv.add("a", seed=501, connections=3)
+    with ServerThread(srv):
+        exporter, base, client, ca = _secure_exporter(tmp_path, ["--interval", "300ms"])
+        procs.append(exporter)
+        target = srv.url("a")
+        assert _get(base + "/probe?target=" + target, client) == 401
+        job = {
+            "job_name": "libp2p",
+            "metrics_path": "/probe",
+            "scheme": "https",
+            "tls_config": {"ca_file": str(ca)},
+            "basic_auth": {"username": "prometheus", "password": "scrape-secret"},
+            "static_configs": [{"targets": [target]}],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": f"127.0.0.1:{exporter.port}"},
+            ],
+        }
+        prom = start_prometheus(tmp_path / "prom", [job])
+        procs.append(prom)
+        wait_for(prom.targets_up, 30.0, "prometheus probing the target over TLS")
+        wait_for(lambda: prom.value('libp2p_exporter_up{job="libp2p"}') == 1.0, 30.0, "the probed node up")
+        info = prom.query('libp2p_node_info{job="libp2p"}')
+        assert [(r["metric"]["instance"], r["metric"]["peer_id"]) for r in info] == [
+            (target, srv.nodes["a"].data.peer_id)
+        ]
+
+
+def test_prometheus_scrapes_over_tls_with_basic_auth(tmp_path: Path, procs: list[Proc]) -> None:
+    capture = tmp_path / "gen.mock"
+    subprocess.run(
+        [sys.executable, "-m", "exporter", "generate", str(capture), "--steps", "5", "--connections", "10"],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+    exporter, base, client, ca = _secure_exporter(tmp_path, ["replay", str(capture), "--speed", "0", "--node", "gen"])
+    procs.append(exporter)
+    port = exporter.port
     assert _get(base + "/healthz", client, "prometheus", "scrape-secret") == 200
     assert _get(base + "/metrics", client, "prometheus", "wrong") == 401
     assert f"listening on https://127.0.0.1:{port}" in exporter.output()
 
-    tls_config = {"ca_file": str(tls.ca)}
+    tls_config = {"ca_file": str(ca)}
     prom = start_prometheus(
         tmp_path / "prom",
         [
