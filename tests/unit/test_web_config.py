@@ -200,6 +200,8 @@ async def test_verified_passwords_are_cached() -> None:
     users["alice"] = hashed(b"new").encode()  # a new hash in the file invalidates the cached password
     assert not await cache.check(users, "alice", PASSWORD)
     assert await cache.check(users, "alice", b"new")
+    users["alice"] = hashed().replace("$2b$", "$2y$").encode()  # htpasswd's $2y$ prefix, as in the toolkit's docs
+    assert await cache.check(users, "alice", PASSWORD)
 
 
 async def test_client_certificate_required(material: Material, serve) -> None:  # type: ignore[no-untyped-def]
