@@ -79,6 +79,7 @@ class Stats:
     segment_errors: int = 0
     worst_cpu_per_mib: float = 0.0  # over inputs of at least 64 KiB
     worst_cpu_input_bytes: int = 0
+    worst_cpu_per_mib_large: float = 0.0  # over inputs of at least 1 MiB (resync bombs, big captures)
     max_series_per_node: int = 0
     counter_series: int = 0  # counter series whose value was compared from one check to the next
     renders: int = 0
@@ -312,6 +313,8 @@ class Harness:
             per_mib = spent / (len(data) / (1 << 20))
             if per_mib > st.worst_cpu_per_mib:
                 st.worst_cpu_per_mib, st.worst_cpu_input_bytes = per_mib, len(data)
+            if len(data) >= 1 << 20:
+                st.worst_cpu_per_mib_large = max(st.worst_cpu_per_mib_large, per_mib)
         if check:
             try:
                 self.check_exposition()
@@ -376,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     report.update({k: v for k, v in vars(stats).items() if k != "failures"})
     report["kinds"] = dict(stats.kinds)
     report["worst_cpu_per_mib"] = round(stats.worst_cpu_per_mib, 4)
+    report["worst_cpu_per_mib_large"] = round(stats.worst_cpu_per_mib_large, 4)
     report["seconds"] = round(stats.seconds, 1)
     print(json.dumps(report, indent=1))
     for failure in stats.failures[:20]:
