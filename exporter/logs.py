@@ -26,6 +26,8 @@ _ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def escape(text: str) -> str:
     """``text`` with quotes, backslashes, line breaks and every unprintable character escaped."""
+    if text.isprintable() and '"' not in text and "\\" not in text:  # the common case, at C speed
+        return text
     out = []
     for ch in text:
         if ch in _ESCAPES:
@@ -41,7 +43,7 @@ def escape(text: str) -> str:
 def logfmt_value(value: object) -> str:
     """A logfmt value: bare when it is a plain word, else double-quoted with escapes."""
     text = str(value)
-    if text and all(ch.isprintable() and ch not in ' ="\\' for ch in text):
+    if text and text.isprintable() and not any(ch in text for ch in ' ="\\'):
         return text
     return f'"{escape(text)}"'
 
