@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo test system-deps build-deps venv lint proto dashboards fuzz
+.PHONY: demo test system-deps build-deps node-deps venv lint proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,10 +25,18 @@ system-deps build-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
+# Node and npm run the observer-toolkit's own code in tests/test_observer_reads_our_output.py, which
+# needs ../shared/vendor beside the repository (CI has it; a fresh clone skips that test). The test
+# itself installs the npm packages tests/observer/package-lock.json pins (`npm ci`).
+node-deps:
+	@if [ -d ../shared/vendor/observer-toolkit ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; fi
+
 demo: build-deps venv
 	$(BIN)/libp2p-exporter demo
 
-test: system-deps venv
+test: system-deps node-deps venv
 	$(BIN)/python -m pytest -q
 
 lint: venv

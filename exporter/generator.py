@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from exporter.protocol import introspection_pb2 as pb
 
+P = pb.EventType.EventProperty
+
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 PROTOCOLS = (
     "/ipfs/id/1.0.0",
@@ -267,21 +269,37 @@ class SyntheticNode:
         rt.version = "0.1.0"
         rt.platform = "python"
         rt.peer_id = self.peer_id
+        # Every top-level key of each event's content is declared, so the observer UI has a column for it.
+        dht_query = (
+            ("direction", P.STRING),
+            ("peerIds", P.PEERID),
+            ("queryId", P.STRING),
+            ("targetPeerId", P.PEERID),
+            ("totalTimeMs", P.NUMBER),
+            ("totalSteps", P.NUMBER),
+            ("trigger", P.STRING),
+            ("type", P.STRING),
+            ("result", P.STRING),
+        )
         for name, props in (
-            ("PeerConnecting", (("peerId", 11), ("transport", 0), ("role", 0))),
-            ("PeerDisconnecting", (("peerId", 11), ("transport", 0), ("openTime", 10), ("age", 1))),
-            ("InboundDHTQuery", (("result", 0), ("totalTimeMs", 1), ("totalSteps", 1), ("peerIds", 11))),
-            ("OutboundDHTQuery", (("result", 0), ("totalTimeMs", 1), ("totalSteps", 1), ("peerIds", 11))),
+            ("PeerConnecting", (("peerId", P.PEERID), ("transport", P.STRING), ("role", P.STRING))),
+            (
+                "PeerDisconnecting",
+                (("peerId", P.PEERID), ("transport", P.STRING), ("openTime", P.TIME), ("age", P.NUMBER)),
+            ),
+            ("InboundDHTQuery", dht_query),
+            ("OutboundDHTQuery", dht_query),
         ):
             et = rt.event_types.add(name=name)
             for pname, ptype in props:
                 et.property_types.add(name=pname, type=ptype, has_multiple=pname == "peerIds")
         return msg
 
-    def config_response(self) -> pb.ServerMessage:
+    def config_response(self, covers_ms: int = 0) -> pb.ServerMessage:
+        """The effective config; its retention is at least ``covers_ms``, so a reader keeps every State."""
         msg = pb.ServerMessage()
         msg.version.version = 1
-        msg.response.effective_config.retention_period_ms = self.retention_ms
+        msg.response.effective_config.retention_period_ms = max(self.retention_ms, covers_ms)
         msg.response.effective_config.state_snapshot_interval_ms = self.interval_ms
         return msg
 
@@ -291,7 +309,7 @@ class SyntheticNode:
         st = msg.state
         st.instant_ts = self.now
         st.start_ts = self.start_ms
-        st.snapshot_duration_ms = 1 + len(self.conns) // 1000
+        st.snapshot_duration_ms = self.interval_ms  # the period this State covers (one step), as the schema means
         _gauge(st.traffic, self.node_in, self.node_out)
         for c in self.conns.values():
             pc = st.subsystems.connections.add()
@@ -309,6 +327,7 @@ class SyntheticNode:
             pc.attribs.multiplexer = c.muxer
             pc.attribs.encryption = c.security
             pc.latency_ns = c.latency_ns
+            pc.streams.SetInParent()  # present even when empty (`5a 00`): the observer UI reads it unchecked
             for s in c.streams.values():
                 ps = pc.streams.streams.add()
                 ps.id = s.id.to_bytes(8, "big")
@@ -332,9 +351,13 @@ class SyntheticNode:
         return msg
 
     def messages(self, steps: int) -> Iterator[pb.ServerMessage]:
-        """Runtime, config, then ``steps`` intervals of events followed by a State."""
+        """Runtime, config, then ``steps`` intervals of events followed by a State.
+
+        The declared retention covers all ``steps + 1`` States: the observer UI drops States older
+        than the retention period when it loads a file, so a shorter one would hide most of it.
+        """
         yield self.runtime()
-        yield self.config_response()
+        yield self.config_response(covers_ms=(steps + 1) * self.interval_ms)
         yield self.state()
         for _ in range(steps):
             self.step()

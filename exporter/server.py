@@ -14,15 +14,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from exporter import __version__
-from exporter.node import Hub
+from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
+from exporter.pipeline.hub import Hub
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.web_auth import install as install_web_config
 from exporter.web_config import WebConfigWatcher
 
 log = logging.getLogger(__name__)
-
-# The exporter range of the Prometheus default port allocations (9100-9999) is fully allocated; see README.
-DEFAULT_LISTEN = "127.0.0.1:9797"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,7 +42,7 @@ def parse_listen(address: str) -> tuple[str | None, int]:
 
 def build_app(
     hub: Hub,
-    telemetry_path: str = "/metrics",
+    telemetry_path: str = TELEMETRY_PATH,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
 ) -> web.Application:
@@ -93,7 +91,9 @@ def build_app(
     return app
 
 
-async def start_server(app: web.Application, listen: str, web_config: WebConfigWatcher | None = None) -> web.AppRunner:
+async def start_server(
+    app: web.Application, listen: str = LISTEN_ADDRESS, web_config: WebConfigWatcher | None = None
+) -> web.AppRunner:
     """Listen on ``listen``; with a web configuration, TLS and basic auth guard every path."""
     host, port = parse_listen(listen)
     ssl_context = None

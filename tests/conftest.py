@@ -22,7 +22,7 @@ if os.environ.get("CI"):
 @pytest.fixture
 def fixture_path() -> Path:
     if not FIXTURE.exists():
-        pytest.fail(f"shared fixture missing: {FIXTURE} (tests expect ../shared beside the repo)")
+        pytest.fail(f"fixture missing from the repository: {FIXTURE}")
     return FIXTURE
 
 

@@ -3,14 +3,12 @@
 The exporter is the churn feeder (tests/support/churn_feeder.py): the real HTTP app over a Hub fed by a
 SyntheticNode with churn. Template variables are resolved the way Grafana would: ``$instance`` and
 ``$node`` from their own ``label_values`` queries (all values, multi-select), the interval macros by
-fixed windows that suit a 1 s scrape.
+fixed windows that suit a 1 s scrape (tests/support/panel_queries.py, shared with the backfill test).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
 import urllib.error
 from pathlib import Path
@@ -19,6 +17,14 @@ from typing import Any
 import pytest
 
 from dashboards.generate import JSON_DIR, REPO
+from tests.support.panel_queries import (
+    dashboards,
+    graphs,
+    has_data,
+    panels_without_data,
+    resolve_variables,
+    substitute,
+)
 from tests.support.procs import Proc, Prometheus, scrape_job, start_exporter, start_prometheus, wait_for
 
 pytestmark = pytest.mark.slow
@@ -26,47 +32,6 @@ pytestmark = pytest.mark.slow
 MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
 # Panels that cannot show data in this setup, with the reason. Keep it short.
 ALLOWED_EMPTY: dict[tuple[str, str], str] = {}
-LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w+)\)$")
-
-
-def _escape(value: str) -> str:
-    """Regex-escape a value inside a PromQL string literal, as Grafana's Prometheus data source does."""
-    return re.sub(r"([\\.^$*+?()\[\]{}|])", r"\\\\\1", value)
-
-
-def _substitute(expr: str, variables: dict[str, list[str]]) -> str:
-    for macro, value in MACROS.items():
-        expr = expr.replace(macro, value)
-    for name in sorted(variables, key=len, reverse=True):
-        values = variables[name]
-        regex = values[0] if len(values) == 1 else "(" + "|".join(values) + ")"
-        expr = expr.replace("${" + name + "}", regex).replace("$" + name, regex)
-    assert "$" not in expr, f"unresolved variable in {expr}"
-    return expr
-
-
-def _resolve_variables(prom: Prometheus, dash: dict[str, Any]) -> dict[str, list[str]]:
-    """Run each query variable's label_values() through Prometheus' series API, in order."""
-    resolved: dict[str, list[str]] = {}
-    for var in dash["templating"]["list"]:
-        if var["type"] != "query":
-            continue
-        m = LABEL_VALUES.match(var["query"])
-        assert m, f"variable {var['name']}: unsupported query {var['query']}"
-        selector = _substitute(m.group("selector") or "", resolved)
-        params = {"match[]": selector} if selector else {}
-        values = prom.api(f"label/{m.group('label')}/values", **params)
-        assert values, f"variable {var['name']} ({var['query']}) has no values"
-        resolved[var["name"]] = [_escape(v) for v in values]
-    return resolved
-
-
-def _has_data(result: dict[str, Any]) -> bool:
-    if result["resultType"] == "matrix":
-        return any(math.isfinite(float(v)) for series in result["result"] for _, v in series["values"])
-    if result["resultType"] == "vector":
-        return any(math.isfinite(float(s["value"][1])) for s in result["result"])
-    return math.isfinite(float(result["result"][1]))
 
 
 @pytest.fixture(scope="module")
@@ -95,53 +60,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
         feeder.stop()
 
 
-def _dashboards() -> list[Path]:
-    return sorted((REPO / JSON_DIR).glob("*.json"))
-
-
-def _graphs(dash: dict[str, Any]) -> list[dict[str, Any]]:
-    """The panels with queries: rows left out, panels inside a collapsed row included."""
-    found = []
-    for panel in dash["panels"]:
-        found += [panel] if panel["type"] != "row" else panel.get("panels", [])
-    return found
-
-
-@pytest.mark.parametrize("path", _dashboards(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.stem)
 def test_every_panel_query_returns_data(stack: Prometheus, path: Path) -> None:
     prom = stack
     dash = json.loads(path.read_text())
-    variables = _resolve_variables(prom, dash)
+    variables = resolve_variables(prom, dash)
     assert variables["node"] == ["churny"]
     end = time.time()
-    failures = []
-    checked = 0
-    for panel in _graphs(dash):
-        for target in panel["targets"]:
-            expr = _substitute(target["expr"], variables)
-            try:
-                if target.get("instant"):
-                    data = prom.api("query", query=expr, time=f"{end:.3f}")
-                else:
-                    data = prom.api("query_range", query=expr, start=f"{end - 30:.3f}", end=f"{end:.3f}", step="2")
-            except urllib.error.HTTPError as exc:  # a parse error is a failure like any other
-                failures.append(f"{panel['title']} [{target['refId']}]: {exc} {exc.read().decode()[:300]}")
-                continue
-            checked += 1
-            if not _has_data(data) and (path.stem, panel["title"]) not in ALLOWED_EMPTY:
-                failures.append(f"{panel['title']} [{target['refId']}]: no data for {expr}")
-    assert checked >= len(_graphs(dash))
+    _, failures = panels_without_data(
+        prom, path, variables, MACROS, start=end - 30, end=end, step="2", allowed_empty=ALLOWED_EMPTY
+    )
     assert not failures, "\n".join(failures)
     # The annotation queries are valid PromQL here too (whether alerts fire is test_alerting_e2e's job).
     for annotation in dash["annotations"]["list"]:
-        assert prom.api("query", query=_substitute(annotation["expr"], variables))["resultType"] == "vector"
+        assert prom.api("query", query=substitute(annotation["expr"], variables, MACROS))["resultType"] == "vector"
 
 
 def test_nodes_table_names_every_label_the_exporter_sends(stack: Prometheus) -> None:
     """The Overview table hides the query's own columns and orders the labels libp2p_node_info really has."""
     dash = json.loads((REPO / JSON_DIR / "libp2p-overview.json").read_text())
-    (table,) = [p for p in _graphs(dash) if p["title"] == "Nodes"]
-    expr = _substitute(table["targets"][0]["expr"], _resolve_variables(stack, dash))
+    (table,) = [p for p in graphs(dash) if p["title"] == "Nodes"]
+    expr = substitute(table["targets"][0]["expr"], resolve_variables(stack, dash), MACROS)
     (series,) = stack.api("query", query=expr)["result"]
     organize = table["transformations"][0]["options"]
     hidden = {name for name, hide in organize["excludeByName"].items() if hide}
@@ -154,7 +93,7 @@ def test_nodes_table_names_every_label_the_exporter_sends(stack: Prometheus) -> 
 
 
 def test_allow_list_names_real_panels() -> None:
-    titles = {(p.stem, panel["title"]) for p in _dashboards() for panel in _graphs(json.loads(p.read_text()))}
+    titles = {(p.stem, panel["title"]) for p in dashboards() for panel in graphs(json.loads(p.read_text()))}
     assert set(ALLOWED_EMPTY) <= titles
 
 
@@ -162,7 +101,7 @@ def test_the_check_catches_missing_series_and_parse_errors(stack: Prometheus) ->
     """The proof above could not pass vacuously: no data and bad PromQL are both detected."""
     end = time.time()
     data = stack.api("query_range", query="libp2p_no_such_series", start=f"{end - 30:.3f}", end=f"{end:.3f}", step="2")
-    assert not _has_data(data)
-    assert not _has_data(stack.api("query", query="histogram_quantile(0.5, libp2p_peers)"))
+    assert not has_data(data)
+    assert not has_data(stack.api("query", query="histogram_quantile(0.5, libp2p_peers)"))
     with pytest.raises(urllib.error.HTTPError):
         stack.api("query", query="sum(rate(libp2p_peers[$__rate_interval]))")

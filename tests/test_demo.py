@@ -83,8 +83,8 @@ def test_demo_stops_cleanly_on_ctrl_c_within_5s(tmp_path: Path, procs: list[Proc
 
 def test_demo_flags_reach_its_options() -> None:
     """Every web/protocol flag the demo accepts is used: the segment cap reaches its WebSocket sessions."""
-    from exporter.cli import build_parser
-    from exporter.demo import options_from_args
+    from exporter.app.cli import build_parser
+    from exporter.app.demo import options_from_args
 
     args = build_parser().parse_args(["demo", "--protocol.max-segment-bytes", "4096", "--nodes", "3"])
     opts = options_from_args(args)

@@ -248,8 +248,8 @@ def _exporter_argvs(compose: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_deploy_command_lines_use_flags_the_exporter_has(compose: dict[str, Any]) -> None:
     """A flag the CLI does not know would make the container or the service exit at start."""
-    from exporter.cli import build_parser
-    from exporter.sources.live_cli import default_to_live
+    from exporter.app.cli import build_parser
+    from exporter.app.live import default_to_live
 
     argvs = _exporter_argvs(compose)
     assert len(argvs) == 5

@@ -6,9 +6,11 @@ The exporter's own WebSocket client is tested against the Endpoint in test_intro
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -310,7 +312,9 @@ async def test_a_failing_or_hanging_provider_costs_only_its_part(caplog: pytest.
         assert [c.peer_id for c in st.subsystems.connections] == ["12D3KooWpeer"]
         assert st.traffic.traffic_in.cum_bytes == 5
         assert not st.subsystems.HasField("dht")
-        assert st.snapshot_duration_ms >= 400  # waited for the hanging provider's time limit
+        assert st.snapshot_duration_ms == 0  # no covered period given: unset, not the build time
+    assert intro.last_build_s >= 0.4  # the build waited for the hanging provider's time limit
+    assert intro.build_s_total >= 3 * 0.4 and intro.snapshots == 3
     assert intro.faults[("dht:broken", "error")] == 3
     assert intro.faults[("traffic:hangs", "timeout")] == 3
     assert len([r for r in caplog.records if "provider" in r.getMessage()]) == 2  # once per fault kind
@@ -425,3 +429,39 @@ async def test_paused_states_are_queued_pruned_to_retention_and_sent_after_the_o
             assert stamps == sorted(stamps)
     finally:
         await ep.close()
+
+
+async def test_snapshot_duration_is_the_period_since_the_clients_previous_state(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        before_hello = int(time.time() * 1000)
+        await hello(ws, 1, interval_ms=500)
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.STATE))
+        asked = (await recv(ws)).state
+        # a State asked for right after HELLO covers the time since HELLO, not the time spent building it
+        assert 0 <= asked.snapshot_duration_ms <= asked.instant_ts - before_hello
+        enabled_at = int(time.time() * 1000)
+        await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.STATE))
+        assert (await recv(ws)).response.id == 3
+        pushed = [(await recv(ws)).state for _ in range(4)]
+    # the first push covers one interval from PUSH_ENABLE; each later one exactly the gap to the previous
+    assert pushed[0].snapshot_duration_ms >= 500 - 1
+    assert pushed[0].snapshot_duration_ms <= pushed[0].instant_ts - enabled_at + 1
+    for prev, cur in itertools.pairwise(pushed):
+        assert cur.snapshot_duration_ms == cur.instant_ts - prev.instant_ts >= 500 - 1
+    assert endpoint.introspector.last_build_s >= 0  # the build time stays on the producer's side
+
+
+async def test_every_connection_carries_streams_even_when_a_provider_leaves_them_out(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    # make_introspector's provider returns a Connection with no StreamList at all
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws)
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.STATE))
+        st = (await recv(ws)).state
+    (conn,) = st.subsystems.connections
+    assert conn.HasField("streams") and not conn.streams.streams
+    assert conn.SerializeToString().endswith(b"\x5a\x00")  # field 11, empty: what the observer UI needs
+    assert pb.Connection(id=b"\x01").SerializeToString() == b"\x0a\x01\x01"  # (without it there is no 5a 00)

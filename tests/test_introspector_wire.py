@@ -12,11 +12,13 @@ from typing import TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app.runtime import build_hub
 from exporter.introspector import Endpoint, Introspector, event_type
-from exporter.node import Hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.prometheus import HubCollector, render
-from exporter.sources.websocket import Session, SessionOptions
+from exporter.sources.options import SessionOptions
+from exporter.sources.websocket import Session
 from tests.support.procs import until
 
 T = TypeVar("T")
@@ -49,7 +51,7 @@ async def plain() -> AsyncIterator[tuple[Introspector, Endpoint]]:
 
 async def test_our_client_holds_a_session_with_our_endpoint(plain: tuple[Introspector, Endpoint]) -> None:
     intro, ep = plain
-    hub = Hub()
+    hub = build_hub()
     session = Session(hub, "plain", ep.listen_addrs()[0], FAST)
     session.start()
     try:
@@ -79,7 +81,7 @@ async def test_our_client_holds_a_session_with_our_endpoint(plain: tuple[Introsp
 
 async def test_forced_disconnect_is_one_close_through_the_wire() -> None:
     pytest.importorskip("libp2p")
-    from exporter.demo import DemoOptions, DemoSwarm
+    from exporter.app.demo_swarm import DemoOptions, DemoSwarm
     from exporter.introspector.bridge import TrioThread
 
     opts = DemoOptions(nodes=5, churn_every_s=0, traffic_every_s=0, dht_every_s=0, seed=5)
@@ -87,7 +89,7 @@ async def test_forced_disconnect_is_one_close_through_the_wire() -> None:
     thread = TrioThread(ds.main)
     await thread.start(timeout=60)
     assert thread.bridge is not None
-    hub = Hub()
+    hub = build_hub()
     endpoints: list[Endpoint] = []
     sessions: list[Session] = []
     try:

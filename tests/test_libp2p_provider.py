@@ -1,6 +1,6 @@
 """Real py-libp2p hosts on loopback: the State the provider builds matches the hosts' own view.
 
-Five hosts with a Kademlia DHT run in a trio thread (exporter.demo.DemoSwarm with its workload and
+Five hosts with a Kademlia DHT run in a trio thread (exporter.app.demo_swarm.DemoSwarm with its workload and
 churn switched off); each gets an Introspector fed through the trio/asyncio bridge.
 """
 
@@ -16,8 +16,9 @@ import pytest
 pytest.importorskip("libp2p")
 
 import trio
+from libp2p.peer.id import ID
 
-from exporter.demo import ECHO, DemoOptions, DemoSwarm
+from exporter.app.demo_swarm import ECHO, DemoOptions, DemoSwarm
 from exporter.introspector import Introspector
 from exporter.introspector.bridge import BridgeClosed, TrioBridge, TrioThread
 from exporter.protocol import introspection_pb2 as pb
@@ -73,6 +74,12 @@ def host_view(swarm: Swarm, slot: int) -> dict[str, Any]:
     }
 
 
+def is_peer_id(text: str) -> bool:
+    """Base58 of a peer id's multihash: identity (0x00, inline key) or sha2-256 (0x12, 32 bytes)."""
+    raw = ID.from_base58(text).to_bytes()
+    return (raw[:2] == b"\x12\x20" and len(raw) == 34) or (raw[:1] == b"\x00" and raw[1] == len(raw) - 2)
+
+
 def active(state: pb.State) -> list[pb.Connection]:
     return [c for c in state.subsystems.connections if c.status == pb.ACTIVE]
 
@@ -92,6 +99,8 @@ async def test_state_matches_each_hosts_own_view(swarm: Swarm) -> None:
             assert c.transport_id == b"ip4+tcp"
             assert (c.attribs.encryption, c.attribs.multiplexer) == ("/noise", "/yamux/1.0.0")
             assert 0 < c.timeline.open_ts <= state.instant_ts and not c.timeline.close_ts
+            # measured around the swarm's upgrader: security and muxer negotiation take time, never 0
+            assert c.timeline.open_ts < c.timeline.upgraded_ts <= state.instant_ts
             assert c.traffic.traffic_in.cum_bytes > 0 and c.traffic.traffic_out.cum_bytes > 0
         assert state.traffic.traffic_in.cum_bytes >= sum(c.traffic.traffic_in.cum_bytes for c in conns)
         dht = state.subsystems.dht
@@ -180,12 +189,22 @@ async def test_dht_queries_are_counted_by_result_and_published(swarm: Swarm) -> 
     assert [(e["type"], e["result"]) for e in api(0)] == [("PEER", "SUCCESS"), ("VALUE", "SUCCESS")]
     assert api(0)[0]["targetPeerId"] == c.peer_id
     assert [(e["type"], e["result"]) for e in api(3)] == [("VALUE", "SUCCESS"), ("VALUE", "ERROR")]
-    keys = {"direction", "peerIds", "queryId", "targetPeerId", "totalTimeMs", "totalSteps", "trigger", "type", "result"}
+    assert (api(0)[1]["targetPeerId"], api(0)[1]["key"]) == ("", "test-key")
+    keys = {"direction", "peerIds", "queryId", "targetPeerId", "key"}
+    keys |= {"totalTimeMs", "totalSteps", "trigger", "type", "result"}
     inbound_events = [e for slot in swarm.intros for e in api(slot, "InboundDHTQuery")]
     assert inbound_events
     assert all(set(e) == keys for slot in swarm.intros for e in api(slot) + api(slot, "InboundDHTQuery"))
     assert {e["type"] for e in inbound_events} <= {"PEER", "VALUE", "PROVIDER", "PING"}
     assert all(e["direction"] == "INBOUND" and len(e["peerIds"]) == 1 for e in inbound_events)
+    # targetPeerId holds a peer id or nothing; a record's key (lookups for it are FIND_NODE too) is `key`
+    assert any(e["key"] == "test-key" and e["targetPeerId"] == "" for e in inbound_events)
+    for e in inbound_events:
+        assert not (e["targetPeerId"] and e["key"])
+        assert not e["targetPeerId"] or is_peer_id(e["targetPeerId"])
+    runtime = await swarm.intros[0].fetch_runtime()
+    declared = {et.name: {p.name for p in et.property_types} for et in runtime.event_types}
+    assert declared["InboundDHTQuery"] == declared["OutboundDHTQuery"] == keys
 
 
 async def test_forced_disconnect_is_one_close_and_one_event(swarm: Swarm) -> None:
@@ -370,3 +389,33 @@ async def test_a_node_that_leaves_stops_listening_and_is_freed(swarm: Swarm) -> 
         return host_ref() is None
 
     await wait_async(freed, 15, "the departed host to be garbage collected")
+
+
+def _kad(kind: int, key: bytes) -> bytes:
+    """One varint-framed Kademlia request, as it arrives on an inbound DHT stream."""
+    from libp2p.kad_dht.pb.kademlia_pb2 import Message
+
+    body = Message(type=kind, key=key).SerializeToString()
+    assert len(body) < 128
+    return bytes([len(body)]) + body
+
+
+def test_inbound_dht_key_is_a_target_peer_only_when_it_is_a_peer_id() -> None:
+    import base58
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    from exporter.introspector.libp2p_provider import _kad_request
+
+    peer = ID.from_pubkey(create_new_key_pair().public_key)  # identity multihash (ed25519)
+    sha_peer = ID(bytes([0x12, 0x20]) + bytes(range(32)))
+    find_node, get_value, get_providers = 4, 1, 3
+    assert _kad_request(_kad(find_node, peer.to_bytes())) == ("PEER", str(peer), "")
+    assert _kad_request(_kad(find_node, sha_peer.to_bytes())) == ("PEER", str(sha_peer), "")
+    # the issue's example: a lookup for the record "demo-14dd2f48" was reported as peer 9N1U9urXngomaDhgco
+    assert _kad_request(_kad(find_node, b"demo-14dd2f48")) == ("PEER", "", "demo-14dd2f48")
+    assert _kad_request(_kad(get_value, b"/pk/" + peer.to_bytes()))[1] == ""
+    # a content hash asked for providers is a key, never a peer, shown in base58
+    assert _kad_request(_kad(get_providers, sha_peer.to_bytes())) == ("PROVIDER", "", str(sha_peer))
+    lying = b"\x00\x05abc"  # an identity multihash whose length is wrong: not a peer id
+    assert _kad_request(_kad(find_node, lying)) == ("PEER", "", base58.b58encode(lying).decode())
+    assert _kad_request(b"\xff\xff garbage") == ("", "", "")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import main
-from exporter.config import ConfigError, build, load_file, parse_duration, parse_size
-from exporter.sources.live_cli import default_to_live
+from exporter.app.cli import main
+from exporter.app.config import ConfigError, build, load_file, parse_duration, parse_size
+from exporter.app.live import default_to_live
 
 GOOD = """\
 web:
@@ -150,16 +150,18 @@ def test_units() -> None:
 def test_live_mode_takes_the_label_caps_and_segment_cap() -> None:
     """README lists --labels.* and --protocol.max-segment-bytes as common to every serving command;
     live mode used to reject them ("unrecognized arguments") and always ran with the defaults."""
-    from exporter.cli import build_parser
-    from exporter.sources.live_cli import hub_and_options
+    from exporter.app.cli import build_parser
+    from exporter.app.live import session_options
+    from exporter.app.runtime import hub_from_args
 
     argv = ["live", "--target", "ws://a:1/introspect", "--labels.protocol-cap", "3", "--labels.other-cap", "1"]
     args = build_parser().parse_args([*argv, "--protocol.max-segment-bytes", "4096"])
     cfg = build({}, args.target, None, env={})
-    hub, options = hub_and_options(cfg, args)
+    hub, options = hub_from_args(args), session_options(cfg, args)
     assert hub.cardinality.protocol.cap == 3 and hub.cardinality.security.cap == 1
     assert options.max_segment_bytes == 4096
-    hub, options = hub_and_options(cfg, build_parser().parse_args(argv[:3]))
+    plain = build_parser().parse_args(argv[:3])
+    hub, options = hub_from_args(plain), session_options(cfg, plain)
     assert hub.cardinality.protocol.cap == 32 and options.max_segment_bytes == cfg.options.max_segment_bytes
 
 

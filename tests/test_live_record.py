@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import replace
 from pathlib import Path
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import SegmentError
 from exporter.sources.capture import iter_capture
@@ -25,7 +26,7 @@ def node_samples(hub: Hub) -> dict:
 
 async def test_record_then_replay_gives_the_same_metrics(server: IntrospectServer, tmp_path: Path) -> None:
     fake = server.add("", connections=12, push_runtime_on_connect=True)
-    hub = Hub()
+    hub = build_hub(live=True)
     rec = RotatingRecorder(tmp_path, "n")
     session = Session(hub, "n", server.url(), replace(FAST, stale_intervals=1000), recorder=rec)
     session.start()
@@ -39,7 +40,7 @@ async def test_record_then_replay_gives_the_same_metrics(server: IntrospectServe
     hub.nodes["n"].up = True  # closed sessions mark the node down; compare the data it had
     live = node_samples(hub)
     assert len(rec.files) == 1
-    replayed = Hub()
+    replayed = build_hub()
     await replay(replayed, rec.files[0], node="n", speed=0)
     assert node_samples(replayed) == live
     assert any(k[0] == "libp2p_streams_opened_total" for k in live)
@@ -49,7 +50,7 @@ async def test_record_then_replay_gives_the_same_metrics(server: IntrospectServe
 
 async def test_rotation_by_size_each_file_stands_alone(server: IntrospectServer, tmp_path: Path) -> None:
     server.add("", connections=8)
-    hub = Hub()
+    hub = build_hub(live=True)
     rec = RotatingRecorder(tmp_path, "ws://odd/name", max_bytes=4000)
     session = Session(hub, "n", server.url(), FAST, recorder=rec)
     session.start()
@@ -104,8 +105,8 @@ def test_torn_last_segment_is_skipped(tmp_path: Path) -> None:
 
 async def test_recording_through_the_cli_replays(server: IntrospectServer, tmp_path: Path) -> None:
     """``--record DIR`` in live mode writes files ``libp2p-exporter replay``/``inspect`` accept."""
-    from exporter.config import build
-    from exporter.sources.live_cli import run_live
+    from exporter.app.config import build
+    from exporter.app.live import run_live
 
     server.add("", connections=5)
     cfg = build(

@@ -9,10 +9,13 @@ from typing import TypeVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.prometheus import HubCollector, render
-from exporter.sources.websocket import Backoff, BoundedBuffer, Session, SessionOptions
+from exporter.sources.buffer import Backoff, BoundedBuffer
+from exporter.sources.options import SessionOptions
+from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer
 from tests.support.procs import until
 
@@ -45,7 +48,7 @@ def value(hub: Hub, name: str, node: str = "n", **labels: str) -> float | None:
 
 @pytest.fixture
 async def hub() -> Hub:
-    return Hub()
+    return build_hub(live=True)
 
 
 async def started(hub: Hub, url: str, opts: SessionOptions = FAST) -> Session:
@@ -57,10 +60,19 @@ async def started(hub: Hub, url: str, opts: SessionOptions = FAST) -> Session:
 async def test_handshake_order_and_streaming(server: IntrospectServer, hub: Hub) -> None:
     fake = server.add("")
     last: list[pb.State] = []
-    hub.listeners.append(
-        lambda _node, msg, _u: last.append(msg.state) if msg.WhichOneof("payload") == "state" else None
-    )
-    session = await started(hub, server.url())
+
+    class States:
+        """A recorder: sees each message right after the hub ingested it."""
+
+        def write(self, msg: pb.ServerMessage) -> None:
+            if msg.WhichOneof("payload") == "state":
+                last.append(msg.state)
+
+        def close(self) -> None:
+            pass
+
+    session = Session(hub, "n", server.url(), FAST, recorder=States())
+    session.start()
     try:
         await until(lambda: hub.nodes["n"].messages.get("state", 0) >= 3, what="three states")
         cmds = [(c.command, c.source) for c in fake.commands]

@@ -100,7 +100,7 @@ def test_fifty_targets_metrics_probe_and_going_away(
         s = parse(http_get(exp.url + "/metrics"))
         return s if by_node(s, "libp2p_exporter_up").get("node-03") == 0.0 else None
 
-    s = wait_for(gone, 15, "node-03 marked down")
+    s = wait_for(gone, 30, "node-03 marked down")  # generous: a loaded machine scrapes 50 nodes slowly
     assert "node-03" not in by_node(s, "libp2p_peers")
     assert by_node(s, "libp2p_exporter_last_snapshot_timestamp_seconds").get("node-03")  # stays visible
     assert sum(1 for v in by_node(s, "libp2p_exporter_up").values() if v == 1.0) >= N - 1 - 1  # extra may idle out

@@ -1,18 +1,23 @@
-"""The span model on hand-built States: addresses, relays, errors, restarts and odd DHT events."""
+"""The span model on hand-built States: addresses, relays, errors, restarts and odd DHT events.
+
+Spans go to in-memory exporters (tests/support/otlp.py); test_otel_spans.py keeps the real OTLP paths."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.model.multiaddr import parse
+from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
-from exporter.sinks.multiaddr import parse
-from exporter.sinks.otel import TracingConfig, TracingHandle, http_traces_url, install_tracing, keep
+from exporter.sinks.otel.config import TracingConfig, http_traces_url
+from exporter.sinks.otel.install import install_tracing
+from exporter.sinks.otel.sink import TracingHandle
+from exporter.sinks.otel.spans import keep
 from exporter.sinks.prometheus import HubCollector, render
-from tests.support.otlp import HttpReceiver, ReceivedSpan
+from tests.support.otlp import MemoryExporters, ReceivedSpan
 
 MS = 1_000_000
 T0 = 1_700_000_000_000
@@ -21,10 +26,8 @@ PEER_B = "12D3KooWFarFarFarFarFarFarFarFarFarFarFarFarFarFar2"
 
 
 @pytest.fixture
-def receiver() -> Iterator[HttpReceiver]:
-    r = HttpReceiver().start()
-    yield r
-    r.stop()
+def receiver() -> MemoryExporters:
+    return MemoryExporters()
 
 
 def runtime(peer: str = "12D3KooWSelf") -> pb.ServerMessage:
@@ -57,16 +60,16 @@ def state(ts: int, *conns: pb.Connection) -> pb.ServerMessage:
     return pb.ServerMessage(state=st)
 
 
-def run(receiver: HttpReceiver, msgs: list[pb.ServerMessage], **cfg: object) -> tuple[Hub, list[ReceivedSpan]]:
-    hub = Hub()
-    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint, **cfg))  # type: ignore[arg-type]
+def run(receiver: MemoryExporters, msgs: list[pb.ServerMessage], **cfg: object) -> tuple[Hub, list[ReceivedSpan]]:
+    hub = build_hub()
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(**cfg), span_exporter=receiver)  # type: ignore[arg-type]
     for msg in msgs:
         hub.ingest("n1", msg)
     handle.shutdown(timeout_s=20)
     return hub, receiver.spans()
 
 
-def test_relay_link_error_status_addresses_and_upgrade_event(receiver: HttpReceiver) -> None:
+def test_relay_link_error_status_addresses_and_upgrade_event(receiver: MemoryExporters) -> None:
     relay = conn(
         b"R",
         PEER_A,
@@ -124,7 +127,7 @@ def test_relay_link_error_status_addresses_and_upgrade_event(receiver: HttpRecei
     assert f.attrs["network.local.port"] == 4001
 
 
-def test_vanished_connection_ends_where_last_seen(receiver: HttpReceiver) -> None:
+def test_vanished_connection_ends_where_last_seen(receiver: MemoryExporters) -> None:
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     b = conn(b"B", PEER_B, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.3/tcp/3")
     _, spans = run(receiver, [runtime(), state(T0 + 1000, a, b), state(T0 + 2000, a, b), state(T0 + 3000, b)])
@@ -136,7 +139,7 @@ def test_vanished_connection_ends_where_last_seen(receiver: HttpReceiver) -> Non
     assert conns[b"B".hex()].attrs["libp2p.span.open_at_shutdown"] is True
 
 
-def test_new_peer_id_gets_a_new_resource(receiver: HttpReceiver) -> None:
+def test_new_peer_id_gets_a_new_resource(receiver: MemoryExporters) -> None:
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     b = conn(b"B", PEER_B, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.3/tcp/3", open_ts=T0 + 5000)
     msgs = [runtime("12D3KooWOld"), state(T0 + 1000, a), runtime("12D3KooWNew"), state(T0 + 6000, b)]
@@ -148,7 +151,7 @@ def test_new_peer_id_gets_a_new_resource(receiver: HttpReceiver) -> None:
     assert all(s.resource["service.name"] == "py-libp2p" for s in spans)
 
 
-def test_dht_events_with_string_numbers_and_bad_content(receiver: HttpReceiver) -> None:
+def test_dht_events_with_string_numbers_and_bad_content(receiver: MemoryExporters) -> None:
     def event(name: str, content: str, ts: int) -> pb.ServerMessage:
         return pb.ServerMessage(event=pb.Event(type=pb.EventType(name=name), ts=ts, content=content))
 
@@ -185,6 +188,48 @@ def test_dht_events_with_string_numbers_and_bad_content(receiver: HttpReceiver) 
     assert 'libp2p_exporter_spans_dropped_total{node="n1",reason="bad_event"} 2.0' in body
 
 
+def test_unusable_query_numbers_are_bad_events_on_both_sides(receiver: MemoryExporters) -> None:
+    """NaN, infinite or boolean durations are one parse (the pipeline's): no span and ``bad_event``
+    on the span side (a NaN used to raise per event, counted as ``error``), no histogram sample on
+    the metrics side. A non-finite step count leaves the attribute out instead of failing the span."""
+
+    def event(content: str, ts: int) -> pb.ServerMessage:
+        return pb.ServerMessage(event=pb.Event(type=pb.EventType(name="OutboundDHTQuery"), ts=ts, content=content))
+
+    msgs = [
+        runtime(),
+        state(T0 + 500),  # a node with a State is fresh, so its metrics are exported
+        event('{"queryId": "q1", "totalTimeMs": NaN, "result": "SUCCESS"}', T0 + 1000),
+        event('{"queryId": "q2", "totalTimeMs": "Infinity", "result": "SUCCESS"}', T0 + 1100),
+        event('{"queryId": "q3", "totalTimeMs": true, "result": "SUCCESS"}', T0 + 1200),
+        event('{"queryId": "q4", "totalTimeMs": 40, "totalSteps": NaN, "result": "SUCCESS"}', T0 + 1300),
+    ]
+    hub, spans = run(receiver, msgs)
+    assert [s.attrs["libp2p.dht.query.id"] for s in spans] == ["q4"]
+    assert "libp2p.dht.query.steps" not in spans[0].attrs
+    body = render(HubCollector(hub))[0].decode()
+    assert 'libp2p_exporter_spans_dropped_total{node="n1",reason="bad_event"} 3.0' in body
+    assert 'libp2p_exporter_spans_dropped_total{node="n1",reason="error"} 0.0' in body
+    assert 'libp2p_dht_query_duration_seconds_count{direction="outbound",node="n1",result="success"} 1.0' in body
+
+
+def test_metrics_and_spans_agree_on_what_a_query_event_is(receiver: MemoryExporters) -> None:
+    """A server that names its query events after its own types (content with queryId and
+    totalTimeMs) gets a span and a histogram sample, both inbound as its content says."""
+    content = json.dumps({"queryId": "q9", "totalTimeMs": 30, "direction": "INBOUND", "result": "ERROR"})
+    msgs = [
+        runtime(),
+        state(T0 + 500),
+        pb.ServerMessage(event=pb.Event(type=pb.EventType(name="EvtDHTQuery"), ts=T0 + 1000, content=content)),
+    ]
+    hub, spans = run(receiver, msgs)
+    assert [(s.attrs["libp2p.dht.query.direction"], s.span.kind) for s in spans] == [
+        ("inbound", spans[0].span.SPAN_KIND_SERVER)
+    ]
+    body = render(HubCollector(hub))[0].decode()
+    assert 'libp2p_dht_query_duration_seconds_count{direction="inbound",node="n1",result="error"} 1.0' in body
+
+
 def test_multiaddr_parsing() -> None:
     a = parse("/ip4/1.2.3.4/udp/4001/quic-v1/p2p/12D3KooWX")
     assert (a.host, a.port, a.network_type, a.transport, a.peer_id) == ("1.2.3.4", 4001, "ipv4", "quic", "12D3KooWX")
@@ -210,17 +255,17 @@ def test_sampling_is_deterministic_and_urls() -> None:
 def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from exporter.cli import build_parser
-    from exporter.sinks.otel import config_from_args
+    from exporter.app.cli import build_parser
+    from exporter.sinks.otel.config import config_from_args
 
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         monkeypatch.delenv(name, raising=False)
     parser = build_parser()
     args = parser.parse_args(["replay", "x.mock"])
     assert config_from_args(args) is None
-    hub = Hub()
+    hub = build_hub()
     handle = install_tracing(hub, args)
-    assert not handle.enabled and not hub.listeners
+    assert not handle.enabled and not hub.has_mapper("tracing")
     handle.shutdown()
 
     cfg = config_from_args(parser.parse_args(["demo", "--otlp.endpoint", "http://c:4317", "--otlp.protocol", "grpc"]))
@@ -236,10 +281,10 @@ def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatc
         parser.parse_args(["demo", "--tracing.sample.streams", "1.5"])
 
 
-def test_removed_node_ends_its_open_spans(receiver: HttpReceiver) -> None:
+def test_removed_node_ends_its_open_spans(receiver: MemoryExporters) -> None:
     """A node dropped from the hub (an idle /probe session) releases its spans at once, not at shutdown."""
-    hub = Hub()
-    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint))
+    hub = build_hub()
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), span_exporter=receiver)
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     for msg in (runtime(), state(T0 + 1000, a)):
         hub.ingest("probe-node", msg)
@@ -251,3 +296,16 @@ def test_removed_node_ends_its_open_spans(receiver: HttpReceiver) -> None:
     assert len(spans) == 1
     assert spans[0].span.end_time_unix_nano == (T0 + 1000) * MS
     assert spans[0].attrs["libp2p.span.end_reason"] == "node_removed"
+
+
+def test_a_dht_key_that_is_not_a_peer_id_is_its_own_attribute(receiver: MemoryExporters) -> None:
+    """The py-libp2p provider puts a record name or content hash under ``key``, never ``targetPeerId``."""
+    content = json.dumps({"queryId": "q7", "totalTimeMs": 12, "key": "demo-14dd2f48", "result": "SUCCESS"})
+    msgs = [
+        runtime(),
+        pb.ServerMessage(event=pb.Event(type=pb.EventType(name="InboundDHTQuery"), ts=T0 + 1000, content=content)),
+    ]
+    _, spans = run(receiver, msgs)
+    assert len(spans) == 1
+    assert spans[0].attrs["libp2p.dht.query.key"] == "demo-14dd2f48"
+    assert "libp2p.dht.query.target" not in spans[0].attrs

@@ -1,4 +1,5 @@
-"""Spans from the observer-toolkit sample, received by real in-process OTLP receivers.
+"""Spans from the observer-toolkit sample: once over each real OTLP protocol (HTTP, gRPC) into
+in-process receivers, and in memory for sampling and the open-span cap.
 
 Expected values are computed here from the raw protobufs, independently of the diff tracker, and
 compared with what arrived at the receiver over the socket.
@@ -13,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
-from exporter.sinks.otel import TracingConfig, TracingHandle, install_tracing
+from exporter.sinks.otel.config import TracingConfig
+from exporter.sinks.otel.install import install_tracing
+from exporter.sinks.otel.sink import TracingHandle
 from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.capture import iter_capture
-from tests.support.otlp import GrpcReceiver, HttpReceiver, ReceivedSpan
+from tests.support.otlp import GrpcReceiver, HttpReceiver, MemoryExporters, ReceivedSpan
 
 MS = 1_000_000
 CLOSED = (pb.CLOSED, pb.ERROR)
@@ -67,9 +71,15 @@ def expected_lives(path: Path) -> tuple[dict[bytes, Life], dict[tuple[bytes, byt
     return conns, streams, last_instant, events
 
 
-def feed(path: Path, receiver: HttpReceiver | GrpcReceiver, protocol: str, **cfg: object) -> tuple[Hub, TracingHandle]:
-    hub = Hub()
-    handle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint, protocol=protocol, **cfg))  # type: ignore[arg-type]
+def feed(
+    path: Path, receiver: HttpReceiver | GrpcReceiver | MemoryExporters, protocol: str = "", **cfg: object
+) -> tuple[Hub, TracingHandle]:
+    """Replay ``path`` into a traced hub: over OTLP (``protocol``) to a real receiver, or in memory."""
+    hub = build_hub()
+    if isinstance(receiver, MemoryExporters):
+        handle = install_tracing(hub, cfg=TracingConfig(**cfg), span_exporter=receiver)  # type: ignore[arg-type]
+    else:
+        handle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint, protocol=protocol, **cfg))  # type: ignore[arg-type]
     for msg in iter_capture(path):
         hub.ingest("sample", msg)
     handle.shutdown(timeout_s=20)
@@ -168,9 +178,10 @@ def test_fixture_spans_over_grpc(fixture_path: Path, grpc_receiver: GrpcReceiver
     check_fixture_spans(grpc_receiver.spans(), fixture_path)
 
 
-def test_sampling_keeps_connections_and_a_share_of_streams(fixture_path: Path, http_receiver: HttpReceiver) -> None:
-    hub, _ = feed(fixture_path, http_receiver, "http/protobuf", sample_streams=0.5, sample_dht=0.0)
-    spans = http_receiver.spans()
+def test_sampling_keeps_connections_and_a_share_of_streams(fixture_path: Path) -> None:
+    memory = MemoryExporters()
+    hub, _ = feed(fixture_path, memory, sample_streams=0.5, sample_dht=0.0)
+    spans = memory.spans()
     n_streams = len(by_name(spans, "libp2p.stream"))
     assert len(by_name(spans, "libp2p.connection")) == 10
     assert 0 < n_streams < 96
@@ -180,9 +191,10 @@ def test_sampling_keeps_connections_and_a_share_of_streams(fixture_path: Path, h
     assert 'libp2p_exporter_spans_sampled_out_total{kind="dht_query",node="sample"} 927.0' in body
 
 
-def test_open_span_cap_drops_and_counts(fixture_path: Path, http_receiver: HttpReceiver) -> None:
-    hub, _ = feed(fixture_path, http_receiver, "http/protobuf", max_open_spans=12, sample_dht=0.0)
-    spans = http_receiver.spans()
+def test_open_span_cap_drops_and_counts(fixture_path: Path) -> None:
+    memory = MemoryExporters()
+    hub, _ = feed(fixture_path, memory, max_open_spans=12, sample_dht=0.0)
+    spans = memory.spans()
     tracked = by_name(spans, "libp2p.connection") + by_name(spans, "libp2p.stream")
     assert 0 < len(tracked) < 106
     body = render(HubCollector(hub))[0].decode()
@@ -201,13 +213,13 @@ def test_collector_down_fills_a_bounded_queue_and_counts_everything(
 
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "50")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10")
-    hub = Hub()
+    hub = build_hub()
     cfg = TracingConfig(endpoint=f"http://127.0.0.1:{free_port()}", timeout_s=0.3)  # nothing listens
     handle = install_tracing(hub, cfg=cfg)
     for msg in iter_capture(fixture_path):
         hub.ingest("sample", msg)
     handle.shutdown(timeout_s=30)
-    stats = hub.nodes["sample"].accs["tracing"]
+    stats = handle.sink.book.get("sample")  # type: ignore[union-attr]
     started = sum(stats.started.values())
     assert started == 10 + 96 + 927
     assert stats.exported == 0

@@ -118,12 +118,12 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
         ),
         TimeSeries(
             "Introspection settings",
-            "The push interval and retention the node confirmed, and how long it took to build its last snapshot.",
+            "The push interval and retention the node confirmed, and the period its last State covered (snapshot_duration_ms).",
             "s",
             [
                 Query(f"libp2p_introspection_interval_seconds{{{NODE_SELECTOR}}}", "{{node}} interval"),
                 Query(f"libp2p_introspection_retention_seconds{{{NODE_SELECTOR}}}", "{{node}} retention"),
-                Query(f"libp2p_introspection_snapshot_duration_seconds{{{NODE_SELECTOR}}}", "{{node}} snapshot build"),
+                Query(f"libp2p_introspection_snapshot_duration_seconds{{{NODE_SELECTOR}}}", "{{node}} last State covered"),
             ],
             min=0,
         ),

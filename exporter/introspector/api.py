@@ -84,6 +84,10 @@ class Introspector:
         self.faults: Counter[tuple[str, str]] = Counter()
         self.events_published: Counter[str] = Counter()
         self.snapshots = 0
+        # How long building States takes: the producer's own figure (State.snapshot_duration_ms is the
+        # period a State covers, not this). Seconds, the last one and the sum over ``snapshots``.
+        self.last_build_s = 0.0
+        self.build_s_total = 0.0
         with contextlib.suppress(RuntimeError):  # created on a running loop: deliver events there
             self.bind_loop()
 
@@ -140,8 +144,14 @@ class Introspector:
         return [(p, r) for p, r in zip(chosen, results) if not isinstance(r, ProviderFault)]
 
     # -- the two things an Endpoint asks for -------------------------------------------------
-    async def fetch_full_state(self) -> pb.State:
-        """Call every connections/traffic/dht provider and merge their parts into one State."""
+    async def fetch_full_state(self, covers_since_ms: int = 0) -> pb.State:
+        """Call every connections/traffic/dht provider and merge their parts into one State.
+
+        ``covers_since_ms`` is when the period this State covers began (the client's previous State,
+        or when it asked for States): ``snapshot_duration_ms`` carries that period, as the schema
+        means, and stays unset (0) without it. The observer UI shows events up to ``instant_ts +
+        1.5 x snapshot_duration_ms``, so the period matters; the build time goes to ``last_build_s``.
+        """
         t0 = time.monotonic()
         state = pb.State(instant_ts=now_ms(), start_ts=self.start_ts)
         for prov, part in await self._gather(("connections", "traffic", "dht")):
@@ -149,7 +159,10 @@ class Introspector:
                 self._merge(state, prov.subsystem, part)
             except Exception as exc:  # a provider returned the wrong shape
                 self._fault(prov.name, "error", f"bad result {type(part).__name__}: {exc}")
-        state.snapshot_duration_ms = int((time.monotonic() - t0) * 1000)
+        if covers_since_ms:
+            state.snapshot_duration_ms = min(max(0, state.instant_ts - covers_since_ms), 2**32 - 1)
+        self.last_build_s = time.monotonic() - t0
+        self.build_s_total += self.last_build_s
         self.snapshots += 1
         return state
 
@@ -163,6 +176,10 @@ class Introspector:
                 if not isinstance(c, pb.Connection):
                     raise TypeError(f"expected Connection, got {type(c).__name__}")
             state.subsystems.connections.extend(conns)
+            # Whatever a provider sent, every Connection carries `streams`, even empty (`5a 00`): the
+            # observer UI dereferences it without a check (protocol.md §5).
+            for c in state.subsystems.connections:
+                c.streams.SetInParent()
         elif subsystem == "traffic":
             if not isinstance(part, pb.Traffic):
                 raise TypeError("expected Traffic")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
 
-from exporter.introspector.api import Introspector
+from exporter.introspector.api import Introspector, now_ms
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import response
 from exporter.protocol.framing import encode_segment
@@ -163,6 +163,8 @@ class _Session:
         self.sender_task: asyncio.Task[None] | None = None
         self.unsubscribe = endpoint.introspector.subscribe(self._on_event)
         self.dropped = 0
+        # Start of the period the next State covers: HELLO, PUSH_ENABLE STATE, then each State sent.
+        self.covered_from_ms = 0
 
     @property
     def stats(self) -> Counter[str]:
@@ -259,11 +261,17 @@ class _Session:
             while self.events:
                 await self._send(self.events.popleft())
 
+    async def _next_state(self) -> pb.State:
+        """A State whose snapshot_duration_ms is the time since this client's previous one."""
+        state = await self.endpoint.introspector.fetch_full_state(covers_since_ms=self.covered_from_ms)
+        self.covered_from_ms = state.instant_ts
+        return state
+
     async def _state_loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval_ms / 1000.0)
             try:
-                state = await self.endpoint.introspector.fetch_full_state()
+                state = await self._next_state()
             except Exception:  # provider faults are contained inside; this would be a bug: skip a beat
                 self.stats["snapshot_failures"] += 1
                 log.exception("introspection endpoint: snapshot failed")
@@ -295,6 +303,7 @@ class _Session:
                 await self._bad(cid, "HELLO already received")
                 return
             self.hello = True
+            self.covered_from_ms = now_ms()
             self.interval_ms, self.retention_ms = clamp_config(
                 cmd.config if cmd.HasField("config") else None, (self.interval_ms, self.retention_ms)
             )
@@ -313,7 +322,7 @@ class _Session:
                 return
             intro = self.endpoint.introspector
             if source == CMD.STATE:
-                msg = _server_message(state=await intro.fetch_full_state())
+                msg = _server_message(state=await self._next_state())
             else:
                 msg = _server_message(runtime=await intro.fetch_runtime())
             self.bad_in_a_row = 0
@@ -327,6 +336,8 @@ class _Session:
                 changed = self.push_state != on
                 self.push_state = on
                 if changed:
+                    if on:  # the first pushed State covers the interval from here
+                        self.covered_from_ms = now_ms()
                     self._arm_state_timer()
             else:
                 self.push_events = on

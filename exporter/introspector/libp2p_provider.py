@@ -3,9 +3,11 @@
 ``Libp2pIntrospection(host, dht=...)`` watches one host from the trio side and registers, on an
 ``Introspector``, providers for all five subsystems:
 
-- connections, from the swarm plus notifee hooks: direction, open time, remote and local
-  multiaddrs, security and muxer, yamux RTT; streams inlined with protocol, direction, open and
-  close times. Closed connections and streams stay in the State (status CLOSED, ``close_ts``) for
+- connections, from the swarm plus notifee hooks: direction, remote and local multiaddrs,
+  security and muxer, yamux RTT, and the handshake: ``open_ts`` when the raw connection entered
+  security negotiation and ``upgraded_ts`` when the muxer was ready, timed by wrapping the swarm's
+  upgrader on the instance (unset when not seen); streams inlined with protocol, direction, open
+  and close times, and the ``streams`` field present even when empty. Closed connections and streams stay in the State (status CLOSED, ``close_ts``) for
   ``retention_ms``, then vanish, as protocol.md §5 describes.
 - traffic: py-libp2p does not count bytes, so we count them ourselves, contained to objects we
   own the knowledge of: when a connection is announced, the read/write methods of *that
@@ -20,7 +22,8 @@
   get_value, put_value, provide, find_providers, refresh_routing_table; inbound: the Kademlia
   stream handler).
 - events: ``PeerConnecting`` / ``PeerDisconnecting`` from the notifee, ``OutboundDHTQuery`` /
-  ``InboundDHTQuery`` from the wrappers, with the observer UI's JSON keys.
+  ``InboundDHTQuery`` from the wrappers, with the observer UI's JSON keys; ``targetPeerId`` only
+  when the query's key is a peer id, any other key under ``key``.
 
 All libp2p objects are touched only on the trio thread: the providers hand a synchronous reader to
 ``TrioBridge.run`` (see bridge.py for the thread design).
@@ -35,6 +38,7 @@ import logging
 import platform
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -62,6 +66,8 @@ DEFAULT_RETENTION_MS = 120_000
 MAX_CLOSED_CONNS = 1024
 MAX_CLOSED_STREAMS_PER_CONN = 256
 _INBOUND_PEEK = 8192  # bytes of an inbound DHT stream kept to learn the request type
+_MAX_PENDING_HANDSHAKES = 256
+_MAX_KEY_CHARS = 256  # a DHT key in an event; the remote peer chooses it
 
 EVENT_TYPES = [
     event_type("PeerConnecting", {"peerId": Prop.PEERID, "transport": Prop.STRING, "role": Prop.STRING}),
@@ -76,7 +82,8 @@ EVENT_TYPES = [
                 "direction": Prop.STRING,
                 "peerIds": (Prop.PEERID, True),
                 "queryId": Prop.STRING,
-                "targetPeerId": Prop.PEERID,
+                "targetPeerId": Prop.PEERID,  # only when the query's key is a peer id
+                "key": Prop.STRING,  # the key when it is not a peer id (a record name, a content hash)
                 "totalTimeMs": Prop.NUMBER,
                 "totalSteps": Prop.NUMBER,
                 "trigger": Prop.STRING,
@@ -273,6 +280,11 @@ class Libp2pIntrospection:
         self._introspector: Introspector | None = None
         self._notifee = _Notifee(self)
         self._wrapped: list[tuple[Any, str, Any]] = []
+        # Handshake times measured around the swarm's upgrader, until the connection is announced:
+        # id(secured conn) -> (conn, start ms); id(muxed conn) -> (conn, start ms, end ms). Bounded:
+        # a handshake that fails leaves an entry behind, dropped oldest first.
+        self._securing: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+        self._upgraded: OrderedDict[int, tuple[Any, int, int]] = OrderedDict()
         self.start_ts = now_ms()
         self.attached = False
 
@@ -286,6 +298,7 @@ class Libp2pIntrospection:
         for conns in list(network.connections.values()):
             for conn in list(conns):
                 self._conn_opened(conn, announce=False)
+        self._instrument_upgrader(network)
         if self.dht is not None:
             self._instrument_dht()
         self.attached = True
@@ -342,6 +355,12 @@ class Libp2pIntrospection:
         role = pb.RESPONDER if "inbound" in direction else pb.INITIATOR
         created = getattr(conn, "_created_at", None)
         opened = int(created * 1000) if created else now_ms()
+        # Measured only when we saw its security and muxer negotiation; otherwise upgraded_ts stays
+        # unset (0) and open_ts is when the swarm took the connection in: never a made-up handshake.
+        upgraded = 0
+        timing = self._upgraded.pop(id(muxed), None)
+        if timing is not None and timing[0] is muxed:
+            opened, upgraded = timing[1], timing[2]
         tcp = _tcp_stream(conn)
         local = remote = ""
         if tcp is not None:
@@ -374,7 +393,7 @@ class Libp2pIntrospection:
             peer_id=peer,
             role=role,
             open_ts=opened,
-            upgraded_ts=opened,
+            upgraded_ts=upgraded,
             local=local,
             remote=remote,
             transport=_transport_id(remote) or "unknown",
@@ -497,6 +516,7 @@ class Libp2pIntrospection:
             rtt = getattr(getattr(rec.conn, "muxed_conn", None), "_rtt", 0.0)
             if not rec.close_ts and isinstance(rtt, float) and rtt > 0:
                 c.latency_ns = int(rtt * 1e9)
+            c.streams.SetInParent()  # present even before the first stream and once closed (protocol.md §5)
             for s in rec.streams.values():
                 ps = c.streams.streams.add(id=s.id, role=s.role)
                 ps.protocol = s.protocol or _protocol(s.stream)
@@ -558,6 +578,41 @@ class Libp2pIntrospection:
         )
         self._publish("InboundDHTQuery" if direction == "in" else "OutboundDHTQuery", content)
 
+    # -- handshake timing -------------------------------------------------------------------
+    def _instrument_upgrader(self, network: Any) -> None:
+        """Time each connection's upgrade: from the raw connection entering security negotiation
+        (open_ts, "opened on the wire") to the muxer being ready (upgraded_ts)."""
+        upgrader = getattr(network, "upgrader", None)
+        security = getattr(upgrader, "upgrade_security", None)
+        muxing = getattr(upgrader, "upgrade_connection", None)
+        if security is None or muxing is None:
+            return
+        securing, upgraded = self._securing, self._upgraded
+
+        def remember(table: OrderedDict[int, Any], obj: Any, value: tuple[Any, ...]) -> None:
+            table[id(obj)] = (obj, *value)
+            while len(table) > _MAX_PENDING_HANDSHAKES:
+                table.popitem(last=False)
+
+        @wraps(security)
+        async def timed_security(raw_conn: Any, *args: Any, **kwargs: Any) -> Any:
+            start = now_ms()
+            secured = await security(raw_conn, *args, **kwargs)
+            remember(securing, secured, (start,))
+            return secured
+
+        @wraps(muxing)
+        async def timed_muxing(secured: Any, *args: Any, **kwargs: Any) -> Any:
+            muxed = await muxing(secured, *args, **kwargs)
+            began = securing.pop(id(secured), None)
+            if began is not None and began[0] is secured:
+                remember(upgraded, muxed, (began[1], now_ms()))
+            return muxed
+
+        for attr, wrapper in (("upgrade_security", timed_security), ("upgrade_connection", timed_muxing)):
+            self._wrapped.append((upgrader, attr, upgrader.__dict__.get(attr)))
+            setattr(upgrader, attr, wrapper)
+
     def _instrument_dht(self) -> None:
         dht = self.dht
         for name, (qtype, trigger) in _OUTBOUND_CALLS.items():
@@ -597,6 +652,7 @@ class Libp2pIntrospection:
                         {
                             "peerIds": [],
                             "targetPeerId": str(target) if qtype == "PEER" else "",
+                            "key": "" if qtype == "PEER" else _key_text(target),
                             "totalTimeMs": int((time.monotonic() - t0) * 1000),
                             "totalSteps": 0,
                             "trigger": trigger,
@@ -633,13 +689,14 @@ class Libp2pIntrospection:
                     remote = ""
                     with contextlib.suppress(Exception):
                         remote = str(stream.muxed_conn.peer_id)
-                    qtype, target = _kad_request(bytes(peeked))
+                    qtype, target, key = _kad_request(bytes(peeked))
                     self._record_query(
                         "in",
                         result,
                         {
                             "peerIds": [remote] if remote else [],
                             "targetPeerId": target,
+                            "key": key,
                             "totalTimeMs": int((time.monotonic() - t0) * 1000),
                             "totalSteps": 1,
                             "trigger": "API",
@@ -650,11 +707,46 @@ class Libp2pIntrospection:
         return wrapper
 
 
-def _kad_request(data: bytes) -> tuple[str, str]:
-    """(type, target peer id) of the first varint-framed Kademlia message in ``data``, if it parses."""
+def _peer_id_text(key: bytes) -> str:
+    """The peer id ``key`` is, in base58, when it decodes as a peer id's multihash; else ''.
+
+    A peer id is an identity multihash (code 0x00, the key inline, at most 42 bytes) or a sha2-256
+    one (code 0x12, 32 bytes). Anything else (a record name such as ``/pk/...`` or ``demo-1``) is not.
+    """
+    identity = len(key) >= 3 and key[0] == 0x00 and key[1] == len(key) - 2 <= 42
+    sha256 = len(key) == 34 and key[0] == 0x12 and key[1] == 0x20
+    if not (identity or sha256):
+        return ""
+    from libp2p.peer.id import ID
+
+    return str(ID(key))
+
+
+def _key_text(key: Any) -> str:
+    """A DHT key for an event: printable text as it is, other bytes (a content hash) in base58; capped."""
+    if isinstance(key, str):
+        text = key
+    elif isinstance(key, (bytes, bytearray)):
+        raw = bytes(key)
+        if raw and all(32 <= b < 127 for b in raw):
+            text = raw.decode("ascii")
+        else:
+            import base58
+
+            text = base58.b58encode(raw).decode("ascii") if raw else ""
+    else:
+        text = str(key) if key is not None else ""
+    return text[:_MAX_KEY_CHARS]
+
+
+def _kad_request(data: bytes) -> tuple[str, str, str]:
+    """(type, target peer id, other key) of the first varint-framed Kademlia message in ``data``.
+
+    The key goes to the target only when it is a peer id (a FIND_NODE for a peer); a FIND_NODE
+    for a record's key, as a lookup does, and every other request carry it as ``key`` instead.
+    """
     try:
         from libp2p.kad_dht.pb.kademlia_pb2 import Message
-        from libp2p.peer.id import ID
 
         length, shift, pos = 0, 0, 0
         while pos < len(data) and pos < 5:
@@ -667,13 +759,10 @@ def _kad_request(data: bytes) -> tuple[str, str]:
         msg = Message()
         msg.ParseFromString(data[pos : pos + length])
         qtype = _KAD_TYPES.get(int(msg.type), "")
-        target = ""
-        if msg.type == 4 and msg.key:  # FIND_NODE carries a peer id
-            with contextlib.suppress(Exception):
-                target = str(ID(msg.key))
-        return qtype, target
+        target = _peer_id_text(msg.key) if msg.type == 4 else ""  # FIND_NODE
+        return qtype, target, "" if target else _key_text(msg.key)
     except Exception:
-        return "", ""
+        return "", "", ""
 
 
 def _being_cancelled() -> bool:

@@ -11,8 +11,9 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter import __version__
-from exporter.families import Families
-from exporter.node import Hub, NodeState
+from exporter.model.families import Families
+from exporter.pipeline.hub import Hub
+from exporter.pipeline.node import NodeState
 
 
 class HubCollector:
@@ -33,13 +34,14 @@ class HubCollector:
     def collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
         fams = Families()
+        mappers = self.hub.mappers
         for node in self._nodes():
             with node.lock:
                 out = fams.scoped(node.base_labels)
                 fresh = node.fresh()
-                for sub in self.hub.subsystems:
-                    if sub.always or fresh:
-                        sub.collect(node.accs[sub.name], node, out)
+                for mapper in mappers:
+                    if mapper.always or fresh:
+                        mapper.collect(node.accs[mapper.name], node, out)
         if self.with_globals:
             self._globals(fams)
             scope = fams.scoped({})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from exporter.model.snapshot import snapshot_of
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import (
     DEFAULT_MAX_SEGMENT,
@@ -134,8 +135,6 @@ def summarize(path: str | os.PathLike[str]) -> Summary:
 
 
 def format_summary(path: str, s: Summary) -> str:
-    from exporter.model import snapshot_of
-
     lines = [f"{path}: {s.total} messages"]
     for kind in ("runtime", "response", "state", "event", "notice"):
         if s.counts.get(kind):

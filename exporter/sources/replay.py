@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 
-from exporter.node import Hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sources.capture import iter_capture
 

@@ -3,7 +3,7 @@
 A ``Session`` keeps one node's stream flowing into the hub for as long as it runs: connect, HELLO
 with the wanted configuration, then REQUEST RUNTIME, PUSH_ENABLE EVENTS and PUSH_ENABLE STATE; on
 any failure it backs off (exponential, jittered, capped) and tries again. A ``SessionManager`` runs
-many sessions over one aiohttp client and starts sessions on demand for ``/probe``.
+many sessions (``exporter.sources.manager``).
 
 Between the socket and the hub sits a bounded buffer. A flood of events is dropped (and counted)
 rather than queued without limit, and States are preferred over events, so a slow pipeline shows
@@ -17,88 +17,22 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from exporter.logs import RateLimitedLog
-from exporter.node import Hub
+from exporter.pipeline.hub import Hub
+from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import command
-from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError, decode_segments
+from exporter.protocol.framing import SegmentError, decode_segments
+from exporter.sources.buffer import Backoff, BoundedBuffer
+from exporter.sources.options import Recorder, SessionOptions
 
 log = logging.getLogger(__name__)
 # A target that stays down is logged when it goes down and then summarised every 5 minutes, not once
 # per attempt (a 17-minute demo with nodes stopped on purpose logged 214 reconnect warnings).
 RECONNECT_LOG_INTERVAL_S = 300.0
-
-DEFAULT_INTERVAL_MS = 1000
-DEFAULT_RETENTION_MS = 120_000
-STATES = ("idle", "connecting", "handshaking", "streaming", "backoff", "closed")
-
-
-class Recorder(Protocol):
-    """Anything that takes the messages a session ingests (see exporter.sources.recording)."""
-
-    def write(self, msg: pb.ServerMessage) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class SessionOptions:
-    """How one session behaves; every field has a sensible default for a real node."""
-
-    interval_ms: int = DEFAULT_INTERVAL_MS
-    retention_ms: int = DEFAULT_RETENTION_MS
-    # Staleness: no State for this many effective intervals and the node's data stops being exported.
-    stale_intervals: float = 3.0
-    # Reconnect backoff: initial, cap, multiplier; jitter is a +-share of each delay.
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    backoff_factor: float = 2.0
-    backoff_jitter: float = 0.2
-    # A session that delivered States for this long resets the backoff.
-    healthy_after_s: float = 10.0
-    connect_timeout_s: float = 10.0
-    handshake_timeout_s: float = 10.0
-    # WebSocket ping period; the peer is dead when a pong is late (aiohttp closes the socket).
-    heartbeat_s: float | None = 10.0
-    # Nothing at all received for this long while streaming: the peer is stalled; None = derive.
-    read_timeout_s: float | None = None
-    max_frame_bytes: int = 16 * 1024 * 1024
-    max_segment_bytes: int = DEFAULT_MAX_SEGMENT
-    queue_size: int = 4096
-    queue_bytes: int = 64 * 1024 * 1024  # the buffer's bound in (wire) bytes, besides its length
-
-    def effective_read_timeout(self, interval_ms: int) -> float:
-        if self.read_timeout_s is not None:
-            return self.read_timeout_s
-        return max(5.0, 5 * interval_ms / 1000.0)
-
-
-@dataclass
-class SessionStats:
-    """What a session tells the exporter about itself; read at scrape time by the session subsystem."""
-
-    url: str = ""
-    state: str = "idle"
-    connects: int = 0  # connection attempts
-    reconnects: int = 0  # attempts after the first
-    established: int = 0  # sessions that got a HELLO OK
-    failures: Counter[str] = field(default_factory=Counter)  # why sessions ended
-    dropped: Counter[str] = field(default_factory=Counter)  # messages dropped by the bounded buffer
-    frames: Counter[str] = field(default_factory=Counter)  # binary / text frames received
-    effective_interval_ms: int = 0
-    effective_retention_ms: int = 0
-    connected_since: float | None = None
-    last_error: str = ""
-    queue_depth: int = 0
-    queue_high_water: int = 0
 
 
 def _reason(error: str) -> str:
@@ -116,78 +50,6 @@ class SessionEnded(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
-
-
-class Backoff:
-    """Exponential backoff with jitter and a cap; ``reset()`` after a healthy session."""
-
-    def __init__(
-        self, initial: float, cap: float, factor: float = 2.0, jitter: float = 0.2, rng: random.Random | None = None
-    ) -> None:
-        self.initial, self.cap, self.factor, self.jitter = initial, cap, factor, jitter
-        self.rng = rng or random.Random()
-        self.attempt = 0
-
-    def next(self) -> float:
-        base = min(self.cap, self.initial * self.factor**self.attempt)
-        self.attempt += 1
-        spread = base * self.jitter
-        return max(0.0, min(self.cap, base + self.rng.uniform(-spread, spread)))
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-class BoundedBuffer:
-    """A FIFO of server messages with a hard size, in messages and in bytes. When full, an event is
-    dropped; anything else (a State, a Runtime, a response) pushes out the oldest entries until it
-    fits. Every drop is counted by kind. The byte bound matters because one message may be 8 MiB."""
-
-    def __init__(self, size: int, dropped: Counter[str], max_bytes: int = 0) -> None:
-        self.size = max(1, size)
-        self.max_bytes = max_bytes  # 0: no byte bound
-        self.items: deque[tuple[pb.ServerMessage, int]] = deque()
-        self.bytes = 0
-        self.dropped = dropped
-        self.ready = asyncio.Event()
-
-    def _full(self, nbytes: int) -> bool:
-        if len(self.items) >= self.size:
-            return True
-        return bool(self.max_bytes) and bool(self.items) and self.bytes + nbytes > self.max_bytes
-
-    def put(self, msg: pb.ServerMessage, nbytes: int = 0) -> None:
-        if self._full(nbytes):
-            kind = msg.WhichOneof("payload") or "empty"
-            if kind == "event":
-                self.dropped[kind] += 1
-                return
-            while self._full(nbytes):
-                old, old_bytes = self.items.popleft()
-                self.bytes -= old_bytes
-                self.dropped[old.WhichOneof("payload") or "empty"] += 1
-        self.items.append((msg, nbytes))
-        self.bytes += nbytes
-        self.ready.set()
-
-    def take(self) -> list[pb.ServerMessage]:
-        out = [msg for msg, _ in self.items]
-        self.items.clear()
-        self.bytes = 0
-        self.ready.clear()
-        return out
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-def default_name(url: str) -> str:
-    """A readable node name for a URL: ``host:port``, plus the path when it is not the usual one."""
-    parts = urlsplit(url)
-    name = parts.netloc or url
-    if parts.path not in ("", "/", "/introspect"):
-        name += parts.path
-    return name
 
 
 class Session:
@@ -239,9 +101,8 @@ class Session:
         self._frame_share = 0  # wire bytes per message of the frame being handled
         self.last_used = time.monotonic()  # for /probe idle reaping
         self.first_state = asyncio.Event()
-        from exporter.subsystems.session import attach
-
-        attach(hub, self.node, self.stats)
+        with self.node.lock:
+            self.node.session = self.stats  # what the session mapper exports for this node
 
     # -- public API -------------------------------------------------------------------------
     def start(self) -> asyncio.Task[None]:
@@ -489,146 +350,3 @@ class Session:
                 self.recorder = None
         if update is not None and not self.first_state.is_set():
             self.first_state.set()
-
-
-@dataclass
-class Target:
-    """One node to watch: where, under which name, how often, with which extra labels."""
-
-    url: str
-    name: str = ""
-    interval_ms: int = DEFAULT_INTERVAL_MS
-    labels: dict[str, str] = field(default_factory=dict)
-    retention_ms: int = DEFAULT_RETENTION_MS
-    stale_intervals: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name:
-            self.name = default_name(self.url)
-
-
-class SessionManager:
-    """Many sessions over one aiohttp client: the configured targets, plus those ``/probe`` asks for.
-
-    Probe-started sessions nobody has probed for ``probe_idle_s`` are closed and their node removed.
-    """
-
-    def __init__(
-        self,
-        hub: Hub,
-        options: SessionOptions | None = None,
-        *,
-        recorder_factory: Callable[[str], Recorder] | None = None,
-        probe_idle_s: float = 300.0,
-        max_probe_sessions: int = 1000,
-    ) -> None:
-        self.hub = hub
-        self.options = options or SessionOptions()
-        self.recorder_factory = recorder_factory
-        self.probe_idle_s = probe_idle_s
-        self.max_probe_sessions = max_probe_sessions
-        self.sessions: dict[str, Session] = {}  # by name
-        self.by_url: dict[str, Session] = {}
-        self.configured: set[str] = set()
-        self._client: aiohttp.ClientSession | None = None
-        self._reaper: asyncio.Task[None] | None = None
-
-    def client(self) -> aiohttp.ClientSession:
-        if self._client is None:
-            # WebSockets hold their connection for the whole session: no pool limit.
-            self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        return self._client
-
-    def _options_for(self, target: Target) -> SessionOptions:
-        from dataclasses import replace
-
-        opts = replace(self.options, interval_ms=target.interval_ms, retention_ms=target.retention_ms)
-        if target.stale_intervals is not None:
-            opts.stale_intervals = target.stale_intervals
-        return opts
-
-    def add(self, target: Target, *, configured: bool = True) -> Session:
-        """Start a session for ``target`` (or return the running one with that name)."""
-        existing = self.sessions.get(target.name)
-        if existing is not None:
-            return existing
-        recorder = self.recorder_factory(target.name) if self.recorder_factory else None
-        session = Session(
-            self.hub,
-            target.name,
-            target.url,
-            self._options_for(target),
-            labels=target.labels,
-            client=self.client(),
-            recorder=recorder,
-        )
-        self.sessions[target.name] = session
-        self.by_url.setdefault(target.url, session)
-        if configured:
-            self.configured.add(target.name)
-        session.start()
-        if self._reaper is None and self.probe_idle_s > 0:
-            self._reaper = asyncio.create_task(self._reap_loop(), name="probe reaper")
-        return session
-
-    def probe(self, url: str) -> Session:
-        """The session for ``url``, started on first use; a later probe reuses it."""
-        session = self.by_url.get(url)
-        if session is None:
-            if sum(1 for n in self.sessions if n not in self.configured) >= self.max_probe_sessions:
-                raise OverflowError(f"already {self.max_probe_sessions} probe sessions")
-            name = default_name(url)
-            if name in self.sessions:
-                name = url
-            session = self.add(Target(url=url, name=name, interval_ms=self.options.interval_ms), configured=False)
-        session.last_used = time.monotonic()
-        return session
-
-    async def remove(self, name: str) -> None:
-        session = self.sessions.pop(name, None)
-        if session is None:
-            return
-        if self.by_url.get(session.url) is session:
-            del self.by_url[session.url]
-        self.configured.discard(name)
-        await session.close()
-        self.hub.remove(name)
-
-    async def reap_idle(self, now: float | None = None) -> list[str]:
-        """Close probe-started sessions idle for longer than ``probe_idle_s``; returns their names."""
-        now = time.monotonic() if now is None else now
-        idle = [
-            name
-            for name, s in self.sessions.items()
-            if name not in self.configured and now - s.last_used > self.probe_idle_s
-        ]
-        for name in idle:
-            log.info("closing probe session %s: not probed for %.0fs", name, self.probe_idle_s)
-            await self.remove(name)
-        return idle
-
-    async def _reap_loop(self) -> None:
-        period = max(0.05, min(30.0, self.probe_idle_s / 4))
-        while True:
-            await asyncio.sleep(period)
-            await self.reap_idle()
-
-    async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
-        await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-    async def run(self, targets: list[Target]) -> None:
-        """Start ``targets`` and run until cancelled; closes every session on the way out."""
-        for t in targets:
-            self.add(t)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await self.close()

@@ -16,14 +16,14 @@ import time
 
 from aiohttp import web
 
-from exporter.cli import add_web_flags, setup_logging
+from exporter.app.flags import add_serving_flags, setup_logging
+from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.node import Hub
 from exporter.server import build_app, start_server
 
 
 async def run(args: argparse.Namespace) -> None:
-    hub = Hub()
+    hub = build_hub()
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.3)
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between snapshots")
     ap.add_argument("--seed", type=int, default=3)
-    add_web_flags(ap)
+    add_serving_flags(ap)
     args = ap.parse_args()
     setup_logging(args.log_level)
     asyncio.run(run(args))

@@ -31,6 +31,19 @@ def active_connections(state: pb.State) -> int:
     return sum(1 for c in state.subsystems.connections if c.status == pb.ACTIVE)
 
 
+# Status names as protocol.md spells the enum (ACTIVE=0 ... ERROR=4), lower case.
+STATUS = {0: "active", 1: "closed", 2: "opening", 3: "closing", 4: "error"}
+
+
+def connections_per_status(state: pb.State) -> Counter[str]:
+    return Counter(STATUS.get(c.status, "unknown") for c in state.subsystems.connections)
+
+
+def peers(state: pb.State) -> int:
+    """Distinct peers with at least one connection that is not closed (an empty peer_id is no peer)."""
+    return len({c.peer_id for c in state.subsystems.connections if c.peer_id and not is_closed(c)})
+
+
 def streams_per_protocol(state: pb.State) -> Counter[str]:
     return Counter(s.protocol for c in state.subsystems.connections for s in c.streams.streams)
 

@@ -1,4 +1,4 @@
-"""Real OTLP trace receivers inside the test process: aiohttp for HTTP, grpcio for gRPC.
+"""OTLP trace receivers inside the test process: aiohttp for HTTP, grpcio for gRPC, and in memory.
 
 Both decode each request with ``opentelemetry-proto`` and keep it, so tests assert on what
 arrived over the socket, not on what the SDK believes it sent. Both can be told to fail (HTTP
@@ -17,9 +17,12 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as ts_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.procs import free_port
 
@@ -152,3 +155,33 @@ class GrpcReceiver(_Store):
 
     def stop(self) -> None:
         self.server.stop(grace=None).wait(10)
+
+
+class MemoryExporters(_Store):
+    """In-memory span exporters, one per node, given to ``install_tracing(span_exporter=...)``.
+
+    Each finished batch is encoded with the SDK's own OTLP encoder into the request a collector
+    would have received, so tests read the same ``ReceivedSpan`` shape as from the real receivers,
+    without a socket. Shutting a node's provider down stops only that node's exporter.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exporters: list[InMemorySpanExporter] = []
+
+    def __call__(self, node: str) -> InMemorySpanExporter:
+        exporter = _Encoding(self)
+        self.exporters.append(exporter)
+        return exporter
+
+
+class _Encoding(InMemorySpanExporter):
+    def __init__(self, store: MemoryExporters) -> None:
+        super().__init__()
+        self.store = store
+
+    def export(self, spans: Any) -> SpanExportResult:
+        result = super().export(spans)
+        if result == SpanExportResult.SUCCESS:
+            self.store.add(encode_spans(spans))
+        return result

@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-FIXTURE = SHARED / "fixtures" / "observer-toolkit" / "sample-1min.mock"
+FIXTURES = REPO / "tests" / "fixtures"  # third-party test data kept in the repository (see its README)
+FIXTURE = FIXTURES / "observer-toolkit" / "sample-1min.mock"
 
 T = TypeVar("T")
 
@@ -173,8 +173,13 @@ def start_prometheus(
     alertmanager_url: str | None = None,
     scrape_interval: str = "1s",
     evaluation_interval: str = "1s",
+    storage: Path | None = None,
+    retention: str = "1h",
 ) -> Prometheus:
-    """A real Prometheus (Debian's package) with its own config and storage, on a free port."""
+    """A real Prometheus (Debian's package) with its own config and storage, on a free port.
+
+    ``storage``: serve an existing TSDB directory (backfilled blocks) instead of a fresh one.
+    """
     binary = require("prometheus")
     port = free_port()
     config: dict[str, Any] = {
@@ -193,9 +198,9 @@ def start_prometheus(
     cmd = [
         binary,
         f"--config.file={cfg}",
-        f"--storage.tsdb.path={workdir / 'data'}",
+        f"--storage.tsdb.path={storage or workdir / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
-        "--storage.tsdb.retention.time=1h",
+        f"--storage.tsdb.retention.time={retention}",
         "--log.level=warn",
     ]
     base = spawn(cmd, workdir, "prometheus", port)

@@ -1,7 +1,8 @@
-"""Capture files: the shared observer-toolkit sample, old drafts, damage, and `inspect`."""
+"""Capture files: the observer-toolkit sample (tests/fixtures), old drafts, damage, and `inspect`."""
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
@@ -143,3 +144,25 @@ def test_inspect_unreadable_exits_nonzero(tmp_path: Path) -> None:
     assert res.returncode == 1
     missing = run_cli("inspect", str(tmp_path / "nope.mock"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_generated_file_means_what_the_schema_says() -> None:
+    """Retention covers every State, each State covers one step, each Connection has streams, and
+    every key of an event's content is a property its Runtime type declares."""
+    steps, interval = 30, 1000
+    msgs = list(SyntheticNode(seed=1, interval_ms=interval).messages(steps))
+    kinds = Counter(m.WhichOneof("payload") for m in msgs)
+    assert kinds["state"] == steps + 1
+    states = [m.state for m in msgs if m.WhichOneof("payload") == "state"]
+    config = next(m.response.effective_config for m in msgs if m.WhichOneof("payload") == "response")
+    assert config.retention_period_ms >= states[-1].instant_ts - states[0].instant_ts + interval
+    assert all(s.snapshot_duration_ms == interval for s in states)
+    assert all(b - a == interval for a, b in zip([s.instant_ts for s in states], [s.instant_ts for s in states[1:]]))
+    conns = [c for s in states for c in s.subsystems.connections]
+    assert all(c.HasField("streams") for c in conns)
+    assert any(not c.streams.streams for c in conns)  # the empty case is there, and still present
+    runtime = next(m.runtime for m in msgs if m.WhichOneof("payload") == "runtime")
+    declared = {t.name: {p.name for p in t.property_types} for t in runtime.event_types}
+    for m in msgs:
+        if m.WhichOneof("payload") == "event":
+            assert set(json.loads(m.event.content)) <= declared[m.event.type.name]

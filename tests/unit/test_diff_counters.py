@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
+from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
 from exporter.sinks.prometheus import HubCollector
 
@@ -48,7 +49,7 @@ def total(hub: Hub, name: str, **labels: str) -> float:
 
 
 def feed(*msgs: pb.ServerMessage) -> Hub:
-    hub = Hub()
+    hub = build_hub()
     for m in msgs:
         hub.ingest("n", m)
     return hub
@@ -113,6 +114,19 @@ def test_handshake_latency_from_upgraded_ts() -> None:
     hub = feed(state(T0 + 1000, [{"id": C1, "open": T0, "upgraded": T0 + 40}]))
     assert abs(total(hub, "libp2p_swarm_handshake_latency_seconds_sum") - 0.04) < 1e-9
     assert total(hub, "libp2p_swarm_handshake_latency_seconds_count") == 1
+
+
+def test_no_handshake_latency_when_upgraded_ts_is_unset_or_before_open() -> None:
+    # upgraded_ts 0 means "not measured" (proto3): nothing is observed, not a handshake of -open_ts or 0 s.
+    hub = feed(
+        state(
+            T0 + 1000,
+            [{"id": C1, "open": T0, "upgraded": 0}, {"id": C2, "open": T0 + 500, "upgraded": T0 + 100}],
+        )
+    )
+    assert total(hub, "libp2p_swarm_connections_opened_total") == 2
+    assert total(hub, "libp2p_swarm_handshake_latency_seconds_count") == 0
+    assert total(hub, "libp2p_swarm_handshake_latency_seconds_sum") == 0
 
 
 def test_duplicate_and_out_of_order_snapshots_are_dropped() -> None:

@@ -1,4 +1,4 @@
-"""/metrics served while the shared capture is fed in equals independent computations over its States."""
+"""/metrics served while the observer-toolkit sample capture is fed in equals independent computations over its States."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.node import Hub
+from exporter.app.runtime import build_hub
 from exporter.server import build_app
 from tests.support import independent as ind
 from tests.support.procs import promtool
@@ -24,7 +24,7 @@ def metric_sum(samples: list[tuple[str, dict[str, str], float]], name: str, **la
 
 async def test_metrics_match_independent_computation(fixture_path: Path) -> None:
     msgs = ind.decoded(fixture_path)
-    hub = Hub()
+    hub = build_hub()
     async with TestClient(TestServer(build_app(hub))) as client:
         seen: list = []
         checked = 0
@@ -59,7 +59,7 @@ async def test_metrics_match_independent_computation(fixture_path: Path) -> None
 
 
 async def test_exposition_passes_promtool(fixture_path: Path) -> None:
-    hub = Hub()
+    hub = build_hub()
     for msg in ind.decoded(fixture_path):
         hub.ingest("sample", msg)
     async with TestClient(TestServer(build_app(hub))) as client:

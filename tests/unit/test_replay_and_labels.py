@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.labels import OTHER, Cardinality, LabelGuard, ip_version_of, transport_of
-from exporter.node import Hub
+from exporter.model.labels import OTHER, Cardinality, LabelGuard
+from exporter.model.multiaddr import ip_version_of, transport_of
 from exporter.protocol import pb
 from exporter.sources import replay as replay_mod
 from exporter.sources.capture import write_capture
@@ -26,19 +27,19 @@ async def test_replay_paces_by_timestamps(tmp_path: Path, monkeypatch: pytest.Mo
         waits.append(seconds)
 
     monkeypatch.setattr(replay_mod.asyncio, "sleep", fake_sleep)
-    hub = Hub()
+    hub = build_hub()
     await replay_mod.replay(hub, path, node="n", speed=4.0)
     assert waits == [0.25] * 4  # 1 s between States at 4x
     waits.clear()
-    await replay_mod.replay(Hub(), path, node="n", speed=0)
+    await replay_mod.replay(build_hub(), path, node="n", speed=0)
     assert all(w == 0 for w in waits)
 
 
 async def test_loop_keeps_counters_monotonic(fixture_path: Path) -> None:
-    hub = Hub()
+    hub = build_hub()
     await replay_mod.replay(hub, fixture_path, node="s", speed=0, loop=True, max_passes=1)
     one = samples(hub)
-    hub3 = Hub()
+    hub3 = build_hub()
     passes = await replay_mod.replay(hub3, fixture_path, node="s", speed=0, loop=True, max_passes=3)
     three = samples(hub3)
     assert passes == 3
@@ -65,7 +66,7 @@ def test_guard_caps_and_folds() -> None:
 
 def test_hostile_protocols_stay_bounded() -> None:
     """A peer that opens streams with 1000 random protocol ids adds at most cap+1 series."""
-    hub = Hub(cardinality=Cardinality(protocol_cap=5))
+    hub = build_hub(Cardinality(protocol_cap=5))
     msg = pb.ServerMessage()
     msg.state.instant_ts = 1
     conn = msg.state.subsystems.connections.add(id=b"c", peer_id="QmEvil")
@@ -80,7 +81,7 @@ def test_hostile_protocols_stay_bounded() -> None:
 
 
 def test_peer_ids_and_addresses_never_labels() -> None:
-    hub = Hub()
+    hub = build_hub()
     node = SyntheticNode(connections=20, seed=9)
     for msg in node.messages(5):
         hub.ingest("n", msg)
@@ -119,7 +120,7 @@ def test_generator_is_deterministic_and_churns() -> None:
     a = [m.SerializeToString() for m in SyntheticNode(connections=30, seed=5).messages(10)]
     b = [m.SerializeToString() for m in SyntheticNode(connections=30, seed=5).messages(10)]
     assert a == b
-    hub = Hub()
+    hub = build_hub()
     node = SyntheticNode(connections=30, streams_per_conn=4, buckets=6, seed=5)
     for msg in node.messages(30):
         hub.ingest("n", msg)
@@ -169,7 +170,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
 
 def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
     """After many churning snapshots, what the exporter keeps per node is bounded by the latest State."""
-    hub = Hub()
+    hub = build_hub()
     node = SyntheticNode(connections=40, streams_per_conn=3, churn=0.3, seed=11, retention_ms=3000)
     for msg in node.messages(200):
         hub.ingest("n", msg)
@@ -194,7 +195,7 @@ def test_folded_counts_distinct_values_not_lookups() -> None:
         for v in ("/a", "/b", "/c"):
             guard(v)
     assert guard.folded == 2  # /b and /c, once each
-    hub = Hub(cardinality=Cardinality(protocol_cap=0))
+    hub = build_hub(Cardinality(protocol_cap=0))
     msg = pb.ServerMessage()
     msg.state.instant_ts = 1
     conn = msg.state.subsystems.connections.add(id=b"c", peer_id="QmP")

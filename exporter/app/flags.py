@@ -1,0 +1,80 @@
+"""The flags every serving command shares, defined once, and the log setup they drive."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from exporter import defaults
+from exporter.logs import LEVELS
+from exporter.logs import add_format_flag as add_log_format_flag
+from exporter.logs import configure as configure_logging
+from exporter.sinks.otel.config import add_otel_flags
+from exporter.web_config import add_flag as add_web_config_flag
+
+
+def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) -> None:
+    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.*`` and tracing.
+
+    ``from_config``: live mode, where the address, path and log level may also come from the
+    environment or a config file, so the flags default to None and the merged config decides.
+    """
+
+    def default(value: str) -> str | None:
+        return None if from_config else value
+
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=default(defaults.LISTEN_ADDRESS),
+        help=f"address to serve metrics on (default {defaults.LISTEN_ADDRESS})",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default=default(defaults.TELEMETRY_PATH),
+        help=f"metrics path (default {defaults.TELEMETRY_PATH})",
+    )
+    p.add_argument(
+        "--labels.protocol-cap",
+        dest="protocol_cap",
+        type=int,
+        default=defaults.PROTOCOL_CAP,
+        help="protocol ids beyond the known list that may become label values before the rest is 'other' "
+        f"(default {defaults.PROTOCOL_CAP})",
+    )
+    p.add_argument(
+        "--labels.other-cap",
+        dest="other_cap",
+        type=int,
+        default=defaults.OTHER_CAP,
+        help=f"the same cap for security, muxer and event type names (default {defaults.OTHER_CAP})",
+    )
+    p.add_argument(
+        "--protocol.max-segment-bytes",
+        dest="max_segment",
+        type=int,
+        default=defaults.MAX_SEGMENT_BYTES,
+        help="largest segment accepted; longer lengths are errors, never allocations "
+        f"(default {defaults.MAX_SEGMENT_BYTES})",
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=default(defaults.LOG_LEVEL),
+        choices=list(defaults.LOG_LEVELS),
+        help=f"log level (default {defaults.LOG_LEVEL})",
+    )
+    add_log_format_flag(p)
+    add_web_config_flag(p)
+    add_otel_flags(p)
+
+
+def log_level(name: str) -> int:
+    """A ``--log.level`` name as a logging level (INFO for anything unknown)."""
+    return defaults.LOG_LEVELS.get(name, logging.INFO)
+
+
+def setup_logging(level: str, fmt: str = "logfmt") -> None:
+    """One handler on stderr in ``--log.format``, remote text escaped (exporter.logs)."""
+    configure_logging(level if level in LEVELS else defaults.LOG_LEVEL, fmt)

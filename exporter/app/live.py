@@ -1,0 +1,227 @@
+"""Live mode on the command line: ``libp2p-exporter --target ws://…``, ``--config FILE``, ``/probe``,
+and ``libp2p-exporter check-config FILE``.
+
+Live mode is the default command: arguments that start with a flag go here (see ``default_to_live``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from exporter.app.config import (
+    ENV_PREFIX,
+    ConfigError,
+    LiveConfig,
+    build,
+    check_file,
+    check_url,
+    parse_duration,
+    parse_size,
+)
+from exporter.app.flags import add_serving_flags, log_level
+from exporter.app.runtime import hub_from_args, serve_until_stopped
+from exporter.pipeline.hub import Hub
+from exporter.sinks.prometheus import HubCollector, render
+from exporter.sources.manager import SessionManager
+from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
+from exporter.sources.recording import RotatingRecorder
+
+log = logging.getLogger("libp2p-exporter")
+
+# How long the first /probe of a target waits for its first State before answering anyway.
+FIRST_PROBE_WAIT_S = 5.0
+
+
+def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
+    """``libp2p-exporter --target …`` means ``libp2p-exporter live --target …``."""
+    env = os.environ if env is None else env
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        return ["live", *argv]
+    if not argv and (env.get(ENV_PREFIX + "TARGETS") or env.get(ENV_PREFIX + "CONFIG")):
+        return ["live"]
+    return argv
+
+
+def add_parsers(sub: Any) -> None:
+    """Register ``live`` (the default command) and ``check-config``."""
+    p = sub.add_parser(
+        "live",
+        help="watch live nodes over the introspection WebSocket (the default command)",
+        description="Flags beat LIBP2P_EXPORTER_* environment variables, which beat the config file.",
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="a node's ws://HOST:PORT/introspect endpoint; repeat for more (env LIBP2P_EXPORTER_TARGETS)",
+    )
+    p.add_argument("--config", default=None, help="YAML config file (env LIBP2P_EXPORTER_CONFIG)")
+    p.add_argument(
+        "--interval",
+        default=None,
+        help=f"snapshot interval to ask for, e.g. 1s (default {DEFAULT_INTERVAL_MS / 1000:g}s)",
+    )
+    p.add_argument(
+        "--retention", default=None, help=f"retention to ask for, e.g. 120s (default {DEFAULT_RETENTION_MS / 1000:g}s)"
+    )
+    p.add_argument(
+        "--stale-intervals",
+        dest="stale_intervals",
+        type=float,
+        default=None,
+        help="stop exporting a node's data after this many intervals without a State (default 3)",
+    )
+    p.add_argument(
+        "--record", dest="record_dir", default=None, metavar="DIR", help="record each target's stream under DIR"
+    )
+    p.add_argument(
+        "--record.max-size", dest="record_max_size", default=None, help="rotate recordings at this size (64MiB)"
+    )
+    p.add_argument("--record.max-age", dest="record_max_age", default=None, help="rotate recordings at this age (1h)")
+    p.add_argument(
+        "--probe.idle-timeout",
+        dest="probe_idle",
+        default=None,
+        help="close /probe sessions not probed for this long (default 5m)",
+    )
+    add_serving_flags(p, from_config=True)  # the same flags as replay's, tracing included
+    p.set_defaults(func=cmd_live)
+
+    p = sub.add_parser("check-config", help="validate a live-mode config file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_check_config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    ok, text = check_file(args.file)
+    print(text, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "listen": args.listen,
+        "telemetry_path": args.telemetry_path,
+        "log_level": args.log_level,
+        "stale_intervals": args.stale_intervals,
+        "record_dir": args.record_dir,
+    }
+    problems = []
+    for key, parse in (
+        ("interval", parse_duration),
+        ("retention", parse_duration),
+        ("record_max_size", parse_size),
+        ("record_max_age", parse_duration),
+        ("probe_idle", parse_duration),
+    ):
+        raw = getattr(args, key)
+        if raw is not None:
+            try:
+                out[key] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"--{key.replace('_', '-')}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    try:
+        cfg = build(_flags(args), args.target, args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"libp2p-exporter: {problem}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(log_level(cfg.log_level))
+    return asyncio.run(run_live(cfg, cli_args=args))
+
+
+def probe_handler(hub: Hub, manager: SessionManager) -> Any:
+    """``GET /probe?target=ws://…``: that target's metrics alone, its session started on first use."""
+
+    async def probe(request: web.Request) -> web.Response:
+        target = request.query.get("target", "")
+        try:
+            check_url(target)
+        except ValueError as exc:
+            return web.Response(status=400, text=f"bad target parameter: {exc}\n")
+        fresh_session = target not in manager.by_url
+        try:
+            session = manager.probe(target)
+        except OverflowError as exc:
+            return web.Response(status=503, text=f"{exc}\n")
+        if fresh_session and not session.first_state.is_set():
+            # The first probe waits a little for data, within Prometheus' scrape timeout.
+            budget = FIRST_PROBE_WAIT_S
+            header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+            if header:
+                with contextlib.suppress(ValueError):
+                    budget = min(budget, max(0.0, float(header) - 0.5))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(session.first_state.wait(), budget)
+        collector = HubCollector(hub, nodes=[session.name], with_globals=False)
+        loop = asyncio.get_running_loop()
+        body, ctype = await loop.run_in_executor(None, render, collector, request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": ctype})
+
+    return probe
+
+
+def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> SessionOptions:
+    """The merged config's session options with the segment cap the flags give."""
+    max_segment = getattr(cli_args, "max_segment", None)
+    return replace(cfg.options, max_segment_bytes=max_segment) if max_segment else cfg.options
+
+
+async def run_live(
+    cfg: LiveConfig, *, duration: float | None = None, cli_args: argparse.Namespace | None = None
+) -> int:
+    hub = hub_from_args(cli_args or argparse.Namespace())
+    options = session_options(cfg, cli_args)
+    factory = None
+    if cfg.record_dir:
+
+        def factory(name: str) -> RotatingRecorder:
+            return RotatingRecorder(
+                cfg.record_dir or ".", name, max_bytes=cfg.record_max_bytes, max_age_s=cfg.record_max_age_s
+            )
+
+    manager = SessionManager(
+        hub,
+        options,
+        recorder_factory=factory,
+        probe_idle_s=cfg.probe_idle_s,
+        max_probe_sessions=cfg.probe_max_sessions,
+    )
+    # The other flags (tracing) pass through; where to serve comes from the merged config.
+    args = argparse.Namespace(
+        **{**vars(cli_args or argparse.Namespace()), "listen": cfg.listen, "telemetry_path": cfg.telemetry_path}
+    )
+    names = ", ".join(t.name for t in cfg.targets) or "none (use /probe?target=ws://…)"
+    log.info("live mode: %d target(s): %s", len(cfg.targets), names)
+
+    async def work() -> None:
+        await manager.run(cfg.targets)
+
+    try:
+        return await serve_until_stopped(
+            hub,
+            args,
+            work,
+            description=f"watching {len(cfg.targets)} live target(s)",
+            duration=duration,
+            extra_routes=[("GET", "/probe", probe_handler(hub, manager))],
+            live=True,
+        )
+    finally:
+        await manager.close()

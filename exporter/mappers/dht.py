@@ -1,0 +1,104 @@
+"""DHT: parameters, routing-table buckets and peers, query counters and routing-table churn."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from exporter.mappers.base import Monotonic
+from exporter.model.families import Scoped
+from exporter.model.labels import OTHER, UNKNOWN
+from exporter.model.snapshot import DHT_STATUS_NAMES
+from exporter.pipeline.mapper import Mapper
+from exporter.pipeline.node import NodeState, SnapshotUpdate
+
+RESULTS = ("success", "error", "timeout")
+# Kademlia keys are SHA-256 digests, so a common prefix length is 0..256; anything above is bogus.
+MAX_CPL = 256
+
+
+def _cpl_label(cpl: int) -> str:
+    return str(cpl) if cpl <= MAX_CPL else OTHER
+
+
+def _cpl_order(label: str) -> int:
+    return int(label) if label.isdigit() else MAX_CPL + 1
+
+
+@dataclass
+class DhtAcc:
+    queries: Monotonic = field(default_factory=Monotonic)
+    updates: Counter[str] = field(default_factory=Counter)
+
+
+class Dht(Mapper):
+    name = "dht"
+
+    def new_accumulator(self) -> DhtAcc:
+        return DhtAcc()
+
+    def on_snapshot(self, acc: DhtAcc, update: SnapshotUpdate) -> None:
+        dht, diff = update.cur.dht, update.diff
+        if dht is not None:
+            for direction, gauge in (("inbound", dht.incoming), ("outbound", dht.outgoing)):
+                for result, value in zip(RESULTS, gauge):
+                    acc.queries.add((direction, result), (direction, result), value)
+        acc.updates["added"] += len(diff.dht_added)
+        acc.updates["removed"] += len(diff.dht_removed)
+        acc.updates["status_changed"] += len(diff.dht_status_changed)
+
+    def collect(self, acc: DhtAcc, node: NodeState, out: Scoped) -> None:
+        snap = node.snapshot
+        dht = snap.dht if snap is not None else None
+        if dht is None:
+            return
+        out.gauge("libp2p_dht_enabled", "1 when the node's DHT is enabled.", 1.0 if dht.enabled else 0.0)
+        for param, value, what in (
+            ("k", dht.k, "bucket size"),
+            ("alpha", dht.alpha, "query concurrency"),
+            ("beta", dht.beta, "resiliency"),
+            ("disjoint_paths", dht.disjoint_paths, "disjoint query paths"),
+        ):
+            out.gauge(f"libp2p_dht_{param}", f"DHT parameter {param} ({what}).", value)
+        out.gauge("libp2p_dht_buckets", "Buckets in the routing table.", len(dht.bucket_cpls))
+        # Keyed by label values, not raw numbers: open proto3 enums and arbitrary cpls must neither
+        # repeat a series (two unknown statuses) nor multiply series (a cpl beyond any key length).
+        status_names = list(DHT_STATUS_NAMES.values())
+        per_bucket: Counter[tuple[str, str]] = Counter()
+        per_status: Counter[str] = Counter(dict.fromkeys(status_names, 0))
+        for p in dht.peers.values():
+            status = DHT_STATUS_NAMES.get(p.status, UNKNOWN)
+            per_bucket[(_cpl_label(p.cpl), status)] += 1
+            per_status[status] += 1
+        for cpl in {_cpl_label(c) for c in dht.bucket_cpls}:
+            for status in status_names:
+                per_bucket.setdefault((cpl, status), 0)
+        for (cpl, status), n in sorted(per_bucket.items(), key=lambda kv: (_cpl_order(kv[0][0]), kv[0][1])):
+            out.gauge(
+                "libp2p_dht_bucket_peers",
+                "Peers per routing-table bucket (cpl = common prefix length with our id) and status.",
+                n,
+                {"cpl": cpl, "status": status},
+            )
+        for status, n in sorted(per_status.items()):
+            out.gauge(
+                "libp2p_dht_peers",
+                "Peers known to the routing table by status (active and missing ones sit in a bucket).",
+                n,
+                {"status": status},
+            )
+        for direction in ("inbound", "outbound"):
+            for result in RESULTS:
+                out.counter(
+                    "libp2p_dht_queries",
+                    "DHT queries by direction and result (from QueryGauge), accumulated from the first snapshot seen.",
+                    acc.queries.totals.get((direction, result), 0),
+                    {"direction": direction, "result": result},
+                )
+        for action in ("added", "removed", "status_changed"):
+            out.counter(
+                "libp2p_dht_routing_table_updates",
+                "Routing-table changes seen between snapshots: peers added to or removed from a bucket, or changing status.",
+                acc.updates[action],
+                {"action": action},
+            )

@@ -1,0 +1,84 @@
+"""Streams: by protocol, direction and status, with open/close counters and durations."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from exporter.model.families import Scoped
+from exporter.model.histogram import STREAM_DURATION_BUCKETS, Histogram
+from exporter.model.snapshot import STATUS_NAMES
+from exporter.pipeline.mapper import Mapper
+from exporter.pipeline.node import NodeState, SnapshotUpdate
+
+
+@dataclass
+class StreamsAcc:
+    opened: Counter[tuple[str, str]] = field(default_factory=Counter)
+    closed: Counter[tuple[str, str]] = field(default_factory=Counter)
+    duration: dict[str, Histogram] = field(default_factory=dict)
+
+
+class Streams(Mapper):
+    name = "streams"
+
+    def new_accumulator(self) -> StreamsAcc:
+        return StreamsAcc()
+
+    def on_snapshot(self, acc: StreamsAcc, update: SnapshotUpdate) -> None:
+        proto = self.card.protocol
+        for s in update.diff.opened_streams:
+            acc.opened[(proto(s.protocol), s.dir)] += 1
+        for ended in update.diff.closed_streams:
+            s = ended.view
+            label = proto(s.protocol)
+            acc.closed[(label, s.dir)] += 1
+            if s.open_ts and ended.end_ms >= s.open_ts:
+                hist = acc.duration.get(label) or acc.duration.setdefault(label, Histogram(STREAM_DURATION_BUCKETS))
+                hist.observe((ended.end_ms - s.open_ts) / 1000.0)
+
+    def collect(self, acc: StreamsAcc, node: NodeState, out: Scoped) -> None:
+        snap = node.snapshot
+        if snap is None:
+            return
+        proto = self.card.protocol
+        current: Counter[tuple[str, str, str]] = Counter()
+        for c in snap.conns.values():
+            for s in c.streams.values():
+                status = "closed" if (c.closed and not s.closed) else STATUS_NAMES.get(s.status, "unknown")
+                current[(proto(s.protocol), s.dir, status)] += 1
+        for (protocol, direction, status), n in sorted(current.items()):
+            out.gauge(
+                "libp2p_streams",
+                "Streams in the latest snapshot by protocol (allow-listed, else other), direction and status.",
+                n,
+                {"protocol": protocol, "dir": direction, "status": status},
+            )
+        if snap.referenced_streams:
+            out.gauge(
+                "libp2p_streams_referenced",
+                "Streams the node listed by id only (not inlined), which carry no protocol or status.",
+                snap.referenced_streams,
+            )
+        for name, counter, what in (
+            ("libp2p_streams_opened", acc.opened, "opened (or open when first seen)"),
+            (
+                "libp2p_streams_closed",
+                acc.closed,
+                "closed, by status, close_ts, their connection closing, or vanishing; once each",
+            ),
+        ):
+            for (protocol, direction), n in sorted(counter.items()):
+                out.counter(
+                    name,
+                    f"Streams {what}, since the exporter started watching.",
+                    n,
+                    {"protocol": protocol, "dir": direction},
+                )
+        for protocol, hist in sorted(acc.duration.items()):
+            out.histogram(
+                "libp2p_stream_duration_seconds",
+                "Lifetime of streams that closed, by protocol.",
+                hist,
+                {"protocol": protocol},
+            )

@@ -1,0 +1,224 @@
+"""The snapshot model: what the sinks need from one State, keyed for diffing.
+
+Built once per State; mappers and sinks read it and never touch protobuf objects directly, so a schema
+quirk (proto3 zero values, inlined vs referenced streams, ids as opaque bytes) is handled here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.model.labels import UNKNOWN, short_name
+from exporter.model.multiaddr import ip_version_of, transport_of
+from exporter.protocol import introspection_pb2 as pb
+
+CLOSED_STATUSES = (pb.CLOSED, pb.ERROR)
+STATUS_NAMES = {
+    pb.ACTIVE: "active",
+    pb.CLOSED: "closed",
+    pb.OPENING: "opening",
+    pb.CLOSING: "closing",
+    pb.ERROR: "error",
+}
+DHT_STATUS_NAMES = {0: "active", 1: "missing", 2: "rejected", 3: "candidate"}
+IN_ROUTING_TABLE = (0, 1)  # ACTIVE, MISSING: a peer that sits in a bucket
+
+
+def role_dir(role: int) -> str:
+    """go-libp2p's ``dir`` label: we initiated = outbound."""
+    return "outbound" if role == pb.INITIATOR else "inbound"
+
+
+@dataclass(slots=True)
+class TrafficView:
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    bw_in: int = 0
+    bw_out: int = 0
+    present: bool = False
+
+    @classmethod
+    def of(cls, traffic: pb.Traffic, has: bool) -> TrafficView:
+        if not has:
+            return cls()
+        t_in = traffic.traffic_in
+        t_out = traffic.traffic_out
+        return cls(
+            t_in.cum_bytes, t_out.cum_bytes, t_in.cum_packets, t_out.cum_packets, t_in.inst_bw, t_out.inst_bw, True
+        )
+
+
+@dataclass(slots=True)
+class StreamView:
+    key: bytes
+    protocol: str
+    dir: str
+    status: int
+    open_ts: int
+    close_ts: int
+    traffic: TrafficView
+    latency_ns: int
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_STATUSES or self.close_ts != 0
+
+
+@dataclass(slots=True)
+class ConnView:
+    id: bytes
+    peer_id: str
+    status: int
+    dir: str
+    transport: str
+    ip_version: str
+    security: str
+    muxer: str
+    open_ts: int
+    upgraded_ts: int
+    close_ts: int
+    latency_ns: int
+    traffic: TrafficView
+    streams: dict[bytes, StreamView]
+    local_addr: str
+    remote_addr: str
+    relayed_over: bytes
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_STATUSES or self.close_ts != 0
+
+
+@dataclass(slots=True)
+class DhtPeerView:
+    peer_id: str
+    status: int
+    cpl: int
+    age_ms: int
+
+
+@dataclass(slots=True)
+class DhtView:
+    protocol: str
+    enabled: bool
+    start_ts: int
+    k: int
+    alpha: int
+    beta: int
+    disjoint_paths: int
+    bucket_cpls: list[int]
+    peers: dict[str, DhtPeerView]
+    incoming: tuple[int, int, int]  # success, error, timeout
+    outgoing: tuple[int, int, int]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    instant_ts: int
+    start_ts: int
+    duration_ms: int
+    traffic: TrafficView
+    conns: dict[bytes, ConnView]
+    dht: DhtView | None
+    referenced_streams: int = 0
+    peers: frozenset[str] = field(default_factory=frozenset)
+
+
+def _transport_text(raw: bytes) -> str:
+    """transport_id is opaque bytes; Go servers put text like ``ip4+tcp`` there."""
+    if raw and all(32 <= b < 127 for b in raw):
+        return raw.decode("ascii")
+    return ""
+
+
+def _stream(s: pb.Stream, conn_key: bytes, index: int) -> StreamView:
+    key = s.id or f"#{index}".encode()
+    return StreamView(
+        key=conn_key + b"/" + key,
+        protocol=s.protocol or UNKNOWN,
+        dir=role_dir(s.role),
+        status=s.status,
+        open_ts=s.timeline.open_ts,
+        close_ts=s.timeline.close_ts,
+        traffic=TrafficView.of(s.traffic, s.HasField("traffic")),
+        latency_ns=s.latency_ns,
+    )
+
+
+def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
+    key = c.id or f"#{index}:{c.peer_id}".encode()
+    ends = c.endpoints
+    src, dst = ends.src_multiaddr, ends.dst_multiaddr
+    tid = _transport_text(c.transport_id)
+    streams: dict[bytes, StreamView] = {}
+    for i, s in enumerate(c.streams.streams):
+        view = _stream(s, key, i)
+        streams[view.key] = view
+    relayed = c.conn_id if c.HasField("conn_id") else (c.conn.id if c.HasField("conn") else b"")
+    view = ConnView(
+        id=key,
+        peer_id=c.peer_id,
+        status=c.status,
+        dir=role_dir(c.role),
+        transport=transport_of(src, dst, tid),
+        ip_version=ip_version_of(src, dst, tid),
+        security=short_name(c.attribs.encryption),
+        muxer=short_name(c.attribs.multiplexer),
+        open_ts=c.timeline.open_ts,
+        upgraded_ts=c.timeline.upgraded_ts,
+        close_ts=c.timeline.close_ts,
+        latency_ns=c.latency_ns,
+        traffic=TrafficView.of(c.traffic, c.HasField("traffic")),
+        streams=streams,
+        local_addr=src,
+        remote_addr=dst,
+        relayed_over=relayed,
+    )
+    return view, len(c.streams.stream_ids)
+
+
+def _dht(d: pb.DHT) -> DhtView:
+    peers: dict[str, DhtPeerView] = {}
+    cpls: list[int] = []
+    for bucket in d.buckets:
+        cpls.append(bucket.cpl)
+        for p in bucket.peers:
+            if p.peer_id:
+                peers[p.peer_id] = DhtPeerView(p.peer_id, p.status, bucket.cpl, p.age_in_bucket)
+    q_in, q_out = d.incoming_queries, d.outgoing_queries
+    return DhtView(
+        protocol=d.protocol,
+        enabled=d.enabled,
+        start_ts=d.start_ts,
+        k=d.params.k,
+        alpha=d.params.alpha,
+        beta=d.params.beta,
+        disjoint_paths=d.params.disjoint_paths,
+        bucket_cpls=cpls,
+        peers=peers,
+        incoming=(q_in.success, q_in.error, q_in.timeout),
+        outgoing=(q_out.success, q_out.error, q_out.timeout),
+    )
+
+
+def snapshot_of(state: pb.State) -> Snapshot:
+    conns: dict[bytes, ConnView] = {}
+    referenced = 0
+    for i, c in enumerate(state.subsystems.connections):
+        view, refs = _conn(c, i)
+        conns[view.id] = view
+        referenced += refs
+    peers = frozenset(c.peer_id for c in conns.values() if c.peer_id and not c.closed)
+    dht = _dht(state.subsystems.dht) if state.subsystems.HasField("dht") else None
+    return Snapshot(
+        instant_ts=state.instant_ts,
+        start_ts=state.start_ts,
+        duration_ms=state.snapshot_duration_ms,
+        traffic=TrafficView.of(state.traffic, state.HasField("traffic")),
+        conns=conns,
+        dht=dht,
+        referenced_streams=referenced,
+        peers=peers,
+    )

@@ -1,0 +1,1 @@
+"""The pipeline: the hub, per-node state, the snapshot diff, parsed events, and the mapper interface."""

@@ -1,0 +1,41 @@
+"""What a mapper is: a per-node accumulator, fed by snapshots and events, read at scrape time.
+
+The hub drives every mapper it was given; the Prometheus sink asks each one to write its node's
+samples. A mapper turns one part of the protocol's State (a *subsystem* in protocol.md: swarm,
+streams, DHT...) or the exporter's own bookkeeping into metrics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from exporter.model.families import Scoped
+from exporter.model.labels import Cardinality
+from exporter.pipeline.events import EventView
+from exporter.pipeline.node import NodeState, SnapshotUpdate
+
+
+class Mapper:
+    """Base class: one per mapper module. Subclasses override what they need.
+
+    ``always`` mappers are exported even when the node's data is stale (the exporter's own
+    metrics about the node); the others only while the node is fresh.
+    """
+
+    name: ClassVar[str] = ""
+    always: ClassVar[bool] = False
+
+    def __init__(self, cardinality: Cardinality) -> None:
+        self.card = cardinality
+
+    def new_accumulator(self) -> Any:
+        return None
+
+    def on_snapshot(self, acc: Any, update: SnapshotUpdate) -> None:
+        """Called once per accepted State, in order."""
+
+    def on_event(self, acc: Any, event: EventView) -> None:
+        """Called once per Event."""
+
+    def collect(self, acc: Any, node: NodeState, out: Scoped) -> None:
+        """Write this node's samples for one scrape."""

@@ -1,0 +1,143 @@
+"""Many live sessions over one aiohttp client: the configured targets, plus those ``/probe`` asks for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import aiohttp
+
+from exporter.pipeline.hub import Hub
+from exporter.sources.options import Recorder, SessionOptions, Target, default_name
+from exporter.sources.websocket import Session
+
+log = logging.getLogger(__name__)
+
+
+class SessionManager:
+    """Many sessions over one aiohttp client: the configured targets, plus those ``/probe`` asks for.
+
+    Probe-started sessions nobody has probed for ``probe_idle_s`` are closed and their node removed.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        options: SessionOptions | None = None,
+        *,
+        recorder_factory: Callable[[str], Recorder] | None = None,
+        probe_idle_s: float = 300.0,
+        max_probe_sessions: int = 1000,
+    ) -> None:
+        self.hub = hub
+        self.options = options or SessionOptions()
+        self.recorder_factory = recorder_factory
+        self.probe_idle_s = probe_idle_s
+        self.max_probe_sessions = max_probe_sessions
+        self.sessions: dict[str, Session] = {}  # by name
+        self.by_url: dict[str, Session] = {}
+        self.configured: set[str] = set()
+        self._client: aiohttp.ClientSession | None = None
+        self._reaper: asyncio.Task[None] | None = None
+
+    def client(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            # WebSockets hold their connection for the whole session: no pool limit.
+            self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        return self._client
+
+    def _options_for(self, target: Target) -> SessionOptions:
+        opts = replace(self.options, interval_ms=target.interval_ms, retention_ms=target.retention_ms)
+        if target.stale_intervals is not None:
+            opts.stale_intervals = target.stale_intervals
+        return opts
+
+    def add(self, target: Target, *, configured: bool = True) -> Session:
+        """Start a session for ``target`` (or return the running one with that name)."""
+        existing = self.sessions.get(target.name)
+        if existing is not None:
+            return existing
+        recorder = self.recorder_factory(target.name) if self.recorder_factory else None
+        session = Session(
+            self.hub,
+            target.name,
+            target.url,
+            self._options_for(target),
+            labels=target.labels,
+            client=self.client(),
+            recorder=recorder,
+        )
+        self.sessions[target.name] = session
+        self.by_url.setdefault(target.url, session)
+        if configured:
+            self.configured.add(target.name)
+        session.start()
+        if self._reaper is None and self.probe_idle_s > 0:
+            self._reaper = asyncio.create_task(self._reap_loop(), name="probe reaper")
+        return session
+
+    def probe(self, url: str) -> Session:
+        """The session for ``url``, started on first use; a later probe reuses it."""
+        session = self.by_url.get(url)
+        if session is None:
+            if sum(1 for n in self.sessions if n not in self.configured) >= self.max_probe_sessions:
+                raise OverflowError(f"already {self.max_probe_sessions} probe sessions")
+            name = default_name(url)
+            if name in self.sessions:
+                name = url
+            session = self.add(Target(url=url, name=name, interval_ms=self.options.interval_ms), configured=False)
+        session.last_used = time.monotonic()
+        return session
+
+    async def remove(self, name: str) -> None:
+        session = self.sessions.pop(name, None)
+        if session is None:
+            return
+        if self.by_url.get(session.url) is session:
+            del self.by_url[session.url]
+        self.configured.discard(name)
+        await session.close()
+        self.hub.remove(name)
+
+    async def reap_idle(self, now: float | None = None) -> list[str]:
+        """Close probe-started sessions idle for longer than ``probe_idle_s``; returns their names."""
+        now = time.monotonic() if now is None else now
+        idle = [
+            name
+            for name, s in self.sessions.items()
+            if name not in self.configured and now - s.last_used > self.probe_idle_s
+        ]
+        for name in idle:
+            log.info("closing probe session %s: not probed for %.0fs", name, self.probe_idle_s)
+            await self.remove(name)
+        return idle
+
+    async def _reap_loop(self) -> None:
+        period = max(0.05, min(30.0, self.probe_idle_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            await self.reap_idle()
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def run(self, targets: list[Target]) -> None:
+        """Start ``targets`` and run until cancelled; closes every session on the way out."""
+        for t in targets:
+            self.add(t)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()

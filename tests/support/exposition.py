@@ -1,0 +1,58 @@
+"""The replayed capture's exposition, with the exporter's own timing left out, for golden-file checks.
+
+``python -m tests.support.exposition OUT_DIR`` replays the shared capture at ``--speed 0`` through the
+real CLI and writes ``OUT_DIR/sample-1min.prom`` (Prometheus text) and ``sample-1min.openmetrics``;
+the golden test compares the same bytes with ``tests/golden/``. A refactor that changes a single
+sample, HELP line or family order shows up as a diff there.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.procs import FIXTURE, http_get, start_exporter, wait_for
+
+# Gauges that measure the exporter itself in wall time: their values differ on every scrape.
+TIMING = re.compile(r"^libp2p_exporter_scrape_duration_seconds[ {]")
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+STATES, EVENTS = 30, 937  # what the capture holds (protocol.md section 6)
+
+
+def without_timing(body: str) -> str:
+    """The exposition minus the sample lines of the timing gauges (their HELP and TYPE stay)."""
+    return "".join(line for line in body.splitlines(keepends=True) if not TIMING.match(line))
+
+
+def replay_exposition(capture: Path, workdir: Path) -> dict[str, str]:
+    """Replay ``capture`` at full speed in a real exporter process; both formats, timing removed."""
+    proc = start_exporter(["replay", str(capture), "--speed", "0"], workdir)
+    try:
+        done = (
+            f'libp2p_exporter_snapshots_total{{node="{capture.name.split(".")[0]}"}} {float(STATES)}',
+            f'libp2p_exporter_messages_total{{kind="event",node="{capture.name.split(".")[0]}"}} {float(EVENTS)}',
+        )
+        wait_for(lambda: all(d in http_get(proc.url + "/metrics") for d in done), 20.0, "every State and Event")
+        return {
+            "prom": without_timing(http_get(proc.url + "/metrics")),
+            "openmetrics": without_timing(http_get(proc.url + "/metrics", headers={"Accept": OPENMETRICS})),
+        }
+    finally:
+        proc.stop()
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0]) if argv else GOLDEN
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for ext, body in replay_exposition(FIXTURE, Path(tmp)).items():
+            (out / f"{FIXTURE.name.split('.')[0]}.{ext}").write_text(body)
+    print(f"wrote the exposition of {FIXTURE.name} to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
