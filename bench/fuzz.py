@@ -36,21 +36,16 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import PROTOCOL_VERSION, decode_segments, encode_file_segment, encode_segment
 from exporter.sinks.prometheus import HubCollector, render
 
-try:  # the layout after issue 10: a hub is built with its mappers
-    from exporter.app.runtime import build_hub as _build_hub  # type: ignore[import-not-found]
 
-    def new_hub() -> Any:
-        return _build_hub(live=False)
-except ImportError:  # pragma: no cover - the layout before
-    from exporter.node import Hub
-
-    def new_hub() -> Any:
-        return Hub()
+def new_hub() -> Any:
+    """The hub replay builds: the standard mappers and label caps."""
+    return build_hub(live=False)
 
 
 HOSTILE_STRINGS = [
