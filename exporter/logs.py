@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -139,9 +140,14 @@ class RateLimitedLog:
         self.max_keys = max_keys
         self._clock = clock
         self._seen: OrderedDict[str, list[Any]] = OrderedDict()  # key -> [window start, suppressed, level]
+        self._lock = threading.Lock()  # callers may decode in worker threads
 
     def log(self, level: int, key: str, msg: str, *args: object) -> bool:
         """Log now (True) or count as suppressed (False)."""
+        with self._lock:
+            return self._log(level, key, msg, args)
+
+    def _log(self, level: int, key: str, msg: str, args: tuple[object, ...]) -> bool:
         now = self._clock()
         entry = self._seen.get(key)
         if entry is not None:
@@ -170,11 +176,13 @@ class RateLimitedLog:
 
     def forget(self, key: str) -> None:
         """The condition ended (the target reconnected): report what was suppressed and start afresh."""
-        entry = self._seen.pop(key, None)
-        if entry is not None:
-            self._summarise(key, entry, self._clock())
+        with self._lock:
+            entry = self._seen.pop(key, None)
+            if entry is not None:
+                self._summarise(key, entry, self._clock())
 
     def flush(self) -> None:
-        now = self._clock()
-        for key, entry in self._seen.items():
-            self._summarise(key, entry, now)
+        with self._lock:
+            now = self._clock()
+            for key, entry in self._seen.items():
+                self._summarise(key, entry, now)

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
+from exporter.logs import RateLimitedLog
 from exporter.model.labels import Cardinality
 from exporter.model.snapshot import Snapshot, snapshot_of
 from exporter.pipeline.events import EventView, parse_event
@@ -25,6 +26,7 @@ from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import SegmentError
 
 log = logging.getLogger(__name__)
+SEGMENT_LOG_INTERVAL_S = 60.0
 
 # This many States in a row older than the last accepted one mean the node's clock went back.
 CLOCK_STEP_AFTER = 3
@@ -58,6 +60,7 @@ class Hub:
         self._listeners: list[Listener] = []
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
+        self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
         for mapper in mappers:
             self.add_mapper(mapper)
 
@@ -104,7 +107,9 @@ class Hub:
         with node.lock:
             for err in errors:
                 node.segment_errors[err.reason] += 1
-                log.warning("node %s: skipped segment at %s", name, err)
+                # A node sending damage all the time is one line per node and reason per minute, the
+                # rest summarised; every stretch is counted in libp2p_exporter_segment_errors_total.
+                self._segment_log.warning(f"{name} {err.reason}", "node %s: skipped segment at %s", name, err)
 
     def ingest(self, name: str, msg: pb.ServerMessage) -> SnapshotUpdate | None:
         node = self.node(name)

@@ -129,3 +129,23 @@ def test_keys_are_bounded_and_forget_reports(caplog: pytest.LogCaptureFixture) -
         limited.forget("f")  # reconnected: the count is reported and the next failure is logged again
         assert caplog.records[-1].getMessage().startswith("f: 1 more like this suppressed")
         assert limited.warning("f", "f failed")
+
+
+def test_a_node_sending_damage_all_the_time_is_not_a_log_flood(caplog: pytest.LogCaptureFixture) -> None:
+    from exporter.pipeline.hub import Hub
+    from exporter.protocol.framing import SegmentError
+
+    hub = Hub()
+    clock = Clock()
+    hub._segment_log._clock = clock
+    with caplog.at_level(logging.WARNING, logger="exporter.pipeline.hub"):
+        for i in range(100):
+            clock.now = i * 0.1
+            hub.errors("evil", [SegmentError(i, "checksum", "bad checksum", 10)])
+        hub.errors("evil", [SegmentError(0, "length", "length over the cap", 10)])
+        clock.now = 61.0
+        hub.errors("evil", [SegmentError(0, "checksum", "bad checksum", 10)])
+    lines = [r.getMessage() for r in caplog.records]
+    assert hub.nodes["evil"].segment_errors == {"checksum": 101, "length": 1}  # every stretch counted
+    assert len(lines) == 4, lines  # checksum, length, the summary of 99, checksum again
+    assert lines[2] == "evil checksum: 99 more like this suppressed in the last 61s"
