@@ -76,6 +76,7 @@ class Stats:
     worst_cpu_input_bytes: int = 0
     worst_cpu_per_mib_large: float = 0.0  # over inputs of at least 1 MiB (resync bombs, big captures)
     max_series_per_node: int = 0
+    resilience_checks: int = 0  # one-byte flips of valid inputs checked to lose only the segment hit
     counter_series: int = 0  # counter series whose value was compared from one check to the next
     renders: int = 0
     seconds: float = 0.0
@@ -228,6 +229,40 @@ def mutate(rng: random.Random, seeds: list[tuple[str, bytes]]) -> tuple[str, byt
     return kind, bytes(buf)
 
 
+# -- resilience: damage loses only what it touches ------------------------------------------------------
+def _messages_of(kind: str, data: bytes) -> list[pb.ServerMessage]:
+    if kind == "file":
+        from exporter.sources.capture import iter_capture_bytes
+
+        return [m for m in iter_capture_bytes(data) if isinstance(m, pb.ServerMessage)]
+    return decode_segments(data, versioned=True).messages
+
+
+def resilience_problem(rng: random.Random, kind: str, msgs: list[pb.ServerMessage]) -> str | None:
+    """Flip one byte of a valid multi-segment input: every segment it did not touch must still decode."""
+    enc = encode_file_segment if kind == "file" else encode_segment
+    segs = [enc(m) for m in msgs]
+    head = PROTOCOL_VERSION.to_bytes(4, "little") if kind == "file" else b""
+    data = bytearray(head + b"".join(segs))
+    if rng.random() < 0.5:  # a header byte (version, length, checksum): the framing's own decisions
+        start = len(head) + sum(len(seg) for seg in segs[: rng.randrange(len(segs))])
+        pos = start + rng.randrange(12 if kind == "wire" else 8)
+    else:
+        pos = rng.randrange(len(data))
+    data[pos] ^= rng.randint(1, 255)
+    got = {m.SerializeToString() for m in _messages_of(kind, bytes(data))}
+    start = len(head)
+    lost = []
+    for k, (seg, msg) in enumerate(zip(segs, msgs)):
+        touched = start <= pos < start + len(seg)
+        if not touched and msg.SerializeToString() not in got:
+            lost.append(k)
+        start += len(seg)
+    if lost:
+        return f"flipping byte {pos} of a {len(data)}-byte {kind} input ({len(segs)} segments) lost intact segment(s) {lost}"
+    return None
+
+
 # -- running --------------------------------------------------------------------------------------
 class Harness:
     """One hub fed by every input (spread over a few hostile nodes), checked after each."""
@@ -334,6 +369,7 @@ def run(
     rng = random.Random(seed)
     seeds = _seeds(rng)
     harness = Harness(series_limit=series_limit, crash_dir=crash_dir)
+    batches = [(k, msgs) for k, d in seeds if len(msgs := _messages_of(k, d)) > 1]
     start = time.monotonic()
     previous = logging.root.manager.disable
     logging.disable(logging.ERROR)  # a hostile input is logged by design; millions of lines are not the point
@@ -342,6 +378,13 @@ def run(
         while (inputs is None or i < inputs) and (seconds is None or time.monotonic() - start < seconds):
             kind, data = mutate(rng, seeds)
             harness.one(kind, data, harness.nodes[i % len(harness.nodes)], check=i % check_every == check_every - 1)
+            if i % 4 == 0:
+                batch_kind, msgs = rng.choice(batches)
+                harness.stats.resilience_checks += 1
+                problem = resilience_problem(rng, batch_kind, msgs)
+                if problem is not None:
+                    harness.stats.violations += 1
+                    harness.stats.failures.append(f"invariant: {problem}")
             i += 1
         harness.check_exposition()
     finally:
