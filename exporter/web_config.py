@@ -20,7 +20,7 @@ import re
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,6 @@ HEADERS: dict[str, tuple[str, ...]] = {
     "Content-Security-Policy": (),
 }
 TOP_KEYS = {"tls_server_config", "http_server_config", "basic_auth_users", "rate_limit"}
-TLS_KEYS = set(
-    "cert key client_ca cert_file key_file client_auth_type client_ca_file client_allowed_sans min_version"
-    " max_version cipher_suites prefer_server_cipher_suites curve_preferences".split()
-)
 BCRYPT = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
 _GO_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h))+$")
 _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -104,6 +100,10 @@ class TLSSettings:
 
     def files(self) -> tuple[Path, ...]:
         return tuple(p for p in (self.cert_file, self.key_file, self.client_ca_file) if p is not None)
+
+
+# The settings' names are the toolkit's keys; curve_preferences is known only to be refused.
+TLS_KEYS = {f.name for f in fields(TLSSettings)} | {"curve_preferences"}
 
 
 @dataclass(frozen=True)
