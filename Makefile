@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo test system-deps build-deps node-deps venv lint proto dashboards fuzz
+.PHONY: demo check test system-deps build-deps node-deps venv lint proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,7 @@ system-deps build-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-# Node and npm run the observer-toolkit's own code in tests/test_observer_reads_our_output.py, which
+# Node and npm run the observer-toolkit's own code in tests/integration/test_observer_reads_our_output.py, which
 # needs ../shared/vendor beside the repository (CI has it; a fresh clone skips that test). The test
 # itself installs the npm packages tests/observer/package-lock.json pins (`npm ci`).
 node-deps:
@@ -36,6 +36,10 @@ node-deps:
 demo: build-deps venv
 	$(BIN)/libp2p-exporter demo
 
+# The fast tier (tests/unit: in-process, no servers) while working; `make test` (CI) runs every tier.
+check: venv
+	$(BIN)/python -m pytest -q tests/unit
+
 test: system-deps node-deps venv
 	$(BIN)/python -m pytest -q
 
@@ -43,9 +47,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check exporter
 
-# Regenerate the committed protobuf module (tests fail when it is stale).
+# Regenerate the committed protobuf modules (tests fail when they are stale): the introspection
+# protocol and go-libp2p-pubsub's event-tracer schema.
 proto: venv
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto proto/pubsub_trace.proto
 
 # Regenerate the dashboards' JSON, the alert rules and the Kubernetes objects built from them (tests fail when stale).
 dashboards: venv
@@ -53,7 +58,7 @@ dashboards: venv
 
 # Fuzz the consumer (decode, hub, exposition) for FUZZ_SECONDS (default an hour); inputs that break an
 # invariant are saved under fuzz-crashes/, and an input costing over 2 s of CPU per MiB fails the run (the
-# measured worst is 0.42, docs/fuzzing.md). CI runs a short, fixed-seed budget (tests/test_fuzz.py).
+# measured worst is 0.42, docs/fuzzing.md). CI runs a short, fixed-seed budget (tests/integration/test_fuzz.py).
 FUZZ_SECONDS ?= 3600
 fuzz: venv
 	$(BIN)/python -m bench.fuzz --seconds $(FUZZ_SECONDS) --seed $$(date +%s) --max-cpu-per-mib 2

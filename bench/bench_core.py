@@ -58,7 +58,6 @@ from bench.naive import NaiveNode  # noqa: E402
 from exporter.app.runtime import build_hub  # noqa: E402
 from exporter.generator import SyntheticNode  # noqa: E402
 from exporter.model.labels import Cardinality  # noqa: E402
-from exporter.pipeline.hub import Hub  # noqa: E402
 from exporter.protocol.framing import decode_segments, encode_segment  # noqa: E402
 from exporter.sinks.prometheus import HubCollector, render  # noqa: E402
 
@@ -94,7 +93,7 @@ class OursNode:
     """The current pipeline, as live mode runs it for one target."""
 
     def __init__(self) -> None:
-        self.hub: Hub = build_hub()
+        self.hub = build_hub()
         self.collector = HubCollector(self.hub)
 
     def ingest(self, segment: bytes) -> None:

@@ -1,7 +1,7 @@
 """Fuzz the consumer: mutated wire frames and capture files through decode → hub → /metrics exposition.
 
     python -m bench.fuzz --seconds 3600            # on demand, for hours (``make fuzz``)
-    python -m bench.fuzz --inputs 300 --seed 1     # what CI runs (tests/test_fuzz.py), deterministic
+    python -m bench.fuzz --inputs 150 --seed 1     # what CI runs (tests/integration/test_fuzz.py), deterministic
 
 Inputs start from deterministic synthetic nodes (``exporter.generator``): whole frames, batches of
 segments and capture files. Mutations are byte-level (flips, interesting bytes, inserts, deletes,

@@ -21,6 +21,9 @@ from dashboards.promql import (
     num,
     peer_drop_level,
     peers,
+    peers_growth,
+    peerstore_added,
+    peerstore_growth,
     scrape_up,
     short_lived_share,
 )
@@ -129,6 +132,21 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"{num(1 - float(p['dht_shrink_ratio']))} of its maximum over {p['dht_shrink_window']}.",
         ),
     ]
+    pw = p["peerstore_growth_window"]
+    peerstore_rules = [
+        _alert(
+            "Libp2pPeerstoreGrowing",
+            f"{peerstore_growth(j, pw)} > {num(1 + float(p['peerstore_growth_ratio']))}\n"
+            f"and on ({by}) {peerstore_added(j, pw)} >= {num(p['peerstore_growth_min_peers'])}\n"
+            f"and on ({by}) {peers_growth(j, pw)} <= {num(1 + float(p['peerstore_peers_growth_ratio']))}",
+            p["peerstore_growth_for"],
+            "warning",
+            "libp2p node {{ $labels.node }}: peerstore keeps growing, connected peers do not",
+            f'Node {{{{ $labels.node }}}}\'s peerstore holds {{{{ $value | printf "%.2f" }}}} times its smallest '
+            f"size of the last {pw} while its connected peers grew by at most "
+            f"{num(p['peerstore_peers_growth_ratio'])}: a peerstore that never forgets (a classic memory leak).",
+        ),
+    ]
     exporter_rules = [
         _alert(
             "Libp2pExporterTargetDown",
@@ -172,8 +190,16 @@ def groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "libp2p-peers": {"name": "libp2p-peers", "rules": peer_rules},
         "libp2p-churn": {"name": "libp2p-churn", "rules": churn_rules},
         "libp2p-dht": {"name": "libp2p-dht", "rules": dht_rules},
+        "libp2p-peerstore": {"name": "libp2p-peerstore", "rules": peerstore_rules},
         "libp2p-exporter": {"name": "libp2p-exporter", "rules": exporter_rules},
+        "libp2p-pubsub": _pubsub_rules(p),
     }
+
+
+def _pubsub_rules(p: dict[str, Any]) -> dict[str, Any]:
+    from dashboards.pubsub import rules  # gossipsub traces: its rules and PromQL in one module
+
+    return rules(p)
 
 
 def alert_names(p: dict[str, Any]) -> list[str]:

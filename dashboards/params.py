@@ -52,6 +52,14 @@ PARAMS: dict[str, Param] = {
     "dht_shrink_ratio": Param(0.3, "Warn when the routing table lost this share of its recent maximum ..."),
     "dht_shrink_window": Param("30m", "... the maximum taken over this window ..."),
     "dht_shrink_for": Param("10m", "... for this long."),
+    # peerstore (this project's schema extension)
+    "peerstore_growth_ratio": Param(
+        0.5, "Warn when known peers grew by more than this share of their smallest count in the window ..."
+    ),
+    "peerstore_growth_min_peers": Param(1000, "... by at least this many peers ..."),
+    "peerstore_peers_growth_ratio": Param(0.1, "... while connected peers grew by at most this share ..."),
+    "peerstore_growth_window": Param("1h", "... over this window ..."),
+    "peerstore_growth_for": Param("30m", "... for this long."),
     # exporter health
     "target_down_for": Param("2m", "The exporter target failed scrapes for this long."),
     "node_down_for": Param("2m", "A node's introspection source was down or stale (libp2p_exporter_up 0) this long."),
@@ -59,6 +67,19 @@ PARAMS: dict[str, Param] = {
     "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
     "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
     "decode_errors_threshold": Param(0, "... warn above this many."),
+    # pubsub (gossipsub traces); D values are go-libp2p-pubsub's defaults
+    "pubsub_d_lo": Param(5, "Gossipsub D_lo: warn when a node's mesh for a topic holds fewer peers ..."),
+    "pubsub_mesh_for": Param("5m", "... for this long (mesh collapse)."),
+    "pubsub_d": Param(6, "Gossipsub D, drawn on the dashboard."),
+    "pubsub_d_hi": Param(12, "Gossipsub D_hi, drawn on the dashboard."),
+    "pubsub_reject_share": Param(
+        0.1, "Warn when this share of a node's validated messages on a topic were rejected ..."
+    ),
+    "pubsub_reject_window": Param("10m", "... rates over this window ..."),
+    "pubsub_reject_for": Param("10m", "... for this long."),
+    "pubsub_propagation_p99_seconds": Param(2, "Warn when p99 propagation delay on a topic exceeds this ..."),
+    "pubsub_propagation_window": Param("10m", "... over this window ..."),
+    "pubsub_propagation_for": Param("10m", "... for this long."),
 }
 
 

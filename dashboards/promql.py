@@ -106,6 +106,34 @@ def dht_shrink_level(sel: str, ratio: Any, window: str) -> str:
     return f"{num(1 - float(ratio))} * max_over_time({dht_routing_table(sel)}[{window}:])"
 
 
+def peerstore_known(sel: str, *, by: str = BY) -> str:
+    """Peers the node's peerstore knows (the schema extension), per node."""
+    return f'sum by ({by}) (libp2p_peerstore_peers{{{sel}, kind="known"}})'
+
+
+def growth(expr: str, window: str) -> str:
+    """``expr`` now over its smallest value in the window (1 = no growth); from the first sample on.
+
+    A minimum of 0 gives no ratio (no series) rather than a made-up one."""
+    return f"(\n  {expr}\n/ (min_over_time(({expr})[{window}:]) > 0)\n)"
+
+
+def peerstore_growth(sel: str, window: str, *, by: str = BY) -> str:
+    """How many times its smallest size in the window the peerstore is now, per node."""
+    return growth(peerstore_known(sel, by=by), window)
+
+
+def peers_growth(sel: str, window: str, *, by: str = BY) -> str:
+    """The same ratio for connected peers, which a healthy peerstore follows."""
+    return growth(f"sum by ({by}) ({peers(sel)})", window)
+
+
+def peerstore_added(sel: str, window: str, *, by: str = BY) -> str:
+    """Known peers added since the smallest size in the window (absolute; the alert's floor)."""
+    known = peerstore_known(sel, by=by)
+    return f"(\n  {known}\n- min_over_time(({known})[{window}:])\n)"
+
+
 def scrape_up(sel: str) -> str:
     """Prometheus' own ``up`` for the exporter targets."""
     return f"up{{{sel}}}"

@@ -16,6 +16,8 @@ TELEMETRY_PATH = "/metrics"
 # Label values beyond the allow-lists: protocol ids, and security, muxer and event type names.
 PROTOCOL_CAP = 32
 OTHER_CAP = 8
+# Peerstore agents: distinct (implementation, major.minor) pairs beyond which the version is `other`.
+AGENT_VERSION_CAP = 64
 # --log.level names and what they mean to the logging module.
 LOG_LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -27,6 +29,7 @@ LOG_LEVEL = "info"
 MAX_SEGMENT_BYTES = DEFAULT_MAX_SEGMENT
 
 __all__ = [
+    "AGENT_VERSION_CAP",
     "LISTEN_ADDRESS",
     "LOG_LEVEL",
     "LOG_LEVELS",

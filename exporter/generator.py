@@ -26,6 +26,18 @@ PROTOCOLS = (
     "/libp2p/circuit/relay/0.2.0/hop",
 )
 TRANSPORTS = (("tcp", 0.5), ("quic-v1", 0.3), ("ws", 0.1), ("webtransport", 0.1))
+# Agent versions as identify reports them (the last one is not a known client: it exports as `other`).
+AGENTS = (
+    ("kubo/0.24.0/", 0.3),
+    ("go-libp2p/0.33.0", 0.2),
+    ("Lighthouse/v4.5.0-441fc16/x86_64-linux", 0.15),
+    ("Prysm/v4.1.1/8a9fe1b", 0.1),
+    ("rust-libp2p/0.53.0", 0.1),
+    ("js-libp2p/1.0.0 UserAgent=v20.9.0", 0.05),
+    ("py-libp2p/0.8.1", 0.05),
+    ("homegrown-node/3.1.4", 0.05),
+)
+PEERSTORE_MAX_PEERS = 5000
 
 
 @dataclass
@@ -74,8 +86,16 @@ class SyntheticNode:
         interval_ms: int = 1000,
         retention_ms: int = 10_000,
         dht_queries_per_step: int = 4,
+        peerstore: bool = False,
+        peerstore_leak: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
+        # The peerstore has its own random stream, so the rest of a seed's output is as it always was.
+        self.ps_rng = random.Random(seed * 7919 + 1)
+        self.peerstore = peerstore
+        self.ps_leak = peerstore_leak  # peers added each step that never connect (a leaking store)
+        self.ps_known = 1  # the node itself
+        self.ps_evicted = 0
         self.target = connections
         self.streams_per_conn = streams_per_conn
         self.churn = churn
@@ -146,6 +166,7 @@ class SyntheticNode:
             latency_ns=self.rng.randrange(200_000, 200_000_000),
         )
         self.next_id += 1
+        self.ps_known += 1
         for _ in range(self.streams_per_conn):
             self._open_stream(conn)
         self.conns[conn.id] = conn
@@ -222,6 +243,10 @@ class SyntheticNode:
         while sum(1 for c in self.conns.values() if not c.close_ts) < self.target:
             self._open_conn()
         self._dht_step()
+        self.ps_known += self.ps_leak
+        if self.ps_known > PEERSTORE_MAX_PEERS:
+            self.ps_evicted += self.ps_known - PEERSTORE_MAX_PEERS
+            self.ps_known = PEERSTORE_MAX_PEERS
 
     def _dht_step(self) -> None:
         rng = self.rng
@@ -237,6 +262,7 @@ class SyntheticNode:
                         since,
                     )
             if rng.random() < self.churn * 2:
+                self.ps_known += 1
                 bucket[self.new_peer_id()] = (
                     rng.choice((pb.DHT.PeerInDHT.ACTIVE, pb.DHT.PeerInDHT.CANDIDATE)),
                     self.now,
@@ -348,7 +374,48 @@ class SyntheticNode:
                 pbkt.peers.add(peer_id=peer, status=status, age_in_bucket=max(0, self.now - since))
         for direction, gauge in (("in", dht.incoming_queries), ("out", dht.outgoing_queries)):
             gauge.success, gauge.error, gauge.timeout = self.queries[direction]
+        if self.peerstore:
+            self._peerstore(st.subsystems.peerstore)
         return msg
+
+    def _peerstore(self, ps: pb.PeerStore) -> None:
+        """The extension (field 100): counts consistent with ``ps_known``, shares drawn per State."""
+        rng, known = self.ps_rng, self.ps_known
+        ps.known_peers = known
+        with_addrs = known - rng.randrange(0, max(1, known // 5))
+        ps.peers_with_addrs = with_addrs
+        ps.peers_with_keys = known - rng.randrange(0, max(1, known // 10))
+        ps.peers_with_records = with_addrs // 2
+        identified = with_addrs - rng.randrange(0, max(1, with_addrs // 10))
+        ps.peers_with_protocols = identified
+        addrs = [known - with_addrs] + [0] * 8
+        total = 0
+        for _ in range(with_addrs):
+            n = min(rng.choice((1, 1, 2, 2, 3, 4, 6, 9, 20)), 70)
+            addrs[1 + sum(1 for b in (1, 2, 4, 8, 16, 32, 64) if n > b)] += 1
+            total += n
+        ps.addrs_per_peer.extend(addrs)
+        ps.addrs_total = total
+        for proto, share in zip(PROTOCOLS, (1.0, 0.95, 0.6, 0.4, 0.3, 0.05)):
+            ps.protocols.add(name=proto, peers=int(identified * share))
+        ps.protocols_other = identified // 20
+        left = identified
+        for agent, share in AGENTS:
+            n = min(left, int(identified * share))
+            left -= n
+            ps.agents.add(name=agent, peers=n)
+        latency = [0] * 14
+        lat_sum = 0.0
+        for _ in range(min(identified, len(self.conns) * 2)):
+            v = rng.lognormvariate(-3.5, 1.0)  # median around 30 ms
+            latency[
+                sum(1 for b in (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10) if v > b)
+            ] += 1
+            lat_sum += v
+        ps.latency_ewma.extend(latency)
+        ps.latency_ewma_sum_seconds = lat_sum
+        ps.max_peers = PEERSTORE_MAX_PEERS
+        ps.evicted_peers = self.ps_evicted
 
     def messages(self, steps: int) -> Iterator[pb.ServerMessage]:
         """Runtime, config, then ``steps`` intervals of events followed by a State.

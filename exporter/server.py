@@ -68,7 +68,7 @@ def build_app(
             rt = node.runtime
             who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
             snap = node.snapshot
-            conns = sum(1 for c in snap.conns.values() if not c.closed) if snap else 0
+            conns = snap.open_conns if snap else 0
             state = "up" if node.fresh() else "down"
             rows.append(
                 f"<tr><td>{html.escape(node.name)}</td><td>{state}</td><td>{html.escape(who)}</td>"
@@ -102,7 +102,7 @@ async def start_server(
         ssl_context = web_config.ssl_context()
         if ssl_context is not None and web_config.config.http2:
             log.info("web config: http2 is not served (HTTP/1.1 only; clients fall back through ALPN)")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # a stop must not wait on slow scrapes
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     try:

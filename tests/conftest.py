@@ -1,4 +1,4 @@
-"""Shared fixtures. Real servers come from tests/support/procs.py."""
+"""Shared fixtures, and each test's tier marker. Real servers come from tests/support/procs.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,24 @@ import pytest
 from hypothesis import settings
 
 from tests.support.introspect_server import IntrospectServer
+from tests.support.libp2p_swarm import swarm  # noqa: F401 - a fixture: five real py-libp2p hosts
+from tests.support.observer import observer  # noqa: F401 - a fixture: the observer UI's data layer
 from tests.support.otlp import GrpcReceiver, HttpReceiver
 from tests.support.procs import FIXTURE, Proc
+
+# The folder a test lives in is its tier; this is the only place a tier marker is set.
+TIERS = ("unit", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test ``unit``, ``integration`` or ``e2e`` from its folder (``pytest -m unit`` selects one)."""
+    for item in items:
+        folder = item.path.resolve().relative_to(TESTS).parts[0]
+        if folder not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/")
+        item.add_marker(folder)
+
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.
 settings.register_profile("ci", derandomize=True, print_blob=True)

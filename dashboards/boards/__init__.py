@@ -1,4 +1,4 @@
-"""The seven dashboards, one module each, by the name their JSON file carries (``libp2p-<name>.json``)."""
+"""The eight dashboards, one module each, by the name their JSON file carries (``libp2p-<name>.json``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dashboards.boards.connections import connections
 from dashboards.boards.dht import dht
 from dashboards.boards.exporter_health import exporter_health
 from dashboards.boards.overview import overview
+from dashboards.boards.peerstore import peerstore
+from dashboards.boards.pubsub import pubsub
 from dashboards.boards.streams import streams
 from dashboards.boards.traffic import traffic
 
@@ -21,6 +23,8 @@ DASHBOARDS: dict[str, Callable[[dict[str, Any]], dm.Dashboard]] = {
     "streams": streams,
     "traffic": traffic,
     "dht": dht,
+    "peerstore": peerstore,
     "churn": churn,
     "exporter-health": exporter_health,
+    "pubsub": pubsub,
 }

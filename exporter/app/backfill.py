@@ -253,7 +253,7 @@ def collect(
         progress.advance(block.nbytes, 0)
         if not block.has_state or update is None:
             continue  # no State, or one the hub dropped (a duplicate, or out of order)
-        ts = update.cur.instant_ts
+        ts = update.instant_ts  # Hub.ingest returns the accepted StateStep
         last = writer.last_ts(src.node)
         if not ts:
             src.untimed += 1

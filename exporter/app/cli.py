@@ -58,6 +58,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         buckets=args.buckets,
         churn=args.churn,
         seed=args.seed,
+        peerstore=True,
     )
     with CaptureWriter(args.file) as writer:
         for msg in node.messages(args.steps):

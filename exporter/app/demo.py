@@ -17,8 +17,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporter.app.demo_pubsub import demo_tracing
 from exporter.app.demo_swarm import CHURN_ACTIONS, DemoNode, DemoOptions, DemoSwarm
 from exporter.app.flags import add_serving_flags
+from exporter.app.pubsub import PubsubWiring, pubsub_from_args
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.defaults import MAX_SEGMENT_BYTES
 from exporter.introspector import Endpoint, Introspector
@@ -42,6 +44,7 @@ class Demo:
 
     options: DemoOptions
     hub: Any
+    pubsub: PubsubWiring | None = None  # the exporter's trace collector, which the nodes trace to
     slots: dict[int, _Slot] = field(default_factory=dict)
     manager: Any = None
     swarm: DemoSwarm | None = None
@@ -74,6 +77,7 @@ class Demo:
             probe_idle_s=0,
         )
         self.swarm = DemoSwarm(self.options, up, down)
+        self.swarm.tracing = demo_tracing(self.pubsub)
         self.trio_thread = TrioThread(self.swarm.main, name="demo-swarm")
         self._worker = asyncio.create_task(self._apply_changes(), name="demo endpoints")
         await self.trio_thread.start(timeout=60)
@@ -213,9 +217,12 @@ def run_demo(args: argparse.Namespace) -> int:
         # py-libp2p logs every failed dial and reset stream (churn makes many); keep the demo readable.
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     hub = hub_from_args(args)
+    if options.pubsub and not getattr(args, "pubsub_listen", None):
+        args.pubsub_listen = "/ip4/127.0.0.1/tcp/0"  # the nodes trace gossipsub to this exporter
+    pubsub = pubsub_from_args(hub, args)
 
     async def work() -> None:
-        demo = Demo(options, hub)
+        demo = Demo(options, hub, pubsub)
         try:
             await demo.start()
             print(f"demo: {options.nodes} py-libp2p nodes on 127.0.0.1, each introspectable:", flush=True)
@@ -235,5 +242,6 @@ def run_demo(args: argparse.Namespace) -> int:
             description=f"demo: {options.nodes} local py-libp2p nodes",
             duration=args.duration,
             live=True,  # the nodes are watched through live sessions
+            pubsub=pubsub,
         )
     )

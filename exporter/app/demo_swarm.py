@@ -70,6 +70,7 @@ class DemoSwarm:
         self.stats: Counter[str] = Counter()
         self.nursery: Any = None
         self._kv: list[str] = []
+        self.tracing: Any = None  # demo_pubsub.DemoTracing: gossipsub traces to the exporter's collector
 
     # -- nodes ----------------------------------------------------------------------------
     async def _node(self, slot: int, *, task_status: Any) -> None:
@@ -101,6 +102,9 @@ class DemoSwarm:
                 eclipse_protection_enabled=False,
             )
             pubsub = Pubsub(host, router)
+        remote = (
+            self.tracing.attach(f"node-{slot}", host, pubsub, TOPIC) if pubsub is not None and self.tracing else None
+        )
         started = False
         try:
             with trio.CancelScope() as scope:
@@ -112,6 +116,8 @@ class DemoSwarm:
                         await stack.enter_async_context(background_trio_service(pubsub))
                         await stack.enter_async_context(background_trio_service(router))
                         await pubsub.wait_until_ready()
+                        if remote is not None:
+                            nursery.start_soon(remote.run)
                         nursery.start_soon(_drain, await pubsub.subscribe(TOPIC))
                     insp = Libp2pIntrospection(host, dht=dht, retention_ms=self.options.retention_ms)
                     insp.attach()

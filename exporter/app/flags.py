@@ -14,7 +14,7 @@ from exporter.web_config import add_flag as add_web_config_flag
 
 
 def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) -> None:
-    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.*`` and tracing.
+    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.*``, tracing and pubsub traces.
 
     ``from_config``: live mode, where the address, path and log level may also come from the
     environment or a config file, so the flags default to None and the merged config decides.
@@ -68,6 +68,74 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     add_log_format_flag(p)
     add_web_config_flag(p)
     add_otel_flags(p)
+    add_pubsub_flags(p)
+
+
+def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
+    """go-libp2p-pubsub event traces (``app/pubsub.py``): off unless a listen address or a file is given."""
+    g = p.add_argument_group("pubsub traces (go-libp2p-pubsub event tracer; off unless a listen address or file)")
+    g.add_argument(
+        "--pubsub.listen",
+        dest="pubsub_listen",
+        metavar="MULTIADDR",
+        default=None,
+        help="run a remote-tracer collector (/libp2p/pubsub/tracer/1.0.0) on this libp2p address, "
+        "e.g. /ip4/0.0.0.0/tcp/4001; its /p2p/ address is printed for the nodes' tracer configuration",
+    )
+    g.add_argument(
+        "--pubsub.identity-seed",
+        dest="pubsub_seed",
+        metavar="HEX",
+        default=None,
+        help="64 hex digits: keeps the collector's peer id across restarts (default: a new id each start)",
+    )
+    g.add_argument(
+        "--pubsub.file",
+        dest="pubsub_files",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="read a trace file (JSON tracer, PB tracer or traced gzip) at start; repeatable",
+    )
+    g.add_argument(
+        "--pubsub.topics",
+        dest="pubsub_topics",
+        metavar="LIST",
+        default="",
+        help="comma-separated topics always kept as label values",
+    )
+    g.add_argument(
+        "--pubsub.topic-cap",
+        dest="pubsub_topic_cap",
+        metavar="N",
+        type=int,
+        default=32,
+        help="further topics that may become label values (first come); beyond them: other (default 32)",
+    )
+    g.add_argument(
+        "--pubsub.window",
+        dest="pubsub_window",
+        metavar="SECONDS",
+        type=float,
+        default=120.0,
+        help="how long a message is followed for propagation; its reach is observed when it leaves (default 120)",
+    )
+    g.add_argument(
+        "--pubsub.max-messages",
+        dest="pubsub_max_messages",
+        metavar="N",
+        type=int,
+        default=50_000,
+        help="messages followed at once; past it the oldest leave early and are counted (default 50000)",
+    )
+    g.add_argument(
+        "--tracing.sample.pubsub",
+        dest="tracing_sample_pubsub",
+        metavar="RATIO",
+        type=float,
+        default=1.0,
+        help="share of pubsub messages traced as spans, by message id, 0..1 (default 1)",
+    )
 
 
 def log_level(name: str) -> int:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
+import os
 import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable
+from types import FrameType
 
 from exporter import __version__, defaults
+from exporter.app.pubsub import PubsubWiring, pubsub_from_args
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
 from exporter.model.labels import Cardinality
@@ -20,6 +26,56 @@ from exporter.sinks.otel.sink import TracingHandle
 from exporter.web_config import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("libp2p-exporter")
+
+STOP_GRACE_S = 4.0  # after SIGINT/SIGTERM, the clean shutdown gets this long before the process exits anyway
+
+
+def tune_gc() -> None:
+    """Make the cyclic collector cheap instead of pausing it (a pause only defers the walk).
+
+    Everything built at start-up (modules, protobuf descriptors, the app) is moved out of the
+    collector's sight with ``gc.freeze()``, so full collections walk only what ingest keeps; ingest
+    itself allocates few containers per State (pipeline/lean.py), and a larger first generation
+    means fewer young collections between States.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+class Stopper:
+    """SIGINT/SIGTERM: ask the loop to stop cleanly, and exit within ``STOP_GRACE_S`` regardless.
+
+    Why a plain signal handler and a timer thread: under overload the loop may be busy (a scrape
+    rendering on a worker thread, sessions draining), and asyncio's handlers only run when the loop
+    gets to them; the interpreter's own exit also waits for worker threads. A second signal exits at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
+        self.loop, self.stop, self.grace_s = loop, stop, grace_s
+        self.timer: threading.Timer | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        if self.timer is not None:  # asked twice: no more waiting
+            os.write(2, b"libp2p-exporter: second signal, exiting now\n")
+            os._exit(0)
+        self.timer = threading.Timer(self.grace_s, self._expired)
+        self.timer.daemon = True
+        self.timer.start()
+        self.loop.call_soon_threadsafe(self.stop.set)
+
+    def _expired(self) -> None:
+        log.warning("shutdown took over %.0fs; exiting without waiting for the rest", self.grace_s)
+        sys.stderr.flush()
+        os._exit(0)
+
+    def install(self) -> dict[int, object]:
+        """Install for SIGINT and SIGTERM; the previous handlers, to restore."""
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, OSError):  # not the main thread: no signals here
+                previous[sig] = signal.signal(sig, self)
+        return previous
 
 
 def build_hub(cardinality: Cardinality | None = None, *, live: bool = False) -> Hub:
@@ -56,11 +112,14 @@ async def serve_until_stopped(
     duration: float | None = None,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     live: bool = False,
+    pubsub: PubsubWiring | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``).
 
     Tracing is installed here when the flags or the environment ask for it; ``live`` hubs get the
-    session metrics too, after tracing's (the order of families in the exposition).
+    session metrics too, after tracing's (the order of families in the exposition). Pubsub traces
+    are wired from the flags unless the caller already did (``pubsub``, the demo), and started
+    (files read, collector running) before ``work``.
     """
     try:
         app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
@@ -77,18 +136,23 @@ async def serve_until_stopped(
     tracing: TracingHandle = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     if live:
         add_live_metrics(hub)
+    if pubsub is None:
+        pubsub = pubsub_from_args(hub, args)
+    if pubsub is not None:
+        await pubsub.start(args)
     try:
         runner = await start_server(app, args.listen, web_config)
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
+        if pubsub is not None:
+            await pubsub.stop()
         return 2
     scheme = "https" if web_config is not None and web_config.config.tls is not None else "http"
     print(f"libp2p-exporter {__version__}: metrics at {scheme}://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    previous = Stopper(loop, stop).install()
+    tune_gc()
     task = asyncio.create_task(work()) if work is not None else None
     try:
         if duration is not None:
@@ -104,5 +168,10 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await runner.cleanup()
+        if pubsub is not None:
+            await pubsub.stop()
         await loop.run_in_executor(None, tracing.shutdown)
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)  # type: ignore[arg-type]
     return 0

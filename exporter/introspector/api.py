@@ -33,14 +33,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MaybeAwaitable = Union[T, Awaitable[T]]  # noqa: UP007 - a runtime alias, not an annotation
 
-SUBSYSTEMS = ("runtime", "connections", "traffic", "dht", "events")
-Subsystem = Literal["runtime", "connections", "traffic", "dht", "events"]
+SUBSYSTEMS = ("runtime", "connections", "traffic", "dht", "peerstore", "events")
+Subsystem = Literal["runtime", "connections", "traffic", "dht", "peerstore", "events"]
 PropertyType = pb.EventType.EventProperty.PropertyType
 
 RuntimeProvider = Callable[[], MaybeAwaitable[pb.Runtime]]
 ConnectionsProvider = Callable[[], MaybeAwaitable[Iterable[pb.Connection]]]
 TrafficProvider = Callable[[], MaybeAwaitable[pb.Traffic]]
 DhtProvider = Callable[[], MaybeAwaitable[pb.DHT]]
+PeerStoreProvider = Callable[[], MaybeAwaitable[pb.PeerStore]]  # this project's extension (field 100)
 EventsProvider = Callable[[], MaybeAwaitable[Iterable[pb.EventType]]]
 EventSubscriber = Callable[[pb.ServerMessage], None]
 
@@ -145,7 +146,7 @@ class Introspector:
 
     # -- the two things an Endpoint asks for -------------------------------------------------
     async def fetch_full_state(self, covers_since_ms: int = 0) -> pb.State:
-        """Call every connections/traffic/dht provider and merge their parts into one State.
+        """Call every connections/traffic/dht/peerstore provider and merge their parts into one State.
 
         ``covers_since_ms`` is when the period this State covers began (the client's previous State,
         or when it asked for States): ``snapshot_duration_ms`` carries that period, as the schema
@@ -154,7 +155,7 @@ class Introspector:
         """
         t0 = time.monotonic()
         state = pb.State(instant_ts=now_ms(), start_ts=self.start_ts)
-        for prov, part in await self._gather(("connections", "traffic", "dht")):
+        for prov, part in await self._gather(("connections", "traffic", "dht", "peerstore")):
             try:
                 self._merge(state, prov.subsystem, part)
             except Exception as exc:  # a provider returned the wrong shape
@@ -194,6 +195,10 @@ class Introspector:
             if not isinstance(part, pb.DHT):
                 raise TypeError("expected DHT")
             state.subsystems.dht.MergeFrom(part)
+        elif subsystem == "peerstore":
+            if not isinstance(part, pb.PeerStore):
+                raise TypeError("expected PeerStore")
+            state.subsystems.peerstore.MergeFrom(part)
 
     async def fetch_runtime(self) -> pb.Runtime:
         """The Runtime from the runtime providers, with every declared event type listed."""

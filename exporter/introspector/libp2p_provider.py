@@ -51,6 +51,7 @@ import trio
 from exporter.introspector.api import Introspector, event_type, now_ms
 from exporter.introspector.bridge import AsyncioThread, TrioBridge
 from exporter.introspector.endpoint import Endpoint
+from exporter.introspector.peerstore_provider import PeerstoreSampler, record_agents
 from exporter.protocol import introspection_pb2 as pb
 
 try:  # the extra is optional; importing this module without it explains what to install
@@ -301,6 +302,7 @@ class Libp2pIntrospection:
         self._instrument_upgrader(network)
         if self.dht is not None:
             self._instrument_dht()
+        record_agents()  # identify keeps agent versions from now on, for the peerstore extension
         self.attached = True
 
     def detach(self) -> None:
@@ -339,6 +341,8 @@ class Libp2pIntrospection:
         introspector.register("traffic", on_trio(self.snapshot_traffic), name="py-libp2p")
         if self.dht is not None:
             introspector.register("dht", on_trio(self.snapshot_dht), name="py-libp2p-kad")
+        # The peerstore extension (exporter/introspector/peerstore_provider.py).
+        introspector.register("peerstore", on_trio(PeerstoreSampler(self.host.get_peerstore())), name="py-libp2p")
 
     def _publish(self, name: str, content: dict[str, Any]) -> None:
         if self._introspector is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from exporter.mappers.dht import Dht
 from exporter.mappers.events import Events
 from exporter.mappers.exporter_self import ExporterSelf
+from exporter.mappers.peerstore import PeerStore
 from exporter.mappers.runtime import Runtime
 from exporter.mappers.streams import Streams
 from exporter.mappers.swarm import Swarm
@@ -16,7 +17,7 @@ from exporter.mappers.traffic import Traffic
 from exporter.model.labels import Cardinality
 from exporter.pipeline.mapper import Mapper
 
-STANDARD: tuple[type[Mapper], ...] = (ExporterSelf, Runtime, Swarm, Streams, Traffic, Dht, Events)
+STANDARD: tuple[type[Mapper], ...] = (ExporterSelf, Runtime, Swarm, Streams, Traffic, Dht, PeerStore, Events)
 
 
 def standard_mappers(cardinality: Cardinality) -> list[Mapper]:

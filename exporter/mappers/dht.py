@@ -9,8 +9,9 @@ from exporter.mappers.base import Monotonic
 from exporter.model.families import Scoped
 from exporter.model.labels import OTHER, UNKNOWN
 from exporter.model.snapshot import DHT_STATUS_NAMES
+from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
-from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.node import NodeState
 
 RESULTS = ("success", "error", "timeout")
 # Kademlia keys are SHA-256 digests, so a common prefix length is 0..256; anything above is bogus.
@@ -37,15 +38,15 @@ class Dht(Mapper):
     def new_accumulator(self) -> DhtAcc:
         return DhtAcc()
 
-    def on_snapshot(self, acc: DhtAcc, update: SnapshotUpdate) -> None:
-        dht, diff = update.cur.dht, update.diff
+    def on_state(self, acc: DhtAcc, step: StateStep) -> None:
+        dht = step.dht
         if dht is not None:
             for direction, gauge in (("inbound", dht.incoming), ("outbound", dht.outgoing)):
                 for result, value in zip(RESULTS, gauge):
                     acc.queries.add((direction, result), (direction, result), value)
-        acc.updates["added"] += len(diff.dht_added)
-        acc.updates["removed"] += len(diff.dht_removed)
-        acc.updates["status_changed"] += len(diff.dht_status_changed)
+        acc.updates["added"] += step.dht_added
+        acc.updates["removed"] += step.dht_removed
+        acc.updates["status_changed"] += step.dht_changed
 
     def collect(self, acc: DhtAcc, node: NodeState, out: Scoped) -> None:
         snap = node.snapshot

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 from exporter.model.families import Scoped
 from exporter.model.histogram import STREAM_DURATION_BUCKETS, Histogram
-from exporter.model.snapshot import STATUS_NAMES
+from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
-from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.node import NodeState
 
 
 @dataclass
@@ -25,29 +25,22 @@ class Streams(Mapper):
     def new_accumulator(self) -> StreamsAcc:
         return StreamsAcc()
 
-    def on_snapshot(self, acc: StreamsAcc, update: SnapshotUpdate) -> None:
-        proto = self.card.protocol
-        for s in update.diff.opened_streams:
-            acc.opened[(proto(s.protocol), s.dir)] += 1
-        for ended in update.diff.closed_streams:
-            s = ended.view
-            label = proto(s.protocol)
-            acc.closed[(label, s.dir)] += 1
-            if s.open_ts and ended.end_ms >= s.open_ts:
-                hist = acc.duration.get(label) or acc.duration.setdefault(label, Histogram(STREAM_DURATION_BUCKETS))
-                hist.observe((ended.end_ms - s.open_ts) / 1000.0)
+    def on_state(self, acc: StreamsAcc, step: StateStep) -> None:
+        for key in step.s_opened:
+            acc.opened[key] += 1
+        for protocol, direction, lifetime_s in step.s_closed:
+            acc.closed[(protocol, direction)] += 1
+            if lifetime_s is not None:
+                hist = acc.duration.get(protocol) or acc.duration.setdefault(
+                    protocol, Histogram(STREAM_DURATION_BUCKETS)
+                )
+                hist.observe(lifetime_s)
 
     def collect(self, acc: StreamsAcc, node: NodeState, out: Scoped) -> None:
         snap = node.snapshot
         if snap is None:
             return
-        proto = self.card.protocol
-        current: Counter[tuple[str, str, str]] = Counter()
-        for c in snap.conns.values():
-            for s in c.streams.values():
-                status = "closed" if (c.closed and not s.closed) else STATUS_NAMES.get(s.status, "unknown")
-                current[(proto(s.protocol), s.dir, status)] += 1
-        for (protocol, direction, status), n in sorted(current.items()):
+        for (protocol, direction, status), n in sorted(snap.stream_status.items()):
             out.gauge(
                 "libp2p_streams",
                 "Streams in the latest snapshot by protocol (allow-listed, else other), direction and status.",

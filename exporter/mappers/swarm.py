@@ -13,9 +13,9 @@ from exporter.model.histogram import (
     LATENCY_BUCKETS,
     Histogram,
 )
-from exporter.model.snapshot import STATUS_NAMES, ConnView
+from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
-from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.node import NodeState
 
 CONN_LABELS = ("dir", "transport", "security", "muxer", "ip_version")
 HANDSHAKE_LABELS = ("transport", "security", "muxer")
@@ -29,7 +29,6 @@ class SwarmAcc:
     handshake: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
     peers_connected: int = 0
     peers_disconnected: int = 0
-    labels: dict[bytes, tuple[str, ...]] = field(default_factory=dict)  # conn id -> bounded labels
 
 
 class Swarm(Mapper):
@@ -38,50 +37,34 @@ class Swarm(Mapper):
     def new_accumulator(self) -> SwarmAcc:
         return SwarmAcc()
 
-    def _labels(self, c: ConnView) -> tuple[str, ...]:
-        card = self.card
-        return (c.dir, card.transport(c.transport), card.security(c.security), card.muxer(c.muxer), c.ip_version)
-
-    def on_snapshot(self, acc: SwarmAcc, update: SnapshotUpdate) -> None:
-        diff = update.diff
-        for c in diff.opened_conns:
-            labels = self._labels(c)
-            acc.labels[c.id] = labels
+    def on_state(self, acc: SwarmAcc, step: StateStep) -> None:
+        for labels, handshake_s in step.opened:
             acc.opened[labels] += 1
-            if c.open_ts and c.upgraded_ts >= c.open_ts:
+            if handshake_s is not None:
                 key = labels[1:4]
                 hist = acc.handshake.get(key) or acc.handshake.setdefault(key, Histogram(HANDSHAKE_LATENCY_BUCKETS))
-                hist.observe((c.upgraded_ts - c.open_ts) / 1000.0)
-        for ended in diff.closed_conns:
-            c = ended.view
-            labels = acc.labels.pop(c.id, None) or self._labels(c)
+                hist.observe(handshake_s)
+        for labels, lifetime_s in step.closed:
             acc.closed[labels] += 1
-            if c.open_ts and ended.end_ms >= c.open_ts:
+            if lifetime_s is not None:
                 hist = acc.duration.get(labels) or acc.duration.setdefault(
                     labels, Histogram(CONNECTION_DURATION_BUCKETS)
                 )
-                hist.observe((ended.end_ms - c.open_ts) / 1000.0)
-        acc.peers_connected += len(diff.peers_joined)
-        acc.peers_disconnected += len(diff.peers_left)
+                hist.observe(lifetime_s)
+        acc.peers_connected += step.joined
+        acc.peers_disconnected += step.left
 
     def collect(self, acc: SwarmAcc, node: NodeState, out: Scoped) -> None:
         snap = node.snapshot
         if snap is None:
             return
-        current: Counter[tuple[str, ...]] = Counter()
         latency = Histogram(LATENCY_BUCKETS)
+        for value in snap.latencies:
+            latency.observe(value)
         age = Histogram(AGE_BUCKETS)
-        now = snap.instant_ts
-        for c in snap.conns.values():
-            labels = acc.labels.get(c.id) or self._labels(c)
-            current[(STATUS_NAMES.get(c.status, "unknown"), *labels[:4])] += 1
-            if c.closed:
-                continue
-            if c.latency_ns:
-                latency.observe(c.latency_ns / 1e9)
-            if c.open_ts and now >= c.open_ts:
-                age.observe((now - c.open_ts) / 1000.0)
-        for (status, *rest), n in sorted(current.items()):
+        for value in snap.ages:
+            age.observe(value)
+        for (status, *rest), n in sorted(snap.conn_status.items()):
             out.gauge(
                 "libp2p_connections",
                 "Connections in the node's latest snapshot, by status; closed ones stay listed for the node's retention period.",

@@ -7,9 +7,10 @@ counted. Peer ids and multiaddrs never become label values.
 
 from __future__ import annotations
 
+import re
 import threading
 
-from exporter.defaults import OTHER_CAP, PROTOCOL_CAP
+from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -67,6 +68,57 @@ KNOWN_EVENT_TYPES = frozenset(
     }
 )
 
+# Agent names (identify's agent version, first part) kept as labels: libp2p implementations, and
+# well-known clients built on them. Anything else is `other`; versions are folded to major.minor.
+KNOWN_AGENTS = frozenset(
+    {
+        "go-libp2p",
+        "rust-libp2p",
+        "js-libp2p",
+        "py-libp2p",
+        "nim-libp2p",
+        "jvm-libp2p",
+        "cpp-libp2p",
+        "dotnet-libp2p",
+        "zig-libp2p",
+        "kubo",
+        "go-ipfs",
+        "ipfs-cluster",
+        "helia",
+        "js-ipfs",
+        "hydra-booster",
+        "lotus",
+        "boost",
+        "forest",
+        "venus",
+        "lighthouse",
+        "prysm",
+        "teku",
+        "nimbus",
+        "lodestar",
+        "grandine",
+        "erigon",
+        "polkadot",
+        "substrate",
+        OTHER,
+    }
+)
+# name, then "/" or spaces (or "-" right before the version, as in lotus-1.25.0), an optional "v", major.minor
+_AGENT = re.compile(r"([a-z][a-z0-9_.-]*?)(?:[/ ]+|-(?=v?\d))v?(\d{1,6})\.(\d{1,6})")
+
+
+def parse_agent(raw: str) -> tuple[str, str]:
+    """``kubo/0.24.0/abc`` -> ("kubo", "0.24"); an unknown name -> ("other", "other"); no version -> "unknown"."""
+    text = raw.strip().lower()
+    m = _AGENT.match(text)
+    if m:
+        name, version = m[1], f"{int(m[2])}.{int(m[3])}"
+    else:
+        name, version = re.split(r"[/ ]", text, maxsplit=1)[0], UNKNOWN
+    if name not in KNOWN_AGENTS or name == OTHER:
+        return OTHER, OTHER
+    return name, version
+
 
 class LabelGuard:
     """Admit allow-listed values always, and at most ``cap`` others first come, first served.
@@ -106,15 +158,34 @@ class LabelGuard:
 class Cardinality:
     """The guards of one exporter process, shared by all nodes so that caps are global."""
 
-    def __init__(self, protocol_cap: int = PROTOCOL_CAP, other_cap: int = OTHER_CAP) -> None:
+    def __init__(
+        self, protocol_cap: int = PROTOCOL_CAP, other_cap: int = OTHER_CAP, agent_version_cap: int = AGENT_VERSION_CAP
+    ) -> None:
         self.protocol = LabelGuard("protocol", KNOWN_PROTOCOLS, protocol_cap)
         self.transport = LabelGuard("transport", KNOWN_TRANSPORTS, 0)
         self.security = LabelGuard("security", KNOWN_SECURITY, other_cap)
         self.muxer = LabelGuard("muxer", KNOWN_MUXERS, other_cap)
         self.event_type = LabelGuard("event_type", KNOWN_EVENT_TYPES, other_cap)
+        # Peerstore agents: the name through the allow-list alone, (name, major.minor) pairs capped.
+        self.agent = LabelGuard("agent", KNOWN_AGENTS, 0)
+        self.agent_version = LabelGuard("agent_version", frozenset(), agent_version_cap)
+        self._agents_seen = False
 
     def guards(self) -> list[LabelGuard]:
-        return [self.protocol, self.transport, self.security, self.muxer, self.event_type]
+        """Every guard; the agent guards once an agent was seen (a capture without any exports as before)."""
+        base = [self.protocol, self.transport, self.security, self.muxer, self.event_type]
+        return [*base, self.agent, self.agent_version] if self._agents_seen else base
+
+    def agent_labels(self, raw: str) -> tuple[str, str]:
+        """(agent, version) label values for an agent string a remote peer sent, both bounded."""
+        self._agents_seen = True
+        name, version = parse_agent(raw)
+        if name == OTHER:
+            self.agent(raw[:128])  # counted as folded, once per distinct value
+            return OTHER, OTHER
+        if version == UNKNOWN:
+            return name, UNKNOWN
+        return name, version if self.agent_version(f"{name}/{version}") != OTHER else OTHER
 
 
 def short_name(value: str) -> str:

@@ -6,6 +6,8 @@ quirk (proto3 zero values, inlined vs referenced streams, ids as opaque bytes) i
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from exporter.model.labels import UNKNOWN, short_name
@@ -124,6 +126,71 @@ class Snapshot:
     dht: DhtView | None
     referenced_streams: int = 0
     peers: frozenset[str] = field(default_factory=frozenset)
+    peerstore: PeerStoreView | None = None
+
+
+# The fixed bucket layouts of PeerStore.addrs_per_peer and .latency_ewma (proto/introspection.proto).
+ADDRS_PER_PEER_BOUNDS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+LATENCY_EWMA_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+NAME_MAX = 256  # longer names (protocol ids, agents) from a producer are cut here, before any guard
+
+
+@dataclass(slots=True)
+class PeerStoreView:
+    """The peerstore extension (field 100); ``None`` in optional fields means the producer did not say."""
+
+    known: int
+    with_addrs: int | None
+    with_keys: int | None
+    with_records: int | None
+    with_protocols: int | None
+    addrs_per_peer: list[int]  # len(ADDRS_PER_PEER_BOUNDS) + 1 counts, or empty when not sent
+    addrs_total: int
+    protocols: list[tuple[str, int]]
+    protocols_other: int
+    agents: list[tuple[str, int]]
+    agents_other: int
+    latency_ewma: list[int]  # len(LATENCY_EWMA_BOUNDS) + 1 counts, or empty when not sent
+    latency_ewma_sum: float | None  # None: not a finite, non-negative number (the histogram is left out)
+    max_peers: int | None
+    max_records: int | None
+    evicted: int | None
+
+
+def _fixed_layout(counts: Iterable[int], size: int) -> list[int]:
+    """Counts on a layout of ``size`` buckets; entries past it belong to the last ("more") bucket."""
+    values = list(counts)
+    if not values:
+        return []
+    out = values[:size] + [0] * (size - len(values))
+    out[-1] += sum(values[size:])
+    return out
+
+
+def _opt(msg: pb.PeerStore, name: str) -> int | None:
+    return int(getattr(msg, name)) if msg.HasField(name) else None
+
+
+def peerstore_view(ps: pb.PeerStore) -> PeerStoreView:
+    lat_sum = ps.latency_ewma_sum_seconds
+    return PeerStoreView(
+        known=ps.known_peers,
+        with_addrs=_opt(ps, "peers_with_addrs"),
+        with_keys=_opt(ps, "peers_with_keys"),
+        with_records=_opt(ps, "peers_with_records"),
+        with_protocols=_opt(ps, "peers_with_protocols"),
+        addrs_per_peer=_fixed_layout(ps.addrs_per_peer, len(ADDRS_PER_PEER_BOUNDS) + 1),
+        addrs_total=ps.addrs_total,
+        protocols=[(p.name[:NAME_MAX], p.peers) for p in ps.protocols],
+        protocols_other=ps.protocols_other,
+        agents=[(a.name[:NAME_MAX], a.peers) for a in ps.agents],
+        agents_other=ps.agents_other,
+        latency_ewma=_fixed_layout(ps.latency_ewma, len(LATENCY_EWMA_BOUNDS) + 1),
+        latency_ewma_sum=lat_sum if math.isfinite(lat_sum) and lat_sum >= 0 else None,
+        max_peers=_opt(ps, "max_peers"),
+        max_records=_opt(ps, "max_records"),
+        evicted=_opt(ps, "evicted_peers"),
+    )
 
 
 def _transport_text(raw: bytes) -> str:
@@ -179,7 +246,8 @@ def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
     return view, len(c.streams.stream_ids)
 
 
-def _dht(d: pb.DHT) -> DhtView:
+def dht_view(d: pb.DHT) -> DhtView:
+    """The DHT section as a view (small: one entry per routing-table peer)."""
     peers: dict[str, DhtPeerView] = {}
     cpls: list[int] = []
     for bucket in d.buckets:
@@ -211,7 +279,8 @@ def snapshot_of(state: pb.State) -> Snapshot:
         conns[view.id] = view
         referenced += refs
     peers = frozenset(c.peer_id for c in conns.values() if c.peer_id and not c.closed)
-    dht = _dht(state.subsystems.dht) if state.subsystems.HasField("dht") else None
+    dht = dht_view(state.subsystems.dht) if state.subsystems.HasField("dht") else None
+    peerstore = peerstore_view(state.subsystems.peerstore) if state.subsystems.HasField("peerstore") else None
     return Snapshot(
         instant_ts=state.instant_ts,
         start_ts=state.start_ts,
@@ -221,4 +290,5 @@ def snapshot_of(state: pb.State) -> Snapshot:
         dht=dht,
         referenced_streams=referenced,
         peers=peers,
+        peerstore=peerstore,
     )

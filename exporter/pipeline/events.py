@@ -44,9 +44,9 @@ class DhtQuery:
     kind: str  # the content's "type": CONTENT, PROVIDER, VALUE
     trigger: str
     target: str  # a peer id, only when the key is one
-    key: str  # any other DHT key (the py-libp2p provider's added property)
     steps: int | None
     peers: tuple[str, ...] | None  # None when the event has no peerIds list
+    key: str = ""  # the py-libp2p provider's DHT key when it is not a peer id
 
 
 @dataclass(slots=True)

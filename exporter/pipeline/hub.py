@@ -1,29 +1,31 @@
 """The pipeline entry point: messages in, per-node state kept, mappers and listeners fed.
 
 Data flows one way: a source hands decoded ServerMessages (and the faults it met) to ``Hub``; each
-node turns States into Snapshots and Diffs and passes them, and each parsed Event, to every mapper
-the hub was given and to every listener (push sinks such as tracing). The Prometheus sink reads
+node reads each State once into a ``StateStep`` (pipeline/lean.py) for every mapper the hub was
+given, and, only while listeners (push sinks such as tracing) are attached, into Snapshot views and
+a Diff for them; each parsed Event goes to both. The Prometheus sink reads
 the mappers' accumulators at scrape time. Who gets which mappers and listeners is decided by the
 caller (the application's composition root), never by the hub or by a source.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
 
 from exporter.logs import RateLimitedLog
 from exporter.model.labels import Cardinality
-from exporter.model.snapshot import Snapshot, snapshot_of
+from exporter.model.snapshot import snapshot_of
 from exporter.pipeline.events import EventView, parse_event
+from exporter.pipeline.lean import LeanTracker, StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.traces import TraceMapper
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import SegmentError
+from exporter.protocol.pubsub_codec import TraceEvent
 
 log = logging.getLogger(__name__)
 SEGMENT_LOG_INTERVAL_S = 60.0
@@ -50,6 +52,9 @@ class Listener:
     def on_removed(self, name: str) -> None:
         """The node was removed from the hub (its source went away for good)."""
 
+    def on_traces(self, origin: str, events: Sequence[TraceEvent]) -> None:
+        """Trace events (go-libp2p-pubsub's tracer) from many traced nodes; see ``pipeline.traces``."""
+
 
 class Hub:
     """Holds every node and routes messages through the mappers and listeners it was given."""
@@ -58,6 +63,7 @@ class Hub:
         self.cardinality = cardinality or Cardinality()
         self._mappers: list[Mapper] = []
         self._listeners: list[Listener] = []
+        self._trace_mappers: list[TraceMapper] = []
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
@@ -86,11 +92,36 @@ class Hub:
         with self._lock:
             self._listeners.append(listener)
 
+    @property
+    def trace_mappers(self) -> tuple[TraceMapper, ...]:
+        """The trace mappers, in the order they were added (written after the per-node families)."""
+        return tuple(self._trace_mappers)
+
+    def add_trace_mapper(self, mapper: TraceMapper) -> None:
+        """Add a mapper for trace events (``pipeline.traces``). One per name."""
+        with self._lock:
+            if any(m.name == mapper.name for m in self._trace_mappers):
+                raise ValueError(f"a trace mapper named {mapper.name!r} is already on this hub")
+            self._trace_mappers.append(mapper)
+
+    def ingest_traces(self, origin: str, events: Sequence[TraceEvent]) -> None:
+        """Trace events from a collector stream or a trace file, to the trace mappers, then the listeners."""
+        for mapper in self._trace_mappers:
+            mapper.on_traces(origin, events)
+        for listener in self._listeners:
+            listener.on_traces(origin, events)
+
+    def traces_ended(self, origin: str) -> None:
+        """A finite trace source (a file) is done: the mappers may settle what they were waiting on."""
+        for mapper in self._trace_mappers:
+            mapper.on_traces_ended(origin)
+
     def node(self, name: str, labels: dict[str, str] | None = None) -> NodeState:
         with self._lock:
             node = self.nodes.get(name)
             if node is None:
                 node = NodeState(name=name, labels=dict(labels or {}))
+                node.lean = LeanTracker(self.cardinality)
                 node.accs = {m.name: m.new_accumulator() for m in self._mappers}
                 self.nodes[name] = node
             return node
@@ -111,15 +142,17 @@ class Hub:
                 # rest summarised; every stretch is counted in libp2p_exporter_segment_errors_total.
                 self._segment_log.warning(f"{name} {err.reason}", "node %s: skipped segment at %s", name, err)
 
-    def ingest(self, name: str, msg: pb.ServerMessage) -> SnapshotUpdate | None:
+    def ingest(self, name: str, msg: pb.ServerMessage) -> StateStep | None:
+        """Route one message; for a State that was accepted, what it showed and changed (else None)."""
         node = self.node(name)
         kind = msg.WhichOneof("payload") or "empty"
+        step: StateStep | None = None
         update: SnapshotUpdate | None = None
         event: EventView | None = None
         with node.lock:
             node.messages[kind] += 1
             if kind == "state":
-                update = self._state(node, msg.state)
+                step, update = self._state(node, msg.state)
             elif kind == "runtime":
                 self._runtime(node, msg.runtime)
             elif kind == "event":
@@ -138,7 +171,7 @@ class Hub:
                 listener.on_event(node, event)
             elif kind == "runtime":
                 listener.on_runtime(node, msg.runtime)
-        return update
+        return step
 
     def _runtime(self, node: NodeState, runtime: pb.Runtime) -> None:
         old = node.runtime
@@ -146,23 +179,20 @@ class Hub:
             node.pending_restart = True  # a new identity: the next State starts afresh
         node.runtime = runtime
 
-    def _state(self, node: NodeState, state: pb.State) -> SnapshotUpdate | None:
-        with _gc_paused():
-            return self._accept_state(node, state)
-
-    def _accept_state(self, node: NodeState, state: pb.State) -> SnapshotUpdate | None:
-        cur = snapshot_of(state)
+    def _state(self, node: NodeState, state: pb.State) -> tuple[StateStep | None, SnapshotUpdate | None]:
+        """Accept a State (or count it dropped): its step, and the update for listeners if there are any."""
         prev = node.snapshot
+        instant_ts = state.instant_ts
         restart, node.pending_restart = node.pending_restart, False
         if prev is not None and not restart:
-            if cur.instant_ts and cur.instant_ts == prev.instant_ts:
+            if instant_ts and instant_ts == prev.instant_ts:
                 node.dropped_snapshots["duplicate"] += 1
-                return None
-            if cur.instant_ts and cur.instant_ts < prev.instant_ts:
+                return None, None
+            if instant_ts and instant_ts < prev.instant_ts:
                 node.older_in_a_row += 1
                 if node.older_in_a_row < CLOCK_STEP_AFTER:
                     node.dropped_snapshots["out_of_order"] += 1
-                    return None
+                    return None, None
                 # Not a stray late State but a clock that stepped back: without this, one State
                 # stamped in the future would have the node's data dropped until its clock caught up.
                 log.warning(
@@ -170,18 +200,27 @@ class Hub:
                     node.name,
                     node.older_in_a_row,
                 )
-            restart = _looks_restarted(prev, cur)
+            restart = _looks_restarted(prev.traffic, state)
         node.older_in_a_row = 0
-        if restart and prev is not None:
+        restart = restart and prev is not None
+        if restart:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
-        diff = node.tracker.step(cur, restart=restart and prev is not None)
-        update = SnapshotUpdate(prev, cur, diff)
+        lean = node.lean
+        if lean is None:
+            lean = node.lean = LeanTracker(self.cardinality)
+        step = lean.step(state, restart)
+        accs = node.accs
         for mapper in self._mappers:
-            mapper.on_snapshot(node.accs[mapper.name], update)
-        node.snapshot = cur
+            mapper.on_state(accs[mapper.name], step)
+        node.snapshot = step
         node.last_snapshot_wall = time.time()
-        return update
+        update = None
+        if self._listeners:
+            cur = snapshot_of(state)
+            update = SnapshotUpdate(node.views, cur, node.tracker.step(cur, restart=restart))
+            node.views = cur
+        return step, update
 
     def _event(self, node: NodeState, event: pb.Event) -> EventView:
         view = parse_event(event)
@@ -198,27 +237,12 @@ def _notice_kind(kind: int) -> str:
     return _NOTICE_KINDS.get(kind, "unknown")
 
 
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic collector while a snapshot is mapped.
-
-    A large State creates tens of thousands of short-lived, acyclic objects that reference counting
-    frees anyway; letting the cyclic collector scan them more than doubled mapping time (bench/).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _looks_restarted(prev: Snapshot, cur: Snapshot) -> bool:
+def _looks_restarted(prev: tuple[int, ...] | None, state: pb.State) -> bool:
     """A node restart: its cumulative node traffic went backwards.
 
     ``start_ts`` alone is not trusted: the observer-toolkit mock moves it with every snapshot.
     """
-    if not (prev.traffic.present and cur.traffic.present):
+    if prev is None or not state.HasField("traffic"):
         return False
-    return cur.traffic.bytes_in < prev.traffic.bytes_in or cur.traffic.bytes_out < prev.traffic.bytes_out
+    t = state.traffic
+    return t.traffic_in.cum_bytes < prev[0] or t.traffic_out.cum_bytes < prev[1]

@@ -1,7 +1,7 @@
 """What a mapper is: a per-node accumulator, fed by snapshots and events, read at scrape time.
 
-The hub drives every mapper it was given; the Prometheus sink asks each one to write its node's
-samples. A mapper turns one part of the protocol's State (a *subsystem* in protocol.md: swarm,
+The hub drives every mapper it was given (one ``StateStep`` per accepted State, one ``EventView`` per
+Event); the Prometheus sink asks each one to write its node's samples. A mapper turns one part of the protocol's State (a *subsystem* in protocol.md: swarm,
 streams, DHT...) or the exporter's own bookkeeping into metrics.
 """
 
@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from exporter.model.families import Scoped
 from exporter.model.labels import Cardinality
 from exporter.pipeline.events import EventView
-from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.lean import StateStep
+from exporter.pipeline.node import NodeState
 
 
 class Mapper:
@@ -31,8 +32,8 @@ class Mapper:
     def new_accumulator(self) -> Any:
         return None
 
-    def on_snapshot(self, acc: Any, update: SnapshotUpdate) -> None:
-        """Called once per accepted State, in order."""
+    def on_state(self, acc: Any, step: StateStep) -> None:
+        """Called once per accepted State, in order, with what it shows and what it changed."""
 
     def on_event(self, acc: Any, event: EventView) -> None:
         """Called once per Event."""

@@ -10,13 +10,14 @@ from typing import Any
 
 from exporter.model.snapshot import Snapshot
 from exporter.pipeline.diff import Diff, Tracker
+from exporter.pipeline.lean import LeanTracker, StateStep
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
 
 
 @dataclass(slots=True)
 class SnapshotUpdate:
-    """One accepted State: the one before it (None for the first), itself, and what changed."""
+    """One accepted State as views, for listeners: the one before it (None for the first), itself, and what changed."""
 
     prev: Snapshot | None
     cur: Snapshot
@@ -31,8 +32,11 @@ class NodeState:
     labels: dict[str, str] = field(default_factory=dict)
     runtime: pb.Runtime | None = None
     config: pb.Configuration | None = None
-    snapshot: Snapshot | None = None
+    snapshot: StateStep | None = None  # the latest accepted State, as the lean pass read it
+    lean: LeanTracker | None = None  # set by the hub (it knows the label caps)
+    # Views and their diff, built only while a listener (a push sink such as tracing) wants them.
     tracker: Tracker = field(default_factory=Tracker)
+    views: Snapshot | None = None
     accs: dict[str, Any] = field(default_factory=dict)  # each mapper's accumulator, by mapper name
     messages: Counter[str] = field(default_factory=Counter)
     segment_errors: Counter[str] = field(default_factory=Counter)

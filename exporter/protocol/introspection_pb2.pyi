@@ -294,13 +294,58 @@ class DHT(_message.Message):
     outgoing_queries: DHT.QueryGauge
     def __init__(self, protocol: _Optional[str] = ..., enabled: bool = ..., start_ts: _Optional[int] = ..., params: _Optional[_Union[DHT.Params, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[DHT.Bucket, _Mapping]]] = ..., incoming_queries: _Optional[_Union[DHT.QueryGauge, _Mapping]] = ..., outgoing_queries: _Optional[_Union[DHT.QueryGauge, _Mapping]] = ...) -> None: ...
 
+class PeerStore(_message.Message):
+    __slots__ = ("known_peers", "peers_with_addrs", "peers_with_keys", "peers_with_records", "peers_with_protocols", "addrs_per_peer", "addrs_total", "protocols", "protocols_other", "agents", "agents_other", "latency_ewma", "latency_ewma_sum_seconds", "max_peers", "max_records", "evicted_peers")
+    class NameCount(_message.Message):
+        __slots__ = ("name", "peers")
+        NAME_FIELD_NUMBER: _ClassVar[int]
+        PEERS_FIELD_NUMBER: _ClassVar[int]
+        name: str
+        peers: int
+        def __init__(self, name: _Optional[str] = ..., peers: _Optional[int] = ...) -> None: ...
+    KNOWN_PEERS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_WITH_ADDRS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_WITH_KEYS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_WITH_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_WITH_PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    ADDRS_PER_PEER_FIELD_NUMBER: _ClassVar[int]
+    ADDRS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_OTHER_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_OTHER_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_EWMA_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_EWMA_SUM_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_PEERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    EVICTED_PEERS_FIELD_NUMBER: _ClassVar[int]
+    known_peers: int
+    peers_with_addrs: int
+    peers_with_keys: int
+    peers_with_records: int
+    peers_with_protocols: int
+    addrs_per_peer: _containers.RepeatedScalarFieldContainer[int]
+    addrs_total: int
+    protocols: _containers.RepeatedCompositeFieldContainer[PeerStore.NameCount]
+    protocols_other: int
+    agents: _containers.RepeatedCompositeFieldContainer[PeerStore.NameCount]
+    agents_other: int
+    latency_ewma: _containers.RepeatedScalarFieldContainer[int]
+    latency_ewma_sum_seconds: float
+    max_peers: int
+    max_records: int
+    evicted_peers: int
+    def __init__(self, known_peers: _Optional[int] = ..., peers_with_addrs: _Optional[int] = ..., peers_with_keys: _Optional[int] = ..., peers_with_records: _Optional[int] = ..., peers_with_protocols: _Optional[int] = ..., addrs_per_peer: _Optional[_Iterable[int]] = ..., addrs_total: _Optional[int] = ..., protocols: _Optional[_Iterable[_Union[PeerStore.NameCount, _Mapping]]] = ..., protocols_other: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[PeerStore.NameCount, _Mapping]]] = ..., agents_other: _Optional[int] = ..., latency_ewma: _Optional[_Iterable[int]] = ..., latency_ewma_sum_seconds: _Optional[float] = ..., max_peers: _Optional[int] = ..., max_records: _Optional[int] = ..., evicted_peers: _Optional[int] = ...) -> None: ...
+
 class Subsystems(_message.Message):
-    __slots__ = ("connections", "dht")
+    __slots__ = ("connections", "dht", "peerstore")
     CONNECTIONS_FIELD_NUMBER: _ClassVar[int]
     DHT_FIELD_NUMBER: _ClassVar[int]
+    PEERSTORE_FIELD_NUMBER: _ClassVar[int]
     connections: _containers.RepeatedCompositeFieldContainer[Connection]
     dht: DHT
-    def __init__(self, connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., dht: _Optional[_Union[DHT, _Mapping]] = ...) -> None: ...
+    peerstore: PeerStore
+    def __init__(self, connections: _Optional[_Iterable[_Union[Connection, _Mapping]]] = ..., dht: _Optional[_Union[DHT, _Mapping]] = ..., peerstore: _Optional[_Union[PeerStore, _Mapping]] = ...) -> None: ...
 
 class State(_message.Message):
     __slots__ = ("subsystems", "traffic", "instant_ts", "start_ts", "snapshot_duration_ms")

@@ -42,7 +42,9 @@ class HubCollector:
                 for mapper in mappers:
                     if mapper.always or fresh:
                         mapper.collect(node.accs[mapper.name], node, out)
-        if self.with_globals:
+        if self.with_globals:  # the whole exporter's view, not one node's (a /probe leaves them out)
+            for trace_mapper in self.hub.trace_mappers:
+                trace_mapper.collect(fams)
             self._globals(fams)
             scope = fams.scoped({})
             scope.gauge(

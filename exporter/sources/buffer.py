@@ -29,18 +29,94 @@ class Backoff:
         self.attempt = 0
 
 
+class SharedBudget:
+    """One byte budget for the buffers of every target together.
+
+    Why: a per-target bound alone lets a thousand targets queue a thousand times as much. When the
+    sum goes over, the buffer holding the most bytes sheds its oldest messages first (counted in
+    that target's drops), so one node that piles up States is cut back before any other node waits.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes  # 0: no shared bound
+        self.bytes = 0
+        self.buffers: set[BoundedBuffer] = set()
+
+    def register(self, buf: BoundedBuffer) -> None:
+        self.buffers.add(buf)
+
+    def unregister(self, buf: BoundedBuffer) -> None:
+        self.buffers.discard(buf)
+        self.bytes -= buf.bytes
+
+    def enforce(self) -> None:
+        """Shed the biggest buffers' oldest messages until the total fits (the newest message stays).
+
+        The biggest buffer is looked up once per shedding round, not once per message dropped."""
+        while self.max_bytes and self.bytes > self.max_bytes:
+            biggest = max(self.buffers, key=lambda b: (b.bytes, len(b.items)), default=None)
+            if biggest is None or len(biggest.items) <= 1:
+                return  # every buffer is down to its newest message: nothing more to shed
+            while self.bytes > self.max_bytes and len(biggest.items) > 1:
+                biggest.shed_oldest()
+
+
 class BoundedBuffer:
     """A FIFO of server messages with a hard size, in messages and in bytes. When full, an event is
     dropped; anything else (a State, a Runtime, a response) pushes out the oldest entries until it
-    fits. Every drop is counted by kind. The byte bound matters because one message may be 8 MiB."""
+    fits. Every drop is counted by kind. The byte bound matters because one message may be 8 MiB.
+    With a ``SharedBudget`` the bytes of all buffers together are bounded too."""
 
-    def __init__(self, size: int, dropped: Counter[str], max_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        size: int,
+        dropped: Counter[str],
+        max_bytes: int = 0,
+        budget: SharedBudget | None = None,
+        max_states: int = 0,
+    ) -> None:
         self.size = max(1, size)
         self.max_bytes = max_bytes  # 0: no byte bound
+        # At most this many States queued (0: no bound): past it a new State replaces the oldest
+        # queued one, so a node that falls behind is served from its newest data, not minutes-old one.
+        self.max_states = max_states
+        self.states = 0
         self.items: deque[tuple[pb.ServerMessage, int]] = deque()
         self.bytes = 0
         self.dropped = dropped
         self.ready = asyncio.Event()
+        self.budget = budget
+        if budget is not None:
+            budget.register(self)
+
+    def shed_oldest(self) -> None:
+        """Drop the oldest message (counted by kind)."""
+        old, old_bytes = self.items.popleft()
+        self._sub(old_bytes)
+        kind = old.WhichOneof("payload") or "empty"
+        if kind == "state":
+            self.states -= 1
+        self.dropped[kind] += 1
+
+    def _shed_oldest_state(self) -> None:
+        for i, (old, old_bytes) in enumerate(self.items):
+            if old.WhichOneof("payload") == "state":
+                del self.items[i]
+                self._sub(old_bytes)
+                self.states -= 1
+                self.dropped["state"] += 1
+                return
+
+    def _sub(self, nbytes: int) -> None:
+        self.bytes -= nbytes
+        if self.budget is not None:
+            self.budget.bytes -= nbytes
+
+    def close(self) -> None:
+        """Leave the shared budget (the session is gone); what is still queued is given up uncounted."""
+        if self.budget is not None:
+            self.budget.unregister(self)
+            self.budget = None
 
     def _full(self, nbytes: int) -> bool:
         if len(self.items) >= self.size:
@@ -54,17 +130,36 @@ class BoundedBuffer:
                 self.dropped[kind] += 1
                 return
             while self._full(nbytes):
-                old, old_bytes = self.items.popleft()
-                self.bytes -= old_bytes
-                self.dropped[old.WhichOneof("payload") or "empty"] += 1
+                self.shed_oldest()
+        if msg.WhichOneof("payload") == "state":
+            if self.max_states and self.states >= self.max_states:
+                self._shed_oldest_state()
+            self.states += 1
         self.items.append((msg, nbytes))
         self.bytes += nbytes
+        if self.budget is not None:
+            self.budget.bytes += nbytes
+            self.budget.enforce()
         self.ready.set()
+
+    def pop(self) -> tuple[pb.ServerMessage, int] | None:
+        """The oldest message and its size, or None when empty."""
+        if not self.items:
+            self.ready.clear()
+            return None
+        msg, nbytes = self.items.popleft()
+        self._sub(nbytes)
+        if msg.WhichOneof("payload") == "state":
+            self.states -= 1
+        if not self.items:
+            self.ready.clear()
+        return msg, nbytes
 
     def take(self) -> list[pb.ServerMessage]:
         out = [msg for msg, _ in self.items]
+        self._sub(self.bytes)
         self.items.clear()
-        self.bytes = 0
+        self.states = 0
         self.ready.clear()
         return out
 

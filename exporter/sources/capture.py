@@ -163,6 +163,13 @@ def format_summary(path: str, s: Summary) -> str:
             f"last state: {len(snap.conns)} connections ({open_conns} open), {len(snap.peers)} peers, "
             f"{streams} streams, DHT {dht_peers} peers in {buckets} buckets"
         )
+        ps = snap.peerstore
+        if ps is not None:  # this project's extension; absent from 2020-schema captures
+            with_addrs = "?" if ps.with_addrs is None else str(ps.with_addrs)
+            lines.append(
+                f"  peerstore: {ps.known} known peers ({with_addrs} with addresses), "
+                f"{len(ps.protocols)} protocols and {len(ps.agents)} agents listed"
+            )
     if s.errors:
         lines.append(f"skipped {len(s.errors)} damaged stretch(es):")
         for err in s.errors:

@@ -12,10 +12,14 @@ from dataclasses import replace
 import aiohttp
 
 from exporter.pipeline.hub import Hub
+from exporter.sources.buffer import SharedBudget
+from exporter.sources.fairness import IngestGate
 from exporter.sources.options import Recorder, SessionOptions, Target, default_name
 from exporter.sources.websocket import Session
 
 log = logging.getLogger(__name__)
+
+DRAIN_S = 1.0  # at shutdown, how long all sessions together may still ingest what they buffered
 
 
 class SessionManager:
@@ -43,6 +47,8 @@ class SessionManager:
         self.configured: set[str] = set()
         self._client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
+        self.gate = IngestGate()  # sessions take turns on the loop
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:
@@ -70,6 +76,8 @@ class SessionManager:
             labels=target.labels,
             client=self.client(),
             recorder=recorder,
+            budget=self.budget,
+            gate=self.gate,
         )
         self.sessions[target.name] = session
         self.by_url.setdefault(target.url, session)
@@ -128,6 +136,10 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        # A shutdown must not wait for every backlog to be ingested: a second for all, then drop.
+        deadline = time.monotonic() + DRAIN_S
+        for s in self.sessions.values():
+            s.drain_deadline = deadline
         await asyncio.gather(*(s.close() for s in self.sessions.values()), return_exceptions=True)
         if self._client is not None:
             await self._client.close()

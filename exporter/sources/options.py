@@ -47,6 +47,11 @@ class SessionOptions:
     max_segment_bytes: int = MAX_SEGMENT_BYTES
     queue_size: int = 4096
     queue_bytes: int = 64 * 1024 * 1024  # the buffer's bound in (wire) bytes, besides its length
+    # One bound for the buffers of all targets together: past it the biggest buffer sheds its oldest.
+    total_queue_bytes: int = 128 * 1024 * 1024
+    # States queued per target before the oldest queued one is dropped (counted): a node that falls
+    # behind is served from its newest State instead of working through a backlog that is stale anyway.
+    queue_states: int = 3
 
     def effective_read_timeout(self, interval_ms: int) -> float:
         if self.read_timeout_s is not None:

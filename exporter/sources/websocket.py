@@ -26,13 +26,18 @@ from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import command
 from exporter.protocol.framing import SegmentError, decode_segments
-from exporter.sources.buffer import Backoff, BoundedBuffer
+from exporter.sources.buffer import Backoff, BoundedBuffer, SharedBudget
+from exporter.sources.fairness import IngestGate
 from exporter.sources.options import Recorder, SessionOptions
 
 log = logging.getLogger(__name__)
 # A target that stays down is logged when it goes down and then summarised every 5 minutes, not once
 # per attempt (a 17-minute demo with nodes stopped on purpose logged 214 reconnect warnings).
 RECONNECT_LOG_INTERVAL_S = 300.0
+
+# Frames (and messages) this big are decoded (ingested) on a worker thread, so that one 16 MiB State
+# does not hold the event loop for its whole parse; smaller ones cost less than the hand-off.
+OFFLOAD_BYTES = 1 << 20
 
 
 def _reason(error: str) -> str:
@@ -70,6 +75,8 @@ class Session:
         client: aiohttp.ClientSession | None = None,
         recorder: Recorder | None = None,
         rng: random.Random | None = None,
+        budget: SharedBudget | None = None,
+        gate: IngestGate | None = None,
     ) -> None:
         self.hub = hub
         self.name = name
@@ -97,7 +104,12 @@ class Session:
             self.opts.backoff_jitter,
             rng,
         )
-        self.buffer = BoundedBuffer(self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes)
+        self.buffer = BoundedBuffer(
+            self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes, budget, self.opts.queue_states
+        )
+        self.gate = gate or IngestGate()
+        # When set (a shutdown), buffered messages still unread at this monotonic time are given up.
+        self.drain_deadline: float | None = None
         self._frame_share = 0  # wire bytes per message of the frame being handled
         self.last_used = time.monotonic()  # for /probe idle reaping
         self.first_state = asyncio.Event()
@@ -164,6 +176,7 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError):
                 await consumer
             self._drain()
+            self.buffer.close()
             if self._own_client and self._client is not None:
                 await self._client.close()
                 self._client = None
@@ -279,6 +292,8 @@ class Session:
             frame = await ws.receive(timeout=timeout)
             if frame.type == aiohttp.WSMsgType.BINARY:
                 self.stats.frames["binary"] += 1
+                if len(frame.data) >= OFFLOAD_BYTES:
+                    return await asyncio.get_running_loop().run_in_executor(None, self._decode, frame.data)
                 return self._decode(frame.data)
             if frame.type == aiohttp.WSMsgType.TEXT:
                 self.stats.frames["text"] += 1
@@ -322,19 +337,31 @@ class Session:
 
     # -- hub side -----------------------------------------------------------------------------
     async def _consume(self) -> None:
-        """Move buffered messages into the hub, yielding to the loop between batches."""
+        """Move buffered messages into the hub one at a time, taking turns with every other session
+        (the gate), and ingesting a large one on a worker thread. Messages stay in the buffer until
+        their turn, so the shared budget can still shed them."""
+        loop = asyncio.get_running_loop()
         while True:
             await self.buffer.ready.wait()
-            batch = self.buffer.take()
-            self.stats.queue_depth = 0
-            for i, msg in enumerate(batch):
+            await self.gate.turn()
+            item = self.buffer.pop()
+            self.stats.queue_depth = len(self.buffer)
+            if item is None:
+                continue
+            msg, nbytes = item
+            if nbytes >= OFFLOAD_BYTES:
+                await loop.run_in_executor(None, self._ingest, msg)
+            else:
                 self._ingest(msg)
-                if i % 64 == 63:
-                    await asyncio.sleep(0)
 
     def _drain(self) -> None:
-        for msg in self.buffer.take():
-            self._ingest(msg)
+        """Ingest what is still buffered; past ``drain_deadline`` the rest is dropped and counted."""
+        deadline = self.drain_deadline
+        while (item := self.buffer.pop()) is not None:
+            if deadline is not None and time.monotonic() > deadline:
+                self.stats.dropped[item[0].WhichOneof("payload") or "empty"] += 1
+                continue
+            self._ingest(item[0])
 
     def _ingest(self, msg: pb.ServerMessage) -> None:
         try:

@@ -27,8 +27,6 @@ from tests.support.introspect_server import IntrospectServer
 from tests.support.panel_queries import dashboards, panels_without_data, resolve_variables
 from tests.support.procs import FIXTURE, REPO, Prometheus, start_prometheus
 
-pytestmark = pytest.mark.slow
-
 # Both captures have States 1-2 s apart (the recording's synthetic node steps 1 s per State).
 MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
 NOT_BACKFILLED = {

@@ -15,13 +15,10 @@ import urllib.request
 from pathlib import Path
 
 import bcrypt
-import pytest
 
 from tests.support.introspect_server import IntrospectServer, ServerThread
 from tests.support.procs import REPO, Proc, free_port, scrape_job, spawn, start_prometheus, wait_for
 from tests.support.tls import make_material
-
-pytestmark = pytest.mark.slow
 
 
 def _get(url: str, ctx: ssl.SSLContext, user: str = "", password: str = "") -> int:

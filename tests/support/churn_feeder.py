@@ -32,6 +32,8 @@ async def run(args: argparse.Namespace) -> None:
         start_ms=int(time.time() * 1000),
         interval_ms=interval_ms,
         retention_ms=max(4 * interval_ms, 2000),
+        peerstore=True,
+        peerstore_leak=args.peerstore_leak,
     )
     for msg in (gen.runtime(), gen.config_response(), gen.state()):
         hub.ingest(args.node, msg)
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--churn", type=float, default=0.3)
     ap.add_argument("--interval", type=float, default=0.5, help="seconds between snapshots")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--peerstore-leak", type=int, default=0, help="peers added to the peerstore per step")
     add_serving_flags(ap)
     args = ap.parse_args()
     setup_logging(args.log_level)

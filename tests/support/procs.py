@@ -1,12 +1,14 @@
 """Real servers for end-to-end tests: the exporter as a subprocess, Prometheus, Alertmanager.
 
 Everything binds 127.0.0.1 on a free port, keeps its data in a temporary directory, and is
-stopped by the fixture that started it. Waits are bounded polls, never bare sleeps.
+stopped by the fixture that started it. Waits are bounded polls that fail loudly on timeout
+(``wait_for``; ``until`` in async tests), never bare sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
@@ -18,7 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -56,14 +58,21 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
     )
 
 
-async def until(check: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
-    """``wait_for`` for async tests: poll without blocking the event loop the servers run on."""
+async def until(
+    check: Callable[[], T | Awaitable[T] | None], timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+) -> T:
+    """``wait_for`` for async tests: poll without blocking the event loop the servers run on.
+
+    ``check`` may be a coroutine function (awaited on each poll). Fails loudly on timeout.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
-            return value
-        await asyncio.sleep(0.02)
+            return value  # type: ignore[return-value]
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 

@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -112,3 +113,19 @@ def make_material(directory: Path, client_san: str = "scraper.example") -> Mater
     m.client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
     _write_key(client_key, m.client_key)
     return m
+
+
+# --web.config.file helpers: a password, its bcrypt hash (cost 4: fast), the TLS block, a file beside the certificates.
+PASSWORD = b"s3cret"
+TLS = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+
+
+def hashed(password: bytes = PASSWORD) -> str:
+    return bcrypt.hashpw(password, bcrypt.gensalt(4)).decode()
+
+
+def write(material: Material, body: str, name: str = "web.yml") -> Path:
+    """A web config file in the certificates' directory, so relative cert_file names resolve."""
+    path = material.ca.parent / name
+    path.write_text(body)
+    return path

@@ -1,11 +1,9 @@
-"""Capture files: the observer-toolkit sample (tests/fixtures), old drafts, damage, and `inspect`."""
+"""Capture files: the observer-toolkit sample (tests/fixtures), old drafts, damage (`inspect`: tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,8 +14,6 @@ from exporter.generator import SyntheticNode
 from exporter.protocol import pb
 from exporter.protocol.framing import SegmentError
 from exporter.sources.capture import CaptureWriter, iter_capture, iter_capture_bytes, summarize, write_capture
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def kinds(items: list[pb.ServerMessage | SegmentError]) -> Counter[str]:
@@ -107,43 +103,6 @@ def test_damaged_fixture_keeps_every_intact_message(fixture_path: Path, data: st
     for i, (a, b) in enumerate(bounds):
         if i not in damaged:
             assert pristine[a + 8 : b] in got, f"intact segment {i} at {a} lost"
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60, cwd=REPO
-    )
-
-
-def test_inspect_fixture(fixture_path: Path) -> None:
-    res = run_cli("inspect", str(fixture_path))
-    assert res.returncode == 0, res.stderr
-    out = res.stdout
-    assert "969 messages" in out
-    assert "state     30" in out and "event     937" in out
-    assert "go-libp2p" in out and "time span: 59.9 s" in out
-    assert "last state: 10 connections (4 open), 4 peers, 96 streams, DHT 104 peers in 6 buckets" in out
-
-
-def test_inspect_damaged_file_reports_offsets(fixture_path: Path, tmp_path: Path) -> None:
-    raw = bytearray(fixture_path.read_bytes())
-    raw[1000] ^= 0xFF
-    struct.pack_into("<I", raw, 4 + 4, 0xFFFFFFFF)  # first segment's length: hostile
-    path = tmp_path / "damaged.mock"
-    path.write_bytes(bytes(raw))
-    res = run_cli("inspect", str(path))
-    assert res.returncode == 0
-    assert "skipped" in res.stdout and "offset 4: oversized" in res.stdout
-    assert "state     30" in res.stdout  # no State lost: the damage hit the Runtime and one event
-
-
-def test_inspect_unreadable_exits_nonzero(tmp_path: Path) -> None:
-    path = tmp_path / "junk.mock"
-    path.write_bytes(b"\x01\x00\x00\x00" + b"\xff" * 100)
-    res = run_cli("inspect", str(path))
-    assert res.returncode == 1
-    missing = run_cli("inspect", str(tmp_path / "nope.mock"))
-    assert missing.returncode == 1 and "cannot read" in missing.stderr
 
 
 def test_generated_file_means_what_the_schema_says() -> None:

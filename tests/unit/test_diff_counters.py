@@ -6,6 +6,8 @@ from exporter.app.runtime import build_hub
 from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
 from exporter.sinks.prometheus import HubCollector
+from tests.support import samples
+from tests.support.samples import hub_series
 
 T0 = 1_700_000_000_000
 
@@ -35,17 +37,8 @@ def state(ts: int, conns: list[dict], traffic: tuple[int, int] | None = (0, 0), 
     return msg
 
 
-def samples(hub: Hub) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    out = {}
-    for fam in HubCollector(hub).collect():
-        for s in fam.samples:
-            out[(s.name, frozenset((k, v) for k, v in s.labels.items() if k != "node"))] = s.value
-    return out
-
-
 def total(hub: Hub, name: str, **labels: str) -> float:
-    want = set(labels.items())
-    return sum(v for (n, lbl), v in samples(hub).items() if n == name and want <= set(lbl))
+    return samples.total(hub_series(hub), name, **labels)
 
 
 def feed(*msgs: pb.ServerMessage) -> Hub:

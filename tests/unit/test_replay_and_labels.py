@@ -13,7 +13,8 @@ from exporter.model.multiaddr import ip_version_of, transport_of
 from exporter.protocol import pb
 from exporter.sources import replay as replay_mod
 from exporter.sources.capture import write_capture
-from tests.unit.test_diff_counters import samples, total
+from tests.support.samples import hub_series as samples
+from tests.support.samples import total as total_of
 
 
 async def test_replay_paces_by_timestamps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -47,8 +48,8 @@ async def test_loop_keeps_counters_monotonic(fixture_path: Path) -> None:
         name = key[0]
         if name.endswith("_total") and key in three:
             assert three[key] >= value, key
-    assert total(hub3, "libp2p_exporter_snapshots_total") == 90  # no looped State was dropped as stale
-    assert total(hub3, "libp2p_events_total") == 3 * total(hub, "libp2p_events_total")
+    assert total_of(samples(hub3), "libp2p_exporter_snapshots_total") == 90  # no looped State was dropped as stale
+    assert total_of(samples(hub3), "libp2p_events_total") == 3 * total_of(samples(hub), "libp2p_events_total")
 
 
 def test_guard_caps_and_folds() -> None:
@@ -75,7 +76,7 @@ def test_hostile_protocols_stay_bounded() -> None:
     hub.ingest("n", msg)
     protocols = {dict(lbl)["protocol"] for (name, lbl) in samples(hub) if name == "libp2p_streams"}
     assert len(protocols) == 6 and OTHER in protocols
-    assert total(hub, "libp2p_exporter_label_values_folded_total", label="protocol") > 0
+    assert total_of(samples(hub), "libp2p_exporter_label_values_folded_total", label="protocol") > 0
     for _name, labels in samples(hub):
         assert "QmEvil" not in dict(labels).values()
 
@@ -124,48 +125,11 @@ def test_generator_is_deterministic_and_churns() -> None:
     node = SyntheticNode(connections=30, streams_per_conn=4, buckets=6, seed=5)
     for msg in node.messages(30):
         hub.ingest("n", msg)
-    assert total(hub, "libp2p_swarm_connections_closed_total") > 10
-    assert total(hub, "libp2p_streams_closed_total") > 10
-    assert total(hub, "libp2p_dht_routing_table_updates_total", action="removed") > 0
-    assert total(hub, "libp2p_peers") >= 25
-    assert total(hub, "libp2p_dht_buckets") == 6
-
-
-def test_cli_errors_are_clear(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    res = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", str(tmp_path / "missing.mock")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 1 and "no such file" in res.stderr
-    res = subprocess.run(
-        [sys.executable, "-m", "exporter", "replay", __file__, "--web.listen-address", "nonsense"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 2 and "not host:port" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "replay",
-            __file__,
-            "--web.telemetry-path",
-            "/",
-            "--web.listen-address",
-            "127.0.0.1:0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )  # "/" is the landing page: this raised a RuntimeError traceback from aiohttp
-    assert res.returncode == 2 and "--web.telemetry-path" in res.stderr and "Traceback" not in res.stderr
+    assert total_of(samples(hub), "libp2p_swarm_connections_closed_total") > 10
+    assert total_of(samples(hub), "libp2p_streams_closed_total") > 10
+    assert total_of(samples(hub), "libp2p_dht_routing_table_updates_total", action="removed") > 0
+    assert total_of(samples(hub), "libp2p_peers") >= 25
+    assert total_of(samples(hub), "libp2p_dht_buckets") == 6
 
 
 def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
@@ -177,15 +141,14 @@ def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
     state = hub.nodes["n"]
     snap = state.snapshot
     assert snap is not None
-    n_conns = len(snap.conns)
-    n_streams = sum(len(c.streams) for c in snap.conns.values())
-    tracker = state.tracker
-    assert len(tracker.conns.live) + len(tracker.conns.done) <= n_conns
-    assert len(tracker.streams.live) + len(tracker.streams.done) <= n_streams
-    assert len(state.accs["swarm"].labels) <= n_conns
-    assert len(state.accs["traffic"].by_protocol.last) <= 2 * n_streams
-    assert len(state.accs["traffic"].by_transport.last) <= 2 * n_conns
-    assert total(hub, "libp2p_swarm_connections_closed_total") > 500  # lots of history went through
+    n_conns = sum(snap.conn_status.values())  # connections listed in the latest State
+    n_streams = sum(snap.stream_status.values())
+    lean = state.lean
+    assert lean is not None
+    assert len(lean.conns) <= n_conns  # one small tuple per listed id, nothing for what left
+    assert len(lean.streams) <= n_streams
+    assert len(state.accs["traffic"].by_protocol) <= 2 * hub.cardinality.protocol.cap + 64  # label-bounded
+    assert total_of(samples(hub), "libp2p_swarm_connections_closed_total") > 500  # lots of history went through
 
 
 def test_folded_counts_distinct_values_not_lookups() -> None:
@@ -202,7 +165,7 @@ def test_folded_counts_distinct_values_not_lookups() -> None:
     for i in range(3):
         conn.streams.streams.add(id=str(i).encode(), protocol=f"/x/{i}")
     hub.ingest("n", msg)
-    first = total(hub, "libp2p_exporter_label_values_folded_total", label="protocol")
+    first = total_of(samples(hub), "libp2p_exporter_label_values_folded_total", label="protocol")
     for _ in range(3):
         samples(hub)  # scrapes
-    assert total(hub, "libp2p_exporter_label_values_folded_total", label="protocol") == first == 3
+    assert total_of(samples(hub), "libp2p_exporter_label_values_folded_total", label="protocol") == first == 3

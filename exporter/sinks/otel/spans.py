@@ -367,7 +367,7 @@ class NodeTracer:
             ("type", query.kind),
             ("trigger", query.trigger),
             ("target", query.target),
-            ("key", query.key),
+            ("key", query.key),  # the py-libp2p provider's DHT key when it is not a peer id
         ):
             if value:
                 attrs[f"libp2p.dht.query.{attr}"] = value

@@ -1,0 +1,272 @@
+"""Lean ingest: one pass over a parsed State into compact per-node state and what the State changed.
+
+Why: building a view object per connection and stream, diffing those, and walking the diff again in
+every mapper cost about half of all CPU under load (issue 11). Here each State is read once, straight
+from the protobuf, and every counter input is derived in that same pass: opens and closes (by status,
+``close_ts`` or vanishing; each once), durations, handshake latency, byte increases per protocol and
+transport, and the per-status gauges and point-in-time values the latest State shows. What is kept
+between States is one dict of small tuples per kind, keyed by connection and stream id.
+
+The counting rules are those of ``pipeline/diff.py`` (which still feeds push sinks that want views):
+an item already closed in the first State seen is never counted; a byte counter that goes down
+counts its new value in full; a restart ends everything open at the last instant seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.model.labels import UNKNOWN, Cardinality, short_name
+from exporter.model.multiaddr import ip_version_of, transport_of
+from exporter.model.snapshot import IN_ROUTING_TABLE, STATUS_NAMES, DhtView, PeerStoreView, dht_view, peerstore_view
+from exporter.protocol import introspection_pb2 as pb
+
+_CLOSED = frozenset((pb.CLOSED, pb.ERROR))
+_INITIATOR = pb.INITIATOR
+LIVE, DONE = 0, 1  # counted open (a close still to count) / closed and counted, or never counted
+
+# Per connection: (dir, transport, security, muxer, ip_version) labels, phase, open_ts, last bytes in, out.
+ConnRec = tuple[tuple[str, str, str, str, str], int, int, int, int]
+# Per stream: raw protocol, its label, dir, phase, open_ts, last bytes in, out.
+StreamRec = tuple[str, str, str, int, int, int, int]
+Traffic6 = tuple[int, int, int, int, int, int]  # bytes in/out, packets in/out, bandwidth in/out
+
+
+@dataclass(slots=True, eq=False)
+class StateStep:
+    """One accepted State: what the latest State shows and what it changed, as plain values."""
+
+    instant_ts: int
+    start_ts: int
+    duration_ms: int
+    traffic: Traffic6 | None
+    first: bool = False
+    restart: bool = False
+    # What the State shows (gauges).
+    conn_status: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)  # status, 4 labels
+    stream_status: dict[tuple[str, str, str], int] = field(default_factory=dict)  # protocol, dir, status
+    referenced_streams: int = 0
+    peers: frozenset[str] = frozenset()
+    open_conns: int = 0
+    latencies: list[float] = field(default_factory=list)  # open connections' latency, seconds
+    ages: list[float] = field(default_factory=list)  # open connections' age, seconds
+    dht: DhtView | None = None
+    peerstore: PeerStoreView | None = None  # this project's extension (Subsystems field 100), when sent
+    # What the State changed (counter inputs).
+    opened: list[tuple[tuple[str, ...], float | None]] = field(default_factory=list)  # labels, handshake s
+    closed: list[tuple[tuple[str, ...], float | None]] = field(default_factory=list)  # labels, lifetime s
+    s_opened: list[tuple[str, str]] = field(default_factory=list)  # protocol, dir
+    s_closed: list[tuple[str, str, float | None]] = field(default_factory=list)  # protocol, dir, lifetime s
+    proto_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (protocol, dir) -> increase
+    transport_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (transport, dir) -> increase
+    joined: int = 0
+    left: int = 0
+    dht_added: int = 0
+    dht_removed: int = 0
+    dht_changed: int = 0
+
+
+def _transport_text(raw: bytes) -> str:
+    """transport_id is opaque bytes; Go servers put text like ``ip4+tcp`` there."""
+    return raw.decode("ascii") if raw and all(32 <= b < 127 for b in raw) else ""
+
+
+def traffic_of(msg: pb.State | pb.Connection | pb.Stream) -> Traffic6 | None:
+    if not msg.HasField("traffic"):
+        return None
+    t_in, t_out = msg.traffic.traffic_in, msg.traffic.traffic_out
+    return (t_in.cum_bytes, t_out.cum_bytes, t_in.cum_packets, t_out.cum_packets, t_in.inst_bw, t_out.inst_bw)
+
+
+def _add(totals: dict[tuple[str, str], int], key: tuple[str, str], value: int, prev: int) -> None:
+    totals[key] = totals.get(key, 0) + (value - prev if value >= prev else value)
+
+
+class LeanTracker:
+    """The per-node state the counters need, advanced by one pass over each State."""
+
+    __slots__ = ("card", "conns", "dht", "last_ts", "peers", "streams")
+
+    def __init__(self, card: Cardinality) -> None:
+        self.card = card
+        self.conns: dict[bytes, ConnRec] = {}
+        self.streams: dict[bytes, StreamRec] = {}
+        self.peers: frozenset[str] = frozenset()
+        self.dht: DhtView | None = None
+        self.last_ts: int | None = None  # instant_ts of the previous accepted State
+
+    def _conn_labels(self, c: pb.Connection) -> tuple[str, str, str, str, str]:
+        ends = c.endpoints
+        src, dst = ends.src_multiaddr, ends.dst_multiaddr
+        tid = _transport_text(c.transport_id)
+        card = self.card
+        attribs = c.attribs
+        return (
+            "outbound" if c.role == _INITIATOR else "inbound",
+            card.transport(transport_of(src, dst, tid)),
+            card.security(short_name(attribs.encryption)),
+            card.muxer(short_name(attribs.multiplexer)),
+            ip_version_of(src, dst, tid),
+        )
+
+    def step(self, state: pb.State, restart: bool) -> StateStep:
+        """Advance by one accepted State (``restart``: the node restarted since the previous one)."""
+        now = state.instant_ts
+        first = self.last_ts is None
+        last_seen = now if self.last_ts is None else self.last_ts
+        out = StateStep(
+            now, state.start_ts, state.snapshot_duration_ms, traffic_of(state), first, restart and not first
+        )
+        prev_peers = self.peers
+        if out.restart:  # everything open ends at the last instant seen; ids may be reused
+            self._end_all(out, last_seen)
+            out.left = len(prev_peers)
+            prev_peers = frozenset()
+        self._connections(state.subsystems.connections, now, last_seen, first, out)
+        peers = out.peers
+        out.joined += len(peers - prev_peers)
+        out.left += len(prev_peers - peers)
+        self.peers = peers
+        subs = state.subsystems
+        if subs.HasField("dht"):
+            out.dht = dht_view(subs.dht)
+        if subs.HasField("peerstore"):
+            out.peerstore = peerstore_view(subs.peerstore)
+        self._dht_changes(out)
+        self.last_ts = now
+        return out
+
+    def _end_all(self, out: StateStep, last_seen: int) -> None:
+        for labels, phase, open_ts, _i, _o in self.conns.values():
+            if phase == LIVE:
+                out.closed.append(
+                    (labels, (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None)
+                )
+        for _raw, proto, sdir, phase, open_ts, _i, _o in self.streams.values():
+            if phase == LIVE:
+                dur = (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None
+                out.s_closed.append((proto, sdir, dur))
+        self.conns = {}
+        self.streams = {}
+
+    def _connections(self, conns: list[pb.Connection], now: int, last_seen: int, first: bool, out: StateStep) -> None:
+        protocol = self.card.protocol
+        old_c, old_s = self.conns, self.streams
+        new_c: dict[bytes, ConnRec] = {}
+        new_s: dict[bytes, StreamRec] = {}
+        conn_status, stream_status = out.conn_status, out.stream_status
+        opened, closed, s_opened, s_closed = out.opened, out.closed, out.s_opened, out.s_closed
+        latencies, ages = out.latencies, out.ages
+        pbytes, tbytes = out.proto_bytes, out.transport_bytes
+        peers: set[str] = set()
+        referenced = open_conns = 0
+        status_names = STATUS_NAMES
+        for i, c in enumerate(conns):
+            key = c.id or f"#{i}:{c.peer_id}".encode()
+            status = c.status
+            tl = c.timeline
+            close_ts = tl.close_ts
+            c_closed = close_ts != 0 or status in _CLOSED
+            old = old_c.get(key)
+            if old is None:
+                labels = self._conn_labels(c)
+                open_ts = tl.open_ts
+                last_in = last_out = 0
+                if first and c_closed:
+                    phase = DONE
+                else:
+                    up_ts = tl.upgraded_ts
+                    opened.append((labels, (up_ts - open_ts) / 1000.0 if open_ts and up_ts >= open_ts else None))
+                    phase = LIVE
+            else:
+                labels, phase, _open, last_in, last_out = old
+                open_ts = tl.open_ts
+            if c_closed:
+                if phase == LIVE:
+                    end = close_ts or now
+                    closed.append((labels, (end - open_ts) / 1000.0 if open_ts and end >= open_ts else None))
+                    phase = DONE
+            else:
+                open_conns += 1
+                if c.peer_id:
+                    peers.add(c.peer_id)
+                if c.latency_ns:
+                    latencies.append(c.latency_ns / 1e9)
+                if open_ts and now >= open_ts:
+                    ages.append((now - open_ts) / 1000.0)
+            gkey = (status_names.get(status, "unknown"), labels[0], labels[1], labels[2], labels[3])
+            conn_status[gkey] = conn_status.get(gkey, 0) + 1
+            if c.HasField("traffic"):
+                t = c.traffic
+                b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
+                _add(tbytes, (labels[1], "in"), b_in, last_in)
+                _add(tbytes, (labels[1], "out"), b_out, last_out)
+            else:
+                b_in = b_out = 0
+            new_c[key] = (labels, phase, open_ts, b_in, b_out)
+
+            streams = c.streams
+            referenced += len(streams.stream_ids)
+            for j, s in enumerate(streams.streams):
+                skey = key + b"/" + (s.id or f"#{j}".encode())
+                raw = s.protocol or UNKNOWN
+                s_status = s.status
+                s_close = s.timeline.close_ts
+                s_own_closed = s_close != 0 or s_status in _CLOSED
+                s_closed_now = s_own_closed or c_closed
+                sold = old_s.get(skey)
+                if sold is None:
+                    proto = protocol(raw)
+                    sdir = "outbound" if s.role == _INITIATOR else "inbound"
+                    last_in = last_out = 0
+                    if first and s_closed_now:
+                        sphase = DONE
+                    else:
+                        s_opened.append((proto, sdir))
+                        sphase = LIVE
+                else:
+                    old_raw, proto, sdir, sphase, _sopen, last_in, last_out = sold
+                    if raw != old_raw:  # the protocol was negotiated (or changed) since
+                        proto = protocol(raw)
+                s_open = s.timeline.open_ts
+                if s_closed_now and sphase == LIVE:
+                    end = s_close or now
+                    s_closed.append((proto, sdir, (end - s_open) / 1000.0 if s_open and end >= s_open else None))
+                    sphase = DONE
+                sstatus = "closed" if (c_closed and not s_own_closed) else status_names.get(s_status, "unknown")
+                gk = (proto, sdir, sstatus)
+                stream_status[gk] = stream_status.get(gk, 0) + 1
+                if s.HasField("traffic"):
+                    t = s.traffic
+                    b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
+                    _add(pbytes, (proto, "in"), b_in, last_in)
+                    _add(pbytes, (proto, "out"), b_out, last_out)
+                else:
+                    b_in = b_out = 0
+                new_s[skey] = (raw, proto, sdir, sphase, s_open, b_in, b_out)
+        # Open items that left the State end at the last instant they were seen.
+        for key, (labels, phase, open_ts, _i, _o) in old_c.items():
+            if phase == LIVE and key not in new_c:
+                closed.append((labels, (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None))
+        for key, (_raw, proto, sdir, phase, open_ts, _i, _o) in old_s.items():
+            if phase == LIVE and key not in new_s:
+                dur = (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None
+                s_closed.append((proto, sdir, dur))
+        self.conns, self.streams = new_c, new_s
+        out.peers = frozenset(peers)
+        out.referenced_streams = referenced
+        out.open_conns = open_conns
+
+    def _dht_changes(self, out: StateStep) -> None:
+        prev, cur = self.dht, out.dht
+        old = prev.peers if prev is not None else {}
+        new = cur.peers if cur is not None else {}
+        old_in = {p for p, v in old.items() if v.status in IN_ROUTING_TABLE}
+        new_in = {p for p, v in new.items() if v.status in IN_ROUTING_TABLE}
+        if out.restart:  # a restarted node starts an empty routing table
+            out.dht_added, out.dht_removed = len(new_in), len(old_in)
+        else:
+            out.dht_added = len(new_in - old_in)
+            out.dht_removed = len(old_in - new_in)
+            out.dht_changed = sum(1 for p, v in new.items() if p in old and old[p].status != v.status)
+        self.dht = cur

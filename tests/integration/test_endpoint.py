@@ -1,0 +1,462 @@
+"""The Endpoint against protocol.md, byte by byte, with a minimal client written here.
+
+The exporter's own WebSocket client is tested against the Endpoint in test_introspector_wire.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from exporter.introspector import Endpoint, Introspector, event_type
+from exporter.protocol import introspection_pb2 as pb
+from exporter.protocol.commands import command
+from exporter.protocol.framing import WIRE_HEADER, decode_segments, fnv1a32
+from tests.support.procs import until
+
+CMD = pb.ClientCommand
+# protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
+HELLO_REPLY = bytes.fromhex("01000000 a65a0405 11000000 0a020801 2a0b0801 220708c0 a90710e8 07".replace(" ", ""))
+
+
+def make_introspector() -> Introspector:
+    intro = Introspector(name="test", provider_timeout_s=0.5)
+    intro.register("runtime", lambda: pb.Runtime(implementation="test-impl", version="1", peer_id="12D3KooWtest"))
+    intro.register("events", lambda: [event_type("PeerConnecting", {"peerId": pb.EventType.EventProperty.PEERID})])
+
+    def conns() -> list[pb.Connection]:
+        return [pb.Connection(id=b"\x01", peer_id="12D3KooWpeer", transport_id=b"ip4+tcp")]
+
+    intro.register("connections", conns)
+    return intro
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[Endpoint]:
+    ep = Endpoint(make_introspector())
+    await ep.start()
+    yield ep
+    await ep.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def recv_raw(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> aiohttp.WSMessage:
+    return await asyncio.wait_for(ws.receive(), timeout)
+
+
+async def recv(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> pb.ServerMessage:
+    frame = await recv_raw(ws, timeout)
+    assert frame.type == aiohttp.WSMsgType.BINARY, frame
+    result = decode_segments(frame.data)
+    assert not result.errors and len(result.messages) == 1, result
+    return result.messages[0]
+
+
+async def hello(ws: aiohttp.ClientWebSocketResponse, cid: int = 1, **config: int) -> pb.ServerMessage:
+    await ws.send_bytes(command(cid, CMD.HELLO, **config))
+    reply = await recv(ws)
+    assert reply.response.result == pb.CommandResponse.OK, reply
+    return reply
+
+
+def url(ep: Endpoint) -> str:
+    return ep.listen_addrs()[0]
+
+
+async def test_listen_addrs_default_to_loopback(endpoint: Endpoint) -> None:
+    (addr,) = endpoint.listen_addrs()
+    assert addr.startswith("ws://127.0.0.1:") and addr.endswith("/introspect")
+    assert endpoint.port > 0
+
+
+async def test_hello_reply_is_the_worked_example_byte_for_byte(endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        # the observer UI sends an empty Version; the server ignores it
+        await ws.send_bytes(pb.ClientCommand(id=1, command=CMD.HELLO).SerializeToString())
+        frame = await recv_raw(ws)
+        assert frame.type == aiohttp.WSMsgType.BINARY
+        assert frame.data == HELLO_REPLY
+        version, checksum, length = WIRE_HEADER.unpack_from(frame.data)
+        assert (version, length) == (1, len(frame.data) - 12)
+        assert checksum == fnv1a32(frame.data[12:]) == 0x05045AA6
+
+
+async def test_commands_before_hello_get_err_and_the_session_stays(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        await ws.send_bytes(command(7, CMD.REQUEST, CMD.STATE))
+        err = await recv(ws)
+        assert err.response.id == 7 and err.response.result == pb.CommandResponse.ERR
+        assert "HELLO" in err.response.error
+        await hello(ws, 8)
+        await ws.send_bytes(command(9, CMD.HELLO))
+        again = await recv(ws)
+        assert again.response.id == 9 and again.response.result == pb.CommandResponse.ERR
+        await ws.send_bytes(command(10, CMD.REQUEST, CMD.RUNTIME))
+        assert (await recv(ws)).runtime.implementation == "test-impl"
+
+
+async def test_request_answers_with_the_message_itself(endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws)
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.RUNTIME))
+        rt = await recv(ws)
+        assert rt.WhichOneof("payload") == "runtime" and rt.version.version == 1
+        assert rt.runtime.peer_id == "12D3KooWtest"
+        assert [et.name for et in rt.runtime.event_types] == ["PeerConnecting"]
+        assert rt.runtime.event_types[0].property_types[0].type == pb.EventType.EventProperty.PEERID
+        await ws.send_bytes(command(3, CMD.REQUEST, CMD.STATE))
+        st = await recv(ws)
+        assert st.WhichOneof("payload") == "state"
+        assert st.state.instant_ts >= st.state.start_ts > 0
+        assert [c.peer_id for c in st.state.subsystems.connections] == ["12D3KooWpeer"]
+        await ws.send_bytes(command(4, CMD.REQUEST, CMD.EVENTS))
+        err = await recv(ws)
+        assert err.response.id == 4 and err.response.result == pb.CommandResponse.ERR
+
+
+async def test_config_limits_in_hello_and_update_config(endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        ok = await hello(ws, 1, interval_ms=2000, retention_ms=120_000)  # the observer UI's handshake
+        cfg = ok.response.effective_config
+        assert (cfg.state_snapshot_interval_ms, cfg.retention_period_ms) == (2000, 120_000)
+        await ws.send_bytes(command(2, CMD.UPDATE_CONFIG, interval_ms=100, retention_ms=999_999))
+        upd = await recv(ws)
+        assert upd.response.id == 2 and upd.response.result == pb.CommandResponse.OK
+        cfg = upd.response.effective_config
+        assert (cfg.state_snapshot_interval_ms, cfg.retention_period_ms) == (500, 120_000)
+        await ws.send_bytes(command(3, CMD.UPDATE_CONFIG, interval_ms=700))  # retention 0 = keep
+        cfg = (await recv(ws)).response.effective_config
+        assert (cfg.state_snapshot_interval_ms, cfg.retention_period_ms) == (700, 120_000)
+
+
+async def test_push_state_every_interval_and_disable(endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
+    loop = asyncio.get_running_loop()
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws, 1, interval_ms=500)
+        t0 = loop.time()
+        await ws.send_bytes(command(2, CMD.PUSH_ENABLE, CMD.STATE))
+        assert (await recv(ws)).response.id == 2
+        first = await recv(ws)
+        assert first.WhichOneof("payload") == "state"
+        assert loop.time() - t0 >= 0.45  # the first State comes one interval later
+        second = await recv(ws)
+        assert second.state.instant_ts > first.state.instant_ts
+        await ws.send_bytes(command(3, CMD.PUSH_DISABLE, CMD.STATE))
+        # States already in flight may precede the OK; after it, none come.
+        while (msg := await recv(ws)).WhichOneof("payload") == "state":
+            pass
+        assert msg.response.id == 3
+        with pytest.raises(asyncio.TimeoutError):
+            await recv_raw(ws, timeout=1.2)
+
+
+async def test_push_runtime_is_an_error(endpoint: Endpoint, http: aiohttp.ClientSession) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws)
+        await ws.send_bytes(command(2, CMD.PUSH_ENABLE, CMD.RUNTIME))
+        assert (await recv(ws)).response.result == pb.CommandResponse.ERR
+
+
+async def test_events_pause_resume_and_retention(http: aiohttp.ClientSession) -> None:
+    clock = [1000.0]
+    intro = make_introspector()
+    ep = Endpoint(intro, clock=lambda: clock[0])
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws, 1, retention_ms=10_000)
+            await ws.send_bytes(command(2, CMD.PUSH_ENABLE, CMD.EVENTS))
+            assert (await recv(ws)).response.id == 2
+            intro.publish("PeerConnecting", {"peerId": "live"})
+            live = await recv(ws)
+            assert json.loads(live.event.content) == {"peerId": "live"}
+            assert live.event.type.name == "PeerConnecting" and live.event.ts > 0
+            await ws.send_bytes(command(3, CMD.PUSH_PAUSE, CMD.EVENTS))
+            assert (await recv(ws)).response.id == 3
+            intro.publish("PeerConnecting", {"peerId": "old"})
+            clock[0] += 11.0  # older than the 10 s retention by the time of resume
+            intro.publish("PeerConnecting", {"peerId": "a"})
+            intro.publish("PeerConnecting", {"peerId": "b"})
+            with pytest.raises(asyncio.TimeoutError):
+                await recv_raw(ws, timeout=0.3)  # paused: nothing is sent
+            await ws.send_bytes(command(4, CMD.PUSH_RESUME, CMD.EVENTS))
+            ok = await recv(ws)
+            assert ok.response.id == 4 and ok.response.result == pb.CommandResponse.OK  # the OK comes first
+            assert [json.loads((await recv(ws)).event.content)["peerId"] for _ in range(2)] == ["a", "b"]
+            intro.publish("PeerConnecting", {"peerId": "after"})
+            assert json.loads((await recv(ws)).event.content)["peerId"] == "after"
+            # PUSH_DISABLE of both sources while paused clears the queue
+            await ws.send_bytes(command(5, CMD.PUSH_PAUSE))
+            await recv(ws)
+            intro.publish("PeerConnecting", {"peerId": "dropped"})
+            await ws.send_bytes(command(6, CMD.PUSH_DISABLE, CMD.EVENTS))
+            await recv(ws)
+            await ws.send_bytes(command(7, CMD.PUSH_RESUME))
+            assert (await recv(ws)).response.id == 7
+            with pytest.raises(asyncio.TimeoutError):
+                await recv_raw(ws, timeout=0.3)
+        assert ep.stats["paused_pruned"] >= 1
+    finally:
+        await ep.close()
+
+
+async def test_overflow_sends_discarding_events_and_counts(http: aiohttp.ClientSession) -> None:
+    intro = make_introspector()
+    ep = Endpoint(intro, event_queue=4)
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws)
+            await ws.send_bytes(command(2, CMD.PUSH_ENABLE, CMD.EVENTS))
+            await recv(ws)
+            for i in range(10):  # one loop turn: the sender cannot drain in between
+                intro.publish("PeerConnecting", {"peerId": str(i)})
+            notice = await recv(ws)
+            assert notice.WhichOneof("payload") == "notice"
+            assert notice.notice.kind == pb.ServerNotice.DISCARDING_EVENTS
+            got = [json.loads((await recv(ws)).event.content)["peerId"] for _ in range(4)]
+            assert got == ["0", "1", "2", "3"]
+            assert ep.stats["events_dropped"] == 6 and ep.stats["notices_sent"] == 1
+    finally:
+        await ep.close()
+
+
+async def test_client_limit(http: aiohttp.ClientSession) -> None:
+    ep = Endpoint(make_introspector(), max_clients=2)
+    await ep.start()
+    try:
+        a = await http.ws_connect(url(ep))
+        b = await http.ws_connect(url(ep))
+        await hello(a)
+        await hello(b)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url(ep))
+        assert refused.value.status == 503
+        assert ep.stats["clients_rejected"] == 1
+        await a.close()
+        # the server notices the close on its next read
+        await until(lambda: len(ep.sessions) < 2, 5, "the closed session to leave")
+        async with http.ws_connect(url(ep)) as c:
+            await hello(c)
+        await b.close()
+    finally:
+        await ep.close()
+
+
+async def test_malformed_input_never_hurts_the_server(http: aiohttp.ClientSession) -> None:
+    ep = Endpoint(make_introspector(), max_command_bytes=1024, max_bad_commands=5)
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as ws:
+            await ws.send_bytes(b"\xff\xff\xff\xff\x0f")  # not a ClientCommand
+            err = await recv(ws)
+            assert err.response.result == pb.CommandResponse.ERR and err.response.id == 0
+            await ws.send_str("hello")
+            assert (await recv(ws)).response.result == pb.CommandResponse.ERR
+            await hello(ws)
+            await ws.send_bytes(pb.ClientCommand(id=5, command=6).SerializeToString())  # 6 is unused
+            assert (await recv(ws)).response.error.startswith("unknown command")
+            await ws.send_bytes(pb.ClientCommand(id=6, command=CMD.REQUEST, source=9).SerializeToString())
+            assert (await recv(ws)).response.result == pb.CommandResponse.ERR
+        async with http.ws_connect(url(ep)) as ws:
+            await ws.send_bytes(b"\x00" * 4096)  # above the command size cap
+            closed = await recv_raw(ws)
+            assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1009
+        async with http.ws_connect(url(ep)) as ws:
+            for _ in range(5):
+                await ws.send_bytes(b"\xff")
+            for _ in range(5):
+                assert (await recv(ws)).response.result == pb.CommandResponse.ERR
+            assert (await recv_raw(ws)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1008
+        async with http.ws_connect(url(ep)) as ws:  # still serving
+            await hello(ws)
+        assert ep.stats["bad_commands"] >= 9 and ep.stats["sessions_closed_for_errors"] == 1
+    finally:
+        await ep.close()
+
+
+async def test_a_failing_or_hanging_provider_costs_only_its_part(caplog: pytest.LogCaptureFixture) -> None:
+    intro = make_introspector()
+
+    def broken() -> pb.DHT:
+        raise RuntimeError("routing table on fire")
+
+    async def hangs() -> pb.Traffic:
+        await asyncio.sleep(60)
+        return pb.Traffic()
+
+    intro.register("dht", broken, name="broken")
+    intro.register("traffic", hangs, name="hangs")
+    intro.register("traffic", lambda: pb.Traffic(traffic_in=pb.DataGauge(cum_bytes=5)), name="ok")
+    with caplog.at_level(logging.WARNING, logger="exporter.introspector.api"):
+        states = [await intro.fetch_full_state() for _ in range(3)]
+    for st in states:
+        assert [c.peer_id for c in st.subsystems.connections] == ["12D3KooWpeer"]
+        assert st.traffic.traffic_in.cum_bytes == 5
+        assert not st.subsystems.HasField("dht")
+        assert st.snapshot_duration_ms == 0  # no covered period given: unset, not the build time
+    assert intro.last_build_s >= 0.4  # the build waited for the hanging provider's time limit
+    assert intro.build_s_total >= 3 * 0.4 and intro.snapshots == 3
+    assert intro.faults[("dht:broken", "error")] == 3
+    assert intro.faults[("traffic:hangs", "timeout")] == 3
+    assert len([r for r in caplog.records if "provider" in r.getMessage()]) == 2  # once per fault kind
+
+
+async def test_events_published_from_another_thread_are_delivered_on_the_loop(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws)
+        await ws.send_bytes(command(2, CMD.PUSH_ENABLE, CMD.EVENTS))
+        await recv(ws)
+        t = threading.Thread(target=endpoint.introspector.publish, args=("PeerConnecting", {"peerId": "t"}))
+        t.start()
+        t.join()
+        msg = await recv(ws)
+        assert json.loads(msg.event.content) == {"peerId": "t"}
+
+
+async def test_close_ends_sessions_quickly(http: aiohttp.ClientSession) -> None:
+    ep = Endpoint(make_introspector())
+    await ep.start()
+    ws = await http.ws_connect(url(ep))
+    await hello(ws)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await ep.close()
+    assert loop.time() - t0 < 2.0
+    assert (await recv_raw(ws)).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await http.ws_connect(url(ep) if ep.listen_addrs() else "ws://127.0.0.1:1/introspect")
+
+
+async def test_random_and_mutated_commands_get_answers_and_the_server_survives(http: aiohttp.ClientSession) -> None:
+    """Seeded garbage: every frame gets a well-formed answer (or the session is closed); the server lives."""
+    import random
+
+    rng = random.Random(4)
+    valid = [
+        command(i, c, s, interval_ms=rng.randrange(0, 5000))
+        for i, (c, s) in enumerate([(0, 0), (1, 0), (1, 1), (2, 2), (4, 0), (5, 0), (7, 0)])
+    ]
+    ep = Endpoint(make_introspector(), max_bad_commands=1000)
+    await ep.start()
+    try:
+        answered = 0
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws)
+            for _ in range(300):
+                if rng.random() < 0.5:
+                    payload = rng.randbytes(rng.randrange(0, 64))
+                else:
+                    payload = bytearray(rng.choice(valid))
+                    for _ in range(rng.randrange(1, 4)):
+                        if payload:
+                            payload[rng.randrange(len(payload))] = rng.randrange(256)
+                    payload = bytes(payload)
+                await ws.send_bytes(payload)
+                await ws.send_bytes(command(99_999, CMD.REQUEST, CMD.RUNTIME))  # a marker after each
+                while True:  # everything up to the marker must be a well-formed server message
+                    msg = await recv(ws)
+                    answered += 1
+                    if msg.WhichOneof("payload") == "runtime":
+                        break
+                await ws.send_bytes(command(99_998, CMD.PUSH_DISABLE, CMD.STATE))  # keep the session quiet
+                await ws.send_bytes(command(99_997, CMD.PUSH_DISABLE, CMD.EVENTS))
+                await ws.send_bytes(command(99_996, CMD.PUSH_RESUME))
+                for _ in range(3):
+                    answered += 1
+                    while (await recv(ws)).WhichOneof("payload") != "response":
+                        answered += 1
+        assert answered >= 300 * 5  # at least one answer per frame sent
+        assert ep.stats["bad_commands"] > 50
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws)
+    finally:
+        await ep.close()
+
+
+async def test_paused_states_are_queued_pruned_to_retention_and_sent_after_the_ok(
+    http: aiohttp.ClientSession,
+) -> None:
+    clock = [1000.0]
+    ep = Endpoint(make_introspector(), clock=lambda: clock[0])
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as ws:
+            await hello(ws, 1, interval_ms=500, retention_ms=10_000)
+            await ws.send_bytes(command(2, CMD.PUSH_PAUSE))
+            assert (await recv(ws)).response.id == 2
+            await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.STATE))
+            assert (await recv(ws)).response.id == 3
+            (session,) = ep.sessions
+            await until(lambda: len(session.pause_queue) >= 1, 10, "a State queued while paused")
+            assert len(session.pause_queue) == 1  # the first State, queued while paused
+            clock[0] += 11.0  # that State is now older than the 10 s retention
+            await until(lambda: len(session.pause_queue) >= 3, 10, "three States queued while paused")
+            # the old State was pruned as newer ones were queued; only those within retention remain
+            assert ep.stats["paused_pruned"] == 1
+            assert [at for at, _ in session.pause_queue] == [1011.0] * len(session.pause_queue)
+            queued = len(session.pause_queue)
+            await ws.send_bytes(command(4, CMD.PUSH_RESUME))
+            ok = await recv(ws)
+            assert ok.response.id == 4  # the OK first, then the queue
+            sent = [await recv(ws) for _ in range(queued)]
+            assert all(m.WhichOneof("payload") == "state" for m in sent)
+            stamps = [m.state.instant_ts for m in sent]
+            assert stamps == sorted(stamps)
+    finally:
+        await ep.close()
+
+
+async def test_snapshot_duration_is_the_period_since_the_clients_previous_state(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    async with http.ws_connect(url(endpoint)) as ws:
+        before_hello = int(time.time() * 1000)
+        await hello(ws, 1, interval_ms=500)
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.STATE))
+        asked = (await recv(ws)).state
+        # a State asked for right after HELLO covers the time since HELLO, not the time spent building it
+        assert 0 <= asked.snapshot_duration_ms <= asked.instant_ts - before_hello
+        enabled_at = int(time.time() * 1000)
+        await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.STATE))
+        assert (await recv(ws)).response.id == 3
+        pushed = [(await recv(ws)).state for _ in range(4)]
+    # the first push covers one interval from PUSH_ENABLE; each later one exactly the gap to the previous
+    assert pushed[0].snapshot_duration_ms >= 500 - 1
+    assert pushed[0].snapshot_duration_ms <= pushed[0].instant_ts - enabled_at + 1
+    for prev, cur in itertools.pairwise(pushed):
+        assert cur.snapshot_duration_ms == cur.instant_ts - prev.instant_ts >= 500 - 1
+    assert endpoint.introspector.last_build_s >= 0  # the build time stays on the producer's side
+
+
+async def test_every_connection_carries_streams_even_when_a_provider_leaves_them_out(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    # make_introspector's provider returns a Connection with no StreamList at all
+    async with http.ws_connect(url(endpoint)) as ws:
+        await hello(ws)
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.STATE))
+        st = (await recv(ws)).state
+    (conn,) = st.subsystems.connections
+    assert conn.HasField("streams") and not conn.streams.streams
+    assert conn.SerializeToString().endswith(b"\x5a\x00")  # field 11, empty: what the observer UI needs
+    assert pb.Connection(id=b"\x01").SerializeToString() == b"\x0a\x01\x01"  # (without it there is no 5a 00)

@@ -1,0 +1,125 @@
+"""The observer-toolkit's own data layer run under Node (../shared/vendor), shared by the tests that
+check our output with it: the pinned npm packages, the reader fixture, and `inspect` counts to compare."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.protocol import introspection_pb2 as pb
+from tests.support.procs import REPO
+
+VENDOR = REPO.parent / "shared" / "vendor" / "observer-toolkit"
+OBSERVER = REPO / "tests" / "observer"
+PINNED = {"google-protobuf": "3.12.2", "bl": "4.0.2"}
+KINDS = ("runtime", "response", "state", "event", "notice")
+CMD = pb.ClientCommand
+
+Reader = Callable[[list[dict[str, str]]], dict[str, Any]]
+
+
+def _install_pinned_packages() -> Path:
+    """`npm ci` in tests/observer (once per lockfile): exactly the versions the lockfile pins."""
+    modules = OBSERVER / "node_modules"
+    lock_hash = hashlib.sha256((OBSERVER / "package-lock.json").read_bytes()).hexdigest()
+    stamp = modules / ".installed-lock-sha256"
+    if not (stamp.is_file() and stamp.read_text() == lock_hash):
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is needed to run the observer's code (Debian: nodejs npm; `make system-deps`)")
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=OBSERVER,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"npm ci in {OBSERVER} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        stamp.write_text(lock_hash)
+    for name, version in PINNED.items():
+        got = json.loads((modules / name / "package.json").read_text())["version"]
+        assert got == version, f"{name} {got} installed, the lockfile pins {version}"
+    return modules
+
+
+@pytest.fixture(scope="module")
+def observer(tmp_path_factory: pytest.TempPathFactory) -> Reader:
+    """A function running the observer's data layer over sources; skips without ../shared."""
+    if not (VENDOR / "data" / "index.js").is_file():
+        pytest.skip(
+            f"the observer-toolkit's own code is not beside the repository ({VENDOR} is absent, as in a "
+            "fresh clone); this check runs where ../shared is, as in CI"
+        )
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is needed to run the observer's code (Debian: nodejs; `make system-deps`)")
+    modules = _install_pinned_packages()
+    # The data package requires "@libp2p/observer-proto": point that name at the vendored proto/.
+    links = tmp_path_factory.mktemp("observer-modules")
+    (links / "@libp2p").mkdir()
+    (links / "@libp2p" / "observer-proto").symlink_to(VENDOR / "proto")
+    (links / "@libp2p" / "observer-data").symlink_to(VENDOR / "data")
+    work = tmp_path_factory.mktemp("observer-input")
+
+    def read(sources: list[dict[str, str]]) -> dict[str, Any]:
+        spec = work / "input.json"
+        spec.write_text(json.dumps({"sources": sources}))
+        done = subprocess.run(
+            [node, str(OBSERVER / "read_with_observer.js"), str(spec)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "NODE_PATH": os.pathsep.join([str(links), str(modules)])},
+        )
+        assert done.returncode == 0, f"the observer script failed:\n{done.stderr[-4000:]}"
+        return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+    return read
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def inspect_counts(path: Path) -> dict[str, int]:
+    """Messages by kind, as `libp2p-exporter inspect` reports them (and it found no damage)."""
+    out = cli("inspect", str(path))
+    assert "damaged" not in out, out
+    counts = {kind: 0 for kind in KINDS}
+    for kind, n in re.findall(r"^  (runtime|response|state|event|notice)\s+(\d+)$", out, re.M):
+        counts[kind] = int(n)
+    return counts
+
+
+def assert_read_cleanly(report: dict[str, Any], expected: dict[str, int]) -> None:
+    print(json.dumps({"decoded": report["decoded"], "seen": report["seen"], "failures": report["failureCount"]}))
+    assert report["failureCount"] == 0, "\n".join(report["failures"])
+    assert report["consoleErrors"] == []  # e.g. "Skipped bytes ... due to checksum mismatch"
+    assert report["leftoverBytes"] == 0
+    assert report["undeclaredProperties"] == []
+    decoded = {kind: report["decoded"][kind] for kind in KINDS}
+    assert decoded == expected
+    assert report["decoded"]["empty"] == 0
+    seen = report["seen"]
+    assert seen["connections"] > 0 and seen["streams"] > 0 and seen["dhtPeers"] > 0
+    assert seen["events"] == expected["event"] > 0
+    assert seen["selectorCalls"] > 10 * seen["connections"]
