@@ -8,7 +8,10 @@ Run (from the repository root):
 Contenders (each a factory returning a node with ``ingest(segment: bytes)`` and ``render() -> bytes``):
 
   ours   the current pipeline: ``decode_segments`` + ``exporter.pipeline.hub.Hub.ingest``, then
-         ``exporter.sinks.prometheus.render`` (the /metrics path);
+         ``exporter.sinks.prometheus.Exposition.metrics`` (the /metrics path: the node's block rendered
+         once per change and joined with the globals; process_* left out, the others do not have it);
+  families  the same ingest, then the families built afresh with prometheus_client's
+         ``generate_latest`` (``HubCollector`` + ``render``: the /metrics path before issue 11);
   floor  the least work that gives the same samples (``bench/floor.py``): frame check + parse, one pass
          over the needed fields into dicts of small tuples, render from cached prefixes;
   naive  the floor's pass feeding prometheus_client Gauges/Counters/Histograms (``bench/naive.py``);
@@ -59,7 +62,7 @@ from exporter.app.runtime import build_hub  # noqa: E402
 from exporter.generator import SyntheticNode  # noqa: E402
 from exporter.model.labels import Cardinality  # noqa: E402
 from exporter.protocol.framing import decode_segments, encode_segment  # noqa: E402
-from exporter.sinks.prometheus import HubCollector, render  # noqa: E402
+from exporter.sinks.prometheus import Exposition, HubCollector, render  # noqa: E402
 
 
 class Node(Protocol):
@@ -94,7 +97,7 @@ class OursNode:
 
     def __init__(self) -> None:
         self.hub = build_hub()
-        self.collector = HubCollector(self.hub)
+        self.exposition = Exposition(self.hub, process=False)
 
     def ingest(self, segment: bytes) -> None:
         result = decode_segments(segment, versioned=True)
@@ -102,6 +105,17 @@ class OursNode:
             self.hub.errors("n", result.errors)
         for msg in result.messages:
             self.hub.ingest("n", msg)
+
+    def render(self) -> bytes:
+        return self.exposition.metrics()
+
+
+class FamiliesNode(OursNode):
+    """The same ingest, rendered by building prometheus_client families afresh (before issue 11)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collector = HubCollector(self.hub)
 
     def render(self) -> bytes:
         return render(self.collector)[0]
@@ -124,6 +138,7 @@ class ReadOnly(ParseOnly):
 
 CONTENDERS: dict[str, Callable[[], Node]] = {
     "ours": OursNode,
+    "families": FamiliesNode,
     "floor": lambda: FloorNode("n", LabelCache(Cardinality())),
     "naive": lambda: NaiveNode("n", LabelCache(Cardinality())),
     "read": ReadOnly,
@@ -252,22 +267,36 @@ class Prebuilt:
 
 
 def bench_render(frames: Frames, reps: int) -> dict[str, list[float]]:
-    """One changed node's block: the floor's cached-prefix render, generate_latest over the same samples
-    (families prebuilt, so only prometheus_client's formatting is timed), and ours' full render."""
+    """One node's block: the floor's cached-prefix render, generate_latest over the same samples
+    (families prebuilt, so only prometheus_client's formatting is timed), ours after a change (the
+    node's version bumped, untimed, so its block is rendered again) and ours with nothing changed."""
     ours, floor = OursNode(), CONTENDERS["floor"]()
     for seg in (*frames.preamble, *frames.states):
         ours.ingest(seg)
         floor.ingest(seg)
-    prebuilt = Prebuilt(list(ours.collector.collect()))
+    prebuilt = Prebuilt(list(HubCollector(ours.hub).collect()))
     floor.render()  # the first render builds the prefix cache; later ones reuse it
+    node = ours.hub.nodes["n"]
+
+    def changed() -> None:
+        node.version += 1
+
     clock = time.process_time
-    times: dict[str, list[float]] = {"floor_block": [], "generate_latest_prebuilt": [], "ours_render": []}
+    times: dict[str, list[float]] = {
+        "floor_block": [],
+        "generate_latest_prebuilt": [],
+        "ours_render": [],
+        "ours_unchanged": [],
+    }
     for _ in range(reps):
-        for key, fn in (
-            ("floor_block", floor.render),
-            ("generate_latest_prebuilt", lambda: generate_latest(prebuilt)),  # type: ignore[arg-type]
-            ("ours_render", ours.render),
+        for key, before, fn in (
+            ("floor_block", None, floor.render),
+            ("generate_latest_prebuilt", None, lambda: generate_latest(prebuilt)),  # type: ignore[arg-type]
+            ("ours_render", changed, ours.render),
+            ("ours_unchanged", None, ours.render),
         ):
+            if before is not None:
+                before()
             t0 = clock()
             fn()
             times[key].append(clock() - t0)

@@ -16,13 +16,28 @@ from aiohttp import web
 from exporter import __version__
 from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
 from exporter.pipeline.hub import Hub
-from exporter.sinks.prometheus import HubCollector, render
+from exporter.sinks.prometheus import Exposition
 from exporter.web_auth import install as install_web_config
 from exporter.web_config import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# The app's exposition (per-node blocks cached between scrapes), shared by /metrics and /probe.
+EXPOSITION = web.AppKey("exposition", Exposition)
+
+
+async def serve_exposition(request: web.Request, node: str | None = None) -> web.Response:
+    """The whole exposition, or one node's part (``/probe``), rendered off the event loop.
+
+    Format by ``Accept`` (OpenMetrics or text), gzip when ``Accept-Encoding`` allows it.
+    """
+    exposition = request.app[EXPOSITION]
+    accept = request.headers.get("Accept", "")
+    encoding = request.headers.get("Accept-Encoding", "")
+    loop = asyncio.get_running_loop()
+    body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, node)
+    return web.Response(body=body, headers=headers)
 
 
 def parse_listen(address: str) -> tuple[str | None, int]:
@@ -52,12 +67,10 @@ def build_app(
             f"telemetry path {telemetry_path!r} must start with / and differ from {', '.join(sorted(reserved))}"
         )
     app = web.Application()
-    collector = HubCollector(hub)
+    app[EXPOSITION] = Exposition(hub)
 
     async def metrics(request: web.Request) -> web.Response:
-        loop = asyncio.get_running_loop()
-        body, ctype = await loop.run_in_executor(None, render, collector, request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": ctype})
+        return await serve_exposition(request)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -30,7 +30,7 @@ from exporter.app.config import (
 from exporter.app.flags import add_serving_flags, log_level
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.pipeline.hub import Hub
-from exporter.sinks.prometheus import HubCollector, render
+from exporter.server import serve_exposition
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
 from exporter.sources.recording import RotatingRecorder
@@ -169,10 +169,7 @@ def probe_handler(hub: Hub, manager: SessionManager) -> Any:
                     budget = min(budget, max(0.0, float(header) - 0.5))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(session.first_state.wait(), budget)
-        collector = HubCollector(hub, nodes=[session.name], with_globals=False)
-        loop = asyncio.get_running_loop()
-        body, ctype = await loop.run_in_executor(None, render, collector, request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": ctype})
+        return await serve_exposition(request, session.name)
 
     return probe
 

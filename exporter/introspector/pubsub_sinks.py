@@ -163,9 +163,12 @@ class RemoteTracer:
                             self._wakeup = trio.Event()
                     batch = [self._events.popleft() for _ in range(len(self._events))]
                     if batch:
-                        await stream.write(writer.batch(batch))
-                        self.sent_batches += 1
-                        self.sent_events += len(batch)
+                        # Once compressed, a batch is in the gzip checksum: a write cut off by shutdown
+                        # would lose it and make the trailer's CRC wrong, so it finishes (bounded).
+                        with trio.CancelScope(shield=True), trio.move_on_after(max(2.0, self.batch_window)):
+                            await stream.write(writer.batch(batch))
+                            self.sent_batches += 1
+                            self.sent_events += len(batch)
             except trio.Cancelled:
                 with trio.CancelScope(shield=True), trio.move_on_after(2):
                     await self._finish(stream, writer)

@@ -83,6 +83,7 @@ class Hub:
             for node in self.nodes.values():
                 with node.lock:
                     node.accs.setdefault(mapper.name, mapper.new_accumulator())
+                    node.version += 1
             self._mappers.append(mapper)
 
     def has_mapper(self, name: str) -> bool:
@@ -136,6 +137,7 @@ class Hub:
     def errors(self, name: str, errors: Iterable[SegmentError]) -> None:
         node = self.node(name)
         with node.lock:
+            node.version += 1
             for err in errors:
                 node.segment_errors[err.reason] += 1
                 # A node sending damage all the time is one line per node and reason per minute, the
@@ -150,6 +152,7 @@ class Hub:
         update: SnapshotUpdate | None = None
         event: EventView | None = None
         with node.lock:
+            node.version += 1  # every message is counted in the exposition at least
             node.messages[kind] += 1
             if kind == "state":
                 step, update = self._state(node, msg.state)

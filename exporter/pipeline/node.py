@@ -51,6 +51,10 @@ class NodeState:
     session: SessionStats | None = None  # set by a live source; exported by the session mapper
     pending_restart: bool = False
     older_in_a_row: int = 0  # States older than the last accepted one, back to back
+    # Bumped under the lock by every change the hub makes (message, segment error, new mapper), so a
+    # sink can keep what it rendered from the node until the number moves. Freshness and the live
+    # session (written by the source) are not counted here: a sink reads those itself.
+    version: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property

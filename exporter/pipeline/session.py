@@ -33,3 +33,25 @@ class SessionStats:
     last_error: str = ""
     queue_depth: int = 0
     queue_high_water: int = 0
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """Everything above as one comparable value: a sink re-renders the node when it moves.
+
+        The source writes these fields outside the hub, so no version counter sees them change.
+        """
+        return (
+            self.url,
+            self.state,
+            self.connects,
+            self.reconnects,
+            self.established,
+            tuple(self.failures.items()),
+            tuple(self.dropped.items()),
+            tuple(self.frames.items()),
+            self.effective_interval_ms,
+            self.effective_retention_ms,
+            self.connected_since,
+            self.last_error,
+            self.queue_depth,
+            self.queue_high_water,
+        )

@@ -58,7 +58,7 @@ async def _record(directory: Path) -> None:
     server = IntrospectServer()
     await server.start()
     try:
-        server.add("", connections=8)
+        server.add("", connections=8, peerstore=True)  # so the peerstore board has history too
         cfg = build(
             {"record_dir": str(directory), "interval": 0.1, "listen": "127.0.0.1:0"},
             [f"node-x={server.url()}"],
@@ -159,8 +159,16 @@ def _range(stack: Stack, node: str = "sample-1min") -> tuple[float, float]:
     return seq[0].instant_ts / 1000, seq[-1].instant_ts / 1000
 
 
-@pytest.mark.parametrize("node", ["sample-1min", "node-x"])
-@pytest.mark.parametrize("path", dashboards(), ids=lambda p: p.stem)
+# The observer-toolkit capture predates the peerstore extension: its board is proven on the recording.
+CASES = [
+    (p, n)
+    for n in ("sample-1min", "node-x")
+    for p in dashboards()
+    if (p.stem, n) != ("libp2p-peerstore", "sample-1min")
+]
+
+
+@pytest.mark.parametrize(("path", "node"), CASES, ids=lambda v: getattr(v, "stem", v))
 def test_every_panel_has_data_over_the_capture(stack: Stack, path: Path, node: str) -> None:
     start, end = _range(stack, node)
     variables = resolve_variables(stack.prom, json.loads(path.read_text()), start=str(start), end=str(end))

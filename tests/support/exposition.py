@@ -2,7 +2,7 @@
 
 ``python -m tests.support.exposition OUT_DIR`` replays the shared capture at ``--speed 0`` through the
 real CLI and writes ``OUT_DIR/sample-1min.prom`` (Prometheus text) and ``sample-1min.openmetrics``;
-the golden test compares the same bytes with ``tests/golden/``. A refactor that changes a single
+the golden test compares the same bytes with ``tests/golden/`` (timing samples and process_* left out). A refactor that changes a single
 sample, HELP line or family order shows up as a diff there.
 """
 
@@ -17,18 +17,25 @@ from tests.support.procs import FIXTURE, http_get, start_exporter, wait_for
 
 # Gauges that measure the exporter itself in wall time: their values differ on every scrape.
 TIMING = re.compile(r"^libp2p_exporter_scrape_duration_seconds[ {]")
+# The process's own metrics (prometheus_client's ProcessCollector): CPU, memory and fds differ on
+# every run and by platform, so their families are left out whole (HELP, TYPE and samples).
+PROCESS = re.compile(r"^(# (HELP|TYPE|UNIT) )?process_")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 STATES, EVENTS = 30, 937  # what the capture holds (protocol.md section 6)
 
 
 def without_timing(body: str) -> str:
-    """The exposition minus the sample lines of the timing gauges (their HELP and TYPE stay)."""
-    return "".join(line for line in body.splitlines(keepends=True) if not TIMING.match(line))
+    """The exposition minus the sample lines of the timing gauges (their HELP and TYPE stay) and
+    minus the process_* families."""
+    lines = body.splitlines(keepends=True)
+    return "".join(line for line in lines if not TIMING.match(line) and not PROCESS.match(line))
 
 
-def replay_exposition(capture: Path, workdir: Path) -> dict[str, str]:
-    """Replay ``capture`` at full speed in a real exporter process; both formats, timing removed."""
+def replay_exposition(capture: Path, workdir: Path, *, keep_process: bool = False) -> dict[str, str]:
+    """Replay ``capture`` at full speed in a real exporter process; both formats, timing removed
+    (and process_* too unless ``keep_process``)."""
+    strip = (lambda body: body) if keep_process else without_timing
     proc = start_exporter(["replay", str(capture), "--speed", "0"], workdir)
     try:
         done = (
@@ -37,8 +44,8 @@ def replay_exposition(capture: Path, workdir: Path) -> dict[str, str]:
         )
         wait_for(lambda: all(d in http_get(proc.url + "/metrics") for d in done), 20.0, "every State and Event")
         return {
-            "prom": without_timing(http_get(proc.url + "/metrics")),
-            "openmetrics": without_timing(http_get(proc.url + "/metrics", headers={"Accept": OPENMETRICS})),
+            "prom": strip(http_get(proc.url + "/metrics")),
+            "openmetrics": strip(http_get(proc.url + "/metrics", headers={"Accept": OPENMETRICS})),
         }
     finally:
         proc.stop()

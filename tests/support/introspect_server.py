@@ -64,6 +64,7 @@ class FakeNode:
     err_commands: set[tuple[int, int]] = field(default_factory=set)  # (command, source) answered ERR
     mode: str = "normal"  # normal, stall, corrupt, close, flood, down
     flood_events: int = 2000
+    peerstore: bool = False  # States carry the peerstore extension (Subsystems field 100)
     data: SyntheticNode = field(init=False)
     commands: list[pb.ClientCommand] = field(default_factory=list)
     connects: int = 0
@@ -71,13 +72,22 @@ class FakeNode:
     live: set[Any] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.data = SyntheticNode(connections=self.connections, streams_per_conn=2, buckets=3, seed=self.seed)
+        self.data = SyntheticNode(
+            connections=self.connections, streams_per_conn=2, buckets=3, seed=self.seed, peerstore=self.peerstore
+        )
 
     def restart(self, *, new_peer: bool) -> None:
         """A restarted node: traffic from zero, a new start_ts; a new identity when ``new_peer``."""
         now = self.data.now + 1000
         seed = self.seed + 1000 if new_peer else self.seed
-        self.data = SyntheticNode(connections=self.connections, streams_per_conn=2, buckets=3, seed=seed, start_ms=now)
+        self.data = SyntheticNode(
+            connections=self.connections,
+            streams_per_conn=2,
+            buckets=3,
+            seed=seed,
+            start_ms=now,
+            peerstore=self.peerstore,
+        )
         if new_peer:
             self.seed = seed
 

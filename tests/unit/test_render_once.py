@@ -1,0 +1,147 @@
+"""The Prometheus sink renders a node's block once per change, and serves it over HTTP in both formats,
+gzipped when asked, with /probe equal to the node's part of /metrics."""
+
+from __future__ import annotations
+
+import gzip
+import re
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from exporter.app.runtime import add_live_metrics, build_hub
+from exporter.generator import SyntheticNode
+from exporter.pipeline.hub import Hub
+from exporter.pipeline.session import SessionStats
+from exporter.protocol.framing import decode_segments, encode_segment
+from exporter.server import build_app, serve_exposition
+from exporter.sinks.exposition import Format
+from exporter.sinks.prometheus import SCRAPE_DURATION, Exposition, HubCollector
+from tests.support.procs import promtool
+
+TIMING = re.compile(rf"^{SCRAPE_DURATION} .*\n", re.M)
+
+
+def feed(hub: Hub, name: str, synthetic: SyntheticNode, states: int = 1) -> None:
+    for _ in range(states):
+        for msg in decode_segments(encode_segment(synthetic.state())).messages:
+            hub.ingest(name, msg)
+        synthetic.step()
+
+
+def two_nodes() -> tuple[Hub, dict[str, SyntheticNode]]:
+    hub = build_hub()
+    nodes = {f"node-{i}": SyntheticNode(connections=10, streams_per_conn=2, seed=i + 1) for i in range(2)}
+    for name, synthetic in nodes.items():
+        feed(hub, name, synthetic, 2)
+    return hub, nodes
+
+
+def comparable(body: bytes | str) -> str:
+    """The body without the values that change by themselves: scrape timing and process_*."""
+    text = TIMING.sub("", body if isinstance(body, str) else body.decode())
+    return "".join(line for line in text.splitlines(keepends=True) if "process_" not in line)
+
+
+def test_an_unchanged_node_is_not_rendered_again_and_a_changed_one_is() -> None:
+    hub, synthetic = two_nodes()
+    exp = Exposition(hub)
+    first = exp.metrics()
+    assert exp.renders == 2
+    assert comparable(exp.metrics()) == comparable(first)
+    exp.metrics(Format.OPENMETRICS)
+    exp.probe("node-0")
+    assert exp.renders == 2  # both formats and /probe come from the same blocks
+    feed(hub, "node-1", synthetic["node-1"])
+    after = exp.metrics()
+    assert exp.renders == 3  # node-1 only
+    assert after != first
+    # What the blocks serve is what building every family afresh serves.
+    assert comparable(after) == comparable(generate_latest(HubCollector(hub)))  # type: ignore[arg-type]
+
+
+def test_freshness_session_and_new_mappers_re_render() -> None:
+    hub, _ = two_nodes()
+    exp = Exposition(hub)
+    exp.metrics()
+    node = hub.nodes["node-0"]
+    node.stale_after_s = 1.0
+    node.last_snapshot_wall = 0.0  # long ago: the node is stale now
+    stale = exp.probe("node-0")
+    assert exp.renders == 3
+    assert b"libp2p_connections" not in stale and b'libp2p_exporter_up{node="node-0"} 0.0' in stale
+    add_live_metrics(hub)  # a mapper added later (the app adds the session metrics after tracing's)
+    exp.metrics()
+    assert exp.renders == 5  # both nodes
+    node.session = SessionStats(url="ws://127.0.0.1:1/")
+    assert b"libp2p_exporter_session_frames_total" in exp.probe("node-0")
+    node.session.frames["binary"] += 1  # the source writes the session outside the hub
+    framed = exp.probe("node-0")
+    assert exp.renders == 7
+    assert b'libp2p_exporter_session_frames_total{node="node-0",type="binary"} 1.0' in framed
+    exp.probe("node-0")
+    assert exp.renders == 7
+
+
+def test_a_removed_node_leaves_and_a_new_one_of_that_name_starts_afresh() -> None:
+    hub, _ = two_nodes()
+    exp = Exposition(hub)
+    exp.metrics()
+    hub.remove("node-0")
+    assert b'node="node-0"' not in exp.metrics()
+    assert exp.probe("node-0") == b"" and exp.probe("node-0", Format.OPENMETRICS) == b"# EOF\n"
+    feed(hub, "node-0", SyntheticNode(connections=3, streams_per_conn=1, seed=9))
+    assert b'libp2p_exporter_snapshots_total{node="node-0"} 1.0' in exp.probe("node-0")
+
+
+def test_openmetrics_ends_with_eof_and_matches_the_client() -> None:
+    hub, _ = two_nodes()
+    body = Exposition(hub).metrics(Format.OPENMETRICS)
+    assert body.endswith(b"\n# EOF\n") and body.count(b"# EOF") == 1
+    assert b"# TYPE process_cpu_seconds counter\n" in body
+    want = generate_openmetrics(HubCollector(hub))  # type: ignore[arg-type]
+    assert comparable(body) == comparable(want)
+
+
+def test_the_whole_exposition_passes_promtool() -> None:
+    hub, _ = two_nodes()
+    text = Exposition(hub).metrics().decode()
+    assert "\nprocess_resident_memory_bytes " in text
+    res = promtool("check", "metrics", stdin=text)
+    assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res.stdout + res.stderr
+
+
+async def test_http_gzip_formats_and_probe_equal_to_the_nodes_part_of_metrics() -> None:
+    hub, _ = two_nodes()
+
+    async def probe(request: web.Request) -> web.Response:
+        return await serve_exposition(request, request.query["node"])
+
+    app = build_app(hub, extra_routes=[("GET", "/probe", probe)])
+    async with TestClient(TestServer(app)) as client:
+        # aiohttp's client decompresses transparently; the header says the wire was gzip.
+        resp = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        text = await resp.text()
+        raw = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        wire = await raw.read()
+        assert wire[:2] == b"\x1f\x8b" and len(wire) < len(text) / 3
+        assert comparable(gzip.decompress(wire)) == comparable(text)
+        plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+        assert "Content-Encoding" not in plain.headers
+        assert comparable(await plain.text()) == comparable(text)
+        om = await client.get(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0", "Accept-Encoding": "gzip"}
+        )
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        assert (await om.text()).endswith("# EOF\n")
+        whole = {(s.name, tuple(sorted(s.labels.items())), s.value) for fam in parse_text(text) for s in fam.samples}
+        for name in ("node-0", "node-1"):
+            part = await (await client.get("/probe", params={"node": name})).text()
+            assert "libp2p_exporter_nodes" not in part and "process_" not in part
+            got = {(s.name, tuple(sorted(s.labels.items())), s.value) for fam in parse_text(part) for s in fam.samples}
+            assert got and got == {s for s in whole if dict(s[1]).get("node") == name}
