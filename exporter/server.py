@@ -17,6 +17,8 @@ from exporter import __version__
 from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
 from exporter.pipeline.hub import Hub
 from exporter.sinks.prometheus import Exposition
+from exporter.web_auth import install as install_web_config
+from exporter.web_config import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +40,19 @@ async def serve_exposition(request: web.Request, node: str | None = None) -> web
     return web.Response(body=body, headers=headers)
 
 
-def parse_listen(address: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``[v6]:port``."""
+def parse_listen(address: str) -> tuple[str | None, int]:
+    """``host:port``, ``[v6]:port``, or ``:port`` / ``[::]:port`` for every interface, IPv4 and IPv6.
+
+    The host is None for every interface: one socket per address family, as Go's dual-stack listener
+    behaves for node_exporter's ``:9100``. ``0.0.0.0:port`` stays IPv4 only and ``[::1]:port`` IPv6 only.
+    """
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or (host.startswith("[") != host.endswith("]")):
         raise ValueError(f"listen address {address!r} is not host:port")
     if int(port) > 65535:
         raise ValueError(f"listen address {address!r}: port {port} is out of range (0-65535)")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+    host = host[1:-1] if host.startswith("[") else host
+    return (None if host in ("", "::") else host), int(port)
 
 
 def build_app(
@@ -98,11 +104,28 @@ def build_app(
     return app
 
 
-async def start_server(app: web.Application, listen: str = LISTEN_ADDRESS) -> web.AppRunner:
+async def start_server(
+    app: web.Application, listen: str = LISTEN_ADDRESS, web_config: WebConfigWatcher | None = None
+) -> web.AppRunner:
+    """Listen on ``listen``; with a web configuration, TLS and basic auth guard every path."""
     host, port = parse_listen(listen)
+    ssl_context = None
+    if web_config is not None:
+        install_web_config(app, web_config)
+        ssl_context = web_config.ssl_context()
+        if ssl_context is not None and web_config.config.http2:
+            log.info("web config: http2 is not served (HTTP/1.1 only; clients fall back through ALPN)")
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # a stop must not wait on slow scrapes
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    log.info("serving metrics on http://%s:%d", host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    scheme = "https" if ssl_context is not None else "http"
+    for sock in getattr(site._server, "sockets", None) or ():  # one per address family for every interface
+        addr = sock.getsockname()
+        shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+        log.info("listening on %s://%s:%d", scheme, shown, addr[1])
     return runner

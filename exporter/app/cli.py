@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    setup_logging(getattr(args, "log_level", None) or "info")
+    setup_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", "logfmt"))
     return int(args.func(args))
 
 

@@ -7,11 +7,15 @@ import logging
 
 from exporter import defaults
 from exporter.app.argtypes import non_negative_int, positive_int
+from exporter.logs import LEVELS
+from exporter.logs import add_format_flag as add_log_format_flag
+from exporter.logs import configure as configure_logging
 from exporter.sinks.otel.config import add_otel_flags
+from exporter.web_config import add_flag as add_web_config_flag
 
 
 def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) -> None:
-    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.level``, tracing and pubsub traces.
+    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.*``, tracing and pubsub traces.
 
     ``from_config``: live mode, where the address, path and log level may also come from the
     environment or a config file, so the flags default to None and the merged config decides.
@@ -77,6 +81,8 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         choices=list(defaults.LOG_LEVELS),
         help=f"log level (default {defaults.LOG_LEVEL})",
     )
+    add_log_format_flag(p)
+    add_web_config_flag(p)
     add_otel_flags(p)
     add_pubsub_flags(p)
 
@@ -153,5 +159,6 @@ def log_level(name: str) -> int:
     return defaults.LOG_LEVELS.get(name, logging.INFO)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=log_level(level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "logfmt") -> None:
+    """One handler on stderr in ``--log.format``, remote text escaped (exporter.logs)."""
+    configure_logging(level if level in LEVELS else defaults.LOG_LEVEL, fmt)

@@ -23,6 +23,7 @@ from exporter.pipeline.hub import Hub
 from exporter.server import Handler, build_app, start_server
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
+from exporter.web_config import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -127,6 +128,13 @@ async def serve_until_stopped(
     except ValueError as exc:
         log.error("--web.telemetry-path: %s", exc)
         return 2
+    web_config = None
+    if getattr(args, "web_config_file", None):
+        try:  # checked whole before anything starts: a broken file is one line and exit 2
+            web_config = WebConfigWatcher(args.web_config_file)
+        except WebConfigError as exc:
+            log.error("%s", exc)
+            return 2
     tracing: TracingHandle = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     if live:
         add_live_metrics(hub)
@@ -135,13 +143,14 @@ async def serve_until_stopped(
     if pubsub is not None:
         await pubsub.start(args)
     try:
-        runner = await start_server(app, args.listen)
+        runner = await start_server(app, args.listen, web_config)
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
         if pubsub is not None:
             await pubsub.stop()
         return 2
-    print(f"libp2p-exporter {__version__}: metrics at http://{args.listen}{args.telemetry_path}", flush=True)
+    scheme = "https" if web_config is not None and web_config.config.tls is not None else "http"
+    print(f"libp2p-exporter {__version__}: metrics at {scheme}://{args.listen}{args.telemetry_path}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     previous = Stopper(loop, stop).install()

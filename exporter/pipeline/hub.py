@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
+from exporter.logs import RateLimitedLog
 from exporter.model.labels import Cardinality
 from exporter.model.snapshot import snapshot_of
 from exporter.pipeline.events import EventView, parse_event
@@ -27,6 +28,7 @@ from exporter.protocol.framing import SegmentError
 from exporter.protocol.pubsub_codec import TraceEvent
 
 log = logging.getLogger(__name__)
+SEGMENT_LOG_INTERVAL_S = 60.0
 
 # This many States in a row older than the last accepted one mean the node's clock went back.
 CLOCK_STEP_AFTER = 3
@@ -64,6 +66,7 @@ class Hub:
         self._trace_mappers: list[TraceMapper] = []
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
+        self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
         for mapper in mappers:
             self.add_mapper(mapper)
 
@@ -137,7 +140,9 @@ class Hub:
             node.version += 1
             for err in errors:
                 node.segment_errors[err.reason] += 1
-                log.warning("node %s: skipped segment at %s", name, err)
+                # A node sending damage all the time is one line per node and reason per minute, the
+                # rest summarised; every stretch is counted in libp2p_exporter_segment_errors_total.
+                self._segment_log.warning(f"{name} {err.reason}", "node %s: skipped segment at %s", name, err)
 
     def ingest(self, name: str, msg: pb.ServerMessage) -> StateStep | None:
         """Route one message; for a State that was accepted, what it showed and changed (else None)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -349,6 +350,24 @@ async def test_unreachable_target_is_down_and_backing_off(hub: Hub) -> None:
         assert value(hub, "libp2p_exporter_session_reconnects_total") >= 1
     finally:
         await session.close()
+
+
+async def test_reconnect_warnings_are_rate_limited(hub: Hub, caplog: pytest.LogCaptureFixture) -> None:
+    """One warning when the target goes down, the repeats counted (not one line per attempt)."""
+    from tests.support.procs import free_port
+
+    with caplog.at_level(logging.WARNING, logger="exporter.sources.websocket"):
+        session = await started(hub, f"ws://127.0.0.1:{free_port()}/introspect")
+        try:
+            await until(lambda: session.stats.failures["connect"] >= 5, what="five failed connects")
+        finally:
+            await session.close()
+    lines = [r.getMessage() for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(lines) == 1, lines
+    summary = [r.getMessage() for r in caplog.records if "more like this suppressed" in r.getMessage()]
+    assert len(summary) == 1  # the other attempts, counted and reported when the session ended
+    suppressed = int(summary[0].split(": ")[1].split()[0])
+    assert suppressed + 1 == session.stats.failures["connect"]
 
 
 async def test_heartbeat_detects_a_peer_that_stops_answering(server: IntrospectServer, hub: Hub) -> None:

@@ -4,6 +4,7 @@ The graph is read from the source with ``ast``: module-level, ``TYPE_CHECKING`` 
 imports all count, so a cycle cannot hide behind a late import. Layers, lowest first::
 
     protocol, defaults  <-  model  <-  pipeline  <-  mappers | sources | sinks  <-  server  <-  app
+    web_config  <-  web_auth  <-  server;  logs (a leaf anyone may import)
 
 ``mappers``, ``sources`` and ``sinks`` sit side by side and never import each other. The producer
 side (``introspector``, ``generator``) builds on the protocol alone. Only ``app`` (the composition
@@ -30,7 +31,12 @@ ALLOWED: dict[str, set[str]] = {
     "mappers": {"protocol", "defaults", "model", "pipeline"},
     "sources": {"protocol", "defaults", "model", "pipeline"},
     "sinks": {"protocol", "defaults", "model", "pipeline"},
-    "server": {"protocol", "defaults", "model", "pipeline", "sinks"},
+    "server": {"protocol", "defaults", "model", "pipeline", "sinks", "web_config", "web_auth"},
+    # --web.config.file: parsing and TLS (a leaf), and the middleware the server installs from it.
+    "web_config": set(),
+    "web_auth": {"web_config"},
+    # Log format and rate limiting: a leaf every layer may log through.
+    "logs": set(),
     "introspector": {"protocol"},
     "generator": {"protocol"},
     "app": {
@@ -42,13 +48,15 @@ ALLOWED: dict[str, set[str]] = {
         "sources",
         "sinks",
         "server",
+        "web_config",
         "introspector",
         "generator",
     },
     "__main__": {"app"},
 }
-# Generated code and the package's own __init__ (its version string) are leaves everyone may use.
-ANYONE = {"exporter", "exporter.protocol.introspection_pb2"}
+# Generated code, the package's own __init__ (its version string) and the log helpers are leaves
+# everyone may use.
+ANYONE = {"exporter", "exporter.protocol.introspection_pb2", "exporter.logs"}
 
 
 def module_name(path: Path) -> str:
