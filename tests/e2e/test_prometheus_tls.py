@@ -66,7 +66,7 @@ def test_prometheus_probes_live_targets_over_tls_with_basic_auth(tmp_path: Path,
     srv = IntrospectServer()
     srv.add("a", seed=501, connections=3)
     with ServerThread(srv):
-        exporter, base, client, ca = _secure_exporter(tmp_path, ["--interval", "300ms"])
+        exporter, base, client, ca = _secure_exporter(tmp_path, ["--interval", "300ms", "--probe.enable"])
         procs.append(exporter)
         target = srv.url("a")
         assert _get(base + "/probe?target=" + target, client) == 401
