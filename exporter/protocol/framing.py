@@ -154,16 +154,19 @@ def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: 
     return fnv1a32(data[start : start + length]) == checksum
 
 
-def _resync(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> int:
-    """The next offset after pos where an intact segment starts, or len(data)."""
-    end = len(data)
-    for match in _candidate_pattern(layout.versioned, max_segment).finditer(data, pos + 1):
+def _resync(data: bytes, pos: int, stop: int, layout: _Layout, max_segment: int, budget: _Budget) -> int:
+    """The first offset in (pos, stop) where an intact segment starts, or stop.
+
+    The caller passes the damaged header's stated end as stop when an intact segment sits there: a
+    corrupted length can still land on a later segment boundary, so what lies before it is searched too.
+    """
+    for match in _candidate_pattern(layout.versioned, max_segment).finditer(data, pos + 1, stop):
         if budget.spent:
             break
         probe = match.start()
         if _verifies(data, probe, layout, max_segment, budget):
             return probe
-    return end
+    return stop
 
 
 def iter_segments(
@@ -207,11 +210,14 @@ def iter_segments(
                     continue
                 except (DecodeError, RuntimeWarning, ValueError) as exc:
                     error = SegmentError(at, "protobuf", f"payload of {length} bytes does not parse: {exc}")
-        # Skip by the stated length when the checksum vouched for it or it leads to an intact segment;
-        # otherwise scan. A length that happens to end exactly at the end of the data proves nothing.
+        # Skip by the stated length only when the checksum vouched for it. Otherwise the damaged stretch
+        # ends at the first intact segment after pos: an intact one at the stated end bounds the scan
+        # (and is where it ends once the budget is spent), but a flipped length byte can point past
+        # intact segments to a later boundary. A length ending exactly at the end of the data proves nothing.
         nxt = start + length
-        if not (trusted_length or (nxt < end and _verifies(data, nxt, layout, max_segment, budget))):
-            nxt = _resync(data, pos, layout, max_segment, budget)
+        if not trusted_length:
+            stop = nxt if nxt < end and _verifies(data, nxt, layout, max_segment, budget) else end
+            nxt = _resync(data, pos, stop, layout, max_segment, budget)
         nxt = max(nxt, pos + 1) if nxt < end else end
         yield SegmentError(error.offset, error.reason, error.detail, nxt - pos)
         pos = nxt

@@ -81,11 +81,6 @@ def _flipped_length_byte() -> tuple[int, int]:
     return len(fuzz._messages_of(kind, data)), len(fuzz._messages_of(kind, bytes(damaged)))
 
 
-def test_the_flipped_length_byte_case_hits_one_segment_of_45() -> None:
-    intact, damaged = _flipped_length_byte()  # today damaged is 24: 20 intact segments lost besides the hit one
-    assert intact == 45 and damaged <= 44
-
-
-@pytest.mark.xfail(strict=True, reason="framing: a flipped length byte loses 20 intact segments of a capture file")
 def test_one_flipped_length_byte_loses_only_its_segment() -> None:
+    """The damaged length pointed at a later segment boundary: skipping to it lost 20 intact segments."""
     assert _flipped_length_byte() == (45, 44)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -175,6 +176,18 @@ def test_corrupt_length_reaching_exactly_the_end_does_not_hide_the_last_segment(
     out = decode_segments(bytes(frame))
     assert [m.event.ts - 1000 for m in out.messages] == [10, 100, 101]
     assert [e.reason for e in out.errors] == ["checksum"]
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_a_length_pointing_at_a_later_boundary_loses_only_its_segment(versioned: bool) -> None:
+    """A corrupted length that lands exactly on a later segment's start must not skip the ones between."""
+    enc = encode_segment if versioned else encode_file_segment
+    segs = [bytearray(enc(_event(i))) for i in range(5)]
+    size = 12 if versioned else 8
+    struct.pack_into("<I", segs[1], size - 4, len(segs[1]) - size + len(segs[2]) + len(segs[3]))  # ends at segs[4]
+    out = decode_segments(b"".join(segs), versioned=versioned)
+    assert [m.event.ts - 1000 for m in out.messages] == [0, 2, 3, 4]
+    assert [(e.reason, e.skipped) for e in out.errors] == [("checksum", len(segs[1]))]
 
 
 def test_hostile_resync_work_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
