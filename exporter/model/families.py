@@ -120,7 +120,7 @@ class Scoped:
         if entry is not None:
             entry.add(value)
             return
-        cost = len(value.bounds) + 3 if isinstance(value, Histogram) else 1
+        cost = _cost(value)
         used = self._used.get(name, 0)
         # One combination's worth is kept back in each family for its 'other' combination.
         if labels and (
@@ -166,9 +166,42 @@ class Scoped:
         """A cumulative histogram, or a point-in-time one (``gauge=True``)."""
         self._put(name, doc, "gaugehistogram" if gauge else "histogram", labels, hist)
 
+    def _trim(self) -> None:
+        """Fold the newest combinations of the largest families until the node is within its budget.
+
+        Combinations are checked against the node-wide budget as they arrive, but what no check can
+        refuse comes on top: each family's 'other' combination, unlabelled samples and the fold count
+        itself. Folding more here, at the end, makes the node-wide budget a hard bound (as long as
+        the budget holds one 'other' combination per family and the unlabelled samples).
+        """
+        budget = self._fams.series_per_node
+        if self._total + (1 if self.folded else 0) <= budget:
+            return
+        excess = self._total + 1 - budget  # + the fold count, written once anything is folded
+        for name in sorted(self._entries, key=lambda n: self._used.get(n, 0), reverse=True):
+            entries = self._entries[name][1]
+            for key in [k for k in reversed(entries) if k and any(v != OTHER for _, v in k)]:
+                if excess <= 0:
+                    return
+                entry = entries.pop(key)
+                other: _Key = tuple((k, OTHER) for k, _ in key)
+                target = entries.get(other)
+                self.folded += 1
+                if target is None:  # the family's first fold becomes its 'other' combination: no saving
+                    moved = _Entry(dict(other), entry.value)
+                    moved.owned = entry.owned
+                    entries[other] = moved
+                    continue
+                target.add(entry.value)
+                cost = _cost(entry.value)
+                self._used[name] -= cost
+                self._total -= cost
+                excess -= cost
+
     def replay(self, out: Writer) -> None:
         """Write the held samples, within the budget, through another writer with this API (the
         Prometheus sink's per-node block), in the order first written; then the fold count."""
+        self._trim()
         for name, (typ, entries) in self._entries.items():
             doc = self._docs[name]
             for entry in entries.values():
@@ -185,6 +218,7 @@ class Scoped:
 
     def flush(self) -> None:
         """Write the held samples into their families (in the order first written), then the fold count."""
+        self._trim()
         for name, (typ, entries) in self._entries.items():
             fam = self._fams.family(name, "", typ)
             for entry in entries.values():
@@ -198,6 +232,11 @@ class Scoped:
         if self.folded:
             fam = self._fams.family(FOLDED, FOLDED_HELP, "gauge")
             fam.add_sample(FOLDED, dict(self.base), float(self.folded))
+
+
+def _cost(value: float | Histogram) -> int:
+    """Series one combination writes: a histogram's buckets (with +Inf), count and sum; else one."""
+    return len(value.bounds) + 3 if isinstance(value, Histogram) else 1
 
 
 def _write_histogram(fam: Metric, name: str, labels: dict[str, str], hist: Histogram, *, gauge: bool) -> None:
