@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +65,9 @@ class FakeNode:
     mode: str = "normal"  # normal, stall, corrupt, close, flood, down
     flood_events: int = 2000
     peerstore: bool = False  # States carry the peerstore extension (Subsystems field 100)
+    # A scripted node: each push interval sends script(tick) (raw WebSocket messages, tick counting
+    # from 0) instead of its synthetic State; see tests/support/hostile.py.
+    script: Callable[[int], Sequence[bytes]] | None = None
     data: SyntheticNode = field(init=False)
     commands: list[pb.ClientCommand] = field(default_factory=list)
     connects: int = 0
@@ -235,6 +238,11 @@ class _Conn:
                 if transport is not None:
                     transport.abort()
                 return
+            if node.script is not None:
+                for raw in node.script(node.states_sent):
+                    await self.send(raw=raw)
+                node.states_sent += 1
+                continue
             node.data.step()
             events = list(node.data.pending_events) if self.events else []
             node.data.pending_events.clear()
