@@ -94,7 +94,7 @@ def _key(key: str) -> str:
     return cleaned or "_"
 
 
-def add_format_flag(p: argparse.ArgumentParser) -> None:
+def add_format_flag(p: argparse._ActionsContainer) -> None:
     p.add_argument(
         "--log.format",
         dest="log_format",

@@ -68,7 +68,7 @@ _GO_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def add_flag(p: argparse.ArgumentParser) -> None:
+def add_flag(p: argparse._ActionsContainer) -> None:
     """``--web.config.file``, as exporters built on the toolkit spell it."""
     p.add_argument(
         "--web.config.file",

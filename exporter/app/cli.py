@@ -89,8 +89,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TopParser(Parser):
+    """The top-level parser. Flags given without a command go to live (``live.default_to_live``), so
+    its help ends with live's own: the flags a bare ``libp2p-exporter --target …`` takes."""
+
+    default_command: argparse.ArgumentParser | None = None
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.default_command is None:
+            return text
+        return (
+            f"{text}\nlive is the default command: flags given without a command are live's, as follows.\n\n"
+            f"{self.default_command.format_help()}"
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics.")
+    parser = _TopParser(
+        prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
+    )
     parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
     sub = parser.add_subparsers(dest="command")
 
@@ -120,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo.add_parser(sub)
     backfill.add_parser(sub)
-    live.add_parsers(sub)  # live (the default command) and check-config
+    parser.default_command = live.add_parsers(sub)  # live (the default command) and check-config
     return parser
 
 

@@ -15,28 +15,42 @@ from exporter.web_config import add_flag as add_web_config_flag
 
 
 def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) -> None:
-    """``--web.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, ``--log.*``, tracing and pubsub traces.
+    """``--web.*``, ``--log.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, tracing and pubsub traces.
 
-    ``from_config``: live mode, where the address, path and log level may also come from the
-    environment or a config file, so the flags default to None and the merged config decides.
+    Every serving command takes them from here, in the same groups with the same words, so that one
+    command's ``--help`` reads like another's. ``from_config``: live mode, where the address, path
+    and log level may also come from the environment or a config file, so the flags default to None
+    and the merged config decides (the help states the same defaults).
     """
 
     def default(value: str) -> str | None:
         return None if from_config else value
 
-    p.add_argument(
+    web = p.add_argument_group("serving (HTTP)")
+    web.add_argument(
         "--web.listen-address",
         dest="listen",
         default=default(defaults.LISTEN_ADDRESS),
         help=f"address to serve metrics on (default {defaults.LISTEN_ADDRESS})",
     )
-    p.add_argument(
+    web.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
         default=default(defaults.TELEMETRY_PATH),
         help=f"metrics path (default {defaults.TELEMETRY_PATH})",
     )
-    p.add_argument(
+    add_web_config_flag(web)
+    logs = p.add_argument_group("logging")
+    logs.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=default(defaults.LOG_LEVEL),
+        choices=list(defaults.LOG_LEVELS),
+        help=f"log level (default {defaults.LOG_LEVEL})",
+    )
+    add_log_format_flag(logs)
+    limits = p.add_argument_group("limits (what one node may cost: label values, series, segment size)")
+    limits.add_argument(
         "--labels.protocol-cap",
         dest="protocol_cap",
         type=non_negative_int,
@@ -44,14 +58,14 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         help="protocol ids beyond the known list that may become label values before the rest is 'other' "
         f"(default {defaults.PROTOCOL_CAP})",
     )
-    p.add_argument(
+    limits.add_argument(
         "--labels.other-cap",
         dest="other_cap",
         type=non_negative_int,
         default=defaults.OTHER_CAP,
         help=f"the same cap for security, muxer and event type names (default {defaults.OTHER_CAP})",
     )
-    p.add_argument(
+    limits.add_argument(
         "--labels.series-per-family",
         dest="series_per_family",
         type=positive_int,
@@ -59,14 +73,14 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         help="series one node may cost in one metric family; further label combinations fold into "
         f"'other' (default {defaults.SERIES_PER_FAMILY})",
     )
-    p.add_argument(
+    limits.add_argument(
         "--labels.series-per-node",
         dest="series_per_node",
         type=positive_int,
         default=defaults.SERIES_PER_NODE,
         help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
     )
-    p.add_argument(
+    limits.add_argument(
         "--protocol.max-segment-bytes",
         dest="max_segment",
         type=positive_int,
@@ -74,15 +88,6 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         help="largest segment accepted; longer lengths are errors, never allocations "
         f"(default {defaults.MAX_SEGMENT_BYTES})",
     )
-    p.add_argument(
-        "--log.level",
-        dest="log_level",
-        default=default(defaults.LOG_LEVEL),
-        choices=list(defaults.LOG_LEVELS),
-        help=f"log level (default {defaults.LOG_LEVEL})",
-    )
-    add_log_format_flag(p)
-    add_web_config_flag(p)
     add_otel_flags(p)
     add_pubsub_flags(p)
 

@@ -44,8 +44,8 @@ def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | No
     return argv
 
 
-def add_parsers(sub: Any) -> None:
-    """Register ``live`` (the default command) and ``check-config``."""
+def add_parsers(sub: Any) -> argparse.ArgumentParser:
+    """Register ``live`` (the default command) and ``check-config``; returns live's parser."""
     p = sub.add_parser(
         "live",
         help="watch live nodes over the introspection WebSocket (the default command)",
@@ -78,9 +78,11 @@ def add_parsers(sub: Any) -> None:
         "--record", dest="record_dir", default=None, metavar="DIR", help="record each target's stream under DIR"
     )
     p.add_argument(
-        "--record.max-size", dest="record_max_size", default=None, help="rotate recordings at this size (64MiB)"
+        "--record.max-size", dest="record_max_size", default=None, help="rotate recordings at this size (default 64MiB)"
     )
-    p.add_argument("--record.max-age", dest="record_max_age", default=None, help="rotate recordings at this age (1h)")
+    p.add_argument(
+        "--record.max-age", dest="record_max_age", default=None, help="rotate recordings at this age (default 1h)"
+    )
     p.add_argument(
         "--probe.idle-timeout",
         dest="probe_idle",
@@ -105,9 +107,10 @@ def add_parsers(sub: Any) -> None:
     add_serving_flags(p, from_config=True)  # the same flags as replay's, tracing included
     p.set_defaults(func=cmd_live)
 
-    p = sub.add_parser("check-config", help="validate a live-mode config file")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_check_config)
+    check = sub.add_parser("check-config", help="validate a live-mode config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return p
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -131,7 +131,7 @@ def add_otel_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         type=_count,
         default=10_000,
-        help="connection + stream spans held open per node; past it new ones are dropped and counted",
+        help="connection + stream spans held open per node; past it new ones are dropped and counted (default 10000)",
     )
 
 
