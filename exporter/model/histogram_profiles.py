@@ -176,7 +176,8 @@ class HistogramProfile:
         layout = fam.layout(base.buckets if buckets is None else buckets, base.labels if labels is None else labels)
         if layout == base:
             return self
-        return HistogramProfile(f"{self.name}+custom", {**self.layouts, family: layout})
+        name = self.name if self.name.endswith("+custom") else f"{self.name}+custom"
+        return HistogramProfile(name, {**self.layouts, family: layout})
 
     def warnings(self) -> list[str]:
         """What a shipped rule or panel loses under this profile (a bound or a label it reads)."""
