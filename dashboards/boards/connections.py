@@ -89,7 +89,7 @@ def connections(p: dict[str, Any]) -> dm.Dashboard:
     lifetime_and_latency = [
         TimeSeries(
             "Connection lifetime",
-            "Median and 90th percentile lifetime of the connections that closed, from the duration histogram (buckets 1/16 s × 2^n).",
+            "Median and 90th percentile lifetime of the connections that closed, from the duration histogram (buckets 1/16 s × 2^n; 1/16 s × 4^n and 8 s under the lean histogram profile).",
             "s",
             _median_and_p90(f"sum by (le) (rate({CONNECTION_DURATION}_bucket{{{NODE_SELECTOR}}}[{RATE_WINDOW}]))"),
             min=0,

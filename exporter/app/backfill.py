@@ -33,7 +33,9 @@ from typing import TextIO
 from prometheus_client.metrics_core import Metric
 
 from exporter import defaults
+from exporter.app.flags import add_histograms_flag
 from exporter.app.runtime import build_hub
+from exporter.model.histogram_profiles import DEFAULT_PROFILE, profile
 from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
@@ -363,7 +365,13 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     check_output(args.output, fmt)
     promtool = find_promtool(args.promtool) if fmt == "blocks" else ""
     files = expand(args.files, args.node)
-    hub = build_hub(Cardinality(protocol_cap=args.protocol_cap, other_cap=args.other_cap))
+    hub = build_hub(
+        Cardinality(
+            protocol_cap=args.protocol_cap,
+            other_cap=args.other_cap,
+            histograms=profile(getattr(args, "histograms_profile", None) or DEFAULT_PROFILE),
+        )
+    )
     extra = {"job": args.job, "instance": args.instance}
     with tempfile.TemporaryDirectory(prefix="libp2p-backfill-") as tmp:
         work = Path(tmp)
@@ -439,6 +447,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default=defaults.MAX_SEGMENT_BYTES,
         help="as for replay",
     )
+    add_histograms_flag(p)  # as the live exporter whose history this fills in
     p.add_argument("--log.level", dest="log_level", default="warn", choices=["debug", "info", "warn", "error"])
     p.set_defaults(func=cmd_backfill)
 

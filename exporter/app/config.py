@@ -22,6 +22,16 @@ import yaml
 
 from exporter import defaults
 from exporter.app.argtypes import boolean, pattern_list
+from exporter.model.histogram_profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    HistogramProfile,
+    check_buckets,
+    check_family,
+    check_labels,
+    profile,
+    with_overrides,
+)
 from exporter.server import parse_listen
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target, default_name
 
@@ -83,6 +93,13 @@ def parse_size(value: Any) -> int:
     return size
 
 
+def parse_profile(value: Any) -> str:
+    """A histogram profile name (``--histograms.profile``)."""
+    if value not in PROFILES:
+        raise ValueError(f"{value!r} is not a histogram profile (one of {', '.join(PROFILES)})")
+    return str(value)
+
+
 def check_url(url: Any) -> str:
     if not isinstance(url, str) or not url:
         raise ValueError("expected a ws:// or wss:// URL")
@@ -116,6 +133,7 @@ class LiveConfig:
     probe_max_sessions: int = 1000
     probe_enabled: bool = False  # /probe dials what it is told: off unless asked for
     probe_allow: list[str] = field(default_factory=list)  # regexes a probe target must fully match
+    histograms: HistogramProfile = field(default_factory=profile)
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -156,6 +174,10 @@ _SCALARS: dict[str, dict[str, tuple[str, Any]]] = {
     },
 }
 _TARGET_KEYS = {"url", "name", "interval", "retention", "stale_intervals", "labels"}
+_HISTOGRAM_KEYS = ("families", "profile")
+_FAMILY_KEYS = ("buckets", "labels")
+# A family's override: (family, buckets or None, kept labels or None), None meaning "as the profile has it".
+Override = tuple[str, tuple[float, ...] | None, tuple[str, ...] | None]
 LOG_LEVELS = tuple(defaults.LOG_LEVELS)
 
 
@@ -164,6 +186,7 @@ class FileConfig:
     settings: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     targets: list[dict[str, Any]] = field(default_factory=list)
+    histograms: list[Override] = field(default_factory=list)
 
 
 def _line(node: yaml.Node) -> int:
@@ -224,9 +247,12 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
         if key == "targets":
             out.targets = _targets(vnode, problems, at)
             continue
+        if key == "histograms":
+            _histograms(vnode, out, problems, at)
+            continue
         section = _SCALARS.get(key)
         if section is None:
-            known = ", ".join(sorted([*_SCALARS, "targets"]))
+            known = ", ".join(sorted([*_SCALARS, "histograms", "targets"]))
             problems.append(f"{at}:{_line(knode)}: {key}: unknown key (known: {known})")
             continue
         if not isinstance(vnode, yaml.MappingNode):
@@ -261,6 +287,78 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def _value(node: yaml.Node) -> Any:
+    """A scalar or a list of scalars (bucket bounds, label names), as YAML reads it."""
+    if isinstance(node, yaml.MappingNode):
+        raise ValueError("expected a list, not a mapping")
+    value = yaml.SafeLoader("").construct_object(node, deep=True)
+    if isinstance(value, list):  # YAML 1.1 reads 1e3 as text; a bound written so is still a number
+        return [_number_text(v) for v in value]
+    return value
+
+
+def _number_text(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _histograms(node: yaml.Node, out: FileConfig, problems: list[str], at: str) -> None:
+    """``histograms: {profile: lean, families: {NAME: {buckets: [...], labels: [...]}}}``."""
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(f"{at}:{_line(node)}: histograms: expected a mapping (profile, families)")
+        return
+    for k, v in node.value:
+        key = _scalar(k)
+        if key == "profile":
+            try:
+                out.settings["histograms_profile"] = parse_profile(_scalar(v))
+            except ValueError as exc:
+                problems.append(f"{at}:{_line(v)}: histograms.profile: {exc}")
+        elif key == "families":
+            if not isinstance(v, yaml.MappingNode):
+                problems.append(f"{at}:{_line(v)}: histograms.families: expected a mapping of family names")
+                continue
+            for fk, fv in v.value:
+                override = _family_override(fk, fv, problems, at)
+                if override is not None:
+                    out.histograms.append(override)
+        else:
+            problems.append(f"{at}:{_line(k)}: histograms.{key}: unknown key (known: {', '.join(_HISTOGRAM_KEYS)})")
+
+
+def _family_override(knode: yaml.Node, vnode: yaml.Node, problems: list[str], at: str) -> Override | None:
+    name = _scalar(knode)
+    where = f"histograms.families.{name}"
+    try:
+        family = check_family(name)
+    except ValueError as exc:
+        problems.append(f"{at}:{_line(knode)}: {where}: {exc}")
+        return None
+    if not isinstance(vnode, yaml.MappingNode):
+        problems.append(f"{at}:{_line(vnode)}: {where}: expected a mapping (buckets, labels)")
+        return None
+    buckets: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    ok = True
+    for k, v in vnode.value:
+        key = _scalar(k)
+        try:
+            if key == "buckets":
+                buckets = check_buckets(_value(v))
+            elif key == "labels":
+                labels = check_labels(family, _value(v))
+            else:
+                raise ValueError(f"unknown key (known: {', '.join(_FAMILY_KEYS)})")
+        except ValueError as exc:
+            problems.append(f"{at}:{_line(v)}: {where}.{key}: {exc}")
+            ok = False
+    return (family, buckets, labels) if ok else None
 
 
 def _targets(node: yaml.Node, problems: list[str], at: str) -> list[dict[str, Any]]:
@@ -338,6 +436,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "RECORD_MAX_SIZE": ("record_max_size", parse_size),
     "RECORD_MAX_AGE": ("record_max_age", parse_duration),
     "PROBE_IDLE_TIMEOUT": ("probe_idle", parse_duration),
+    "HISTOGRAMS_PROFILE": ("histograms_profile", parse_profile),
 }
 
 
@@ -450,6 +549,11 @@ def build(
                     labels={**fc.labels, **t.get("labels", {})},
                 )
             )
+    histograms = profile()
+    try:
+        histograms = with_overrides(profile(s.get("histograms_profile") or DEFAULT_PROFILE), fc.histograms)
+    except ValueError as exc:
+        problems.append(f"histograms.profile: {exc}")
     seen: dict[str, str] = {}
     for t in targets:
         if t.name in seen:
@@ -470,7 +574,19 @@ def build(
         probe_max_sessions=s.get("probe_max", 1000),
         probe_enabled=bool(s.get("probe_enable") or s.get("probe_allow")),
         probe_allow=list(s.get("probe_allow") or []),
+        histograms=histograms,
     )
+
+
+def describe(histograms: HistogramProfile) -> str:
+    """A profile in one line, with what differs from its base: for ``check-config`` and the start-up log."""
+    base = profile(histograms.name.split("+")[0])
+    changed = [
+        f"{name}: {len(layout.buckets)} bounds, labels [{', '.join(layout.labels)}]"
+        for name, layout in histograms.layouts.items()
+        if layout != base.layout(name)
+    ]
+    return histograms.name + (f" ({'; '.join(changed)})" if changed else "")
 
 
 def check_file(path: str) -> tuple[bool, str]:
@@ -484,6 +600,9 @@ def check_file(path: str) -> tuple[bool, str]:
     for t in cfg.targets:
         extra = f", labels {t.labels}" if t.labels else ""
         lines.append(f"  {t.name}: {t.url} every {t.interval_ms} ms{extra}")
+    if cfg.histograms != profile():
+        lines.append(f"  histograms: {describe(cfg.histograms)}")
+    lines.extend(f"  warning: {problem}" for problem in cfg.histograms.warnings())
     if not fc.targets:
         lines.append("  (no targets: give them with --target, LIBP2P_EXPORTER_TARGETS, or use /probe)")
     return True, "\n".join(lines)

@@ -10,6 +10,7 @@ from exporter.app.argtypes import non_negative_int, positive_int
 from exporter.logs import LEVELS
 from exporter.logs import add_format_flag as add_log_format_flag
 from exporter.logs import configure as configure_logging
+from exporter.model.histogram_profiles import DEFAULT_PROFILE, PROFILES
 from exporter.sinks.otel.config import add_otel_flags
 from exporter.web_config import add_flag as add_web_config_flag
 
@@ -80,6 +81,7 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         default=defaults.SERIES_PER_NODE,
         help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
     )
+    add_histograms_flag(limits, default(DEFAULT_PROFILE))
     limits.add_argument(
         "--protocol.max-segment-bytes",
         dest="max_segment",
@@ -90,6 +92,21 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     )
     add_otel_flags(p)
     add_pubsub_flags(p)
+
+
+def add_histograms_flag(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = DEFAULT_PROFILE
+) -> None:
+    """``--histograms.profile``: which buckets and labels the histogram families get
+    (``model/histogram_profiles.py``; per-family overrides only in live mode's config file)."""
+    p.add_argument(
+        "--histograms.profile",
+        dest="histograms_profile",
+        choices=list(PROFILES),
+        default=default,
+        help="histogram buckets and labels: default (go-libp2p's layouts, every label) or lean "
+        f"(fewer bounds and labels, about half the series per node; docs/metrics.md) (default {DEFAULT_PROFILE})",
+    )
 
 
 def add_pubsub_flags(p: argparse.ArgumentParser) -> None:

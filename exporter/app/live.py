@@ -21,12 +21,14 @@ from exporter.app.config import (
     LiveConfig,
     build,
     check_file,
+    describe,
     parse_duration,
     parse_size,
 )
 from exporter.app.flags import add_serving_flags, log_level
 from exporter.app.probe import ProbePolicy, probe_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
+from exporter.model.histogram_profiles import profile
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
 from exporter.sources.recording import RotatingRecorder, record_dir_problem
@@ -128,6 +130,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "record_dir": args.record_dir,
         "probe_enable": args.probe_enable,
         "probe_allow": args.probe_allow or None,
+        "histograms_profile": getattr(args, "histograms_profile", None),
     }
     problems = []
     for key, flag, parse in (
@@ -173,7 +176,7 @@ def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> Ses
 async def run_live(
     cfg: LiveConfig, *, duration: float | None = None, cli_args: argparse.Namespace | None = None
 ) -> int:
-    hub = hub_from_args(cli_args or argparse.Namespace())
+    hub = hub_from_args(cli_args or argparse.Namespace(), histograms=cfg.histograms)
     options = session_options(cfg, cli_args)
     factory = None
     if cfg.record_dir:
@@ -200,6 +203,8 @@ async def run_live(
         allowed = " | ".join(cfg.probe_allow) or "any ws:// or wss:// target (restrict with --probe.allow)"
         log.info("/probe is on: %s", allowed)
     log.info("live mode: %d target(s): %s", len(cfg.targets), names)
+    if cfg.histograms != profile():
+        log.info("histograms: %s", describe(cfg.histograms))
 
     async def work() -> None:
         await manager.run(cfg.targets)

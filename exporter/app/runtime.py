@@ -18,6 +18,7 @@ from exporter import __version__, defaults
 from exporter.app.pubsub import PubsubWiring, pubsub_from_args
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
+from exporter.model.histogram_profiles import DEFAULT_PROFILE, HistogramProfile, profile
 from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.server import Handler, build_app, start_server
@@ -88,16 +89,27 @@ def build_hub(cardinality: Cardinality | None = None, *, live: bool = False) -> 
     return hub
 
 
-def hub_from_args(args: argparse.Namespace) -> Hub:
-    """The standard hub with the label caps the serving flags give (the defaults when absent)."""
+def hub_from_args(args: argparse.Namespace, histograms: HistogramProfile | None = None) -> Hub:
+    """The standard hub with the label caps and histogram profile the serving flags give (the
+    defaults when absent); ``histograms``, when given, is live mode's merged profile."""
+    if histograms is None:
+        histograms = profile(getattr(args, "histograms_profile", None) or DEFAULT_PROFILE)
+    warn_histograms(histograms)
     return build_hub(
         Cardinality(
             protocol_cap=getattr(args, "protocol_cap", defaults.PROTOCOL_CAP),
             other_cap=getattr(args, "other_cap", defaults.OTHER_CAP),
             series_per_family=getattr(args, "series_per_family", defaults.SERIES_PER_FAMILY),
             series_per_node=getattr(args, "series_per_node", defaults.SERIES_PER_NODE),
+            histograms=histograms,
         )
     )
+
+
+def warn_histograms(histograms: HistogramProfile) -> None:
+    """Say at start-up which shipped rule or panel a custom layout leaves without data."""
+    for problem in histograms.warnings():
+        log.warning("histograms: %s", problem)
 
 
 def add_live_metrics(hub: Hub) -> None:

@@ -6,8 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.model.families import Scoped
-from exporter.model.histogram import QUERY_DURATION_BUCKETS, Histogram
-from exporter.model.labels import OTHER
+from exporter.model.histogram import Histogram
+from exporter.model.histogram_profiles import QUERY_DURATION
+from exporter.model.labels import OTHER, Cardinality
 from exporter.pipeline.events import EventView
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -19,11 +20,15 @@ QUERY_RESULTS = frozenset({"success", "error", "timeout", "pending"})
 class EventsAcc:
     by_type: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
-    query_duration: dict[tuple[str, str], Histogram] = field(default_factory=dict)
+    query_duration: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
 
 
 class Events(Mapper):
     name = "events"
+
+    def __init__(self, cardinality: Cardinality) -> None:
+        super().__init__(cardinality)
+        self.query_duration = cardinality.histograms.layout(QUERY_DURATION)
 
     def new_accumulator(self) -> EventsAcc:
         return EventsAcc()
@@ -37,8 +42,8 @@ class Events(Mapper):
         if query is None or query.total_ms is None:
             return
         result = query.result.lower()
-        key = (query.direction, result if result in QUERY_RESULTS else OTHER)
-        hist = acc.query_duration.get(key) or acc.query_duration.setdefault(key, Histogram(QUERY_DURATION_BUCKETS))
+        key = self.query_duration.key((query.direction, result if result in QUERY_RESULTS else OTHER))
+        hist = acc.query_duration.get(key) or acc.query_duration.setdefault(key, self.query_duration.new())
         hist.observe(query.total_ms / 1000.0)
 
     def collect(self, acc: EventsAcc, node: NodeState, out: Scoped) -> None:
@@ -51,10 +56,10 @@ class Events(Mapper):
             "Events whose content was not a JSON object; still counted by type.",
             acc.malformed,
         )
-        for (direction, result), hist in sorted(acc.query_duration.items()):
+        for key, hist in sorted(acc.query_duration.items()):
             out.histogram(
-                "libp2p_dht_query_duration_seconds",
+                QUERY_DURATION,
                 "DHT query duration from query events (totalTimeMs), by direction and result.",
                 hist,
-                {"direction": direction, "result": result},
+                self.query_duration.label_dict(key),
             )

@@ -6,7 +6,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.model.families import Scoped
-from exporter.model.histogram import STREAM_DURATION_BUCKETS, Histogram
+from exporter.model.histogram import Histogram
+from exporter.model.histogram_profiles import STREAM_DURATION
+from exporter.model.labels import Cardinality
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -16,11 +18,15 @@ from exporter.pipeline.node import NodeState
 class StreamsAcc:
     opened: Counter[tuple[str, str]] = field(default_factory=Counter)
     closed: Counter[tuple[str, str]] = field(default_factory=Counter)
-    duration: dict[str, Histogram] = field(default_factory=dict)
+    duration: dict[tuple[str, ...], Histogram] = field(default_factory=dict)  # by (protocol,) or ()
 
 
 class Streams(Mapper):
     name = "streams"
+
+    def __init__(self, cardinality: Cardinality) -> None:
+        super().__init__(cardinality)
+        self.duration = cardinality.histograms.layout(STREAM_DURATION)
 
     def new_accumulator(self) -> StreamsAcc:
         return StreamsAcc()
@@ -31,9 +37,8 @@ class Streams(Mapper):
         for protocol, direction, lifetime_s in step.s_closed:
             acc.closed[(protocol, direction)] += 1
             if lifetime_s is not None:
-                hist = acc.duration.get(protocol) or acc.duration.setdefault(
-                    protocol, Histogram(STREAM_DURATION_BUCKETS)
-                )
+                key = self.duration.key((protocol,))
+                hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
                 hist.observe(lifetime_s)
 
     def collect(self, acc: StreamsAcc, node: NodeState, out: Scoped) -> None:
@@ -68,10 +73,10 @@ class Streams(Mapper):
                     n,
                     {"protocol": protocol, "dir": direction},
                 )
-        for protocol, hist in sorted(acc.duration.items()):
+        for key, hist in sorted(acc.duration.items()):
             out.histogram(
-                "libp2p_stream_duration_seconds",
+                STREAM_DURATION,
                 "Lifetime of streams that closed, by protocol.",
                 hist,
-                {"protocol": protocol},
+                self.duration.label_dict(key),
             )

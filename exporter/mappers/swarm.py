@@ -6,19 +6,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.model.families import Scoped
-from exporter.model.histogram import (
-    AGE_BUCKETS,
-    CONNECTION_DURATION_BUCKETS,
-    HANDSHAKE_LATENCY_BUCKETS,
-    LATENCY_BUCKETS,
-    Histogram,
+from exporter.model.histogram import Histogram
+from exporter.model.histogram_profiles import (
+    CONN_LABELS,
+    CONNECTION_AGE,
+    CONNECTION_DURATION,
+    CONNECTION_LATENCY,
+    HANDSHAKE_LATENCY,
 )
+from exporter.model.labels import Cardinality
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
-
-CONN_LABELS = ("dir", "transport", "security", "muxer", "ip_version")
-HANDSHAKE_LABELS = ("transport", "security", "muxer")
 
 
 @dataclass
@@ -34,6 +33,14 @@ class SwarmAcc:
 class Swarm(Mapper):
     name = "swarm"
 
+    def __init__(self, cardinality: Cardinality) -> None:
+        super().__init__(cardinality)
+        profile = cardinality.histograms
+        self.duration = profile.layout(CONNECTION_DURATION)
+        self.handshake = profile.layout(HANDSHAKE_LATENCY)
+        self.latency = profile.layout(CONNECTION_LATENCY)
+        self.age = profile.layout(CONNECTION_AGE)
+
     def new_accumulator(self) -> SwarmAcc:
         return SwarmAcc()
 
@@ -41,15 +48,14 @@ class Swarm(Mapper):
         for labels, handshake_s in step.opened:
             acc.opened[labels] += 1
             if handshake_s is not None:
-                key = labels[1:4]
-                hist = acc.handshake.get(key) or acc.handshake.setdefault(key, Histogram(HANDSHAKE_LATENCY_BUCKETS))
+                key = self.handshake.key(labels[1:4])
+                hist = acc.handshake.get(key) or acc.handshake.setdefault(key, self.handshake.new())
                 hist.observe(handshake_s)
         for labels, lifetime_s in step.closed:
             acc.closed[labels] += 1
             if lifetime_s is not None:
-                hist = acc.duration.get(labels) or acc.duration.setdefault(
-                    labels, Histogram(CONNECTION_DURATION_BUCKETS)
-                )
+                key = self.duration.key(labels)
+                hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
                 hist.observe(lifetime_s)
         acc.peers_connected += step.joined
         acc.peers_disconnected += step.left
@@ -58,10 +64,10 @@ class Swarm(Mapper):
         snap = node.snapshot
         if snap is None:
             return
-        latency = Histogram(LATENCY_BUCKETS)
+        latency = self.latency.new()
         for value in snap.latencies:
             latency.observe(value)
-        age = Histogram(AGE_BUCKETS)
+        age = self.age.new()
         for value in snap.ages:
             age.observe(value)
         for (status, *rest), n in sorted(snap.conn_status.items()):
@@ -89,32 +95,32 @@ class Swarm(Mapper):
                     n,
                     dict(zip(CONN_LABELS, labels)),
                 )
-        for labels, hist in sorted(acc.duration.items()):
+        for key, hist in sorted(acc.duration.items()):
             out.histogram(
-                "libp2p_swarm_connection_duration_seconds",
+                CONNECTION_DURATION,
                 "Lifetime of connections that closed (close_ts or last seen minus open_ts).",
                 hist,
-                dict(zip(CONN_LABELS, labels)),
+                self.duration.label_dict(key),
             )
-        for labels, hist in sorted(acc.handshake.items()):
+        for key, hist in sorted(acc.handshake.items()):
             out.histogram(
-                "libp2p_swarm_handshake_latency_seconds",
+                HANDSHAKE_LATENCY,
                 "Time from opening on the wire to security and muxer done (upgraded_ts - open_ts), per new connection.",
                 hist,
-                dict(zip(HANDSHAKE_LABELS, labels)),
+                self.handshake.label_dict(key),
             )
         out.counter(
             "libp2p_peers_connected", "Peers that went from no open connection to at least one.", acc.peers_connected
         )
         out.counter("libp2p_peers_disconnected", "Peers whose last open connection closed.", acc.peers_disconnected)
         out.histogram(
-            "libp2p_connection_latency_seconds",
+            CONNECTION_LATENCY,
             "Point-in-time distribution of open connections' latency in the latest snapshot (no rate() needed).",
             latency,
             gauge=True,
         )
         out.histogram(
-            "libp2p_connection_age_seconds",
+            CONNECTION_AGE,
             "Point-in-time distribution of open connections' age in the latest snapshot (no rate() needed).",
             age,
             gauge=True,

@@ -11,6 +11,7 @@ import re
 import threading
 
 from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP, SERIES_PER_FAMILY, SERIES_PER_NODE
+from exporter.model.histogram_profiles import HistogramProfile, profile
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -165,7 +166,10 @@ class Cardinality:
         agent_version_cap: int = AGENT_VERSION_CAP,
         series_per_family: int = SERIES_PER_FAMILY,
         series_per_node: int = SERIES_PER_NODE,
+        histograms: HistogramProfile | None = None,
     ) -> None:
+        # Which buckets and labels each histogram family is exported with (model/histogram_profiles.py).
+        self.histograms = histograms or profile()
         # Each node's series budget (enforced where samples are written: model/families.py).
         self.series_per_family = series_per_family
         self.series_per_node = series_per_node

@@ -4,6 +4,9 @@ The exporter is the churn feeder (tests/support/churn_feeder.py): the real HTTP 
 SyntheticNode with churn. Template variables are resolved the way Grafana would: ``$instance`` and
 ``$node`` from their own ``label_values`` queries (all values, multi-select), the interval macros by
 fixed windows that suit a 1 s scrape (tests/support/panel_queries.py, shared with the backfill test).
+
+Everything runs twice: with the default histogram profile and with ``--histograms.profile lean``
+(fewer bounds and labels, docs/metrics.md), under which the panels and the shipped rules must work too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 
 from dashboards.generate import JSON_DIR, REPO
+from dashboards.promql import short_lived_share
 from tests.support.panel_queries import (
     dashboards,
     graphs,
@@ -32,13 +36,19 @@ MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
 ALLOWED_EMPTY: dict[tuple[str, str], str] = {}
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    work: Path = tmp_path_factory.mktemp("dash-prom")
+RULES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
+
+
+@pytest.fixture(scope="module", params=["default", "lean"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    work: Path = tmp_path_factory.mktemp(f"dash-prom-{request.param}")
     feeder: Proc = start_exporter(
-        ["--churn", "0.3", "--interval", "0.5"], work / "feeder", module="tests.support.churn_feeder"
+        ["--churn", "0.3", "--interval", "0.5", "--histograms.profile", request.param],
+        work / "feeder",
+        module="tests.support.churn_feeder",
     )
-    prom = start_prometheus(work / "prom", [scrape_job("libp2p-exporter", feeder.port)])
+    prom = start_prometheus(work / "prom", [scrape_job("libp2p-exporter", feeder.port)], rule_files=RULES)
+    prom.histograms = request.param  # type: ignore[attr-defined]
     try:
         wait_for(prom.targets_up, 30, "the feeder target to be up")
         # Enough history for rate() windows and for closed connections and streams to show up.
@@ -88,6 +98,25 @@ def test_nodes_table_names_every_label_the_exporter_sends(stack: Prometheus) -> 
     )
     assert {"Time", "Value", "__name__"} <= hidden and not hidden & (labels - {"__name__"})
     assert series["metric"]["peer_id"] and series["metric"]["implementation"]
+
+
+def test_the_profile_is_the_one_asked_for_and_the_rules_evaluate(stack: Prometheus) -> None:
+    """The run is not vacuous (lean really drops bounds and labels), every shipped rule evaluates
+    without error, and the short-lived share the rule compares (le=8) has data under both profiles."""
+    lean = stack.histograms == "lean"  # type: ignore[attr-defined]
+    h = "libp2p_swarm_connection_duration_seconds_bucket"
+    assert bool(stack.api("query", query=f'{h}{{le="0.125"}}')["result"]) is not lean
+    assert bool(stack.api("query", query=f"{h}{{security!=''}}")["result"]) is not lean
+    share = stack.api("query", query=short_lived_share('job="libp2p-exporter"', 8, "30s"))["result"]
+    assert share and 0 <= float(share[0]["value"][1]) <= 1
+
+    def evaluated() -> list[dict[str, Any]]:
+        rules = [r for g in stack.api("rules")["groups"] for r in g["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("2") for r in rules) else []
+
+    wait_for(lambda: bool(evaluated()), 20, "every rule to be evaluated once")
+    bad = [f"{r['name']}: {r.get('lastError')}" for r in evaluated() if r["health"] != "ok"]
+    assert not bad, "\n".join(bad)
 
 
 def test_allow_list_names_real_panels() -> None:

@@ -73,7 +73,7 @@ def test_readme_modes_are_the_cli_commands() -> None:
 def test_readme_common_flags_are_taken_by_every_serving_command() -> None:
     table = README.read_text().partition("## Common flags")[2].partition("\n## ")[0]
     flags = re.findall(r"^\| `(--[\w.-]+)` \| `([^`]+)` \|", table, re.M)
-    assert len(flags) == 10  # web (3), log (2), label caps and budgets (4), segment size
+    assert len(flags) == 11  # web (3), log (2), label caps and budgets (4), histogram profile, segment size
     helps = {command: _cli(command, "--help") for command in ("live", "replay", "demo")}
     for command, help_text in helps.items():
         for flag, _default in flags:
@@ -112,3 +112,12 @@ def test_live_mode_config_example_passes_check_config(tmp_path: Path) -> None:
 
     assert re.fullmatch(str(PARAMS["job"].default), job["job_name"]), job["job_name"]
     assert [r["target_label"] for r in job["relabel_configs"]] == ["__param_target", "instance", "__address__"]
+
+
+def test_histogram_profile_example_passes_check_config(tmp_path: Path) -> None:
+    """docs/metrics.md's per-family example is accepted as shown, and keeps what the shipped rules read."""
+    (config,) = [b for b in _blocks(REPO / "docs" / "metrics.md", "yaml") if "histograms:" in b]
+    path = tmp_path / "histograms.yml"
+    path.write_text(config)
+    out = _cli("check-config", str(path))
+    assert "OK, 0 target(s)" in out and "histograms: lean+custom" in out and "warning" not in out
