@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from aiohttp import web
-
 from exporter.app.argtypes import positive_float, positive_int
 from exporter.app.config import (
     ENV_PREFIX,
@@ -33,7 +31,7 @@ from exporter.app.config import (
 from exporter.app.discovery import discovery_handler
 from exporter.app.flags import add_serving_flags, log_level
 from exporter.app.probe import probe_handler
-from exporter.app.reload import LiveState
+from exporter.app.reload import LiveState, reload_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
@@ -259,12 +257,6 @@ async def run_live(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    async def reload_route(_: web.Request) -> web.Response:
-        if not getattr(cli_args, "enable_lifecycle", False):
-            return web.Response(status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle).\n")
-        ok, text = await state.reload("POST /-/reload")
-        return web.Response(status=200 if ok else 500, text=text + "\n")
-
     async def work() -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
             loop.add_signal_handler(signal.SIGHUP, on_sighup)
@@ -292,7 +284,7 @@ async def run_live(
                         getattr(cli_args, "external_address", None),
                     ),
                 ),
-                ("POST", "/-/reload", reload_route),
+                ("POST", "/-/reload", reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
             ],
             live=True,
         )

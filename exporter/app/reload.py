@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from aiohttp import web
 
 from exporter.app.config import ConfigError, LiveConfig
 from exporter.app.probe import ProbePolicy
@@ -123,6 +125,19 @@ class LiveState:
             float(len(self.manager.targets)),
             {"shard": str(self.cfg.shard.index), "total_shards": str(self.cfg.shard.total)},
         )
+
+
+def reload_handler(state: LiveState, enabled: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``POST /-/reload``: only with ``--web.enable-lifecycle``, as Prometheus has it; 500 and the
+    problems when the new configuration is refused."""
+
+    async def reload(_: web.Request) -> web.Response:
+        if not enabled:
+            return web.Response(status=403, text="Lifecycle API is not enabled (--web.enable-lifecycle).\n")
+        ok, text = await state.reload("POST /-/reload")
+        return web.Response(status=200 if ok else 500, text=text + "\n")
+
+    return reload
 
 
 def policy_of(cfg: LiveConfig) -> ProbePolicy:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-_ORDINAL = re.compile(r"^(?:.*-)?(\d+)$")
+_ORDINAL = re.compile(r"^[^-].*-(\d+)$")  # a pod name: NAME-N
 _LCG = 2862933555777941757  # the 64-bit linear congruential step the algorithm uses
 _MASK = (1 << 64) - 1
 
@@ -49,6 +49,8 @@ def parse_shard(value: object) -> int:
         raise ValueError("expected a shard number or a pod name ending in -N")
     if isinstance(value, int):
         shard = value
+    elif re.fullmatch(r"\s*-?\d+\s*", str(value)):
+        shard = int(str(value))
     else:
         m = _ORDINAL.match(str(value).strip())
         if not m:
