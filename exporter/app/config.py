@@ -34,6 +34,7 @@ from exporter.model.histogram_profiles import (
 )
 from exporter.server import parse_listen
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target, default_name
+from exporter.sources.sharding import Shard, parse_shard
 
 ENV_PREFIX = "LIBP2P_EXPORTER_"
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -134,6 +135,13 @@ class LiveConfig:
     probe_enabled: bool = False  # /probe dials what it is told: off unless asked for
     probe_allow: list[str] = field(default_factory=list)  # regexes a probe target must fully match
     histograms: HistogramProfile = field(default_factory=profile)
+    shard: Shard = field(default_factory=Shard)  # this replica's part of the targets
+    metrics_nodes: str = "all"  # "all": nodes on /metrics too; "none": /probe (and discovery) only
+
+    @property
+    def owned_targets(self) -> list[Target]:
+        """The targets this replica watches: all of them, or its shard's."""
+        return self.shard.select(self.targets)
 
 
 # -- the file ------------------------------------------------------------------------------------
@@ -172,7 +180,13 @@ _SCALARS: dict[str, dict[str, tuple[str, Any]]] = {
         "enabled": ("probe_enable", boolean),
         "allow": ("probe_allow", pattern_list),
     },
+    "sharding": {
+        "shard": ("shard", parse_shard),
+        "total_shards": ("total_shards", int),
+    },
+    "metrics": {"nodes": ("metrics_nodes", str)},
 }
+METRICS_NODES = ("all", "none")
 _TARGET_KEYS = {"url", "name", "interval", "retention", "stale_intervals", "labels"}
 _HISTOGRAM_KEYS = ("families", "profile")
 _FAMILY_KEYS = ("buckets", "labels")
@@ -277,7 +291,9 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
                 value = parse(raw)
                 if setting == "log_level" and value not in LOG_LEVELS:
                     raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
-                if setting in ("interval", "stale_intervals", "queue_size", "probe_max") and value <= 0:
+                if setting == "metrics_nodes" and value not in METRICS_NODES:
+                    raise ValueError(f"one of {', '.join(METRICS_NODES)}")
+                if setting in ("interval", "stale_intervals", "queue_size", "probe_max", "total_shards") and value <= 0:
                     raise ValueError("must be positive")
                 if setting == "telemetry_path" and not str(value).startswith("/"):
                     raise ValueError("must start with /")
@@ -437,6 +453,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "RECORD_MAX_AGE": ("record_max_age", parse_duration),
     "PROBE_IDLE_TIMEOUT": ("probe_idle", parse_duration),
     "HISTOGRAMS_PROFILE": ("histograms_profile", parse_profile),
+    "SHARD": ("shard", parse_shard),
+    "TOTAL_SHARDS": ("total_shards", int),
+    "METRICS_NODES": ("metrics_nodes", str),
 }
 
 
@@ -509,6 +528,13 @@ def build(
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"--probe.allow {pattern!r}: not a regular expression: {exc}")
+    shard = Shard()
+    try:
+        shard = Shard(s.get("shard", 0), s.get("total_shards", 1))
+    except ValueError as exc:
+        problems.append(f"sharding: {exc}")
+    if s.get("metrics_nodes", "all") not in METRICS_NODES:
+        problems.append(f"metrics.nodes: {s['metrics_nodes']!r} is not one of {', '.join(METRICS_NODES)}")
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
     # The file's values are checked where they are read; flags and the environment meet them here.
@@ -575,6 +601,8 @@ def build(
         probe_enabled=bool(s.get("probe_enable") or s.get("probe_allow")),
         probe_allow=list(s.get("probe_allow") or []),
         histograms=histograms,
+        shard=shard,
+        metrics_nodes=s.get("metrics_nodes", "all"),
     )
 
 
@@ -597,9 +625,12 @@ def check_file(path: str) -> tuple[bool, str]:
     except ConfigError as exc:
         return False, "\n".join(exc.problems)
     lines = [f"{path}: OK, {len(cfg.targets)} target(s)"]
+    if cfg.shard.sharded:
+        lines[0] += f"; {cfg.shard} watches {len(cfg.owned_targets)}"
     for t in cfg.targets:
         extra = f", labels {t.labels}" if t.labels else ""
-        lines.append(f"  {t.name}: {t.url} every {t.interval_ms} ms{extra}")
+        owner = f" (shard {cfg.shard.of(t.name)})" if cfg.shard.sharded else ""
+        lines.append(f"  {t.name}: {t.url} every {t.interval_ms} ms{extra}{owner}")
     if cfg.histograms != profile():
         lines.append(f"  histograms: {describe(cfg.histograms)}")
     lines.extend(f"  warning: {problem}" for problem in cfg.histograms.warnings())

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from exporter.app.argtypes import positive_float
+from exporter.app.argtypes import positive_float, positive_int
 from exporter.app.config import (
     ENV_PREFIX,
+    METRICS_NODES,
     ConfigError,
     LiveConfig,
     build,
@@ -25,15 +29,19 @@ from exporter.app.config import (
     parse_duration,
     parse_size,
 )
+from exporter.app.discovery import discovery_handler
 from exporter.app.flags import add_serving_flags, log_level
-from exporter.app.probe import ProbePolicy, probe_handler
+from exporter.app.probe import probe_handler
+from exporter.app.reload import LiveState, reload_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.model.histogram_profiles import profile
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
 from exporter.sources.recording import RotatingRecorder, record_dir_problem
+from exporter.sources.sharding import parse_shard
 
 log = logging.getLogger("libp2p-exporter")
+FLEET_GROUP = "fleets (sharding, /discovery, reload; live mode only)"
 
 
 def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
@@ -106,6 +114,40 @@ def add_parsers(sub: Any) -> argparse.ArgumentParser:
         metavar="REGEX",
         help="a regular expression a /probe target must fully match; repeat for more (implies --probe.enable)",
     )
+    fleet = p.add_argument_group(FLEET_GROUP)
+    fleet.add_argument(
+        "--shard",
+        default=None,
+        metavar="N|POD",
+        help="this replica's shard, a number or a StatefulSet pod name ending in -N (default 0; env LIBP2P_EXPORTER_SHARD)",
+    )
+    fleet.add_argument(
+        "--total-shards",
+        dest="total_shards",
+        type=positive_int,
+        default=None,
+        help="replicas the targets are split across, by a stable hash of each name (default 1)",
+    )
+    fleet.add_argument(
+        "--metrics.nodes",
+        dest="metrics_nodes",
+        choices=METRICS_NODES,
+        default=None,
+        help="'all': nodes' series on /metrics too; 'none': only through /probe and /discovery (default all)",
+    )
+    fleet.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="accept POST /-/reload (SIGHUP always reloads the config)",
+    )
+    fleet.add_argument(
+        "--web.external-address",
+        dest="external_address",
+        default=None,
+        metavar="HOST:PORT",
+        help="the address /discovery hands Prometheus for this replica (default: the Host it was asked on)",
+    )
     add_serving_flags(p, from_config=True)  # the same flags as replay's, tracing included
     p.set_defaults(func=cmd_live)
 
@@ -131,6 +173,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         "probe_enable": args.probe_enable,
         "probe_allow": args.probe_allow or None,
         "histograms_profile": getattr(args, "histograms_profile", None),
+        "total_shards": args.total_shards,
+        "metrics_nodes": args.metrics_nodes,
     }
     problems = []
     for key, flag, parse in (
@@ -139,6 +183,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         ("record_max_size", "--record.max-size", parse_size),
         ("record_max_age", "--record.max-age", parse_duration),
         ("probe_idle", "--probe.idle-timeout", parse_duration),
+        ("shard", "--shard", parse_shard),
     ):
         raw = getattr(args, key)
         if raw is not None:
@@ -164,7 +209,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             print(f"libp2p-exporter: {problem}", file=sys.stderr)
             return 2
     logging.getLogger().setLevel(log_level(cfg.log_level))
-    return asyncio.run(run_live(cfg, cli_args=args))
+    return asyncio.run(run_live(cfg, cli_args=args, rebuild=lambda: build(_flags(args), args.target, args.config)))
 
 
 def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> SessionOptions:
@@ -174,7 +219,11 @@ def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> Ses
 
 
 async def run_live(
-    cfg: LiveConfig, *, duration: float | None = None, cli_args: argparse.Namespace | None = None
+    cfg: LiveConfig,
+    *,
+    duration: float | None = None,
+    cli_args: argparse.Namespace | None = None,
+    rebuild: Callable[[], LiveConfig] | None = None,
 ) -> int:
     hub = hub_from_args(cli_args or argparse.Namespace(), histograms=cfg.histograms)
     options = session_options(cfg, cli_args)
@@ -192,22 +241,40 @@ async def run_live(
         recorder_factory=factory,
         probe_idle_s=cfg.probe_idle_s,
         max_probe_sessions=cfg.probe_max_sessions,
+        hide_nodes=cfg.metrics_nodes == "none",
     )
+    state = LiveState(cfg, manager, rebuild or (lambda: cfg))
+    hub.add_global_writer(state.write_metrics)
     # The other flags (tracing) pass through; where to serve comes from the merged config.
     args = argparse.Namespace(
         **{**vars(cli_args or argparse.Namespace()), "listen": cfg.listen, "telemetry_path": cfg.telemetry_path}
     )
-    policy = ProbePolicy(enabled=cfg.probe_enabled, allow=cfg.probe_allow, listen=cfg.listen)
-    names = ", ".join(t.name for t in cfg.targets) or "none"
+    owned = cfg.owned_targets
+    names = ", ".join(t.name for t in owned) or "none"
     if cfg.probe_enabled:
         allowed = " | ".join(cfg.probe_allow) or "any ws:// or wss:// target (restrict with --probe.allow)"
         log.info("/probe is on: %s", allowed)
-    log.info("live mode: %d target(s): %s", len(cfg.targets), names)
+    if cfg.shard.sharded:
+        log.info("%s: %d of %d configured target(s)", cfg.shard, len(owned), len(cfg.targets))
+    log.info("live mode: %d target(s): %s", len(owned), names)
     if cfg.histograms != profile():
         log.info("histograms: %s", describe(cfg.histograms))
+    loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(state.reload("SIGHUP"), name="config reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
     async def work() -> None:
-        await manager.run(cfg.targets)
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals off the main thread
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+        try:
+            await manager.run(owned)
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGHUP)
 
     try:
         return await serve_until_stopped(
@@ -216,7 +283,19 @@ async def run_live(
             work,
             description=f"watching {len(cfg.targets)} live target(s)",
             duration=duration,
-            extra_routes=[("GET", "/probe", probe_handler(hub, manager, policy))],
+            extra_routes=[
+                ("GET", "/probe", probe_handler(hub, manager, state)),
+                (
+                    "GET",
+                    "/discovery",
+                    discovery_handler(
+                        lambda: list(manager.targets.values()),
+                        lambda: state.cfg.shard,
+                        getattr(cli_args, "external_address", None),
+                    ),
+                ),
+                ("POST", "/-/reload", reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
+            ],
             live=True,
         )
     finally:

@@ -16,6 +16,7 @@ import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from exporter.model.text import clean_label, has_userinfo, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.server import parse_listen, serve_exposition
 from exporter.sources.manager import SessionManager
+from exporter.sources.options import Target
 
 # How long the first /probe of a target waits for its first State before answering anyway.
 FIRST_PROBE_WAIT_S = 5.0
@@ -92,15 +94,52 @@ def probe_node_name(url: str, taken: Callable[[str], bool]) -> str:
     return name
 
 
+class ProbeScope(Protocol):
+    """What /probe asks of the running configuration (live mode's ``LiveState``)."""
+
+    policy: ProbePolicy
+
+    def configured(self, url: str) -> Target | None: ...
+
+    def elsewhere(self, url: str) -> str | None: ...
+
+
+@dataclass
+class FixedScope:
+    """A scope with no configured targets: /probe governed by ``policy`` alone."""
+
+    policy: ProbePolicy
+
+    def configured(self, url: str) -> Target | None:
+        return None
+
+    def elsewhere(self, url: str) -> str | None:
+        return None
+
+
 def probe_handler(
-    hub: Hub, manager: SessionManager, policy: ProbePolicy
+    hub: Hub, manager: SessionManager, scope: ProbeScope | ProbePolicy
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The /probe route: that target's metrics alone, its session started on first use."""
+    """The /probe route: that target's metrics alone, its session started on first use.
+
+    A configured target this replica watches is always served (that dials nothing new: it is how
+    /discovery's targets are scraped); another shard's target is refused with 404; anything else is
+    up to the probe policy.
+    """
+    if isinstance(scope, ProbePolicy):
+        scope = FixedScope(scope)
 
     async def probe(request: web.Request) -> web.Response:
+        target = request.query.get("target", "")
+        configured = scope.configured(target) if target else None
+        if configured is not None:
+            return await serve_exposition(request, configured.name)
+        elsewhere = scope.elsewhere(target) if target else None
+        if elsewhere:
+            return web.Response(status=404, text=f"{safe_text(elsewhere)}\n")
+        policy = scope.policy
         if not policy.enabled:
             return web.Response(status=404, text="/probe is off; start the exporter with --probe.enable\n")
-        target = request.query.get("target", "")
         problem = policy.refusal(target)
         if problem:
             return web.Response(status=400, text=f"bad target parameter: {safe_text(problem)}\n")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from exporter.logs import RateLimitedLog
+from exporter.model.families import Writer
 from exporter.model.labels import Cardinality
 from exporter.model.snapshot import snapshot_of
 from exporter.pipeline.events import EventView, parse_event
@@ -64,6 +65,7 @@ class Hub:
         self._mappers: list[Mapper] = []
         self._listeners: list[Listener] = []
         self._trace_mappers: list[TraceMapper] = []
+        self._global_writers: list[Callable[[Writer], None]] = []
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
@@ -92,6 +94,16 @@ class Hub:
     def add_listener(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
+
+    @property
+    def global_writers(self) -> tuple[Callable[[Writer], None], ...]:
+        """Writers of exporter-wide families that belong to no node (such as the config reload's)."""
+        return tuple(self._global_writers)
+
+    def add_global_writer(self, write: Callable[[Writer], None]) -> None:
+        """Add a writer the sinks call at each scrape, after the exporter's own families."""
+        with self._lock:
+            self._global_writers.append(write)
 
     @property
     def trace_mappers(self) -> tuple[TraceMapper, ...]:

@@ -89,6 +89,8 @@ def _write_globals(hub: Hub, out: Scoped | BlockWriter) -> None:
             guard.folded,
             {"label": guard.label},
         )
+    for write in hub.global_writers:
+        write(out)
 
 
 def _scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:

@@ -36,6 +36,7 @@ class SessionManager:
         recorder_factory: Callable[[str], Recorder] | None = None,
         probe_idle_s: float = 300.0,
         max_probe_sessions: int = 1000,
+        hide_nodes: bool = False,
     ) -> None:
         self.hub = hub
         self.options = options or SessionOptions()
@@ -45,6 +46,8 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}  # by name
         self.by_url: dict[str, Session] = {}
         self.configured: set[str] = set()
+        self.targets: dict[str, Target] = {}  # the configured targets, by name, as last started
+        self.hide_nodes = hide_nodes  # nodes served by /probe only (``--metrics.nodes none``)
         self._client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
         self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
@@ -93,6 +96,9 @@ class SessionManager:
         self.by_url.setdefault(target.url, session)
         if configured:
             self.configured.add(target.name)
+            self.targets[target.name] = target
+        if self.hide_nodes:
+            session.node.hidden = True
         session.start()
         if self._reaper is None and self.probe_idle_s > 0:
             self._reaper = asyncio.create_task(self._reap_loop(), name="probe reaper")
@@ -124,8 +130,27 @@ class SessionManager:
         if self.by_url.get(session.url) is session:
             del self.by_url[session.url]
         self.configured.discard(name)
+        self.targets.pop(name, None)
         await session.close()
         self.hub.remove(name)
+
+    async def sync(self, targets: list[Target]) -> tuple[list[str], list[str], list[str]]:
+        """Make the configured sessions match ``targets`` (a reload): new ones start, removed ones
+        stop and their node (with its series) goes, changed ones restart; an unchanged target keeps
+        its session, its node and its counters. Returns the names (added, removed, restarted)."""
+        wanted = {t.name: t for t in targets}
+        removed = [n for n in self.targets if n not in wanted]
+        restarted = [n for n, t in wanted.items() if n in self.targets and self.targets[n] != t]
+        added = [n for n in wanted if n not in self.targets]
+        for name in removed + restarted:
+            await self.remove(name)
+        for name in added + restarted:
+            prober = self.by_url.get(wanted[name].url)
+            for other in {name, prober.name if prober else name}:
+                if other in self.sessions and other not in self.configured:
+                    await self.remove(other)  # a probe session for it: the configured target wins
+            self.add(wanted[name])
+        return added, removed, restarted
 
     async def reap_idle(self, now: float | None = None) -> list[str]:
         """Close probe-started sessions idle for longer than ``probe_idle_s``; returns their names."""

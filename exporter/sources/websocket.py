@@ -261,6 +261,11 @@ class Session:
         self.stats.state = "connecting"
         ws = await asyncio.wait_for(self._connect(), self.opts.connect_timeout_s)
         self._ws = ws
+        if self._closing:
+            # close() came while connecting; before Python 3.12, wait_for can swallow the cancel
+            # that came with it when the connect finishes at the same moment, and the session would
+            # then stream on, with close() waiting for it forever.
+            raise asyncio.CancelledError
         self.stats.state = "handshaking"
         opts = self.opts
         hello = await self._send(
