@@ -137,15 +137,22 @@ def _candidate_pattern(versioned: bool, max_segment: int) -> re.Pattern[bytes]:
     return re.compile(b"(?=" + prefix + b"." * 4 + length + b")", re.DOTALL)
 
 
-def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> bool:
-    """True when a whole segment with a matching checksum starts at pos."""
+def _claimed_end(data: bytes, pos: int, layout: _Layout, max_segment: int) -> int | None:
+    """Where the segment whose header is at pos would end, when that header is possible at all."""
     end = len(data)
     if end - pos < layout.size:
-        return False
-    budget.candidates -= 1
-    version, checksum, length = layout.header(data, pos)
+        return None
+    version, _, length = layout.header(data, pos)
     if version != PROTOCOL_VERSION or length > max_segment or length > end - pos - layout.size:
+        return None
+    return pos + layout.size + length
+
+
+def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: _Budget) -> bool:
+    """True when a whole segment with a matching checksum starts at pos."""
+    if _claimed_end(data, pos, layout, max_segment) is None:
         return False
+    _, checksum, length = layout.header(data, pos)
     if length > budget.left:
         budget.left = 0
         return False
@@ -157,16 +164,38 @@ def _verifies(data: bytes, pos: int, layout: _Layout, max_segment: int, budget: 
 def _resync(data: bytes, pos: int, stop: int, layout: _Layout, max_segment: int, budget: _Budget) -> int:
     """The first offset in (pos, stop) where an intact segment starts, or stop.
 
-    The caller passes the damaged header's stated end as stop when an intact segment sits there: a
-    corrupted length can still land on a later segment boundary, so what lies before it is searched too.
+    ``stop`` is the damaged header's stated end when an intact segment starts there (a corrupted length
+    can still land on a later boundary, so what lies before it is searched), else the end of the data.
+    Hashing is what costs, so candidates are hashed in order of promise: first those whose claimed end
+    is the end of the data or another possible header (real segments chain; random offsets in a
+    payload rarely do), then, before the first intact one found that way, the others. A candidate
+    that claims to run past an intact stop is no segment of this stretch.
     """
+    end = len(data)
+    deferred: list[int] = []
+    found: int | None = None
     for match in _candidate_pattern(layout.versioned, max_segment).finditer(data, pos + 1, stop):
         if budget.spent:
             break
+        budget.candidates -= 1
         probe = match.start()
-        if _verifies(data, probe, layout, max_segment, budget):
+        claimed = _claimed_end(data, probe, layout, max_segment)
+        if claimed is None or (stop < end and claimed > stop):
+            continue
+        if claimed == end or _claimed_end(data, claimed, layout, max_segment) is not None:
+            if _verifies(data, probe, layout, max_segment, budget):
+                found = probe
+                break
+        else:
+            deferred.append(probe)
+    limit = stop if found is None else found
+    for probe in deferred:  # all before limit; only those that end by it can be the first intact one
+        if budget.spent:
+            break
+        claimed = _claimed_end(data, probe, layout, max_segment)
+        if claimed is not None and claimed <= limit and _verifies(data, probe, layout, max_segment, budget):
             return probe
-    return stop
+    return limit
 
 
 def iter_segments(
@@ -211,8 +240,8 @@ def iter_segments(
                 except (DecodeError, RuntimeWarning, ValueError) as exc:
                     error = SegmentError(at, "protobuf", f"payload of {length} bytes does not parse: {exc}")
         # Skip by the stated length only when the checksum vouched for it. Otherwise the damaged stretch
-        # ends at the first intact segment after pos: an intact one at the stated end bounds the scan
-        # (and is where it ends once the budget is spent), but a flipped length byte can point past
+        # ends at the first intact segment after pos: an intact one at the stated end bounds the
+        # scan (and is where it ends once the budget is spent), but a flipped length byte can point past
         # intact segments to a later boundary. A length ending exactly at the end of the data proves nothing.
         nxt = start + length
         if not trusted_length:
