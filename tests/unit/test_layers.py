@@ -174,3 +174,16 @@ def test_the_console_script_and_python_m_reach_the_cli() -> None:
     module, _, attr = target.partition(":")
     assert getattr(importlib.import_module(module), attr) is main
     assert "exporter.app.cli" in graph()["exporter.__main__"]
+
+
+MAX_MODULE_LINES = 500  # issue 10: a module a reader can hold; generated protobuf code is exempt
+
+
+def test_no_hand_written_module_is_over_the_limit() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in PACKAGE.rglob("*.py")
+        if not path.name.endswith(("_pb2.py", "_pb2.pyi"))
+        and (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
