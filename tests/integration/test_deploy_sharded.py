@@ -252,3 +252,53 @@ def test_loadbalancing_collector_feeds_the_tail_samplers() -> None:
     assert processors[0] == "memory_limiter" and "tail_sampling" in processors
     assert processors.index("tail_sampling") < processors.index("batch"), "sample whole traces, then batch"
     assert sampler["processors"]["tail_sampling"]["policies"]
+
+
+def test_fleet_docs_cover_the_files_and_the_flags() -> None:
+    readme = (DEPLOY / "README.md").read_text()
+    section = readme.partition("## Fleets: sharding across replicas")[2].partition("\n## ")[0]
+    assert section, "deploy/README.md has no fleet section"
+    for path in (
+        "kubernetes/sharded",
+        "prometheus/sharded-prometheus.yml",
+        "prometheus/agent-remote-write.yml",
+        "otel/otel-loadbalancer.yaml",
+        "otel/otel-tail-sampling.yaml",
+    ):
+        assert path in readme, path
+        assert (DEPLOY / path).exists(), path
+    for word in ("--enable-feature=agent", "remote_write", "hashmod", "routing_key: traceID", "Thanos", "Mimir"):
+        assert word in section, word
+    assert "promtool check config --agent" in readme
+    # docs/live.md: every fleet flag of live's help, and every environment variable live mode reads.
+    from exporter.app.cli import build_parser
+    from exporter.app.config import _ENV, ENV_PREFIX
+    from exporter.app.live import FLEET_GROUP
+
+    live = (REPO / "docs" / "live.md").read_text()
+    parser = build_parser()
+    live_parser = parser._subparsers._group_actions[0].choices["live"]  # type: ignore[union-attr]
+    (group,) = [g for g in live_parser._action_groups if g.title == FLEET_GROUP]
+    for action in group._group_actions:
+        assert f"`{action.option_strings[0]}" in live, f"docs/live.md does not document {action.option_strings[0]}"
+    for suffix in _ENV:
+        assert ENV_PREFIX + suffix in live, f"docs/live.md does not name {ENV_PREFIX}{suffix}"
+    for key in ("sharding.shard", "sharding.total_shards", "metrics.nodes", "/-/reload", "SIGHUP"):
+        assert key in live, key
+
+
+def test_discovery_example_in_docs_is_what_the_endpoint_returns() -> None:
+    import json
+
+    from exporter.app.discovery import target_groups
+    from exporter.sources.options import Target
+    from exporter.sources.sharding import Shard
+
+    live = (REPO / "docs" / "live.md").read_text()
+    (block,) = re.findall(r"^```json\n(.*?)^```", live, re.S | re.M)
+    (group,) = json.loads(block)
+    labels = group["labels"]
+    shard = Shard(int(labels["__meta_libp2p_shard"]), int(labels["__meta_libp2p_total_shards"]))
+    target = Target(url=labels["__param_target"], name=labels["__meta_libp2p_node"], labels={"role": "bootstrap"})
+    assert shard.owns(target.name), "the example's node belongs to another shard"
+    assert target_groups([target], group["targets"][0], "http", shard) == [group]
