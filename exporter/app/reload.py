@@ -15,11 +15,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
 from exporter.app.config import ConfigError, LiveConfig
+from exporter.app.flags import log_level
 from exporter.app.probe import ProbePolicy
 from exporter.model.families import Writer
 from exporter.model.text import redact_url
@@ -95,9 +96,11 @@ class LiveState:
                 for problem in exc.problems:
                     log.error("  %s", problem)
                 return False, "\n".join(exc.problems)
-            stuck = [name for name in RESTART_ONLY if getattr(cfg, name) != getattr(self.cfg, name)]
+            stuck = [name for name in RESTART_ONLY if _restart_value(cfg, name) != _restart_value(self.cfg, name)]
             if stuck:
                 log.warning("reload (%s): %s changed; only a restart applies that", why, ", ".join(stuck))
+            if cfg.log_level != self.cfg.log_level:
+                logging.getLogger().setLevel(log_level(cfg.log_level))
             self.manager.hide_nodes = cfg.metrics_nodes == "none"
             added, removed, restarted = await self.manager.sync(cfg.owned_targets)
             for name in self.manager.configured:  # --metrics.nodes may have changed
@@ -133,6 +136,13 @@ class LiveState:
             float(len(self.manager.targets)),
             {"shard": str(self.cfg.shard.index), "total_shards": str(self.cfg.shard.total)},
         )
+
+
+def _restart_value(cfg: LiveConfig, name: str) -> object:
+    """A restart-only setting as a reload compares it: the interval and retention in the session
+    options travel with each target (a reload restarts the targets they change), so they are left out."""
+    value = getattr(cfg, name)
+    return replace(value, interval_ms=0, retention_ms=0) if name == "options" else value
 
 
 def reload_handler(state: LiveState, enabled: bool) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -5,8 +5,10 @@ with check-config's lines, the running config stays, and the reload gauge says s
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.app.config import build
@@ -103,3 +105,28 @@ async def test_a_session_closed_while_it_connects_ends() -> None:
                 raise AssertionError(f"closing sessions {delay * 1000:.1f} ms after they started hung") from None
     finally:
         await srv.stop()
+
+
+async def test_reload_applies_the_log_level_and_warns_only_of_what_it_cannot_apply(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg_file = tmp_path / "live.yml"
+    cfg_file.write_text("log:\n  level: info\n")
+    manager = SessionManager(build_hub(live=True), FAST)
+    rebuild = lambda: build({}, [], str(cfg_file), env={})  # noqa: E731
+    state = LiveState(rebuild(), manager, rebuild)
+    root = logging.getLogger()
+    before = root.level
+    try:
+        cfg_file.write_text("log:\n  level: warn\ndefaults:\n  interval: 2s\n")
+        with caplog.at_level(logging.INFO, logger="libp2p-exporter"):
+            ok, _ = await state.reload("test")
+        assert ok and root.level == logging.WARNING
+        assert not [r for r in caplog.records if "only a restart" in r.getMessage()], "interval travels with targets"
+        cfg_file.write_text("log:\n  level: warn\ndefaults:\n  stale_intervals: 5\n")
+        with caplog.at_level(logging.WARNING, logger="libp2p-exporter"):
+            ok, _ = await state.reload("test")
+        assert ok and any("options changed; only a restart" in r.getMessage() for r in caplog.records)
+    finally:
+        root.setLevel(before)
+        await manager.close()
