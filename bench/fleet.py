@@ -1,6 +1,7 @@
 """Fleet bench: the exporter in live mode watching N nodes that push one State per second, over loopback.
 
     .venv/bin/python bench/fleet.py --targets 100,300 --seconds 60 --json fleet.json
+    .venv/bin/python bench/fleet.py --replicas 2 --targets 200,600 --seconds 45 --json shards.json
 
 Three processes per run: the load generator (``bench/loadgen.py``, replaying pre-generated frames for
 N nodes on one port), the exporter (``python -m exporter --target ...``, one target per node), and
@@ -18,10 +19,18 @@ this script, which measures from outside during a window of ``--seconds`` after 
   State when the answer arrives;
 - States accepted and messages dropped (from the last scrape), the generator's own lateness.
 
+With ``--replicas K`` (K > 1) the fleet is split as a sharded deployment would split it: one config
+file lists all N targets, and K exporters run ``--config FILE --shard I --total-shards K``, each on
+its own port. Every replica is measured on its own (CPU, RSS, its scrapes, the nodes up in them,
+States accepted against what its share of the nodes sent, drops; ``/healthz``), the K scrapes of a
+round are sent together, and the totals are summed per round: all nodes are up in a round when the
+replicas' up nodes add to N. ``/probe`` goes to the replica that owns the sampled node
+(``exporter.sources.sharding.Shard``). The load generator shares the same cores: its CPU is recorded.
+
 Every run is bounded: the generator gets SIGTERM at the end (and exits by itself after a horizon
-well past the run's longest possible length), and the exporter gets SIGTERM, then
+well past the run's longest possible length), and each exporter gets SIGTERM, then
 SIGKILL after 5 s (recorded: whether SIGTERM alone stopped it). ``--max-rss-mib`` ends a run early
-when the exporter grows past it. Loopback only.
+when an exporter grows past it. Loopback only.
 """
 
 from __future__ import annotations
@@ -44,10 +53,16 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from exporter.sources.sharding import Shard  # noqa: E402
+
 UP = re.compile(rb"^libp2p_exporter_up\{[^}]*\} (\S+)$", re.M)
 ACCEPTED = re.compile(rb"^libp2p_exporter_snapshots_total\{[^}]*\} (\S+)$", re.M)
 DROPPED = re.compile(rb"^libp2p_exporter_session_dropped_messages_total\{[^}]*\} (\S+)$", re.M)
 LAST_TS = re.compile(rb"^libp2p_exporter_last_snapshot_timestamp_seconds\{[^}]*\} (\S+)$", re.M)
+SHARD_TARGETS = re.compile(rb"^libp2p_exporter_shard_targets\{[^}]*\} (\S+)$", re.M)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -96,51 +111,86 @@ def loadavg() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
 
 
-class Run:
-    def __init__(self, args: argparse.Namespace, targets: int) -> None:
-        self.args, self.n = args, targets
-        self.stop = threading.Event()
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
+class Replica:
+    """One exporter process and what was measured of it."""
+
+    def __init__(self, index: int, owned: list[int], proc: subprocess.Popen[bytes], base: str, log: str) -> None:
+        self.index, self.owned, self.proc, self.base, self.log = index, owned, proc, base, log
         self.scrapes: list[dict[str, object]] = []
         self.healthz: list[float] = []
         self.healthz_fail = 0
+        self.rss: list[float] = []
+
+
+def scrape_row(body: bytes | None, took: float, t: float) -> dict[str, object]:
+    row: dict[str, object] = {"t": t, "s": round(took, 3)}
+    if body is None:
+        row["error"] = True
+    else:
+        ups = UP.findall(body)
+        row.update(
+            bytes=len(body),
+            up=sum(1 for v in ups if float(v) == 1.0),
+            nodes=len(ups),
+            accepted=sum(float(v) for v in ACCEPTED.findall(body)),
+            dropped=sum(float(v) for v in DROPPED.findall(body)),
+        )
+        if m := SHARD_TARGETS.search(body):
+            row["shard_targets"] = int(float(m.group(1)))
+    return row
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, targets: int) -> None:
+        self.args, self.n = args, targets
+        self.k = max(1, args.replicas)
+        self.stop = threading.Event()
+        self.replicas: list[Replica] = []
         self.probes: list[float] = []
         self.probe_fail = 0
         self.fresh: dict[int, list[tuple[bool, float]]] = {d: [] for d in args.fresh_delays}  # visible, latency
         self.age_ms: list[float] = []
-        self.rss: list[float] = []
         self.aborted = ""
+        self.t0 = time.monotonic()
 
     # -- the measuring threads -----------------------------------------------------------------
-    def scraper(self, url: str) -> None:
+    def round_of_scrapes(self, timeout: float) -> list[tuple[float, bytes | None]]:
+        """One full /metrics scrape of every replica, sent together; (latency, body) per replica."""
+        out: list[tuple[float, bytes | None]] = [(0.0, None)] * len(self.replicas)
+
+        def one(j: int) -> None:
+            out[j] = get(self.replicas[j].base + "/metrics", timeout)
+
+        ths = [threading.Thread(target=one, args=(j,), daemon=True) for j in range(len(self.replicas))]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(timeout + 5)
+        return out
+
+    def scraper(self) -> None:
         while not self.stop.is_set():
             started = time.monotonic()
-            took, body = get(url, self.args.scrape_timeout)
-            row: dict[str, object] = {"t": round(started - self.t0, 1), "s": round(took, 3)}
-            if body is None:
-                row["error"] = True
-            else:
-                ups = UP.findall(body)
-                row.update(
-                    bytes=len(body),
-                    up=sum(1 for v in ups if float(v) == 1.0),
-                    nodes=len(ups),
-                    accepted=sum(float(v) for v in ACCEPTED.findall(body)),
-                    dropped=sum(float(v) for v in DROPPED.findall(body)),
-                )
-            self.scrapes.append(row)
+            t = round(started - self.t0, 1)
+            for rep, (took, body) in zip(self.replicas, self.round_of_scrapes(self.args.scrape_timeout), strict=True):
+                rep.scrapes.append(scrape_row(body, took, t))
             self.stop.wait(max(0.0, self.args.scrape_every - (time.monotonic() - started)))
 
-    def health(self, url: str) -> None:
+    def health(self, rep: Replica) -> None:
         while not self.stop.is_set():
-            took, body = get(url, 30)
+            took, body = get(rep.base + "/healthz", 30)
             if body is None:
-                self.healthz_fail += 1
+                rep.healthz_fail += 1
             else:
-                self.healthz.append(took)
+                rep.healthz.append(took)
             self.stop.wait(max(0.0, 0.2 - took))
 
-    def freshness(self, base: str, grid: dict[str, int]) -> None:
-        """Probe node i at its send tick + D and check that tick's State is what /probe shows."""
+    def freshness(self, grid: dict[str, int]) -> None:
+        """Probe node i (at the replica that owns it) at its send tick + D; is that tick's State shown?"""
         interval, base_ms = grid["interval_ms"], grid["base_ms"]
         sample = sorted({(k * 7919) % self.n for k in range(min(self.n, 16))})
         k = 0
@@ -155,6 +205,7 @@ class Run:
             wait = (tick + delay) / 1000 - time.time()
             if self.stop.wait(max(0.0, wait)):
                 return
+            base = self.replicas[self.owner[i]].base
             took, body = get(f"{base}/probe?target={self.urls[i]}", 30)
             received = time.time() * 1000
             if body is None:
@@ -167,20 +218,57 @@ class Run:
                 self.fresh[delay].append((shown >= tick, took))
                 self.age_ms.append(received - shown)
 
-    def sampler(self, pid: int) -> None:
+    def sampler(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(OSError):
-                rss, _ = mem_mib(pid)
-                self.rss.append(rss)
-                if rss > self.args.max_rss_mib:
-                    self.aborted = f"exporter RSS {rss:.0f} MiB > --max-rss-mib {self.args.max_rss_mib}"
-                    self.stop.set()
+            for rep in self.replicas:
+                with contextlib.suppress(OSError):
+                    rss, _ = mem_mib(rep.proc.pid)
+                    rep.rss.append(rss)
+                    if rss > self.args.max_rss_mib:
+                        self.aborted = f"exporter {rep.index} RSS {rss:.0f} MiB > --max-rss-mib {self.args.max_rss_mib}"
+                        self.stop.set()
             self.stop.wait(1.0)
 
     # -- one run ------------------------------------------------------------------------------------
+    def start_exporters(self, env: dict[str, str], cfg_path: str) -> None:
+        a = self.args
+        names = [f"n{i:04d}" for i in range(self.n)]
+        shard = Shard(0, self.k)
+        self.owner = [shard.of(name) for name in names]
+        if self.k > 1:
+            lines = [f"  - {{name: {nm}, url: '{u}'}}" for nm, u in zip(names, self.urls, strict=True)]
+            Path(cfg_path).write_text("targets:\n" + "\n".join(lines) + "\n")
+        for r in range(self.k):
+            port = free_port()
+            if self.k > 1:
+                which = ["--config", cfg_path, "--shard", str(r), "--total-shards", str(self.k)]
+            else:  # today's single exporter, exactly: one --target flag per node
+                which = [f"--target={nm}={u}" for nm, u in zip(names, self.urls, strict=True)]
+            log = tempfile.NamedTemporaryFile(prefix=f"fleet-exporter{r}-", suffix=".log", delete=False)  # noqa: SIM115
+            proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "exporter", *which),
+                    *(
+                        "--web.listen-address",
+                        f"127.0.0.1:{port}",
+                        "--log.level",
+                        "warn",
+                        "--interval",
+                        f"{a.interval}s",
+                    ),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                cwd=REPO,
+            )
+            log.close()
+            owned = [i for i in range(self.n) if self.owner[i] == r]
+            self.replicas.append(Replica(r, owned, proc, f"http://127.0.0.1:{port}", log.name))
+
     def go(self) -> dict[str, object]:
         a = self.args
-        gport, eport = free_port(), free_port()
+        gport = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         # States keep coming (no sequence restarts) through the window and the last scrape's wait.
         needed = a.up_timeout + a.warmup + a.seconds + a.scrape_timeout + 30
@@ -198,110 +286,156 @@ class Run:
         assert gen.stdout is not None
         grid = json.loads(gen.stdout.readline())
         self.urls = [f"ws://127.0.0.1:{gport}/n/{i}/introspect" for i in range(self.n)]
-        log = tempfile.NamedTemporaryFile(prefix="fleet-exporter-", suffix=".log", delete=False)  # noqa: SIM115
-        exporter = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "exporter", *(f"--target=n{i:04d}={u}" for i, u in enumerate(self.urls))),
-                *("--web.listen-address", f"127.0.0.1:{eport}", "--log.level", "warn", "--interval", f"{a.interval}s"),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            cwd=REPO,
-        )
-        base = f"http://127.0.0.1:{eport}"
-        result: dict[str, object] = {"targets": self.n, "loadavg_start": loadavg(), "generator": grid}
+        cfg_fd, cfg_path = tempfile.mkstemp(prefix="fleet-targets-", suffix=".yml")
+        os.close(cfg_fd)
+        result: dict[str, object] = {
+            "targets": self.n,
+            "replicas": self.k,
+            "loadavg_start": loadavg(),
+            "uptime_start": uptime(),
+            "generator": grid,
+        }
         threads: list[threading.Thread] = []
         try:
+            self.start_exporters(env, cfg_path)
             t_start = time.monotonic()
             up_after = None
             while (left := a.up_timeout - (time.monotonic() - t_start)) > 0:
-                _, body = get(base + "/metrics", max(1.0, min(a.scrape_timeout, left)))
-                if body is not None and sum(1 for v in UP.findall(body) if float(v) == 1.0) >= self.n:
+                bodies = self.round_of_scrapes(max(1.0, min(a.scrape_timeout, left)))
+                up = sum(sum(1 for v in UP.findall(b) if float(v) == 1.0) for _, b in bodies if b is not None)
+                if up >= self.n:
                     up_after = round(time.monotonic() - t_start, 1)
                     break
                 time.sleep(5)  # a full scrape is heavy for an overloaded exporter: poll gently
             result["all_up_after_s"] = up_after  # None: not all up within --up-timeout
             time.sleep(a.warmup)
             self.t0 = time.monotonic()
-            cpu_e0, cpu_g0, self_0 = cpu_s(exporter.pid), cpu_s(gen.pid), time.process_time()
-            for target, args in (
-                (self.scraper, (base + "/metrics",)),
-                (self.health, (base + "/healthz",)),
-                (self.freshness, (base, grid)),
-                (self.sampler, (exporter.pid,)),
-            ):
-                th = threading.Thread(target=target, args=args, daemon=True)
+            pids = [rep.proc.pid for rep in self.replicas]
+            cpu_e0, cpu_g0, self_0 = [cpu_s(p) for p in pids], cpu_s(gen.pid), time.process_time()
+            jobs: list[tuple[object, tuple[object, ...]]] = [(self.scraper, ()), (self.freshness, (grid,))]
+            jobs += [(self.health, (rep,)) for rep in self.replicas] + [(self.sampler, ())]
+            for target, args in jobs:
+                th = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
                 th.start()
                 threads.append(th)
             self.stop.wait(a.seconds)
             window = time.monotonic() - self.t0
-            cpu_e, cpu_g = cpu_s(exporter.pid) - cpu_e0, cpu_s(gen.pid) - cpu_g0
+            cpu_e = [cpu_s(p) - c0 for p, c0 in zip(pids, cpu_e0, strict=True)]
+            cpu_g = cpu_s(gen.pid) - cpu_g0
             self_cpu = time.process_time() - self_0
-            rss_end, hwm = mem_mib(exporter.pid)
+            mems = [mem_mib(p) for p in pids]
             result["generator_running_through_window"] = gen.poll() is None
+            result["uptime_end_of_window"] = uptime()
             self.stop.set()
             for th in threads:
                 th.join(a.scrape_timeout + 5)
-            result.update(self.summary(window, cpu_e, cpu_g, self_cpu, rss_end, hwm))
+            result.update(self.summary(window, cpu_e, cpu_g, self_cpu, mems))
         finally:
             self.stop.set()
-            result["sigterm_exit_s"] = stop_process(exporter)  # still under load: does SIGTERM work then?
+            # Still under load: does SIGTERM work then? All at once, so one's exit does not unload the rest.
+            exits: list[float | None] = [None] * len(self.replicas)
+
+            def stop_one(j: int) -> None:
+                exits[j] = stop_process(self.replicas[j].proc)
+
+            stoppers = [threading.Thread(target=stop_one, args=(j,)) for j in range(len(self.replicas))]
+            for th in stoppers:
+                th.start()
+            for th in stoppers:
+                th.join()
             stop_process(gen)
             with contextlib.suppress(Exception):
                 result["loadgen"] = json.loads(gen.stdout.read() or "{}").get("loadgen")
-            log.close()
-            tail = Path(log.name).read_text(errors="replace").splitlines()
-            result["exporter_log_lines"] = len(tail)
-            result["exporter_log_tail"] = tail[-3:]
-            os.unlink(log.name)
+            for j, rep in enumerate(self.replicas):
+                tail = Path(rep.log).read_text(errors="replace").splitlines()
+                os.unlink(rep.log)
+                info = {"sigterm_exit_s": exits[j], "exporter_log_lines": len(tail), "exporter_log_tail": tail[-3:]}
+                if self.k == 1:
+                    result.update(info)
+                else:
+                    per = result.setdefault("replica", [{} for _ in self.replicas])
+                    per[j].update(info)  # type: ignore[index]
+            os.unlink(cfg_path)
             result["loadavg_end"] = loadavg()
         return result
 
-    def summary(
-        self, window: float, cpu_e: float, cpu_g: float, self_cpu: float, rss: float, hwm: float
-    ) -> dict[str, object]:
-        ok = [s for s in self.scrapes if "error" not in s]
-        durations = [float(s["s"]) for s in self.scrapes]  # type: ignore[arg-type]
+    def replica_summary(self, rep: Replica, window: float, cpu: float, rss: float, hwm: float) -> dict[str, object]:
+        ok = [s for s in rep.scrapes if "error" not in s]
+        durations = [float(s["s"]) for s in rep.scrapes]  # type: ignore[arg-type]
         last = ok[-1] if ok else {}
         first_acc = float(ok[0]["accepted"]) if ok else 0.0  # type: ignore[arg-type]
-        return {
-            "window_s": round(window, 1),
-            "aborted": self.aborted or None,
-            "exporter_cpu_cores": round(cpu_e / window, 3),
-            "loadgen_cpu_cores": round(cpu_g / window, 3),
-            "harness_cpu_cores": round(self_cpu / window, 3),
-            "rss_mib_end": round(rss, 1),
-            "rss_mib_peak": round(max([hwm, *self.rss]), 1),
-            "scrapes": len(self.scrapes),
-            "scrape_errors_or_timeouts": len(self.scrapes) - len(ok),
-            "scrape_s": [round(d, 2) for d in durations],
-            "scrape_s_max": round(max(durations), 2) if durations else None,
+        n = len(rep.owned)
+        out: dict[str, object] = {}
+        if self.k > 1:
+            out.update(shard=rep.index, owned_targets=n, shard_targets_metric=last.get("shard_targets"))
+        out.update(
+            exporter_cpu_cores=round(cpu / window, 3),
+            rss_mib_end=round(rss, 1),
+            rss_mib_peak=round(max([hwm, *rep.rss]), 1),
+            scrapes=len(rep.scrapes),
+            scrape_errors_or_timeouts=len(rep.scrapes) - len(ok),
+            scrape_s=[round(d, 2) for d in durations],
+            scrape_s_max=round(max(durations), 2) if durations else None,
             # From the last scrape that completed; None when none did.
-            "metrics_MB": round(int(last["bytes"]) / 1e6, 1) if ok else None,  # type: ignore[call-overload]
-            "up_per_scrape": [s.get("up") for s in self.scrapes],
-            "every_node_up_at_every_scrape": bool(ok)
-            and len(ok) == len(self.scrapes)
-            and all(s["up"] == self.n for s in ok),
-            "states_accepted_between_first_and_last_scrape": (
+            metrics_MB=round(int(last["bytes"]) / 1e6, 1) if ok else None,  # type: ignore[call-overload]
+            up_per_scrape=[s.get("up") for s in rep.scrapes],
+            every_node_up_at_every_scrape=bool(ok) and len(ok) == len(rep.scrapes) and all(s["up"] == n for s in ok),
+            states_accepted_between_first_and_last_scrape=(
                 int(float(last["accepted"]) - first_acc) if ok else None  # type: ignore[arg-type]
             ),
-            "states_expected_between_first_and_last_scrape": (
-                int(self.n * (float(last["t"]) - float(ok[0]["t"])) / self.args.interval) if ok else None  # type: ignore[arg-type]
+            states_expected_between_first_and_last_scrape=(
+                int(n * (float(last["t"]) - float(ok[0]["t"])) / self.args.interval) if ok else None  # type: ignore[arg-type]
             ),
-            "messages_dropped_total": int(float(last["dropped"])) if ok else None,  # type: ignore[arg-type]
-            "healthz_ms_p50_p99_max": [
-                ms(pct(self.healthz, 0.5)),
-                ms(pct(self.healthz, 0.99)),
-                ms(pct(self.healthz, 1.0)),
-            ],
-            "healthz_n_fail": [len(self.healthz), self.healthz_fail],
-            "probe_ms_p50_p99_max": [ms(pct(self.probes, 0.5)), ms(pct(self.probes, 0.99)), ms(pct(self.probes, 1.0))],
-            "probe_n_fail": [len(self.probes), self.probe_fail],
+            messages_dropped_total=int(float(last["dropped"])) if ok else None,  # type: ignore[arg-type]
+            healthz_ms_p50_p99_max=[ms(pct(rep.healthz, 0.5)), ms(pct(rep.healthz, 0.99)), ms(pct(rep.healthz, 1.0))],
+            healthz_n_fail=[len(rep.healthz), rep.healthz_fail],
+        )
+        return out
+
+    def summary(
+        self, window: float, cpu_e: list[float], cpu_g: float, self_cpu: float, mems: list[tuple[float, float]]
+    ) -> dict[str, object]:
+        per = [
+            self.replica_summary(rep, window, cpu, rss, hwm)
+            for rep, cpu, (rss, hwm) in zip(self.replicas, cpu_e, mems, strict=True)
+        ]
+        out: dict[str, object] = {"window_s": round(window, 1), "aborted": self.aborted or None}
+        if self.k == 1:
+            out.update(per[0])
+        else:
+            rounds = min(len(rep.scrapes) for rep in self.replicas)
+            up_rounds = [
+                None
+                if any("error" in rep.scrapes[r] for rep in self.replicas)
+                else sum(int(rep.scrapes[r]["up"]) for rep in self.replicas)  # type: ignore[call-overload]
+                for r in range(rounds)
+            ]
+
+            def total(key: str) -> int | None:
+                vals = [p[key] for p in per]
+                return None if any(v is None for v in vals) else sum(vals)  # type: ignore[misc, arg-type]
+
+            out.update(
+                exporter_cpu_cores=round(sum(cpu_e) / window, 3),
+                rss_mib_end=round(sum(rss for rss, _ in mems), 1),
+                scrape_rounds=rounds,
+                scrape_s_max=max((p["scrape_s_max"] for p in per if p["scrape_s_max"] is not None), default=None),
+                up_per_round=up_rounds,
+                every_node_up_at_every_scrape=bool(rounds) and all(u == self.n for u in up_rounds),
+                states_accepted_between_first_and_last_scrape=total("states_accepted_between_first_and_last_scrape"),
+                states_expected_between_first_and_last_scrape=total("states_expected_between_first_and_last_scrape"),
+                messages_dropped_total=total("messages_dropped_total"),
+                replica=per,
+            )
+        out.update(
+            loadgen_cpu_cores=round(cpu_g / window, 3),
+            harness_cpu_cores=round(self_cpu / window, 3),
+            probe_ms_p50_p99_max=[ms(pct(self.probes, 0.5)), ms(pct(self.probes, 0.99)), ms(pct(self.probes, 1.0))],
+            probe_n_fail=[len(self.probes), self.probe_fail],
             # Per delay D: probes sent D ms after a send tick; the share that showed that tick's State,
             # and the share that showed it AND answered within 100 ms (a slow /probe may show a State
             # that arrived long after the tick).
-            "fresh_by_delay_ms": {
+            fresh_by_delay_ms={
                 str(d): {
                     "probes": len(v),
                     "visible": round(sum(1 for ok, _ in v if ok) / len(v), 3) if v else None,
@@ -311,11 +445,12 @@ class Run:
                 }
                 for d, v in self.fresh.items()
             },
-            "age_at_probe_answer_ms_p50_p99": [
+            age_at_probe_answer_ms_p50_p99=[
                 None if not self.age_ms else round(statistics.median(self.age_ms)),
                 None if not self.age_ms else round(pct(self.age_ms, 0.99) or 0),
             ],
-        }
+        )
+        return out
 
 
 def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> float | None:
@@ -336,6 +471,7 @@ def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", default="100,300", help="comma-separated fleet sizes, one run each")
+    ap.add_argument("--replicas", type=int, default=1, help="K sharded exporters (--shard I --total-shards K)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measurement window per run")
     ap.add_argument("--warmup", type=float, default=10.0, help="after every node is up (or --up-timeout)")
     ap.add_argument("--up-timeout", type=float, default=90.0, help="give up waiting for all nodes up after this")
