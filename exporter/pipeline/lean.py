@@ -78,10 +78,6 @@ def traffic_of(msg: pb.State | pb.Connection | pb.Stream) -> Traffic6 | None:
     return (t_in.cum_bytes, t_out.cum_bytes, t_in.cum_packets, t_out.cum_packets, t_in.inst_bw, t_out.inst_bw)
 
 
-def _add(totals: dict[tuple[str, str], int], key: tuple[str, str], value: int, prev: int) -> None:
-    totals[key] = totals.get(key, 0) + (value - prev if value >= prev else value)
-
-
 class LeanTracker:
     """The per-node state the counters need, advanced by one pass over each State."""
 
@@ -199,8 +195,11 @@ class LeanTracker:
             if c.HasField("traffic"):
                 t = c.traffic
                 b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                _add(tbytes, (labels[1], "in"), b_in, last_in)
-                _add(tbytes, (labels[1], "out"), b_out, last_out)
+                # _add, inlined: this loop runs for every connection and stream of every State.
+                k = (labels[1], "in")
+                tbytes[k] = tbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                k = (labels[1], "out")
+                tbytes[k] = tbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
             else:
                 b_in = b_out = 0
             new_c[key] = (labels, phase, open_ts, b_in, b_out)
@@ -239,8 +238,10 @@ class LeanTracker:
                 if s.HasField("traffic"):
                     t = s.traffic
                     b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                    _add(pbytes, (proto, "in"), b_in, last_in)
-                    _add(pbytes, (proto, "out"), b_out, last_out)
+                    k = (proto, "in")
+                    pbytes[k] = pbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                    k = (proto, "out")
+                    pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
                 else:
                     b_in = b_out = 0
                 new_s[skey] = (raw, proto, sdir, sphase, s_open, b_in, b_out)
