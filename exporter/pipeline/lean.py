@@ -9,7 +9,10 @@ between States is one dict of small tuples per kind, keyed by connection and str
 
 The counting rules are those of ``pipeline/diff.py`` (which still feeds push sinks that want views):
 an item already closed in the first State seen is never counted; a byte counter that goes down
-counts its new value in full; a restart ends everything open at the last instant seen.
+counts its new value in full; a restart ends everything open at the last instant seen. One rule of
+its own: a connection closed and counted is, in the States after, passed over on its status (nodes
+keep closed items for the retention period, most of a busy node's State), so bytes it reports after
+the State that closed it are not counted.
 """
 
 from __future__ import annotations
@@ -81,12 +84,16 @@ def traffic_of(msg: pb.State | pb.Connection | pb.Stream) -> Traffic6 | None:
 class LeanTracker:
     """The per-node state the counters need, advanced by one pass over each State."""
 
-    __slots__ = ("card", "conns", "dht", "last_ts", "peers", "streams")
+    __slots__ = ("card", "conns", "dht", "done", "last_ts", "peers", "streams")
 
     def __init__(self, card: Cardinality) -> None:
         self.card = card
         self.conns: dict[bytes, ConnRec] = {}
         self.streams: dict[bytes, StreamRec] = {}
+        # Closed and counted connections, with their streams (key, record, status gauge key): a node
+        # keeps closed items in its States for the retention period, so most of a busy node's State is
+        # these; each is passed over on its status alone (see _connections).
+        self.done: dict[bytes, list[tuple[bytes, StreamRec, tuple[str, str, str]]]] = {}
         self.peers: frozenset[str] = frozenset()
         self.dht: DhtView | None = None
         self.last_ts: int | None = None  # instant_ts of the previous accepted State
@@ -144,12 +151,15 @@ class LeanTracker:
                 out.s_closed.append((proto, sdir, dur))
         self.conns = {}
         self.streams = {}
+        self.done = {}
 
     def _connections(self, conns: list[pb.Connection], now: int, last_seen: int, first: bool, out: StateStep) -> None:
         protocol = self.card.protocol
         old_c, old_s = self.conns, self.streams
         new_c: dict[bytes, ConnRec] = {}
         new_s: dict[bytes, StreamRec] = {}
+        old_done = self.done
+        new_done: dict[bytes, list[tuple[bytes, StreamRec, tuple[str, str, str]]]] = {}
         conn_status, stream_status = out.conn_status, out.stream_status
         opened, closed, s_opened, s_closed = out.opened, out.closed, out.s_opened, out.s_closed
         latencies, ages = out.latencies, out.ages
@@ -164,6 +174,23 @@ class LeanTracker:
             close_ts = tl.close_ts
             c_closed = close_ts != 0 or status in _CLOSED
             old = old_c.get(key)
+            if c_closed and old is not None:
+                # Closed and counted before: its streams were closed with it, and what a closed
+                # connection reports no longer changes a counter (its bytes were taken when it
+                # closed), so only the status gauges need it. Unless its streams were pruned since.
+                kept = old_done.get(key)
+                streams = c.streams
+                if kept is not None and len(streams.streams) == len(kept):
+                    labels = old[0]
+                    gkey = (status_names.get(status, "unknown"), labels[0], labels[1], labels[2], labels[3])
+                    conn_status[gkey] = conn_status.get(gkey, 0) + 1
+                    new_c[key] = old
+                    referenced += len(streams.stream_ids)
+                    for skey, srec, gk in kept:
+                        stream_status[gk] = stream_status.get(gk, 0) + 1
+                        new_s[skey] = srec
+                    new_done[key] = kept
+                    continue
             if old is None:
                 labels = self._conn_labels(c)
                 open_ts = tl.open_ts
@@ -206,6 +233,7 @@ class LeanTracker:
 
             streams = c.streams
             referenced += len(streams.stream_ids)
+            closed_streams: list[tuple[bytes, StreamRec, tuple[str, str, str]]] | None = [] if c_closed else None
             for j, s in enumerate(streams.streams):
                 skey = key + b"/" + (s.id or f"#{j}".encode())
                 raw = s.protocol or UNKNOWN
@@ -244,7 +272,12 @@ class LeanTracker:
                     pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
                 else:
                     b_in = b_out = 0
-                new_s[skey] = (raw, proto, sdir, sphase, s_open, b_in, b_out)
+                srec = (raw, proto, sdir, sphase, s_open, b_in, b_out)
+                new_s[skey] = srec
+                if closed_streams is not None:
+                    closed_streams.append((skey, srec, gk))
+            if closed_streams is not None:
+                new_done[key] = closed_streams
         # Open items that left the State end at the last instant they were seen.
         for key, (labels, phase, open_ts, _i, _o) in old_c.items():
             if phase == LIVE and key not in new_c:
@@ -253,7 +286,7 @@ class LeanTracker:
             if phase == LIVE and key not in new_s:
                 dur = (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None
                 s_closed.append((proto, sdir, dur))
-        self.conns, self.streams = new_c, new_s
+        self.conns, self.streams, self.done = new_c, new_s, new_done
         out.peers = frozenset(peers)
         out.referenced_streams = referenced
         out.open_conns = open_conns

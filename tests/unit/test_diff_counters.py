@@ -277,3 +277,32 @@ def test_dht_query_durations_refuse_nan_and_infinity() -> None:
     assert total(hub, "libp2p_dht_query_duration_seconds_count") == 2
     assert total(hub, "libp2p_dht_query_duration_seconds_sum") == 1.0
     assert total(hub, "libp2p_events_total", type="OutboundDHTQuery") == len(values)
+
+
+def test_a_closed_connection_kept_in_later_states_is_counted_by_its_status_alone() -> None:
+    """Nodes keep closed connections in their States for the retention period; after the State that
+    closed it, such a connection is passed over on its status (lean.py's ``done``): it stays in the
+    status gauges with its streams, its close is counted once, and bytes it reports after its close
+    no longer move a counter (they were taken when it closed)."""
+    s1 = {"id": b"s1", "bytes_in": 100}
+    closed = {"id": C1, "status": pb.CLOSED, "close": T0 + 1500}
+    msgs = [
+        state(T0 + 1000, [{"id": C1, "streams": [s1]}, {"id": C2}]),
+        state(T0 + 2000, [{**closed, "streams": [{**s1, "bytes_in": 150}]}, {"id": C2}]),
+        state(T0 + 3000, [{**closed, "streams": [{**s1, "bytes_in": 150}]}, {"id": C2}]),
+        state(T0 + 4000, [{**closed, "streams": [{**s1, "bytes_in": 999}]}, {"id": C2}]),
+    ]
+    hub = feed(*msgs)
+    assert total(hub, "libp2p_connections", status="closed") == 1
+    assert total(hub, "libp2p_connections", status="active") == 1
+    assert total(hub, "libp2p_streams", status="closed") == 1
+    assert total(hub, "libp2p_swarm_connections_closed_total") == 1
+    assert total(hub, "libp2p_streams_closed_total") == 1
+    assert total(hub, "libp2p_protocol_traffic_bytes_total", direction="in") == 150
+    # Its streams pruned while it stays: the stream gauge follows; reported open again: the gauges follow.
+    hub = feed(*msgs, state(T0 + 5000, [{**closed, "streams": []}, {"id": C2}]))
+    assert total(hub, "libp2p_streams", status="closed") == 0
+    assert total(hub, "libp2p_connections", status="closed") == 1
+    hub = feed(*msgs, state(T0 + 5000, [{"id": C1, "streams": [s1]}, {"id": C2}]))
+    assert total(hub, "libp2p_connections", status="closed") == 0
+    assert total(hub, "libp2p_connections", status="active") == 2
