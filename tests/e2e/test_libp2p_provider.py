@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -200,14 +201,22 @@ async def test_forced_disconnect_is_one_close_and_one_event(swarm: Swarm) -> Non
 async def test_a_stalled_trio_loop_costs_the_snapshot_parts_not_the_endpoint(swarm: Swarm) -> None:
     intro = swarm.intros[0]
     intro.provider_timeout_s = 0.3
-    await swarm.bridge.run(lambda: swarm.swarm.nursery.start_soon(_block_trio, 1.0))
-    state = await intro.fetch_full_state()  # trio is blocked: every trio-backed part times out
-    assert not state.subsystems.connections and not state.subsystems.HasField("dht")
-    assert intro.faults[("connections:py-libp2p", "timeout")] == 1
-    runtime = await intro.fetch_runtime()  # static parts still answer
-    assert runtime.implementation == "py-libp2p" and runtime.peer_id == swarm.node(0).peer_id
-    names = {et.name for et in runtime.event_types}
-    assert {"PeerConnecting", "PeerDisconnecting", "InboundDHTQuery", "OutboundDHTQuery"} <= names
+    # Trio stays blocked from when the blocker starts until the checks are done, however slow the
+    # machine: a fixed-length block could end before a loaded machine got to fetch the State.
+    started, release = threading.Event(), threading.Event()
+    await swarm.bridge.run(lambda: swarm.swarm.nursery.start_soon(_block_trio, started, release))
+    loop = asyncio.get_running_loop()
+    try:
+        assert await loop.run_in_executor(None, started.wait, 10.0), "trio never ran the blocker"
+        state = await intro.fetch_full_state()  # trio is blocked: every trio-backed part times out
+        assert not state.subsystems.connections and not state.subsystems.HasField("dht")
+        assert intro.faults[("connections:py-libp2p", "timeout")] == 1
+        runtime = await intro.fetch_runtime()  # static parts still answer
+        assert runtime.implementation == "py-libp2p" and runtime.peer_id == swarm.node(0).peer_id
+        names = {et.name for et in runtime.event_types}
+        assert {"PeerConnecting", "PeerDisconnecting", "InboundDHTQuery", "OutboundDHTQuery"} <= names
+    finally:
+        release.set()
     intro.provider_timeout_s = 5.0
 
     async def back() -> bool:
@@ -229,10 +238,9 @@ async def test_bridge_reports_a_finished_trio_loop() -> None:
         await bridge.run(lambda: 1)
 
 
-async def _block_trio(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)  # deliberately blocks the trio thread
+async def _block_trio(started: threading.Event, release: threading.Event) -> None:
+    started.set()
+    release.wait(10.0)  # deliberately blocks the trio thread (never for good)
     await trio.sleep(0)
 
 
