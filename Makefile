@@ -25,11 +25,11 @@ system-deps build-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
 
-# Node and npm run the observer-toolkit's own code in tests/integration/test_observer_reads_our_output.py, which
-# needs ../shared/vendor beside the repository (CI has it; a fresh clone skips that test). The test
-# itself installs the npm packages tests/observer/package-lock.json pins (`npm ci`).
+# Node and npm run the observer-toolkit's own code (vendored in tests/observer/vendor) in
+# tests/integration/test_observer_reads_*.py. The tests install the npm packages
+# tests/observer/package-lock.json pins (`npm ci`).
 node-deps:
-	@if [ -d ../shared/vendor/observer-toolkit ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then \
+	@if ! { command -v node && command -v npm; } >/dev/null 2>&1; then \
 	  echo "installing Debian packages: nodejs npm"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; fi
 

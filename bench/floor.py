@@ -14,6 +14,8 @@ Per State it
   4. derives in the same pass what the State changes: opens and closes (by status, close_ts, or
      vanishing; once each), durations, handshake latency, byte increases (a value that went down
      counts in full, as ours), the per-status gauges, the point-in-time latency and age values.
+     A connection already closed and counted is, like ours, passed over on its status alone
+     (its streams' records reused): what it reports after its close changes no counter.
 
 Why this is the unavoidable work: every metric ours exports needs these fields of every listed
 connection and stream in every State (status and close_ts for opens/closes and the status gauges,
@@ -135,6 +137,9 @@ class Tracker:
         self.labels = labels
         self.conns: dict[bytes, Conn] = {}
         self.streams: dict[bytes, Strm] = {}
+        # Closed and counted connections' streams (key, record, gauge key): passed over on the
+        # connection's status in later States, as ours does (lean.py), so the floor skips them too.
+        self.done: dict[bytes, list[tuple[bytes, Strm, tuple[str, str, int]]]] = {}
         self.peers: set[str] = set()
         self.dht_peers: dict[str, int] = {}
         self.last_ts = -1
@@ -170,6 +175,8 @@ class Tracker:
         old_c, old_s = self.conns, self.streams
         new_c: dict[bytes, Conn] = {}
         new_s: dict[bytes, Strm] = {}
+        old_done = self.done
+        new_done: dict[bytes, list[tuple[bytes, Strm, tuple[str, str, int]]]] = {}
         gauge_c, gauge_s = out.conns, out.streams
         p_in: dict[str, int] = {}  # byte increases this State by protocol label, then by transport label
         p_out: dict[str, int] = {}
@@ -185,6 +192,19 @@ class Tracker:
             close_ts = c.timeline.close_ts
             c_closed = close_ts != 0 or status in CLOSED
             old = old_c.get(key)
+            if c_closed and old is not None:
+                kept = old_done.get(key)
+                sl = c.streams
+                if kept is not None and len(sl.streams) == len(kept):
+                    gk = (status, old[0][:4])
+                    gauge_c[gk] = gauge_c.get(gk, 0) + 1
+                    new_c[key] = old
+                    referenced += len(sl.stream_ids)
+                    for skey, srec, gk2 in kept:
+                        gauge_s[gk2] = gauge_s.get(gk2, 0) + 1
+                        new_s[skey] = srec
+                    new_done[key] = kept
+                    continue
             if old is None:
                 tl = c.timeline
                 info_labels, open_ts, peer = labels.conn(c), tl.open_ts, c.peer_id
@@ -223,6 +243,7 @@ class Tracker:
             sl = c.streams
             referenced += len(sl.stream_ids)
             direction_c = key + b"/"
+            kept_now: list[tuple[bytes, Strm, tuple[str, str, int]]] | None = [] if c_closed else None
             for j, s in enumerate(sl.streams):
                 skey = direction_c + (s.id or b"#%d" % j)
                 s_status = s.status
@@ -255,7 +276,12 @@ class Tracker:
                     p_out[plabel] = p_out.get(plabel, 0) + (b_out - last_out if b_out >= last_out else b_out)
                 else:
                     b_in = b_out = 0
-                new_s[skey] = (sdir, s_open, plabel, sphase, b_in, b_out)
+                srec = (sdir, s_open, plabel, sphase, b_in, b_out)
+                new_s[skey] = srec
+                if kept_now is not None:
+                    kept_now.append((skey, srec, gk2))
+            if kept_now is not None:
+                new_done[key] = kept_now
         # Whatever was open and is no longer listed ended when last seen.
         for key, (info_labels, open_ts, _, phase, _, _) in old_c.items():
             if phase == LIVE and key not in new_c:
@@ -267,7 +293,7 @@ class Tracker:
                 s_closed.append(
                     (plabel, sdir, (last_seen - s_open) / 1000.0 if s_open and last_seen >= s_open else None)
                 )
-        self.conns, self.streams = new_c, new_s
+        self.conns, self.streams, self.done = new_c, new_s, new_done
         for label, n in p_in.items():
             out.proto_bytes[(label, "in")] = n
             out.proto_bytes[(label, "out")] = p_out[label]

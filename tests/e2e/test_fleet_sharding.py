@@ -11,14 +11,22 @@ import json
 import os
 import signal
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 from exporter.sources.sharding import Shard
 from tests.support.introspect_server import IntrospectServer, ServerThread
-from tests.support.procs import REPO, Proc, Prometheus, free_port, http_get, spawn, start_prometheus, wait_for
+from tests.support.procs import (
+    REPO,
+    Proc,
+    Prometheus,
+    free_port,
+    http_get,
+    http_status,
+    spawn,
+    start_prometheus,
+    wait_for,
+)
 
 NODES = [f"node-{i}" for i in range(8)]
 
@@ -143,13 +151,5 @@ def test_two_replicas_each_node_scraped_once_through_its_owner_and_reloads(tmp_p
             assert "libp2p_exporter_config_last_reload_successful 1.0" in text
         # The other replica refuses a node it does not own (404), whatever /probe's policy.
         other = replicas[1 - owner["node-new"]]
-        status, _ = _status(other.url + "/probe?target=" + urllib.parse.quote(srv.url("node-new")))
-        assert status == 404
-
-
-def _status(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return int(resp.status), resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode()
+        status, body = http_status(other.url + "/probe?target=" + urllib.parse.quote(srv.url("node-new")))
+        assert status == 404 and "belongs to shard" in body

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.introspect_server import FakeNode, IntrospectServer, ServerThread
-from tests.support.procs import Proc, http_get, promtool, start_exporter, start_prometheus, wait_for
+from tests.support.procs import Proc, http_get, http_status, promtool, start_exporter, start_prometheus, wait_for
 from tests.support.samples import series as parse
 
 N = 50
@@ -44,7 +44,11 @@ def test_fifty_targets_metrics_probe_and_going_away(
 ) -> None:
     thread, srv = server
     cfg = {
-        "defaults": {"interval": "300ms", "stale_intervals": 10, "labels": {"env": "test"}},  # 3 s of slack on a busy machine
+        "defaults": {
+            "interval": "300ms",
+            "stale_intervals": 10,
+            "labels": {"env": "test"},
+        },  # 3 s of slack on a busy machine
         "session": {"backoff_initial": "100ms", "backoff_max": "500ms", "read_timeout": "2s"},
         "probe": {"idle_timeout": "1500ms", "enabled": True},
         "targets": [{"url": srv.url(f"{i:02d}"), "name": f"node-{i:02d}"} for i in range(N)],
@@ -82,7 +86,7 @@ def test_fifty_targets_metrics_probe_and_going_away(
     assert list(peer_ids(s).values()) == [extra.data.peer_id]
     http_get(q)
     assert extra.connects == 1
-    assert "400" in _status(exp.url + "/probe?target=http://nope")
+    assert http_status(exp.url + "/probe?target=http://nope")[0] == 400
 
     # A target that goes away: down, its data no longer exported, the others untouched.
     thread.call(setattr, fakes[3], "mode", "down")
@@ -112,16 +116,6 @@ def test_fifty_targets_metrics_probe_and_going_away(
 
     wait_for(reaped, 15, "idle probe session closed")
     assert len(by_node(parse(http_get(exp.url + "/metrics")), "libp2p_exporter_up")) == N
-
-
-def _status(url: str) -> str:
-    import urllib.error
-
-    try:
-        http_get(url)
-        return "200"
-    except urllib.error.HTTPError as exc:
-        return str(exc.code)
 
 
 def test_prometheus_probe_relabelling_sets_instance_to_the_target(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.collector import assert_pipelines_defined
 from tests.support.procs import REPO, promtool
 
 DEPLOY = REPO / "deploy"
@@ -233,13 +234,7 @@ def test_prometheus_configs_validate_and_point_at_each_replica(
 def test_loadbalancing_collector_feeds_the_tail_samplers() -> None:
     lb, sampler = load(OTEL / "otel-loadbalancer.yaml"), load(OTEL / "otel-tail-sampling.yaml")
     for cfg in (lb, sampler):
-        traces = cfg["service"]["pipelines"]["traces"]
-        for kind in ("receivers", "processors", "exporters"):
-            assert traces[kind], kind
-            for name in traces[kind]:
-                assert name in cfg[kind], f"{kind[:-1]} {name} used by the pipeline but not defined"
-        protocols = cfg["receivers"]["otlp"]["protocols"]
-        assert protocols["grpc"]["endpoint"].endswith(":4317") and protocols["http"]["endpoint"].endswith(":4318")
+        assert_pipelines_defined(cfg)
     (exporter,) = lb["service"]["pipelines"]["traces"]["exporters"]
     balancing = lb["exporters"][exporter]
     assert exporter == "loadbalancing" and balancing["routing_key"] == "traceID"

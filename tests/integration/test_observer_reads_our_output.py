@@ -1,14 +1,13 @@
 """The libp2p observer UI's own data layer reads what we write, and nothing in it throws.
 
-The observer-toolkit's `data/` and `proto/` packages (MIT, third-party, in ../shared/vendor) run under
+The observer-toolkit's `data/` and `proto/` packages (MIT, third-party, vendored unmodified in
+tests/observer/vendor/observer-toolkit) run under
 Node with the npm versions its lockfile pins (tests/observer/package-lock.json). They load, as the UI
 does, a `generate` file, a `--record` recording of a live `demo` node and a live Endpoint session's
 WebSocket frames; tests/observer/read_with_observer.js then runs every selector the UI's widgets use
 over every State and Event. Each source must decode to the counts `libp2p-exporter inspect` gives,
 with no selector throwing, no checksum error, no byte left over, no event content key without a
 declared property, and no event hidden by a State whose snapshot_duration_ms is not its period.
-
-Without ../shared beside the repository (a fresh clone) this module skips, saying so; CI has it.
 """
 
 from __future__ import annotations

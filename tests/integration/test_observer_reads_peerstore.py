@@ -5,8 +5,7 @@ The observer's own sample capture is rewritten with a full PeerStore (every fiel
 producer's cap of 64) in every State; the observer must decode the same messages and show the same
 connections, streams, DHT peers and events as for the untouched file, with no error.
 
-Runs the observer-toolkit's code from ../shared/vendor (see tests/support/observer.py);
-without it, this module skips, saying so.
+Runs the observer-toolkit's code vendored in tests/observer/vendor (see tests/support/observer.py).
 """
 
 from __future__ import annotations

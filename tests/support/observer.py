@@ -1,5 +1,8 @@
-"""The observer-toolkit's own data layer run under Node (../shared/vendor), shared by the tests that
-check our output with it: the pinned npm packages, the reader fixture, and `inspect` counts to compare."""
+"""The observer-toolkit's own data layer run under Node, shared by the tests that check our output with
+it: the vendored code, the pinned npm packages, the reader fixture, and `inspect` counts to compare.
+
+The code is in the repository (tests/observer/vendor/observer-toolkit: MIT, unmodified, its origin
+and checksums beside it), so a fresh clone runs these checks as CI does."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ import pytest
 from exporter.protocol import introspection_pb2 as pb
 from tests.support.procs import REPO
 
-VENDOR = REPO.parent / "shared" / "vendor" / "observer-toolkit"
 OBSERVER = REPO / "tests" / "observer"
+VENDOR = OBSERVER / "vendor" / "observer-toolkit"
 PINNED = {"google-protobuf": "3.12.2", "bl": "4.0.2"}
 KINDS = ("runtime", "response", "state", "event", "notice")
 CMD = pb.ClientCommand
@@ -55,12 +58,9 @@ def _install_pinned_packages() -> Path:
 
 @pytest.fixture(scope="module")
 def observer(tmp_path_factory: pytest.TempPathFactory) -> Reader:
-    """A function running the observer's data layer over sources; skips without ../shared."""
+    """A function running the observer's data layer over sources."""
     if not (VENDOR / "data" / "index.js").is_file():
-        pytest.skip(
-            f"the observer-toolkit's own code is not beside the repository ({VENDOR} is absent, as in a "
-            "fresh clone); this check runs where ../shared is, as in CI"
-        )
+        pytest.fail(f"the vendored observer-toolkit code is missing from the repository: {VENDOR}")
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is needed to run the observer's code (Debian: nodejs; `make system-deps`)")

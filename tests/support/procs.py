@@ -82,6 +82,15 @@ def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = No
         return resp.read().decode()
 
 
+def http_status(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """(status, body) of a GET, an HTTP error's included (``http_get`` raises on those)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
 def require(binary: str) -> str:
     path = shutil.which(binary)
     if path is None:
