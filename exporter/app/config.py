@@ -23,6 +23,7 @@ from exporter.app.config_values import (
     ConfigError,
     check_url,
     parse_duration,
+    parse_int,
     parse_profile,
     parse_size,
     parse_target_arg,
@@ -79,7 +80,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "PROBE_IDLE_TIMEOUT": ("probe_idle", parse_duration),
     "HISTOGRAMS_PROFILE": ("histograms_profile", parse_profile),
     "SHARD": ("shard", parse_shard),
-    "TOTAL_SHARDS": ("total_shards", int),
+    "TOTAL_SHARDS": ("total_shards", parse_int),
     "METRICS_NODES": ("metrics_nodes", str),
 }
 

@@ -22,6 +22,7 @@ from exporter.app.config_values import (
     ConfigError,
     check_url,
     parse_duration,
+    parse_int,
     parse_profile,
     parse_size,
 )
@@ -51,7 +52,7 @@ _SCALARS: dict[str, dict[str, tuple[str, Any]]] = {
         "handshake_timeout": ("handshake_timeout", parse_duration),
         "heartbeat": ("heartbeat", parse_duration),
         "read_timeout": ("read_timeout", parse_duration),
-        "queue_size": ("queue_size", int),
+        "queue_size": ("queue_size", parse_int),
         "max_frame_size": ("max_frame", parse_size),
     },
     "record": {
@@ -61,13 +62,13 @@ _SCALARS: dict[str, dict[str, tuple[str, Any]]] = {
     },
     "probe": {
         "idle_timeout": ("probe_idle", parse_duration),
-        "max_sessions": ("probe_max", int),
+        "max_sessions": ("probe_max", parse_int),
         "enabled": ("probe_enable", boolean),
         "allow": ("probe_allow", pattern_list),
     },
     "sharding": {
         "shard": ("shard", parse_shard),
-        "total_shards": ("total_shards", int),
+        "total_shards": ("total_shards", parse_int),
     },
     "metrics": {"nodes": ("metrics_nodes", str)},
 }

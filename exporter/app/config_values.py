@@ -89,3 +89,13 @@ def parse_target_arg(text: str) -> tuple[str, str]:
     if sep and "://" not in name:
         return name.strip(), url.strip()
     return "", text.strip()
+
+
+def parse_int(value: Any) -> int:
+    """A whole number from ``3`` or ``"3"``; anything else is one clear line, not Python's ``int()`` text."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"expected a whole number, not {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, not {value!r}") from None

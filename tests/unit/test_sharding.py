@@ -111,3 +111,17 @@ def test_discovery_groups_are_http_sd_and_never_shadow_the_series_labels() -> No
     assert "secret" not in json.dumps(b)
     assert b["labels"]["__meta_libp2p_label_region"] == "eu"
     assert not {"node", "region"} & set(b["labels"])
+
+
+def test_a_count_that_is_not_a_whole_number_is_one_clear_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("sharding:\n  total_shards: two\nsession:\n  queue_size: 1.5\n")
+    with pytest.raises(ConfigError) as err:
+        build({}, [], str(cfg), env={})
+    assert err.value.problems == [
+        f"{cfg}:2: sharding.total_shards: expected a whole number, not 'two'",
+        f"{cfg}:4: session.queue_size: expected a whole number, not 1.5",
+    ]
+    with pytest.raises(ConfigError) as err:
+        build({}, [], None, env={"LIBP2P_EXPORTER_TOTAL_SHARDS": "x"})
+    assert err.value.problems == ["$LIBP2P_EXPORTER_TOTAL_SHARDS: expected a whole number, not 'x'"]
