@@ -59,27 +59,23 @@ class LiveState:
         self.manager = manager
         self.rebuild = rebuild
         self.policy = policy_of(cfg)
+        self._by_url = url_index(cfg)
         self.status = ReloadStatus()
         self._lock = asyncio.Lock()  # one reload at a time: SIGHUP and POST may race
 
     # -- what /probe and /discovery ask -----------------------------------------------------------
 
     def configured(self, url: str) -> Target | None:
-        """The owned configured target probed as ``url`` (its own URL, or that URL without credentials)."""
-        for target in self.manager.targets.values():
-            if url in (target.url, redact_url(target.url)):
-                return target
-        return None
+        """The owned, running configured target probed as ``url`` (its URL, or that URL without credentials)."""
+        target = self._by_url.get(url)
+        return target if target is not None and self.manager.targets.get(target.name) == target else None
 
     def elsewhere(self, url: str) -> str | None:
         """Why this replica does not serve ``url``: it is another shard's target (or None)."""
-        shard = self.cfg.shard
-        if not shard.sharded:
+        target, shard = self._by_url.get(url), self.cfg.shard
+        if target is None or shard.owns(target.name):
             return None
-        for target in self.cfg.targets:
-            if url in (target.url, redact_url(target.url)) and not shard.owns(target.name):
-                return f"target {target.name!r} belongs to shard {shard.of(target.name)} of {shard.total}, not {shard.index}"
-        return None
+        return f"target {target.name!r} belongs to shard {shard.of(target.name)} of {shard.total}, not {shard.index}"
 
     # -- reloading --------------------------------------------------------------------------------
 
@@ -109,6 +105,7 @@ class LiveState:
                     node.hidden = self.manager.hide_nodes
             self.cfg = cfg
             self.policy = policy_of(cfg)
+            self._by_url = url_index(cfg)
             self.status.successful = True
             self.status.last_success = time.time()
             text = (
@@ -156,6 +153,16 @@ def reload_handler(state: LiveState, enabled: bool) -> Callable[[web.Request], A
         return web.Response(status=200 if ok else 500, text=text + "\n")
 
     return reload
+
+
+def url_index(cfg: LiveConfig) -> dict[str, Target]:
+    """Every configured target by the URLs /probe may name it with: its own, and without credentials
+    (what /discovery hands out). Built once per configuration: a scrape looks up, never scans."""
+    index: dict[str, Target] = {}
+    for target in cfg.targets:
+        index.setdefault(target.url, target)
+        index.setdefault(redact_url(target.url), target)
+    return index
 
 
 def policy_of(cfg: LiveConfig) -> ProbePolicy:
