@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exporter.app.backfill import Progress, collect, expand, run_promtool
+from exporter.app.backfill import collect, expand, run_promtool
+from exporter.app.progress import Progress
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics

@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +32,10 @@ from typing import TextIO
 from prometheus_client.metrics_core import Metric
 
 from exporter import defaults
-from exporter.app.flags import add_histograms_flag
+from exporter.app.argtypes import positive_float
+from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
+from exporter.app.flags import add_histograms_flag, add_pubsub_mapper_flags
+from exporter.app.progress import Progress
 from exporter.app.runtime import build_hub
 from exporter.model.histogram_profiles import DEFAULT_PROFILE, profile
 from exporter.model.labels import Cardinality
@@ -43,6 +45,7 @@ from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, WriteStats
 from exporter.sinks.prometheus import HubCollector
 from exporter.sources.capture import CaptureError, iter_capture
+from exporter.sources.pubsub_trace import TraceFileError
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -105,6 +108,7 @@ class Result:
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> reason -> States
     blocks: list[dict[str, object]] = field(default_factory=list)
     vanished_zeros: int = 0
+    traces: TraceResult | None = None
 
 
 def node_of(path: Path) -> str:
@@ -185,50 +189,6 @@ def hub_metrics(hub: Hub) -> list[Metric]:
     """The hub-wide series worth keeping at an instant (see HUB_SERIES)."""
     collector = HubCollector(hub, nodes=[], with_globals=True)
     return [m for m in collector.collect() if m.name in HUB_SERIES]
-
-
-class Progress:
-    """A one-line bar on a terminal; elsewhere a plain line now and then, for hours-long inputs."""
-
-    def __init__(self, total: int, stream: TextIO, *, tty: bool | None = None, period_s: float = 30.0) -> None:
-        self.total = max(total, 1)
-        self.stream = stream
-        self.tty = stream.isatty() if tty is None else tty
-        self.period_s = period_s if not self.tty else 0.2
-        self.done = 0
-        self.states = 0
-        self._last = time.monotonic()
-        self._drawn = False
-
-    def advance(self, nbytes: int, states: int) -> None:
-        self.done += nbytes
-        self.states += states
-        now = time.monotonic()
-        if now - self._last >= self.period_s:
-            self._last = now
-            self._show()
-
-    def _show(self) -> None:
-        share = min(self.done / self.total, 1.0)
-        if self.tty:
-            bar = "#" * int(share * 30)
-            self.stream.write(f"\rbackfill [{bar:<30}] {share:4.0%}  {self.states} States written ")
-            self._drawn = True
-        else:
-            self.stream.write(f"backfill: {share:.0%} of the input read, {self.states} States written\n")
-        self.stream.flush()
-
-    def phase(self, text: str) -> None:
-        self.clear()
-        if self.tty:
-            self.stream.write(f"backfill: {text}\n")
-            self.stream.flush()
-
-    def clear(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self._drawn = False
 
 
 def collect(
@@ -344,7 +304,10 @@ def report(result: Result, fmt: str, output: str) -> list[str]:
     stats = result.stats
     nodes = len({f.node for f in result.files})
     written = sum(f.written for f in result.files)
-    lines.append(f"backfilled {len(result.files)} file(s) of {nodes} node(s): {written} States written")
+    if result.files or result.traces is None:
+        lines.append(f"backfilled {len(result.files)} file(s) of {nodes} node(s): {written} States written")
+    if result.traces is not None:
+        lines += trace_report(result.traces, _iso)
     if stats.min_ts is not None and stats.max_ts is not None:
         lines.append(f"time range: {_range(stats.min_ts, stats.max_ts)}")
     lines.append(f"series: {stats.series}, samples: {stats.samples}, families: {stats.families}")
@@ -365,6 +328,12 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     check_output(args.output, fmt)
     promtool = find_promtool(args.promtool) if fmt == "blocks" else ""
     files = expand(args.files, args.node)
+    try:
+        traces = expand_traces(args.pubsub_files)
+    except TraceFileError as exc:
+        raise BackfillError(str(exc)) from exc
+    if not files and not traces:
+        raise BackfillError("nothing to backfill: give capture files, recordings or --pubsub.file", 2)
     hub = build_hub(
         Cardinality(
             protocol_cap=args.protocol_cap,
@@ -376,15 +345,20 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     with tempfile.TemporaryDirectory(prefix="libp2p-backfill-") as tmp:
         work = Path(tmp)
         writer = TimestampedOpenMetrics(work, extra_labels={k: v for k, v in extra.items() if v})
-        progress = Progress(sum(f.size for f in files), stderr)
+        progress = Progress(sum(f.size for f in files) + sum(t.size for t in traces), stderr)
         try:
             result = collect(files, writer, hub, progress, args.max_segment)
-        except CaptureError as exc:
+            if traces:
+                step_ms = max(1, round(args.pubsub_step * 1000))
+                advance = lambda n: progress.advance(n, 0)  # noqa: E731
+                result.traces = collect_traces(traces, writer, hub.cardinality, args, step_ms, advance)
+        except (CaptureError, TraceFileError) as exc:
             raise BackfillError(str(exc)) from exc
         finally:
             progress.clear()
         if writer.points == 0:
-            raise BackfillError("no States with a timestamp in the input: nothing to backfill")
+            what = "States with a timestamp" + (" or trace events" if traces else "")
+            raise BackfillError(f"no {what} in the input: nothing to backfill")
         if fmt == "openmetrics" and args.output == "-":
             result.stats = writer.write(stdout)
         else:
@@ -412,7 +386,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Replays each file through the same pipeline as `replay` and writes the metrics at every "
         "State's own time as OpenMetrics, then builds TSDB blocks with promtool (docs/backfill.md).",
     )
-    p.add_argument("files", nargs="+", metavar="[NODE=]FILE", help="capture files, recordings, or directories of them")
+    p.add_argument("files", nargs="*", metavar="[NODE=]FILE", help="capture files, recordings, or directories of them")
     p.add_argument("--output", "-o", required=True, help="blocks directory (new or empty), or the OpenMetrics file")
     p.add_argument(
         "--format",
@@ -448,6 +422,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="as for replay",
     )
     add_histograms_flag(p)  # as the live exporter whose history this fills in
+    g = p.add_argument_group("pubsub traces (go-libp2p-pubsub event tracer files; docs/backfill.md)")
+    g.add_argument(
+        "--pubsub.file",
+        dest="pubsub_files",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a trace file (JSON tracer, PB tracer or traced gzip) or a directory of them; repeatable",
+    )
+    g.add_argument(
+        "--pubsub.step",
+        dest="pubsub_step",
+        metavar="SECONDS",
+        type=positive_float,
+        default=DEFAULT_STEP_S,
+        help=f"write the pubsub metrics every this much trace time, as a scrape interval (default {DEFAULT_STEP_S:g})",
+    )
+    add_pubsub_mapper_flags(g)
     p.add_argument("--log.level", dest="log_level", default="warn", choices=["debug", "info", "warn", "error"])
     p.set_defaults(func=cmd_backfill)
 

@@ -135,6 +135,19 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         help="read a trace file (JSON tracer, PB tracer or traced gzip) at start; repeatable",
     )
+    add_pubsub_mapper_flags(g)
+    g.add_argument(
+        "--tracing.sample.pubsub",
+        dest="tracing_sample_pubsub",
+        metavar="RATIO",
+        type=float,
+        default=1.0,
+        help="share of pubsub messages traced as spans, by message id, 0..1 (default 1)",
+    )
+
+
+def add_pubsub_mapper_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How the pubsub mapper bounds its labels and follows messages; live mode and backfill share them."""
     g.add_argument(
         "--pubsub.topics",
         dest="pubsub_topics",
@@ -165,14 +178,6 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=50_000,
         help="messages followed at once; past it the oldest leave early and are counted (default 50000)",
-    )
-    g.add_argument(
-        "--tracing.sample.pubsub",
-        dest="tracing_sample_pubsub",
-        metavar="RATIO",
-        type=float,
-        default=1.0,
-        help="share of pubsub messages traced as spans, by message id, 0..1 (default 1)",
     )
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from exporter.mappers.pubsub import PubsubMetrics
+from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent
@@ -101,21 +103,32 @@ class PubsubWiring:
             await asyncio.get_running_loop().run_in_executor(None, self.spans.shutdown)
 
 
-def pubsub_from_args(hub: Hub, args: argparse.Namespace) -> PubsubWiring | None:
-    """Add the pubsub mapper (and spans, when tracing is on) to ``hub`` as the flags ask; None when
-    neither a listen address nor a file is given. ``start`` reads the files and runs the collector."""
-    if not getattr(args, "pubsub_listen", None) and not getattr(args, "pubsub_files", None):
-        return None
+def pubsub_metrics(
+    cardinality: Cardinality,
+    args: argparse.Namespace,
+    intake: TraceIntakeStats,
+    clock: Callable[[], float] | None = None,
+) -> PubsubMetrics:
+    """The pubsub mapper as the ``--pubsub.*`` mapper flags set it (live mode and backfill alike)."""
     topics = [t.strip() for t in (getattr(args, "pubsub_topics", "") or "").split(",") if t.strip()]
-    intake = TraceIntakeStats()
-    metrics = PubsubMetrics(
-        hub.cardinality,
+    return PubsubMetrics(
+        cardinality,
         topics=topics,
         topic_cap=max(0, getattr(args, "pubsub_topic_cap", 32)),
         ttl_s=max(0.0, getattr(args, "pubsub_window", 120.0)),
         max_messages=max(1, getattr(args, "pubsub_max_messages", 50_000)),
         intake=intake,
+        **({"clock": clock} if clock is not None else {}),
     )
+
+
+def pubsub_from_args(hub: Hub, args: argparse.Namespace) -> PubsubWiring | None:
+    """Add the pubsub mapper (and spans, when tracing is on) to ``hub`` as the flags ask; None when
+    neither a listen address nor a file is given. ``start`` reads the files and runs the collector."""
+    if not getattr(args, "pubsub_listen", None) and not getattr(args, "pubsub_files", None):
+        return None
+    intake = TraceIntakeStats()
+    metrics = pubsub_metrics(hub.cardinality, args, intake)
     hub.add_trace_mapper(metrics)
     spans = None
     cfg = config_from_args(args)

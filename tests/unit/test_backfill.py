@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from exporter.app.backfill import Progress, node_of
+from exporter.app.backfill import node_of
 from exporter.app.cli import main
+from exporter.app.progress import Progress
 from exporter.generator import SyntheticNode
 from exporter.protocol import pb
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, format_ts
