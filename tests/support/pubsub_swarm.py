@@ -63,7 +63,9 @@ async def _wait(what: str, cond: Callable[[], bool], timeout: float) -> None:
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-async def run_traced_swarm(tmp: Path, *, n: int = 3, messages: int = 6, timeout: float = 60.0) -> SwarmRun:
+async def run_traced_swarm(
+    tmp: Path, *, n: int = 3, messages: int = 6, spacing: float = 0.05, timeout: float = 60.0
+) -> SwarmRun:
     run = SwarmRun()
     run.collector = TraceCollector(lambda peer, events: run.collected.extend(events))
     run.files = {"pb": [], "json": [], "gzip": []}
@@ -128,7 +130,7 @@ async def run_traced_swarm(tmp: Path, *, n: int = 3, messages: int = 6, timeout:
                     data = BAD if k == messages // 2 else f"msg-{k}".encode()
                     await nodes[k % n]["pubsub"].publish(TOPIC, data)
                     run.published += 1
-                    await trio.sleep(0.05)
+                    await trio.sleep(spacing)
 
                 async def drain(sub: Any, expect: int) -> None:
                     for _ in range(expect):
