@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -23,8 +24,13 @@ from exporter.web_config import WebConfigWatcher
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Told of every /metrics answer: (arrival time, scraper's timeout header, seconds to the body, the
+# scrape duration the body reported or None when it failed). The scrape journal listens here.
+ScrapeHook = Callable[[float, str | None, float, float | None], None]
 # The app's exposition (per-node blocks cached between scrapes), shared by /metrics and /probe.
 EXPOSITION = web.AppKey("exposition", Exposition)
+SCRAPE_HOOK = web.AppKey[ScrapeHook]("scrape_hook")
+TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 
 async def serve_exposition(request: web.Request, node: str | None = None) -> web.Response:
@@ -36,7 +42,22 @@ async def serve_exposition(request: web.Request, node: str | None = None) -> web
     accept = request.headers.get("Accept", "")
     encoding = request.headers.get("Accept-Encoding", "")
     loop = asyncio.get_running_loop()
-    body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, node)
+    hook = request.app.get(SCRAPE_HOOK) if node is None else None
+    if hook is None:
+        body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, node)
+        return web.Response(body=body, headers=headers)
+    arrived, started = time.time(), time.perf_counter()
+    timeout = request.headers.get(TIMEOUT_HEADER)
+
+    def respond() -> tuple[bytes, dict[str, str], float | None]:
+        return (*exposition.respond(accept, encoding, None), exposition.reported_duration())
+
+    try:
+        body, headers, reported = await loop.run_in_executor(None, respond)
+    except Exception:
+        hook(arrived, timeout, time.perf_counter() - started, None)
+        raise
+    hook(arrived, timeout, time.perf_counter() - started, reported)
     return web.Response(body=body, headers=headers)
 
 
@@ -60,6 +81,7 @@ def build_app(
     telemetry_path: str = TELEMETRY_PATH,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
+    on_scrape: ScrapeHook | None = None,
 ) -> web.Application:
     reserved = {"/", "/healthz", *(path for _, path, _ in extra_routes or [])}
     if not telemetry_path.startswith("/") or telemetry_path in reserved:
@@ -68,6 +90,8 @@ def build_app(
         )
     app = web.Application()
     app[EXPOSITION] = Exposition(hub)
+    if on_scrape is not None:
+        app[SCRAPE_HOOK] = on_scrape
 
     async def metrics(request: web.Request) -> web.Response:
         return await serve_exposition(request)

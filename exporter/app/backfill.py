@@ -33,6 +33,7 @@ from prometheus_client.metrics_core import Metric
 
 from exporter import defaults
 from exporter.app.argtypes import positive_float
+from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
 from exporter.app.flags import add_histograms_flag, add_pubsub_mapper_flags
 from exporter.app.progress import Progress
@@ -44,7 +45,9 @@ from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, WriteStats
 from exporter.sinks.prometheus import HubCollector
+from exporter.sinks.scrape_journal import SUFFIX as JOURNAL_SUFFIX
 from exporter.sources.capture import CaptureError, iter_capture
+from exporter.sources.pubsub_recording import find_recorded
 from exporter.sources.pubsub_trace import TraceFileError
 
 log = logging.getLogger("libp2p-exporter")
@@ -109,6 +112,7 @@ class Result:
     blocks: list[dict[str, object]] = field(default_factory=list)
     vanished_zeros: int = 0
     traces: TraceResult | None = None
+    journals: JournalResult | None = None
 
 
 def node_of(path: Path) -> str:
@@ -126,8 +130,10 @@ def expand(args: list[str], node: str | None) -> list[InputFile]:
             name, path = label or node, Path(rest)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(CAPTURE_SUFFIXES))
-            if not found:
+            if not found and not any(path.rglob(f"*{JOURNAL_SUFFIX}")) and not find_recorded([arg]):
                 raise BackfillError(f"no capture files ({', '.join(CAPTURE_SUFFIXES)}) under {path}")
+        elif path.name.endswith(JOURNAL_SUFFIX) and path.is_file():
+            continue  # a scrape journal (backfill_journal.py)
         elif path.is_file():
             found = [path]
         else:
@@ -308,6 +314,8 @@ def report(result: Result, fmt: str, output: str) -> list[str]:
         lines.append(f"backfilled {len(result.files)} file(s) of {nodes} node(s): {written} States written")
     if result.traces is not None:
         lines += trace_report(result.traces, _iso)
+    if result.journals is not None:
+        lines += journal_report(result.journals)
     if stats.min_ts is not None and stats.max_ts is not None:
         lines.append(f"time range: {_range(stats.min_ts, stats.max_ts)}")
     lines.append(f"series: {stats.series}, samples: {stats.samples}, families: {stats.families}")
@@ -328,11 +336,12 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     check_output(args.output, fmt)
     promtool = find_promtool(args.promtool) if fmt == "blocks" else ""
     files = expand(args.files, args.node)
+    journals = find_journals(args.files)
     try:
-        traces = expand_traces(args.pubsub_files)
+        traces = expand_traces(args.pubsub_files + [str(p) for p in find_recorded(args.files)])
     except TraceFileError as exc:
         raise BackfillError(str(exc)) from exc
-    if not files and not traces:
+    if not files and not traces and not journals:
         raise BackfillError("nothing to backfill: give capture files, recordings or --pubsub.file", 2)
     hub = build_hub(
         Cardinality(
@@ -352,6 +361,8 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
                 step_ms = max(1, round(args.pubsub_step * 1000))
                 advance = lambda n: progress.advance(n, 0)  # noqa: E731
                 result.traces = collect_traces(traces, writer, hub.cardinality, args, step_ms, advance)
+            if journals:
+                result.journals = collect_journals(journals, writer)
         except (CaptureError, TraceFileError) as exc:
             raise BackfillError(str(exc)) from exc
         finally:

@@ -35,8 +35,10 @@ from exporter.app.probe import probe_handler
 from exporter.app.reload import LiveState, reload_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.model.histogram_profiles import profile
+from exporter.sinks.scrape_journal import ScrapeJournal
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
+from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.sources.recording import RotatingRecorder, record_dir_problem
 from exporter.sources.sharding import parse_shard
 
@@ -297,6 +299,10 @@ async def run_live(
                 ("POST", "/-/reload", reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
             ],
             live=True,
+            journal=ScrapeJournal(cfg.record_dir, max_bytes=cfg.record_max_bytes) if cfg.record_dir else None,
+            trace_recorder=TraceRecorder(cfg.record_dir, max_bytes=cfg.record_max_bytes, max_age_s=cfg.record_max_age_s)
+            if cfg.record_dir
+            else None,
         )
     finally:
         await manager.close()

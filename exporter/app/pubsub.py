@@ -23,6 +23,7 @@ from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent
 from exporter.sinks.otel.config import config_from_args
 from exporter.sources.pubsub_collector import TraceCollector, run_collector_host
+from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.sources.pubsub_trace import feed_trace_file
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,11 @@ class PubsubWiring:
         self.collector_id = ""
         self.collector_addrs: list[str] = []
         self._thread: Any = None
+        self.recorder: TraceRecorder | None = None  # --record: what the collector receives, kept
 
     def _on_events(self, peer: str, events: list[TraceEvent]) -> None:
+        if self.recorder is not None:
+            self.recorder.write(events)
         self.hub.ingest_traces(peer, events)
 
     def name_node(self, peer_b58: str, name: str) -> None:
@@ -58,6 +62,21 @@ class PubsubWiring:
         from libp2p.peer.peerinfo import PeerInfo
 
         return PeerInfo(ID.from_base58(self.collector_id), [multiaddr.Multiaddr(a) for a in self.collector_addrs])
+
+    def journal_fields(self) -> dict[str, Any]:
+        """The collector's counters for the scrape journal (sinks/scrape_journal.py), while one runs."""
+        if not self.intake.collecting:
+            return {}
+        c = self.intake.collector
+        return {
+            "collector": {
+                "streams": c.streams_active,
+                "accepted": c.streams_accepted,
+                "refused": c.streams_refused,
+                "batches": c.batches,
+                "errors": dict(c.errors),
+            }
+        }
 
     def read_file(self, path: str) -> None:
         feed_trace_file(self.hub, path, self.intake)
@@ -99,6 +118,8 @@ class PubsubWiring:
             err = await self._thread.stop(timeout=4.0)
             if err is not None:
                 log.debug("pubsub collector shutdown: %r", err)
+        if self.recorder is not None:
+            self.recorder.close()
         if self.spans is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.spans.shutdown)
 

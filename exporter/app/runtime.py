@@ -24,6 +24,8 @@ from exporter.pipeline.hub import Hub
 from exporter.server import Handler, build_app, start_server
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
+from exporter.sinks.scrape_journal import ScrapeJournal
+from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.web_config import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("libp2p-exporter")
@@ -127,6 +129,8 @@ async def serve_until_stopped(
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     live: bool = False,
     pubsub: PubsubWiring | None = None,
+    journal: ScrapeJournal | None = None,
+    trace_recorder: TraceRecorder | None = None,
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``).
 
@@ -136,7 +140,13 @@ async def serve_until_stopped(
     (files read, collector running) before ``work``.
     """
     try:
-        app = build_app(hub, args.telemetry_path, extra_routes=extra_routes, description=description)
+        app = build_app(
+            hub,
+            args.telemetry_path,
+            extra_routes=extra_routes,
+            description=description,
+            on_scrape=journal.scraped if journal is not None else None,
+        )
     except ValueError as exc:
         log.error("--web.telemetry-path: %s", exc)
         return 2
@@ -153,6 +163,9 @@ async def serve_until_stopped(
     if pubsub is None:
         pubsub = pubsub_from_args(hub, args)
     if pubsub is not None:
+        if journal is not None:
+            journal.extra = pubsub.journal_fields  # the collector's streams, scrape by scrape
+        pubsub.recorder = trace_recorder
         await pubsub.start(args)
     try:
         runner = await start_server(app, args.listen, web_config)
@@ -184,6 +197,8 @@ async def serve_until_stopped(
         await runner.cleanup()
         if pubsub is not None:
             await pubsub.stop()
+        if journal is not None:
+            journal.close()
         await loop.run_in_executor(None, tracing.shutdown)
         for sig, handler in previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):

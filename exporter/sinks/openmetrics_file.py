@@ -124,8 +124,12 @@ class TimestampedOpenMetrics:
     def last_ts(self, scope: str) -> int | None:
         return self._last_ts.get(scope)
 
-    def add(self, scope: str, ts_ms: int, metrics: Iterable[Metric]) -> int:
-        """One exposition of ``scope`` at ``ts_ms``; returns the samples kept."""
+    def add(self, scope: str, ts_ms: int, metrics: Iterable[Metric], *, vanish: bool = True) -> int:
+        """One exposition of ``scope`` at ``ts_ms``; returns the samples kept.
+
+        ``vanish=False``: a gauge missing here was not measured this time (a failed scrape has no
+        duration), not gone: it gets no 0.
+        """
         last = self._last_ts.get(scope)
         if last is not None and ts_ms <= last:
             raise ValueError(f"{scope}: instant {ts_ms} is not after {last}")
@@ -154,7 +158,7 @@ class TimestampedOpenMetrics:
                 one.values.append(float(sample.value))
         self._buffered += len(present)
         self.points += len(present)
-        for sid in self._present.get(scope, set()) - present:
+        for sid in self._present.get(scope, set()) - present if vanish else ():
             if self._series[sid].gauge:
                 self._append(sid, ts_ms, 0.0)
                 self.vanished_zeros += 1

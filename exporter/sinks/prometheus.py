@@ -123,6 +123,7 @@ class Exposition:
         self._cache: dict[str, tuple[NodeState, CachedBlock]] = {}
         self._lock = threading.Lock()
         self._dropped_renders = 0  # renders of blocks since forgotten (their nodes were removed)
+        self._local = threading.local()  # the scrape duration this thread's last /metrics reported
 
     @property
     def renders(self) -> int:
@@ -178,11 +179,16 @@ class Exposition:
         _write_globals(self.hub, writer)
         blocks.append(writer.finish())
         timing = BlockWriter()
-        _scrape_duration(timing, time.perf_counter() - started)
+        self._local.duration = duration = time.perf_counter() - started
+        _scrape_duration(timing, duration)
         blocks.append(timing.finish())
         if self.process is not None:
             blocks.append(collector_block(self.process))
         return join(blocks, fmt)
+
+    def reported_duration(self) -> float | None:
+        """The ``libp2p_exporter_scrape_duration_seconds`` this thread's last ``metrics()`` wrote."""
+        return getattr(self._local, "duration", None)
 
     def probe(self, name: str, fmt: Format = Format.TEXT) -> bytes:
         """One node's block alone (nothing when the hub has no such node)."""

@@ -65,6 +65,7 @@ class FakeNode:
     mode: str = "normal"  # normal, stall, corrupt, close, flood, down
     flood_events: int = 2000
     peerstore: bool = False  # States carry the peerstore extension (Subsystems field 100)
+    start_ms: int | None = None  # the synthetic clock's start (default: SyntheticNode's fixed one)
     # A scripted node: each push interval sends script(tick) (raw WebSocket messages, tick counting
     # from 0) instead of its synthetic State; see tests/support/hostile.py.
     script: Callable[[int], Sequence[bytes]] | None = None
@@ -75,8 +76,14 @@ class FakeNode:
     live: set[Any] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        start = {"start_ms": self.start_ms} if self.start_ms is not None else {}
         self.data = SyntheticNode(
-            connections=self.connections, streams_per_conn=2, buckets=3, seed=self.seed, peerstore=self.peerstore
+            connections=self.connections,
+            streams_per_conn=2,
+            buckets=3,
+            seed=self.seed,
+            peerstore=self.peerstore,
+            **start,
         )
 
     def restart(self, *, new_peer: bool) -> None:

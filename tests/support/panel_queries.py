@@ -27,9 +27,9 @@ LABEL_VALUES = re.compile(r"^label_values\((?:(?P<selector>.+),\s*)?(?P<label>\w
 OWN_PROOF = {"libp2p-pubsub"}
 
 
-def dashboards() -> list[Path]:
-    """The shipped dashboards that introspection data alone can fill."""
-    return sorted(p for p in (REPO / JSON_DIR).glob("*.json") if p.stem not in OWN_PROOF)
+def dashboards(*, with_own_proof: bool = False) -> list[Path]:
+    """The shipped dashboards that introspection data alone can fill (all of them: ``with_own_proof``)."""
+    return sorted(p for p in (REPO / JSON_DIR).glob("*.json") if with_own_proof or p.stem not in OWN_PROOF)
 
 
 def graphs(dash: dict[str, Any]) -> list[dict[str, Any]]:

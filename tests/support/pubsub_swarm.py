@@ -64,15 +64,29 @@ async def _wait(what: str, cond: Callable[[], bool], timeout: float) -> None:
 
 
 async def run_traced_swarm(
-    tmp: Path, *, n: int = 3, messages: int = 6, spacing: float = 0.05, timeout: float = 60.0
+    tmp: Path,
+    *,
+    n: int = 3,
+    messages: int = 6,
+    spacing: float = 0.05,
+    timeout: float = 60.0,
+    collector: str | None = None,
 ) -> SwarmRun:
+    """``collector``: a ``/p2p/`` address of a collector already running (an exporter's
+    ``--pubsub.listen``) to trace to instead of one of the run's own; the run then waits until
+    the remote tracers have sent every event, not until a collector holds them."""
     run = SwarmRun()
-    run.collector = TraceCollector(lambda peer, events: run.collected.extend(events))
     run.files = {"pb": [], "json": [], "gzip": []}
     with trio.fail_after(timeout):
         async with trio.open_nursery() as outer:
-            cid, caddrs = await outer.start(run_collector_host, run.collector)
-            collector_info = PeerInfo(ID.from_base58(cid), [multiaddr.Multiaddr(a) for a in caddrs])
+            if collector is None:
+                run.collector = TraceCollector(lambda peer, events: run.collected.extend(events))
+                cid, caddrs = await outer.start(run_collector_host, run.collector)
+                collector_info = PeerInfo(ID.from_base58(cid), [multiaddr.Multiaddr(a) for a in caddrs])
+            else:
+                addr = multiaddr.Multiaddr(collector)
+                peer = ID.from_base58(addr.value_for_protocol("p2p"))
+                collector_info = PeerInfo(peer, [addr.decapsulate(multiaddr.Multiaddr(f"/p2p/{peer}"))])
             async with contextlib.AsyncExitStack() as stack:
                 nodes: list[dict[str, Any]] = []
                 tracer_scope = trio.CancelScope()
@@ -144,8 +158,15 @@ async def run_traced_swarm(
                 await nodes[0]["pubsub"].unsubscribe(TOPIC)
                 await trio.sleep(0.2)
                 tracer_scope.cancel()  # the remote tracers send their last batch and close the gzip stream
-                await _wait(
-                    "the collector to hold every emitted event", lambda: len(run.collected) >= len(run.emitted), 20
-                )
+                if run.collector is not None:
+                    await _wait(
+                        "the collector to hold every emitted event", lambda: len(run.collected) >= len(run.emitted), 20
+                    )
+                else:
+                    await _wait(
+                        "the remote tracers to send every emitted event",
+                        lambda: sum(r.sent_events for r in run.remotes) >= len(run.emitted),
+                        20,
+                    )
                 outer.cancel_scope.cancel()
     return run

@@ -1,0 +1,115 @@
+"""Scrape journals in a backfill: the exporter's own health, as it measured it while recording.
+
+Live mode with ``--record`` keeps a journal of its scrapes (``sinks/scrape_journal.py``) beside the
+recordings. Backfilling the recording directory writes, at each journaled scrape's time, what that
+scrape measured: ``up`` (the body was ready within the scraper's timeout), the
+``libp2p_exporter_scrape_duration_seconds`` the body carried, and the pubsub collector's families
+when one ran. Nothing is written for a time nobody scraped: a capture made by other software, or
+a recording without a journal, leaves those series empty rather than invented.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+from exporter.pipeline.traces import COLLECTOR_ERRORS
+from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
+from exporter.sinks.prometheus import SCRAPE_DURATION
+from exporter.sinks.scrape_journal import SUFFIX, read_journal
+
+SCOPE = "exporter"  # the writer's scope for the journal's series
+
+
+@dataclass
+class JournalResult:
+    files: list[Path]
+    scrapes: int = 0
+    written: int = 0
+    up: int = 0
+    repeated: int = 0  # entries at or before an instant already written (two files of one time)
+    damaged: dict[Path, int] = field(default_factory=dict)
+
+
+def find_journals(args: list[str]) -> list[Path]:
+    """Journals among the arguments: ``*.scrapes.jsonl`` files, and those under directories."""
+    out: list[Path] = []
+    for arg in args:
+        path = Path(arg.partition("=")[2]) if "=" in arg and not Path(arg).exists() else Path(arg)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
+        elif path.name.endswith(SUFFIX) and path.is_file():
+            out.append(path)
+    return out
+
+
+def _counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
+    m = Metric(name, doc, "counter")
+    m.add_sample(name + "_total", labels or {}, value)
+    return m
+
+
+def _metrics(entry: dict[str, Any]) -> list[Metric]:
+    out: list[Metric] = [
+        GaugeMetricFamily("up", "1 when the exporter answered the scrape within the scraper's timeout.", entry["up"])
+    ]
+    duration = entry.get("scrape_duration_seconds")
+    if isinstance(duration, (int, float)):
+        out.append(GaugeMetricFamily(SCRAPE_DURATION, "Time spent building this scrape's metric families.", duration))
+    collector = entry.get("collector")
+    if isinstance(collector, dict):
+        out.append(
+            GaugeMetricFamily(
+                "libp2p_pubsub_collector_streams", "Remote-tracer streams open now.", collector.get("streams", 0)
+            )
+        )
+        for key, name, doc in (
+            ("accepted", "libp2p_pubsub_collector_streams_accepted", "Remote-tracer streams accepted."),
+            ("refused", "libp2p_pubsub_collector_streams_refused", "Remote-tracer streams refused."),
+            ("batches", "libp2p_pubsub_collector_batches", "TraceEventBatches received."),
+        ):
+            out.append(_counter(name, doc, float(collector.get(key, 0))))
+        errors = collector.get("errors") if isinstance(collector.get("errors"), dict) else {}
+        fam = Metric("libp2p_pubsub_collector_errors", "Remote-tracer streams cut off, by reason.", "counter")
+        for reason in COLLECTOR_ERRORS:  # the journal's reasons are the exporter's own, a fixed set
+            fam.add_sample("libp2p_pubsub_collector_errors_total", {"reason": reason}, float(errors.get(reason, 0)))
+        out.append(fam)
+    return out
+
+
+def _entries(path: Path, result: JournalResult) -> Iterator[dict[str, Any]]:
+    read = read_journal(path)
+    if read.damaged:
+        result.damaged[path] = read.damaged
+    yield from read.entries
+
+
+def collect_journals(files: list[Path], writer: TimestampedOpenMetrics) -> JournalResult:
+    """Every journaled scrape, in time order, at its own instant."""
+    result = JournalResult(files)
+    for entry in heapq.merge(*(_entries(p, result) for p in files), key=lambda e: e["ts"]):
+        result.scrapes += 1
+        last = writer.last_ts(SCOPE)
+        if last is not None and entry["ts"] <= last:
+            result.repeated += 1
+            continue
+        writer.add(SCOPE, entry["ts"], _metrics(entry), vanish=False)
+        result.written += 1
+        result.up += entry["up"]
+    return result
+
+
+def journal_report(result: JournalResult) -> list[str]:
+    lines = [f"{path}: skipped {n} line(s) that are not a journal entry" for path, n in result.damaged.items()]
+    if result.repeated:
+        lines.append(f"scrape journal: {result.repeated} scrape(s) at or before one already written, skipped")
+    lines.append(
+        f"scrape journal: {len(result.files)} file(s), {result.written} scrapes written "
+        f"({result.up} answered in time, {result.written - result.up} not)"
+    )
+    return lines
