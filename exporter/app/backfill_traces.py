@@ -7,9 +7,10 @@ time order, and its families are written every ``step`` of trace time, each inst
 event stamped at or before it. The mapper's message window runs on trace time too, so propagation
 delay and reach come out as they would have live, whenever the backfill runs.
 
-Files are merged by event timestamp (each file is in its tracer's order; ``traced`` batches from
-several nodes may be a little out of order). An event stamped before an instant already written is
-counted at the next one, as a live collector counts a late batch, and the summary says how many.
+Files are merged by event timestamp (each file is in its tracer's order; ``traced`` and collector
+files interleave batches of several nodes, up to a batch window out of order, so events are put
+back in order within ``REORDER_MS``). An event later than that, stamped before an instant already
+written, is counted at the next one, as a live collector counts a late batch, and the summary says how many.
 A stretch of over ``GAP_MS`` with no events at all (tracing stopped) is not filled with copies of
 the last values; the summary names it.
 
@@ -40,6 +41,7 @@ SCOPE = "pubsub"  # the writer's scope for the trace families (they carry no int
 GAP_MS = 10 * 60 * 1000  # quiet longer than Prometheus' 5-minute lookback twice over: tracing had stopped
 DEFAULT_STEP_S = 15.0  # a common scrape interval
 PROGRESS_EVERY = 4096  # events between progress updates
+REORDER_MS = 5_000  # go's remote tracer batches for a second; a collector file interleaves nodes by batch
 DEDUP_WINDOW_MS = 10_000  # how far apart in the merge two copies of an event may arrive (traced batches)
 DEDUP_MAX = 1_000_000  # events remembered for that, at most
 TRACE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".pb", ".gz")  # what a directory is searched for
@@ -113,6 +115,21 @@ def _events(
     advance(src.size - done)
 
 
+def _reordered(items: Iterator[tuple[int, int, TraceEvent]], window_ns: int) -> Iterator[tuple[int, int, TraceEvent]]:
+    """``items`` in timestamp order, for any item at most ``window_ns`` behind the newest seen."""
+    held: list[tuple[int, int, int, TraceEvent]] = []
+    newest = 0
+    for n, (ns, index, event) in enumerate(items):
+        newest = max(newest, ns)
+        heapq.heappush(held, (ns, index, n, event))  # n: equal stamps keep their order, events never compared
+        while held and held[0][0] < newest - window_ns:
+            ns0, index0, _, event0 = heapq.heappop(held)
+            yield ns0, index0, event0
+    while held:
+        ns0, index0, _, event0 = heapq.heappop(held)
+        yield ns0, index0, event0
+
+
 def _ceil(ts_ms: int, step_ms: int) -> int:
     """The first instant of the step grid at or after ``ts_ms``."""
     return -(-ts_ms // step_ms) * step_ms
@@ -143,7 +160,8 @@ def collect_traces(
     recent: deque[tuple[int, int]] = deque()
     due: int | None = None  # the next instant to write; everything stamped at or before it is in
     written: int | None = None
-    for ns, index, event in heapq.merge(*streams, key=lambda t: t[0]):
+    merged = heapq.merge(*streams, key=lambda t: t[0])
+    for ns, index, event in _reordered(merged, REORDER_MS * 1_000_000):
         ts_ms = ns // 1_000_000
         if len(files) > 1:
             key = (ns, hash(event.SerializeToString(deterministic=True)))

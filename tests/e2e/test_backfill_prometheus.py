@@ -29,9 +29,12 @@ from tests.support.procs import FIXTURE, REPO, Prometheus, start_prometheus
 
 # Both captures have States 1-2 s apart (the recording's synthetic node steps 1 s per State).
 MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
+# Nothing scraped these (a capture of other software, a recording no Prometheus scraped): no scrape
+# journal, so nothing measured the exporter's own side. With one, these have data too
+# (tests/e2e/test_backfill_recorded_incident.py).
 NOT_BACKFILLED = {
-    ("libp2p-exporter-health", "Scrape duration"): "the exporter's own scrape timing: not history, not backfilled",
-    ("libp2p-exporter-health", "Scrape target up"): "Prometheus' own `up` of a scrape: a backfill has no scrape",
+    ("libp2p-exporter-health", "Scrape duration"): "no scrape journal: nobody scraped while this was recorded",
+    ("libp2p-exporter-health", "Scrape target up"): "no scrape journal: nobody scraped while this was recorded",
 }
 # Per node: panels its data cannot fill, with the reason.
 ALLOWED_EMPTY: dict[str, dict[tuple[str, str], str]] = {

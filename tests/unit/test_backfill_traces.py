@@ -106,8 +106,9 @@ def _write_pb(path: Path, events: list[TraceEvent]) -> None:
 def test_late_events_and_quiet_stretches_are_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     peer = b"\x00\x24\x08\x01\x12\x20" + bytes(range(32))
     base = 1_700_000_000_000
-    events = [_event(peer, base + i * 1000, b"m%d" % i) for i in range(5)]
-    events.append(_event(peer, base + 1500, b"late"))  # after the instant at base + 2000 is due
+    events = [_event(peer, base + i * 1000, b"m%d" % i) for i in range(12)]
+    events.append(_event(peer, base + 9500, b"behind"))  # 1.5 s behind: put back in order, not late
+    events.append(_event(peer, base + 1500, b"late"))  # 9.5 s behind, past the reorder window: late
     events += [_event(peer, base + 30 * 60_000 + i * 1000, b"n%d" % i) for i in range(3)]  # 30 min later
     _write_pb(tmp_path / "t.pb", events)
     text, summary = _backfill(tmp_path, str(tmp_path / "t.pb"), step="1", capsys=capsys)
