@@ -1,0 +1,156 @@
+"""Backfilling gossipsub traces: what the backfill costs over reading and mapping the events alone.
+
+    .venv/bin/python bench/backfill_traces.py [--nodes 20] [--messages 36000] [--spacing-ms 100]
+
+The synthetic fleet of bench_pubsub.py (each message published once, delivered on every node with a
+duplicate and a RECV_RPC each), one message every ``--spacing-ms``: the defaults are an hour of
+trace time. It is written as one traced gzip file (as a collector records it) and again as one PB
+file per node (each node's own tracer), so the second run also pays for duplicate detection.
+
+- floor: read the gzip file and feed every event to the pubsub mapper (what any use of the trace
+  must do), nothing written;
+- backfill, 1 file: the backfill's own pass (reorder window, instants every 15 s, OpenMetrics buffer);
+- backfill, 1 + N files: the same events twice over, each counted once.
+
+CPU time of this process (``time.process_time``), medians of ``--repeat`` interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_pubsub import fleet
+from exporter.app.backfill_traces import TraceInput, collect_traces
+from exporter.app.pubsub import pubsub_metrics
+from exporter.introspector.pubsub_sinks import PBFileSink, TracedFileSink
+from exporter.model.labels import Cardinality
+from exporter.pipeline.traces import TraceIntakeStats
+from exporter.protocol.pubsub_codec import TraceEvent, b58
+from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
+from exporter.sources.pubsub_trace import iter_trace_file
+
+
+def spread(events: list[TraceEvent], spacing_ns: int) -> None:
+    """Stretch bench_pubsub's 10 ms message spacing to ``spacing_ns``."""
+    base = events[0].timestamp
+    for e in events:
+        k, rest = divmod(e.timestamp - base, 10_000_000)
+        e.timestamp = base + k * spacing_ns + rest
+
+
+def floor(path: Path, args: argparse.Namespace) -> int:
+    metrics = pubsub_metrics(Cardinality(), args, TraceIntakeStats())
+    n = 0
+    for item in iter_trace_file(path):
+        if isinstance(item, TraceEvent):
+            metrics.ingest(item)
+            n += 1
+    return n
+
+
+def backfill(paths: list[Path], work: Path, args: argparse.Namespace) -> int:
+    writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
+    files = [TraceInput(p, p.stat().st_size) for p in paths]
+    collect_traces(files, writer, Cardinality(), args, 15_000, lambda n: None)
+    return writer.points
+
+
+def cpu(fn: Callable[[], int]) -> tuple[float, int]:
+    t0 = time.process_time()
+    out = fn()
+    return time.process_time() - t0, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=36_000)
+    ap.add_argument("--spacing-ms", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    args.pubsub_topics, args.pubsub_topic_cap, args.pubsub_window, args.pubsub_max_messages = "", 32, 120.0, 50_000
+    events = fleet(args.nodes, args.messages)
+    spread(events, args.spacing_ms * 1_000_000)
+    hours = (events[-1].timestamp - events[0].timestamp) / 3.6e12
+    print(f"fleet: {args.nodes} nodes, {args.messages} messages, {len(events)} events, {hours:.2f} h of trace time")
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}, command: {' '.join(sys.argv)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        gz = root / "collector.pb.gz"
+        with TracedFileSink(gz) as sink:
+            for e in events:
+                sink(e)
+        per_node: dict[str, PBFileSink] = {}
+        for e in events:
+            key = b58(e.peerID)
+            if key not in per_node:
+                per_node[key] = PBFileSink(root / f"{key}.pb")
+            per_node[key](e)
+        for s in per_node.values():
+            s.close()
+        copies = [gz, *sorted(root.glob("*.pb"))]
+        runs: dict[str, list[float]] = {
+            "floor": [],
+            "backfill, 1 file": [],
+            f"backfill, 1 + {len(copies) - 1} files": [],
+        }
+        points = {}
+        for _ in range(args.repeat):  # interleaved: each round runs every variant once
+            for name, fn in (
+                ("floor", lambda: floor(gz, args)),
+                ("backfill, 1 file", lambda: backfill([gz], Path(tempfile.mkdtemp(dir=root)), args)),
+                (
+                    f"backfill, 1 + {len(copies) - 1} files",
+                    lambda: backfill(copies, Path(tempfile.mkdtemp(dir=root)), args),
+                ),
+            ):
+                secs, out = cpu(fn)
+                runs[name].append(secs)
+                points[name] = out
+        base = statistics.median(runs["floor"])
+        for name, secs in runs.items():
+            med = statistics.median(secs)
+            extra = f", {points[name]} samples" if name != "floor" else ""
+            print(
+                f"{name:<22} {med:7.2f} s CPU  {len(events) / med / 1e3:6.0f} k events/s  {med / base:4.2f}x floor{extra}"
+            )
+        # the CLI on its own, as a child, for its peak memory (this process holds the generated events)
+        # (it reports its own peak, VmHWM of its own address space: ru_maxrss would carry this
+        # process' pages over from before the child's exec)
+        argv = ["backfill", "--format", "openmetrics", "-o", str(root / "cli.om")]
+        for p in copies:
+            argv += ["--pubsub.file", str(p)]
+        code = (
+            "import re, sys; from exporter.app.cli import main; rc = main(sys.argv[1:]); "
+            "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]); sys.exit(rc)"
+        )
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        child = int(proc.stdout.split()[-1]) / 1024
+        print(
+            f"CLI, 1 + {len(copies) - 1} files to OpenMetrics: {time.perf_counter() - t0:.1f} s wall, peak RSS {child:.0f} MB"
+        )
+    print(
+        f"peak RSS of this process (the generated events): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
