@@ -35,7 +35,7 @@ from exporter import defaults
 from exporter.app.argtypes import positive_float
 from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
-from exporter.app.flags import add_histograms_flag, add_pubsub_mapper_flags
+from exporter.app.flags import add_histograms_flag, add_pubsub_file_flag, add_pubsub_mapper_flags
 from exporter.app.progress import Progress
 from exporter.app.runtime import build_hub
 from exporter.model.histogram_profiles import DEFAULT_PROFILE, profile
@@ -397,7 +397,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Replays each file through the same pipeline as `replay` and writes the metrics at every "
         "State's own time as OpenMetrics, then builds TSDB blocks with promtool (docs/backfill.md).",
     )
-    p.add_argument("files", nargs="*", metavar="[NODE=]FILE", help="capture files, recordings, or directories of them")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="[NODE=]FILE",
+        help="capture files, recordings, or directories of them (a --record directory brings its scrape journal "
+        "and the pubsub collector's traces)",
+    )
     p.add_argument("--output", "-o", required=True, help="blocks directory (new or empty), or the OpenMetrics file")
     p.add_argument(
         "--format",
@@ -434,14 +440,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     add_histograms_flag(p)  # as the live exporter whose history this fills in
     g = p.add_argument_group("pubsub traces (go-libp2p-pubsub event tracer files; docs/backfill.md)")
-    g.add_argument(
-        "--pubsub.file",
-        dest="pubsub_files",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="a trace file (JSON tracer, PB tracer or traced gzip) or a directory of them; repeatable",
-    )
+    add_pubsub_file_flag(g, "a trace file (JSON tracer, PB tracer or traced gzip) or a directory of them; repeatable")
     g.add_argument(
         "--pubsub.step",
         dest="pubsub_step",

@@ -127,14 +127,7 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="64 hex digits: keeps the collector's peer id across restarts (default: a new id each start)",
     )
-    g.add_argument(
-        "--pubsub.file",
-        dest="pubsub_files",
-        metavar="PATH",
-        action="append",
-        default=[],
-        help="read a trace file (JSON tracer, PB tracer or traced gzip) at start; repeatable",
-    )
+    add_pubsub_file_flag(g, "read a trace file (JSON tracer, PB tracer or traced gzip) at start; repeatable")
     add_pubsub_mapper_flags(g)
     g.add_argument(
         "--tracing.sample.pubsub",
@@ -144,6 +137,11 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="share of pubsub messages traced as spans, by message id, 0..1 (default 1)",
     )
+
+
+def add_pubsub_file_flag(g: argparse.ArgumentParser | argparse._ArgumentGroup, help_text: str) -> None:
+    """``--pubsub.file``, repeatable (live mode reads the files at start, backfill writes their history)."""
+    g.add_argument("--pubsub.file", dest="pubsub_files", metavar="PATH", action="append", default=[], help=help_text)
 
 
 def add_pubsub_mapper_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
