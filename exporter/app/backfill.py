@@ -365,6 +365,8 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
                 result.journals = collect_journals(journals, writer)
         except (CaptureError, TraceFileError) as exc:
             raise BackfillError(str(exc)) from exc
+        except OSError as exc:  # a journal that cannot be read
+            raise BackfillError(f"cannot read {exc.filename}: {exc.strerror or exc}") from exc
         finally:
             progress.clear()
         if writer.points == 0:

@@ -123,11 +123,31 @@ def read_journal(path: str | os.PathLike[str]) -> JournalRead:
             except ValueError:
                 out.damaged += 1
                 continue
-            if not isinstance(entry, dict) or not isinstance(entry.get("ts"), int) or entry.get("up") not in (0, 1):
+            if not _valid(entry):
                 out.damaged += 1
                 continue
             out.entries.append(entry)
     return out
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def _valid(entry: object) -> bool:
+    """An entry as ``ScrapeJournal`` writes it: anything else is damage, never a guess."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("ts"), int) or not _number(entry["ts"]):
+        return False
+    if entry.get("up") not in (0, 1) or isinstance(entry.get("up"), bool):
+        return False
+    if "scrape_duration_seconds" in entry and not _number(entry["scrape_duration_seconds"]):
+        return False
+    collector = entry.get("collector", {})
+    if not isinstance(collector, dict):
+        return False
+    errors = collector.get("errors", {})
+    numbers = [v for k, v in collector.items() if k != "errors"]
+    return isinstance(errors, dict) and all(_number(v) for v in [*numbers, *errors.values()])
 
 
 def _lines(fh: TextIO) -> Iterator[str]:

@@ -132,3 +132,33 @@ def test_the_server_journals_prometheus_scrapes_of_metrics_only(tmp_path: Path) 
     lines = _lines(tmp_path)
     assert [line["up"] for line in lines] == [1, 1]
     assert all(0 < float(line["scrape_duration_seconds"]) < 10 for line in lines)  # type: ignore[arg-type]
+
+
+def test_entries_that_are_not_what_the_journal_writes_are_damage(tmp_path: Path) -> None:
+    path = tmp_path / f"j{SUFFIX}"
+    good = {"ts": 1700000000000, "up": 1, "scrape_duration_seconds": 0.01, "collector": {"streams": 1}}
+    bad = [
+        {"ts": -5, "up": 1},
+        {"ts": 1.5, "up": 1},
+        {"ts": 1700000000000, "up": True},
+        {"ts": 1700000000000, "up": 2},
+        {"ts": 1700000000000, "up": 1, "scrape_duration_seconds": "fast"},
+        {"ts": 1700000000000, "up": 1, "collector": {"streams": "many"}},
+        {"ts": 1700000000000, "up": 1, "collector": {"errors": {"gzip": None}}},
+        [1, 2],
+    ]
+    path.write_text("\n".join(json.dumps(e) for e in [good, *bad]) + "\n" + "x" * 70_000 + "\n")
+    read = read_journal(path)
+    assert read.entries == [good] and read.damaged == len(bad) + 1
+
+
+def test_an_unreadable_journal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    # /proc/self/mem fails with EIO at offset 0, for root too: a journal that cannot be read
+    (rec / f"exporter{SUFFIX}").symlink_to("/proc/self/mem")
+    out = tmp_path / "o.om"
+    assert main(["backfill", str(rec), "--format", "openmetrics", "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("libp2p-exporter backfill: cannot read "), err
+    assert not out.exists()
