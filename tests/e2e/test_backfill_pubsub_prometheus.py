@@ -50,7 +50,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     # 12 messages 0.4 s apart: a few seconds of gossip with heartbeats, so rates have several points
     run = trio.run(functools.partial(run_traced_swarm, work / "traces", n=3, messages=12, spacing=0.4))
     files = [str(p) for p in run.files["json"] + run.files["gzip"]]
+    # a 2 s message window (trace time): reach is observed as messages leave it, all along the trace,
+    # not only when the input ends
     cmd = [sys.executable, "-m", "exporter", "backfill", "-o", str(work / "blocks"), "--pubsub.step", STEP]
+    cmd += ["--pubsub.window", "2"]
     for f in files:
         cmd += ["--pubsub.file", f]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(REPO)})
@@ -58,7 +61,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Any:
     stamps = [e.timestamp / 1e9 for e in run.emitted]
     prom = start_prometheus(work / "prom", [], storage=work / "blocks", retention="1d")
     try:
-        yield Stack(prom, run, proc.stdout, min(stamps), max(stamps) + float(STEP))
+        # the range ends past the last instant written (at most a step after the last event)
+        yield Stack(prom, run, proc.stdout, min(stamps), max(stamps) + 2 * float(STEP))
     finally:
         prom.stop()
 
