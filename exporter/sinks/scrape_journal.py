@@ -72,9 +72,15 @@ class ScrapeJournal:
         entry: dict[str, Any] = {"ts": int(started_s * 1000), "up": int(duration_s is not None and elapsed_s < limit)}
         if duration_s is not None:
             entry["scrape_duration_seconds"] = duration_s
-        if self.extra is not None:
-            entry.update(self.extra())
-        self._write(json.dumps(entry, separators=(",", ":")) + "\n")
+        try:  # the journal must never fail the scrape it describes
+            if self.extra is not None:
+                entry.update(self.extra())
+            line = json.dumps(entry, separators=(",", ":")) + "\n"
+        except Exception as exc:
+            self.failed = True
+            log.error("scrape journal in %s: cannot describe a scrape (%r); journal off", self.dir, exc)
+            return
+        self._write(line)
 
     def _write(self, line: str) -> None:
         with self._lock:

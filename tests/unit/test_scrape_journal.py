@@ -162,3 +162,14 @@ def test_an_unreadable_journal_is_one_line(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("libp2p-exporter backfill: cannot read "), err
     assert not out.exists()
+
+
+def test_a_journal_that_fails_never_fails_the_scrape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> dict[str, object]:
+        raise RuntimeError("collector gone")
+
+    journal = ScrapeJournal(tmp_path, extra=broken)
+    journal.scraped(1700000000, "10", 0.01, 0.01)  # returns: the scrape is answered all the same
+    journal.scraped(1700000001, "10", 0.01, 0.01)
+    assert journal.failed and not list(tmp_path.glob(f"*{SUFFIX}"))
+    assert len([r for r in caplog.records if "journal off" in r.getMessage()]) == 1
