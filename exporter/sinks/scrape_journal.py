@@ -26,12 +26,12 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
+
+from exporter.files import open_new
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,10 @@ class ScrapeJournal:
         directory: str | Path,
         *,
         max_bytes: int = 64 << 20,
-        clock: Callable[[], float] = time.time,
         extra: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.dir = Path(directory)
         self.max_bytes = max_bytes
-        self.clock = clock
         self.extra = extra  # more fields per line (the pubsub collector's counters)
         self._fh: TextIO | None = None
         self._size = 0
@@ -99,11 +97,8 @@ class ScrapeJournal:
     def _rotate(self) -> None:
         if self._fh is not None:
             self._fh.close()
-        stamp = datetime.fromtimestamp(self.clock(), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self._seq += 1
-        self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"exporter-{stamp}-{self._seq:04d}{SUFFIX}"
-        self._fh = open(path, "x", encoding="utf-8")  # noqa: SIM115 - kept open across scrapes, closed in close()
+        opener = lambda p: open(p, "x", encoding="utf-8")  # noqa: E731, SIM115 - kept open, closed in close()
+        _, self._fh, self._seq = open_new(self.dir, "exporter", SUFFIX, self._seq, opener)
         self._size = 0
 
     def close(self) -> None:

@@ -15,10 +15,10 @@ import threading
 import time
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from exporter.files import open_new
 from exporter.protocol.pubsub_codec import TraceEvent, delimit
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,8 @@ class TraceRecorder:
 
     def _rotate(self, now: float) -> None:
         self._finish()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._seq += 1
-        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self._fh = open(self.dir / f"collector-{stamp}-{self._seq:04d}{SUFFIX}", "xb")  # noqa: SIM115 - closed in _finish
+        opener = lambda p: open(p, "xb")  # noqa: E731, SIM115 - closed in _finish
+        _, self._fh, self._seq = open_new(self.dir, "collector", SUFFIX, self._seq, opener)
         self._gz = zlib.compressobj(wbits=31)
         self._opened, self._size = now, 0
 

@@ -13,9 +13,9 @@ import logging
 import os
 import re
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+from exporter.files import open_new
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sources.capture import CaptureWriter
 
@@ -72,17 +72,9 @@ class RotatingRecorder:
         self._seq = 0
 
     def _open(self) -> CaptureWriter:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        while True:
-            # Never overwrite: an exporter restarted within the same second, or another target whose
-            # name sanitises to the same file name, would otherwise truncate a finished recording.
-            self._seq += 1
-            path = self.dir / f"{self.name}-{stamp}-{self._seq:04d}{SUFFIX}"
-            try:
-                writer = CaptureWriter(path, exclusive=True)
-                break
-            except FileExistsError:
-                continue
+        path, writer, self._seq = open_new(
+            self.dir, self.name, SUFFIX, self._seq, lambda p: CaptureWriter(p, exclusive=True)
+        )
         self.files.append(path)
         self.opened_at = time.monotonic()
         for head in (self.runtime, self.config):

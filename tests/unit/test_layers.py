@@ -37,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "web_auth": {"web_config"},
     # Log format and rate limiting: a leaf every layer may log through.
     "logs": set(),
+    "files": set(),  # new recording and journal files that never overwrite (a leaf, like logs)
     "introspector": {"protocol"},
     "generator": {"protocol"},
     "app": {
@@ -56,7 +57,7 @@ ALLOWED: dict[str, set[str]] = {
 }
 # Generated code, the package's own __init__ (its version string) and the log helpers are leaves
 # everyone may use.
-ANYONE = {"exporter", "exporter.protocol.introspection_pb2", "exporter.logs"}
+ANYONE = {"exporter", "exporter.protocol.introspection_pb2", "exporter.logs", "exporter.files"}
 
 
 def module_name(path: Path) -> str:

@@ -173,3 +173,32 @@ def test_a_journal_that_fails_never_fails_the_scrape(tmp_path: Path, caplog: pyt
     journal.scraped(1700000001, "10", 0.01, 0.01)
     assert journal.failed and not list(tmp_path.glob(f"*{SUFFIX}"))
     assert len([r for r in caplog.records if "journal off" in r.getMessage()]) == 1
+
+
+def test_a_restart_within_the_same_second_never_reuses_a_file(tmp_path: Path) -> None:
+    first, second = ScrapeJournal(tmp_path), ScrapeJournal(tmp_path)  # both start at sequence 1
+    first.scraped(1700000000, "10", 0.01, 0.01)
+    second.scraped(1700000001, "10", 0.01, 0.01)
+    first.close()
+    second.close()
+    assert not first.failed and not second.failed
+    assert len(list(tmp_path.glob(f"*{SUFFIX}"))) == 2 and len(_lines(tmp_path)) == 2
+    one, two = TraceRecorder(tmp_path), TraceRecorder(tmp_path)
+    one.write(_events(1))
+    two.write(_events(1, 1))
+    one.close()
+    two.close()
+    assert len(find_recorded([str(tmp_path)])) == 2
+
+
+def test_a_recorder_that_cannot_write_stops_once_and_the_collector_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rec = TraceRecorder(blocker)  # its pubsub/ directory would sit under a file
+    for i in range(3):
+        rec.write(_events(1, i))  # returns each time: the collector's callback never raises
+    rec.close()
+    assert rec.failed and rec.events == 0
+    assert len([r for r in caplog.records if "recording off" in r.getMessage()]) == 1
