@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
-from exporter.pipeline.traces import COLLECTOR_ERRORS
+from exporter.mappers.pubsub import collect_intake
+from exporter.model.families import Families
+from exporter.pipeline.traces import COLLECTOR_ERRORS, TraceIntakeStats
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
-from exporter.sinks.prometheus import SCRAPE_DURATION
+from exporter.sinks.prometheus import write_scrape_duration
 from exporter.sinks.scrape_journal import SUFFIX, read_journal
 
 SCOPE = "exporter"  # the writer's scope for the journal's series
@@ -48,38 +50,25 @@ def find_journals(args: list[str]) -> list[Path]:
     return out
 
 
-def _counter(name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> Metric:
-    m = Metric(name, doc, "counter")
-    m.add_sample(name + "_total", labels or {}, value)
-    return m
-
-
 def _metrics(entry: dict[str, Any]) -> list[Metric]:
-    out: list[Metric] = [
-        GaugeMetricFamily("up", "1 when the exporter answered the scrape within the scraper's timeout.", entry["up"])
-    ]
-    duration = entry.get("scrape_duration_seconds")
-    if isinstance(duration, (int, float)):
-        out.append(GaugeMetricFamily(SCRAPE_DURATION, "Time spent building this scrape's metric families.", duration))
+    """One journaled scrape's series, written by the code live mode writes them with."""
+    fams = Families()
+    out = fams.scoped({})
+    out.gauge("up", "1 when the exporter answered the scrape within the scraper's timeout.", entry["up"])
+    if "scrape_duration_seconds" in entry:
+        write_scrape_duration(out, entry["scrape_duration_seconds"])
     collector = entry.get("collector")
-    if isinstance(collector, dict):
-        out.append(
-            GaugeMetricFamily(
-                "libp2p_pubsub_collector_streams", "Remote-tracer streams open now.", collector.get("streams", 0)
-            )
-        )
-        for key, name, doc in (
-            ("accepted", "libp2p_pubsub_collector_streams_accepted", "Remote-tracer streams accepted."),
-            ("refused", "libp2p_pubsub_collector_streams_refused", "Remote-tracer streams refused."),
-            ("batches", "libp2p_pubsub_collector_batches", "TraceEventBatches received."),
-        ):
-            out.append(_counter(name, doc, float(collector.get(key, 0))))
-        errors = collector.get("errors") if isinstance(collector.get("errors"), dict) else {}
-        fam = Metric("libp2p_pubsub_collector_errors", "Remote-tracer streams cut off, by reason.", "counter")
-        for reason in COLLECTOR_ERRORS:  # the journal's reasons are the exporter's own, a fixed set
-            fam.add_sample("libp2p_pubsub_collector_errors_total", {"reason": reason}, float(errors.get(reason, 0)))
-        out.append(fam)
-    return out
+    if collector is not None:
+        intake = TraceIntakeStats(collecting=True)
+        c = intake.collector
+        c.streams_active = collector.get("streams", 0)
+        c.streams_accepted = collector.get("accepted", 0)
+        c.streams_refused = collector.get("refused", 0)
+        c.batches = collector.get("batches", 0)
+        errors = collector.get("errors", {})
+        c.errors.update({reason: errors[reason] for reason in COLLECTOR_ERRORS if reason in errors})
+        collect_intake(fams, intake)
+    return fams.metrics()
 
 
 def _entries(path: Path, result: JournalResult) -> Iterator[dict[str, Any]]:

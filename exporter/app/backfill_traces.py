@@ -35,12 +35,11 @@ from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.framing import SegmentError
 from exporter.protocol.pubsub_codec import TraceEvent
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
-from exporter.sources.pubsub_trace import ReadStats, TraceFileError, iter_trace_stream
+from exporter.sources.pubsub_trace import ReadStats, TraceFileError, iter_trace_file
 
 SCOPE = "pubsub"  # the writer's scope for the trace families (they carry no introspected node)
 GAP_MS = 10 * 60 * 1000  # quiet longer than Prometheus' 5-minute lookback twice over: tracing had stopped
 DEFAULT_STEP_S = 15.0  # a common scrape interval
-PROGRESS_EVERY = 4096  # events between progress updates
 REORDER_MS = 5_000  # go's remote tracer batches for a second; a collector file interleaves nodes by batch
 DEDUP_WINDOW_MS = 10_000  # how far apart in the merge two copies of an event may arrive (traced batches)
 DEDUP_MAX = 1_000_000  # events remembered for that, at most
@@ -52,8 +51,6 @@ class TraceInput:
     path: Path
     size: int
     stats: ReadStats = field(default_factory=ReadStats)
-    first_ns: int | None = None
-    last_ns: int | None = None
 
 
 @dataclass
@@ -90,28 +87,19 @@ def expand_traces(args: list[str]) -> list[TraceInput]:
 def _events(
     src: TraceInput, index: int, intake: TraceIntakeStats, advance: Callable[[int], None]
 ) -> Iterator[tuple[int, int, TraceEvent]]:
-    try:
-        fh = open(src.path, "rb")  # noqa: SIM115 - a generator owns it, closed below
-    except OSError as exc:
-        raise TraceFileError(f"cannot read {src.path}: {exc.strerror or exc}") from exc
     done = 0
-    with fh:
-        try:
-            for item in iter_trace_stream(fh):
-                src.stats.note(item)
-                if isinstance(item, SegmentError):
-                    intake.file_errors[item.reason] += 1
-                    continue
-                if src.first_ns is None:
-                    src.first_ns = item.timestamp
-                src.last_ns = item.timestamp if src.last_ns is None else max(src.last_ns, item.timestamp)
-                if src.stats.events % PROGRESS_EVERY == 0:
-                    at = fh.tell()
-                    advance(at - done)
-                    done = at
-                yield item.timestamp, index, item
-        except OSError as exc:
-            raise TraceFileError(f"cannot read {src.path}: {exc.strerror or exc}") from exc
+
+    def position(at: int) -> None:
+        nonlocal done
+        advance(at - done)
+        done = at
+
+    for item in iter_trace_file(src.path, position=position):
+        src.stats.note(item)
+        if isinstance(item, SegmentError):
+            intake.file_errors[item.reason] += 1
+            continue
+        yield item.timestamp, index, item
     advance(src.size - done)
 
 

@@ -356,7 +356,7 @@ class PubsubMetrics(TraceMapper):
                 self.node_gone(peer)
         self.collect_into(fams)
         if intake is not None:
-            _collect_intake(fams, intake)
+            collect_intake(fams, intake)
 
     def collect_into(self, fams: Families, base: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -462,7 +462,7 @@ class PubsubMetrics(TraceMapper):
             )
 
 
-def _collect_intake(fams: Families, intake: TraceIntakeStats) -> None:
+def collect_intake(fams: Families, intake: TraceIntakeStats) -> None:
     out = fams.scoped({})
     c = intake.collector
     if intake.collecting:

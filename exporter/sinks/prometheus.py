@@ -71,7 +71,7 @@ class HubCollector:
                 trace_mapper.collect(fams)
             self._globals(fams)
             scope = fams.scoped({})
-            _scrape_duration(scope, time.perf_counter() - started)
+            write_scrape_duration(scope, time.perf_counter() - started)
         return fams.metrics()
 
     def _globals(self, fams: Families) -> None:
@@ -93,7 +93,7 @@ def _write_globals(hub: Hub, out: Scoped | BlockWriter) -> None:
         write(out)
 
 
-def _scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:
+def write_scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:
     out.gauge(SCRAPE_DURATION, "Time spent building this scrape's metric families.", seconds)
 
 
@@ -180,7 +180,7 @@ class Exposition:
         blocks.append(writer.finish())
         timing = BlockWriter()
         self._local.duration = duration = time.perf_counter() - started
-        _scrape_duration(timing, duration)
+        write_scrape_duration(timing, duration)
         blocks.append(timing.finish())
         if self.process is not None:
             blocks.append(collector_block(self.process))

@@ -18,7 +18,7 @@ import logging
 import os
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -36,7 +36,10 @@ from exporter.protocol.pubsub_codec import (
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
-FEED_BATCH = 4096  # events handed to the hub at once while a file streams in
+FEED_BATCH = 4096
+POSITION_EVERY = (
+    4096  # items between reports of the bytes read  # events handed to the hub at once while a file streams in
+)
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_JSON_LINE = 4 * MAX_EVENT  # base64 and key names make a JSON event up to ~4/3 larger, plus RPC lists
 
@@ -161,16 +164,28 @@ def iter_trace_stream(
 
 
 def iter_trace_file(
-    path: str | os.PathLike[str], *, max_record: int = MAX_BATCH
+    path: str | os.PathLike[str],
+    *,
+    max_record: int = MAX_BATCH,
+    position: Callable[[int], None] | None = None,
 ) -> Iterator[TraceEvent | SegmentError]:
-    """Events and skipped stretches of one trace file (JSON, PB or gzip, recognised by content)."""
+    """Events and skipped stretches of one trace file (JSON, PB or gzip, recognised by content).
+
+    ``position`` is told the bytes read so far every ``POSITION_EVERY`` items (a progress bar).
+    """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below; a generator owns it
     except OSError as exc:
         raise TraceFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with fh:
         try:
-            yield from iter_trace_stream(fh, max_record=max_record)
+            if position is None:
+                yield from iter_trace_stream(fh, max_record=max_record)
+                return
+            for n, item in enumerate(iter_trace_stream(fh, max_record=max_record), 1):
+                if n % POSITION_EVERY == 0:
+                    position(fh.tell())
+                yield item
         except OSError as exc:
             raise TraceFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
 

@@ -135,3 +135,14 @@ def test_trace_file_mistakes_are_one_line(tmp_path: Path, capsys: pytest.Capture
     )
     assert "no States with a timestamp or trace events" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_long_files_report_how_far_they_are_read(tmp_path: Path) -> None:
+    from exporter.sources.pubsub_trace import POSITION_EVERY, iter_trace_file
+
+    peer = b"\x00\x24\x08\x01\x12\x20" + bytes(32)
+    path = tmp_path / "long.pb"
+    _write_pb(path, [_event(peer, 1_700_000_000_000 + i, b"m%d" % i) for i in range(3 * POSITION_EVERY + 5)])
+    seen: list[int] = []
+    assert sum(1 for _ in iter_trace_file(path, position=seen.append)) == 3 * POSITION_EVERY + 5
+    assert len(seen) == 3 and seen == sorted(seen) and 0 < seen[-1] <= path.stat().st_size
