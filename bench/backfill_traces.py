@@ -9,6 +9,7 @@ file per node (each node's own tracer), so the second run also pays for duplicat
 
 - floor: read the gzip file and feed every event to the pubsub mapper (what any use of the trace
   must do), nothing written;
+- naive, 1 file: the same output the simple way (all events in memory, sorted, one step loop);
 - backfill, 1 file: the backfill's own pass (reorder window, instants every 15 s, OpenMetrics buffer);
 - backfill, 1 + N files: the same events twice over, each counted once.
 
@@ -18,6 +19,8 @@ CPU time of this process (``time.process_time``), medians of ``--repeat`` interl
 from __future__ import annotations
 
 import argparse
+import gc
+import io
 import platform
 import resource
 import statistics
@@ -34,11 +37,14 @@ from bench.bench_pubsub import fleet
 from exporter.app.backfill_traces import TraceInput, collect_traces
 from exporter.app.pubsub import pubsub_metrics
 from exporter.introspector.pubsub_sinks import PBFileSink, TracedFileSink
+from exporter.model.families import Families
 from exporter.model.labels import Cardinality
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent, b58
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
 from exporter.sources.pubsub_trace import iter_trace_file
+
+STEP_MS = 15_000
 
 
 def spread(events: list[TraceEvent], spacing_ns: int) -> None:
@@ -59,17 +65,40 @@ def floor(path: Path, args: argparse.Namespace) -> int:
     return n
 
 
-def backfill(paths: list[Path], work: Path, args: argparse.Namespace) -> int:
+def backfill(paths: list[Path], work: Path, args: argparse.Namespace) -> tuple[str, int]:
     writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
     files = [TraceInput(p, p.stat().st_size) for p in paths]
-    collect_traces(files, writer, Cardinality(), args, 15_000, lambda n: None)
-    return writer.points
+    collect_traces(files, writer, Cardinality(), args, STEP_MS, lambda n: None)
+    out = io.StringIO()
+    writer.write(out)
+    return out.getvalue(), writer.points
 
 
-def cpu(fn: Callable[[], int]) -> tuple[float, int]:
-    t0 = time.process_time()
-    out = fn()
-    return time.process_time() - t0, out
+def naive(path: Path, work: Path, args: argparse.Namespace) -> tuple[str, int]:
+    """The same output the simple way: every event in memory, sorted, then one step loop (no gaps in
+    this input, so none handled)."""
+    now = [0]
+    metrics = pubsub_metrics(Cardinality(), args, TraceIntakeStats(files=1), clock=lambda: now[0] / 1e9)
+    writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
+
+    def write(at_ms: int) -> None:
+        fams = Families()
+        metrics.collect(fams)
+        writer.add("pubsub", at_ms, fams.metrics())
+
+    events = sorted((e for e in iter_trace_file(path) if isinstance(e, TraceEvent)), key=lambda e: e.timestamp)
+    due = -(-(events[0].timestamp // 10**6) // STEP_MS) * STEP_MS
+    for e in events:
+        while e.timestamp // 10**6 > due:
+            write(due)
+            due += STEP_MS
+        now[0] = max(now[0], e.timestamp)
+        metrics.ingest(e)
+    metrics.flush()
+    write(due)
+    out = io.StringIO()
+    writer.write(out)
+    return out.getvalue(), writer.points
 
 
 def main() -> None:
@@ -100,30 +129,31 @@ def main() -> None:
         for s in per_node.values():
             s.close()
         copies = [gz, *sorted(root.glob("*.pb"))]
-        runs: dict[str, list[float]] = {
-            "floor": [],
-            "backfill, 1 file": [],
-            f"backfill, 1 + {len(copies) - 1} files": [],
+        n_events = len(events)
+        del events, per_node  # the files hold them now; a million live objects would slow every GC pass
+        gc.collect()
+        variants: dict[str, Callable[[Path], tuple[str, int]]] = {
+            "floor": lambda work: ("", floor(gz, args)),
+            "naive, 1 file": lambda work: naive(gz, work, args),
+            "backfill, 1 file": lambda work: backfill([gz], work, args),
+            f"backfill, 1 + {len(copies) - 1} files": lambda work: backfill(copies, work, args),
         }
-        points = {}
+        runs: dict[str, list[float]] = {name: [] for name in variants}
+        outputs: dict[str, tuple[str, int]] = {}
         for _ in range(args.repeat):  # interleaved: each round runs every variant once
-            for name, fn in (
-                ("floor", lambda: floor(gz, args)),
-                ("backfill, 1 file", lambda: backfill([gz], Path(tempfile.mkdtemp(dir=root)), args)),
-                (
-                    f"backfill, 1 + {len(copies) - 1} files",
-                    lambda: backfill(copies, Path(tempfile.mkdtemp(dir=root)), args),
-                ),
-            ):
-                secs, out = cpu(fn)
-                runs[name].append(secs)
-                points[name] = out
+            for name, fn in variants.items():
+                work = Path(tempfile.mkdtemp(dir=root))
+                t0 = time.process_time()
+                outputs[name] = fn(work)
+                runs[name].append(time.process_time() - t0)
+        texts = {outputs[name][0] for name in variants if name != "floor"}
+        print(f"same OpenMetrics output from naive and both backfills: {'yes' if len(texts) == 1 else 'NO'}")
         base = statistics.median(runs["floor"])
         for name, secs in runs.items():
             med = statistics.median(secs)
-            extra = f", {points[name]} samples" if name != "floor" else ""
+            extra = f", {outputs[name][1]} samples" if name != "floor" else ""
             print(
-                f"{name:<22} {med:7.2f} s CPU  {len(events) / med / 1e3:6.0f} k events/s  {med / base:4.2f}x floor{extra}"
+                f"{name:<22} {med:7.2f} s CPU  {n_events / med / 1e3:6.0f} k events/s  {med / base:4.2f}x floor{extra}"
             )
         # the CLI on its own, as a child, for its peak memory (this process holds the generated events)
         # (it reports its own peak, VmHWM of its own address space: ru_maxrss would carry this
