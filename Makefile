@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo check test system-deps build-deps node-deps venv lint proto dashboards fuzz
+.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,8 +40,27 @@ demo: build-deps venv
 check: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test: system-deps node-deps venv
+test: system-deps node-deps venv go-deps go-test
 	$(BIN)/python -m pytest -q
+
+# The go-libp2p producer (producers/go, its own go.mod): Go from the machine, modules from the proxy.
+# protoc-gen-go (pinned) generates its protobuf code from proto/, as grpc_tools does for Python.
+GO ?= go
+GODIR := producers/go
+GOBIN_DIR := $(abspath .gobin)
+PROTOC_GEN_GO := $(GOBIN_DIR)/protoc-gen-go
+PROTOC_GEN_GO_VERSION := v1.36.12
+
+$(PROTOC_GEN_GO):
+	GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+go-deps: $(PROTOC_GEN_GO)
+	cd $(GODIR) && $(GO) mod download
+
+go-test: go-deps
+	@unformatted=$$(cd $(GODIR) && gofmt -l $$(find . -name '*.go' ! -name '*.pb.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+	cd $(GODIR) && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 lint: venv
 	$(BIN)/ruff check .
@@ -49,8 +68,11 @@ lint: venv
 
 # Regenerate the committed protobuf modules (tests fail when they are stale): the introspection
 # protocol and go-libp2p-pubsub's event-tracer schema.
-proto: venv
+GO_PB_MODULE := github.com/libp2p-exporter/libp2p-exporter/producers/go/pb
+proto: venv $(PROTOC_GEN_GO)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto proto/pubsub_trace.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --plugin=protoc-gen-go=$(PROTOC_GEN_GO) --go_out=$(GODIR)/pb \
+	  --go_opt=paths=source_relative --go_opt=Mintrospection.proto=$(GO_PB_MODULE) introspection.proto
 
 # Regenerate the dashboards' JSON, the alert rules and the Kubernetes objects built from them (tests fail when stale).
 dashboards: venv
