@@ -77,7 +77,7 @@ class _Redirector(BaseHTTPRequestHandler):
     location = ""
     hits = 0
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         type(self).hits += 1
         self.send_response(302)
         self.send_header("Location", self.location)
