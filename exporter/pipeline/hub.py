@@ -30,6 +30,10 @@ from exporter.protocol.pubsub_codec import TraceEvent
 
 log = logging.getLogger(__name__)
 SEGMENT_LOG_INTERVAL_S = 60.0
+# A node restarting (or announcing a new peer id) again and again is logged once, then summarised
+# every 5 minutes like reconnect warnings: one that changed its peer id in every Runtime wrote 428
+# lines in 15 s. The restarts counter counts every one.
+RESTART_LOG_INTERVAL_S = 300.0
 
 # This many States in a row older than the last accepted one mean the node's clock went back.
 CLOCK_STEP_AFTER = 3
@@ -69,6 +73,7 @@ class Hub:
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
+        self._restart_log = RateLimitedLog(log, interval=RESTART_LOG_INTERVAL_S)  # keys bounded (LRU)
         for mapper in mappers:
             self.add_mapper(mapper)
 
@@ -143,6 +148,7 @@ class Hub:
         with self._lock:
             removed = self.nodes.pop(name, None)
         if removed is not None:
+            self._restart_log.forget(name)  # what was suppressed is reported when the node goes
             for listener in self._listeners:
                 listener.on_removed(name)
 
@@ -221,7 +227,9 @@ class Hub:
         rewound, node.rewound = node.rewound, False
         if restart and not rewound:
             node.restarts += 1
-            log.info("node %s: restart detected; counters continue from the new baseline", node.name)
+            self._restart_log.log(
+                logging.INFO, node.name, "node %s: restart detected; counters continue from the new baseline", node.name
+            )
         lean = node.lean
         if lean is None:
             lean = node.lean = LeanTracker(self.cardinality)
