@@ -1,17 +1,30 @@
-"""The validity dates of PEM certificates, read from their DER (a leaf module, no dependency).
+"""The validity dates of the web config's certificates: read, warned about, exported (a leaf module).
 
 Python's ``ssl`` loads a certificate without looking at its dates, so an expired one is served
 silently and every client fails. ``validity`` reads notBefore and notAfter of each certificate in a
-PEM text (X.509: Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-serialNumber, signature, issuer, validity SEQUENCE { notBefore, notAfter }, … } … }).
+PEM text from its DER (X.509: Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version
+OPTIONAL, serialNumber, signature, issuer, validity SEQUENCE { notBefore, notAfter }, … } … }).
+``CertificateWatch`` warns about a certificate that is expired, not yet valid or expiring within
+``EXPIRY_WARNING_S``, and exports the expiry for an alert.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
+import time
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("exporter.web_config")
+# A certificate that expires within this long is warned about (at start, at each reload, and once
+# when a running exporter crosses the line); its expiry is exported for alerts too.
+EXPIRY_WARNING_S = 14 * 86400.0
+RECHECK_S = 60.0  # how often a running exporter looks at the dates again
+METRIC = "libp2p_exporter_tls_certificate_expiry_timestamp_seconds"
 
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
 
@@ -83,3 +96,90 @@ def validity(pem: bytes | str) -> list[tuple[datetime, datetime]]:
         except (IndexError, UnicodeDecodeError, ValueError) as exc:
             raise CertificateDateError(str(exc)) from None
     return out
+
+
+def _verdict(not_before: float, not_after: float, now: float) -> str:
+    if now >= not_after:
+        return "expired"
+    if now < not_before:
+        return "not_yet_valid"
+    return "expiring" if not_after - now <= EXPIRY_WARNING_S else "ok"
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CertificateWatch:
+    """The dates of the serving certificate (the chain's first, the leaf) and of the client CA (the
+    bundle's earliest expiry), labelled by the file as configured or ``inline cert`` / ``inline
+    client_ca``. A date that cannot be read is logged and left out, never guessed, never fatal."""
+
+    def __init__(self) -> None:
+        self.dates: list[tuple[str, datetime, datetime]] = []  # (label, notBefore, notAfter)
+        self._said: dict[str, str] = {}  # label -> the verdict last logged
+        self._checked = 0.0
+
+    def load(self, tls: Any, when: str) -> None:
+        """Read the dates of ``tls`` (the web config's TLS settings, or None) and warn about each."""
+        self.dates = []
+        if tls is not None:
+            for label, file, text, leaf in (
+                (str(tls.cert_file) if tls.cert_file else "inline cert", tls.cert_file, tls.cert, True),
+                (
+                    str(tls.client_ca_file) if tls.client_ca_file else "inline client_ca",
+                    tls.client_ca_file,
+                    tls.client_ca,
+                    False,
+                ),
+            ):
+                self._read(label, file, text, leaf)
+        self._said = {}
+        self._warn(when, only_changes=False)
+
+    def _read(self, label: str, file: Path | None, text: str, leaf: bool) -> None:
+        try:
+            pem = file.read_bytes() if file is not None else text.encode()
+            dates = validity(pem) if pem else []
+        except (OSError, CertificateDateError) as exc:
+            log.warning("web config: cannot read the dates of certificate %s: %s", label, exc)
+            return
+        if dates and leaf:
+            self.dates.append((label, *dates[0]))
+        elif dates:
+            self.dates.append((label, max(d[0] for d in dates), min(d[1] for d in dates)))
+
+    def recheck(self) -> None:
+        """At most once a minute: warn about a certificate whose verdict changed while running."""
+        if time.monotonic() - self._checked >= RECHECK_S:
+            self._warn("now", only_changes=True)
+
+    def _warn(self, when: str, *, only_changes: bool) -> None:
+        self._checked = time.monotonic()
+        now = time.time()
+        for label, not_before, not_after in self.dates:
+            verdict = _verdict(not_before.timestamp(), not_after.timestamp(), now)
+            if only_changes and self._said.get(label, "ok") == verdict:
+                continue
+            self._said[label] = verdict
+            dates = f"valid from {_iso(not_before)} to {_iso(not_after)}"
+            if verdict == "expired":
+                log.warning("web config %s: certificate %s has EXPIRED (%s): TLS clients refuse it", when, label, dates)
+            elif verdict == "not_yet_valid":
+                log.warning(
+                    "web config %s: certificate %s is NOT YET VALID (%s): TLS clients refuse it", when, label, dates
+                )
+            elif verdict == "expiring":
+                days = (not_after.timestamp() - now) / 86400.0
+                log.warning("web config %s: certificate %s expires in %.1f days (%s)", when, label, days, dates)
+
+    def write_metrics(self, out: Any) -> None:
+        """Each certificate's notAfter (at most two series: the serving certificate, the client CA)."""
+        for label, _, not_after in self.dates:
+            out.gauge(
+                METRIC,
+                "When the TLS certificate of --web.config.file expires (notAfter; the earliest of a client CA "
+                "bundle), in seconds since the epoch.",
+                not_after.timestamp(),
+                {"file": label},
+            )

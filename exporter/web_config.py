@@ -15,26 +15,18 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import logging
 import os
 import re
 import ssl
 import tempfile
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from exporter.certdates import CertificateDateError, validity
-
-log = logging.getLogger(__name__)
-# A serving certificate that expires within this long is warned about (at start, at each reload, and
-# once when a running exporter crosses it); the expiry is exported for alerts too.
-CERT_EXPIRY_WARNING_S = 14 * 86400.0
-CERT_RECHECK_S = 60.0  # how often a running exporter looks at the dates again
+from exporter.certdates import CertificateWatch
 
 # Go's names for the TLS 1.2 suites crypto/tls calls secure, and OpenSSL's names for the same suites.
 GO_CIPHERS = {
@@ -433,11 +425,8 @@ class WebConfigWatcher:
         self._listening_policy: tuple[object, ...] = _policy(self.config)
         self.reloads = 0
         self.refused_handshakes = 0
-        # Certificate validity: (label, notBefore, notAfter) per file, and what was last said about each.
-        self.cert_dates: list[tuple[str, datetime, datetime]] = []
-        self._cert_said: dict[str, str] = {}
-        self._cert_checked = 0.0
-        self._check_certificates(reloaded=False)
+        self.certificates = CertificateWatch()  # their dates: warned about, and exported
+        self.certificates.load(self.config.tls, "at start")
 
     @staticmethod
     def _tls_files(config: WebConfig) -> tuple[Path, ...]:
@@ -473,59 +462,11 @@ class WebConfigWatcher:
                     self._listening_policy = _policy(config)
                 self._changed()  # watch the files the new configuration names
                 self.reloads += 1
-                self._check_certificates(reloaded=True)
+                self.certificates.load(config.tls, "after reload")
         if self._error is not None:
             raise self._error
-        if time.monotonic() - self._cert_checked >= CERT_RECHECK_S:
-            self._warn_dates(reloaded=False, only_changes=True)
+        self.certificates.recheck()
         return self.config
-
-    def _check_certificates(self, *, reloaded: bool) -> None:
-        """Read the dates of the serving certificate and of the client CA, and warn about them."""
-        self.cert_dates = certificate_dates(self.config)
-        self._cert_said = {}
-        self._warn_dates(reloaded=reloaded, only_changes=False)
-
-    def _warn_dates(self, *, reloaded: bool, only_changes: bool) -> None:
-        """One warning per certificate that is expired, not yet valid or expiring soon: at start and at
-        each reload always, while running only when that verdict changes (checked once a minute)."""
-        self._cert_checked = time.monotonic()
-        now = time.time()
-        when = "after reload" if reloaded else ("at start" if not only_changes else "now")
-        for label, not_before, not_after in self.cert_dates:
-            verdict = _verdict(not_before.timestamp(), not_after.timestamp(), now)
-            if only_changes and self._cert_said.get(label, "ok") == verdict:
-                continue
-            self._cert_said[label] = verdict
-            if verdict == "ok":
-                continue
-            dates = f"valid from {_iso(not_before)} to {_iso(not_after)}"
-            if verdict == "expired":
-                log.warning(
-                    "web config %s: certificate %s has EXPIRED (%s): TLS clients will refuse it", when, label, dates
-                )
-            elif verdict == "not_yet_valid":
-                log.warning(
-                    "web config %s: certificate %s is NOT YET VALID (%s): TLS clients will refuse it",
-                    when,
-                    label,
-                    dates,
-                )
-            else:
-                days = (not_after.timestamp() - now) / 86400.0
-                log.warning("web config %s: certificate %s expires in %.1f days (%s)", when, label, days, dates)
-
-    def write_metrics(self, out: Any) -> None:
-        """The certificates' expiry, for an alert before they lapse (at most two series: the
-        serving certificate and the client CA)."""
-        for label, _, not_after in self.cert_dates:
-            out.gauge(
-                "libp2p_exporter_tls_certificate_expiry_timestamp_seconds",
-                "When the TLS certificate of --web.config.file expires (notAfter; the earliest of a client CA "
-                "bundle), in seconds since the epoch.",
-                not_after.timestamp(),
-                {"file": label},
-            )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The context to listen with (None without TLS); its handshakes follow the file."""
@@ -553,44 +494,3 @@ class WebConfigWatcher:
 
         listening.sni_callback = on_hello
         return listening
-
-
-def _verdict(not_before: float, not_after: float, now: float) -> str:
-    if now >= not_after:
-        return "expired"
-    if now < not_before:
-        return "not_yet_valid"
-    if not_after - now <= CERT_EXPIRY_WARNING_S:
-        return "expiring"
-    return "ok"
-
-
-def _iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def certificate_dates(config: WebConfig) -> list[tuple[str, datetime, datetime]]:
-    """(label, notBefore, notAfter) of the serving certificate (the chain's first, the leaf) and of the
-    client CA (the bundle's earliest expiry). The label is the file as configured, or ``inline cert`` /
-    ``inline client_ca``. A date that cannot be read is logged and left out, never guessed."""
-    t = config.tls
-    if t is None:
-        return []
-    out: list[tuple[str, datetime, datetime]] = []
-    for label, file, text, pick_leaf in (
-        (str(t.cert_file) if t.cert_file else "inline cert", t.cert_file, t.cert, True),
-        (str(t.client_ca_file) if t.client_ca_file else "inline client_ca", t.client_ca_file, t.client_ca, False),
-    ):
-        try:
-            pem = file.read_bytes() if file is not None else text.encode()
-            dates = validity(pem) if pem else []
-        except (OSError, CertificateDateError) as exc:
-            log.warning("web config: cannot read the dates of certificate %s: %s", label, exc)
-            continue
-        if not dates:
-            continue
-        if pick_leaf:
-            out.append((label, *dates[0]))
-        else:
-            out.append((label, max(d[0] for d in dates), min(d[1] for d in dates)))
-    return out

@@ -82,7 +82,7 @@ class Gauges:
 
 def exported(watcher: WebConfigWatcher) -> dict[str, float]:
     out = Gauges()
-    watcher.write_metrics(out)
+    watcher.certificates.write_metrics(out)
     return {file: value for (name, file), value in out.values.items() if name == METRIC}
 
 
