@@ -44,6 +44,7 @@ type config struct {
 	out         string
 	collector   string
 	rejectEvery int
+	topology    string
 	seed        string
 	timeout     time.Duration
 	quiet       time.Duration
@@ -52,6 +53,7 @@ type config struct {
 // summary is what the swarm prints: enough for a test to know what to expect from the traces.
 type summary struct {
 	Topic      string              `json:"topic"`
+	Topology   string              `json:"topology"`
 	Peers      []string            `json:"peers"`
 	Published  map[string]int      `json:"published"`
 	Rejecter   string              `json:"rejecter,omitempty"`
@@ -72,6 +74,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "", "directory for the tracer files (required)")
 	flag.StringVar(&c.collector, "collector", "", "multiaddr with /p2p/ of a remote-tracer collector (optional)")
 	flag.IntVar(&c.rejectEvery, "reject-every", 4, "the last host's validator rejects every k-th message (0: no validator)")
+	flag.StringVar(&c.topology, "topology", "full", "full (every host dials every other) or ring (messages take several hops)")
 	flag.StringVar(&c.seed, "seed", "gossipsub-swarm", "seed of the hosts' keys (same seed, same peer ids)")
 	flag.DurationVar(&c.timeout, "timeout", 60*time.Second, "bound on the whole run")
 	flag.DurationVar(&c.quiet, "quiet", 500*time.Millisecond, "settled: no message event for this long after the last delivery")
@@ -98,6 +101,8 @@ func (c *config) check() error {
 		return errors.New("-n must be 2..32")
 	case c.messages < 1:
 		return errors.New("-messages must be at least 1")
+	case c.topology != "full" && c.topology != "ring":
+		return errors.New("-topology must be full or ring")
 	case c.rejectEvery < 0:
 		return errors.New("-reject-every must be >= 0")
 	case c.rejectEvery > 0 && c.n < 3:
@@ -153,22 +158,34 @@ func run(c config) (*summary, error) {
 		}
 		nodes = append(nodes, nd)
 	}
-	// every host dials every earlier one: a full graph, so each mesh holds all others and most
-	// messages also arrive a second time (duplicates)
+	// full: every host dials every earlier one, so each mesh holds all others and most messages
+	// also arrive again (duplicates); ring: host i dials i-1 (and the last the first), so messages
+	// travel several hops and still meet from both sides
 	for i, nd := range nodes {
-		for _, other := range nodes[:i] {
+		others := nodes[:i]
+		if c.topology == "ring" {
+			others = nil
+			if i > 0 {
+				others = append(others, nodes[i-1])
+			}
+			if i == len(nodes)-1 && i > 1 {
+				others = append(others, nodes[0])
+			}
+		}
+		for _, other := range others {
 			if err := nd.h.Connect(ctx, peer.AddrInfo{ID: other.h.ID(), Addrs: other.h.Addrs()}); err != nil {
 				return nil, fmt.Errorf("connect %d: %w", i, err)
 			}
 		}
 	}
-	want := c.n - 1
-	if want > pubsub.GossipSubD {
-		want = pubsub.GossipSubDlo
+	degree := c.n - 1
+	if c.topology == "ring" {
+		degree = min(2, c.n-1)
 	}
+	want := min(degree, pubsub.GossipSubDlo)
 	if err := poll(ctx, "every host's mesh to form", func() bool {
 		for _, nd := range nodes {
-			if len(nd.topic.ListPeers()) < c.n-1 || nd.tracer.meshSize() < want {
+			if len(nd.topic.ListPeers()) < degree || nd.tracer.meshSize() < want {
 				return false
 			}
 		}
@@ -177,7 +194,7 @@ func run(c config) (*summary, error) {
 		return nil, err
 	}
 
-	s := &summary{Topic: c.topic, Published: map[string]int{}, Files: map[string][]string{}, StartNanos: time.Now().UnixNano()}
+	s := &summary{Topic: c.topic, Topology: c.topology, Published: map[string]int{}, Files: map[string][]string{}, StartNanos: time.Now().UnixNano()}
 	for _, nd := range nodes {
 		s.Peers = append(s.Peers, nd.h.ID().String())
 	}
