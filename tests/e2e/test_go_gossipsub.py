@@ -54,6 +54,7 @@ class GoRun:
     summary: dict[str, Any]
     oracle: dict[str, Any]  # tracestat-oracle over the PB files
     oracle_json: dict[str, Any]  # ... and over the JSON files
+    oracle_topic: dict[str, Any]  # ... over the PB files with -topic (message events of the topic only)
     events: list[TraceEvent]  # every file's events, read by the exporter's reader (PB files)
     exporter: Proc
     receiver: HttpReceiver
@@ -69,10 +70,8 @@ def _collector(output: str) -> str | None:
     return m[1] if m else None
 
 
-def _oracle(tools: dict[str, Path], files: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [str(tools["tracestat-oracle"]), "-topic", TOPIC, *files], capture_output=True, text=True, timeout=60
-    )
+def _oracle(tools: dict[str, Path], files: list[str], *flags: str) -> dict[str, Any]:
+    proc = subprocess.run([str(tools["tracestat-oracle"]), *flags, *files], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -147,6 +146,7 @@ def go_run(go_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
             summary=summary,
             oracle=_oracle(go_tools, summary["files"]["pb"]),
             oracle_json=_oracle(go_tools, summary["files"]["json"]),
+            oracle_topic=_oracle(go_tools, summary["files"]["pb"], "-topic", TOPIC),
             events=events,
             exporter=exporter,
             receiver=receiver,
@@ -182,6 +182,10 @@ def test_the_swarm_published_rejected_and_duplicated(go_run: GoRun) -> None:
 
 def test_json_and_pb_tracer_files_hold_the_same_events(go_run: GoRun) -> None:
     assert go_run.oracle_json == go_run.oracle  # go's own decoding of both forms
+    # one topic: tracestat's -topic pass keeps every message event (and drops the RPCs)
+    topic = go_run.oracle_topic["Events"]["Totals"]
+    assert topic == {**go_run.oracle["Events"]["Totals"], "SendRPC": 0, "DropRPC": 0}
+    assert go_run.oracle_topic["Delays"] == go_run.oracle["Delays"]
     for pb_path, json_path in zip(go_run.summary["files"]["pb"], go_run.summary["files"]["json"], strict=True):
         (pb_events, pb_stats), (js_events, js_stats) = read_trace_file(pb_path), read_trace_file(json_path)
         assert not pb_stats.errors and not js_stats.errors, (pb_stats, js_stats)
@@ -209,6 +213,19 @@ def _want(go_run: GoRun, count: str) -> dict[str, float]:
 def test_live_counts_equal_the_oracle(go_run: GoRun, count: str) -> None:
     got = _by_node(_exposition(go_run.exporter.url), COUNTS[count])
     assert {n: v for n, v in got.items() if v} == _want(go_run, count)
+
+
+@pytest.mark.parametrize(("count", "result"), [("SendRPC", "sent"), ("DropRPC", "dropped")])
+def test_live_rpc_counts_equal_the_oracle(go_run: GoRun, count: str, result: str) -> None:
+    m = _exposition(go_run.exporter.url)
+    got = {
+        dict(k)["node"]: v
+        for (name, k), v in m.items()
+        if name == "libp2p_pubsub_rpcs_total" and dict(k)["result"] == result
+    }
+    assert {n: v for n, v in got.items() if v} == _want(go_run, count)
+    if count == "SendRPC":
+        assert got and sum(got.values()) > 0
 
 
 def test_the_collector_took_every_go_stream_cleanly(go_run: GoRun) -> None:
