@@ -55,6 +55,8 @@ class GoRun:
     oracle: dict[str, Any]  # tracestat-oracle over the PB files
     oracle_json: dict[str, Any]  # ... and over the JSON files
     oracle_topic: dict[str, Any]  # ... over the PB files with -topic (message events of the topic only)
+    oracle_recorded: dict[str, Any]  # ... over what the collector recorded from the remote tracers
+    recorded: list[str]  # that recording: traced's form, still open (no gzip trailer yet)
     events: list[TraceEvent]  # every file's events, read by the exporter's reader (PB files)
     exporter: Proc
     receiver: HttpReceiver
@@ -104,6 +106,8 @@ def go_run(go_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
             "2",  # reach is observed 2 s after a message, within the test
             "--otlp.endpoint",
             receiver.endpoint,
+            "--record",  # the collector's events, also written in traced's form (gzip of TraceEvents)
+            str(work / "rec"),
         ],
         work / "exporter",
     )
@@ -134,7 +138,9 @@ def go_run(go_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
         wait_for(lambda: (live.value(scrapes) or 0) >= done + 3, 30, "three scrapes after the gossip")
         end = time.time()
 
-        files = summary["files"]["json"] + summary["files"]["pb"]
+        recorded = [str(p) for p in sorted((work / "rec").rglob("*.pubsub.pb.gz"))]
+        assert recorded, "the collector recorded nothing"
+        files = summary["files"]["json"] + summary["files"]["pb"] + recorded
         cmd = [sys.executable, "-m", "exporter", "backfill", "-o", str(work / "blocks")]
         cmd += ["--pubsub.step", "0.5", "--pubsub.window", "2", "--pubsub.topics", TOPIC]
         for f in files:
@@ -147,6 +153,8 @@ def go_run(go_tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
             oracle=_oracle(go_tools, summary["files"]["pb"]),
             oracle_json=_oracle(go_tools, summary["files"]["json"]),
             oracle_topic=_oracle(go_tools, summary["files"]["pb"], "-topic", TOPIC),
+            oracle_recorded=_oracle(go_tools, recorded, "-open-gzip"),
+            recorded=recorded,
             events=events,
             exporter=exporter,
             receiver=receiver,
@@ -256,7 +264,17 @@ def test_live_prometheus_counts_equal_the_oracle(go_run: GoRun, count: str) -> N
 def test_backfill_read_each_event_once(go_run: GoRun) -> None:
     s = go_run.backfill_summary
     assert f"{len(go_run.events)} events of {N} traced node(s)" in s, s
-    assert f"{len(go_run.events)} event(s) also in an earlier file" in s, s  # the PB files repeat the JSON
+    # the PB files and the collector's recording repeat the JSON files' events, all of them
+    assert f"{2 * len(go_run.events)} event(s) also in an earlier file" in s, s
+
+
+def test_the_remote_tracers_events_recorded_in_traceds_form_equal_the_files(go_run: GoRun) -> None:
+    """What the Go nodes' RemoteTracers sent, as the collector recorded it in the form tracestat reads
+    (traced's gzip), counts the same as the nodes' own PB files."""
+    assert go_run.oracle_recorded == go_run.oracle
+    recorded = [e for f in go_run.recorded for e in read_trace_file(f)[0]]
+    key = lambda e: e.SerializeToString(deterministic=True)  # noqa: E731
+    assert Counter(map(key, recorded)) == Counter(map(key, go_run.events))
 
 
 # -- propagation delay ---------------------------------------------------------------------------

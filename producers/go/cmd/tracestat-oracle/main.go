@@ -17,7 +17,11 @@
 // (varint-delimited TraceEvents) and JSONTracer (encoding/json lines) files; the form is told by
 // the first bytes.
 //
-//	tracestat-oracle [-topic T] [-json out.json] FILE...
+// With -open-gzip, a gzip file that is still being written (whole batches flushed, no trailer yet,
+// like the exporter's collector recording while it runs) ends at its last whole event; tracestat
+// would stop with "unexpected EOF".
+//
+//	tracestat-oracle [-topic T] [-json out.json] [-open-gzip] FILE...
 package main
 
 import (
@@ -40,12 +44,15 @@ import (
 
 const maxEvent = 1 << 20 // tracestat's delimited reader limit
 
+var openGzip bool
+
 func main() {
 	topic := flag.String("topic", "", "count only messages published in this topic")
 	out := flag.String("json", "", "write the JSON here instead of stdout")
+	flag.BoolVar(&openGzip, "open-gzip", false, "a gzip file without its trailer ends at its last whole event")
 	flag.Parse()
 	if flag.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "usage: tracestat-oracle [-topic T] [-json out.json] FILE...")
+		fmt.Fprintln(os.Stderr, "usage: tracestat-oracle [-topic T] [-json out.json] [-open-gzip] FILE...")
 		os.Exit(2)
 	}
 	st := newStat()
@@ -125,7 +132,11 @@ func load(name string, add func(*pb.TraceEvent)) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		defer gz.Close()
-		return readDelimited(name, gz, add)
+		err = readDelimited(name, gz, add)
+		if openGzip && errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		return err
 	case len(head) > 0 && head[0] == '{': // JSONTracer: one encoding/json object per line
 		dec := json.NewDecoder(r)
 		for {
