@@ -308,15 +308,15 @@ def _check_histogram(go_run: GoRun, buckets: dict[str, float], count: float, tot
     assert count == expected.count == len(ns) == N * MESSAGES - go_run.summary["rejected"] - MESSAGES
     assert total == pytest.approx(expected.total, abs=1e-9)
     assert buckets == {le: float(c) for le, c in expected.cumulative()}  # exact, from the oracle's ns
-    # tracestat's own figures are milliseconds rounded half up: a delay shown as r ms is in
-    # [r - 0.5, r + 0.5) ms, so each bucket's count lies between those surely and possibly under it
+    # tracestat's own figures are (ns + 499999) // 1e6 ms: a delay shown as r ms is in (r - 0.5, r + 0.5]
+    # ms, so each bucket's count lies between the samples surely and those possibly under its bound
     for le, got in buckets.items():
         if le == "+Inf":
             assert got == len(ms)
             continue
         bound_ms = float(le) * 1000
         surely = sum(1 for m in ms if m + 0.5 <= bound_ms)
-        possibly = sum(1 for m in ms if m - 0.5 <= bound_ms)
+        possibly = sum(1 for m in ms if m - 0.5 < bound_ms)
         assert surely <= got <= possibly, (le, surely, got, possibly)
 
 

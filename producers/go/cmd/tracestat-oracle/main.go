@@ -7,7 +7,7 @@
 //     REJECT_MESSAGE, SEND_RPC and DROP_RPC counts once;
 //   - per message id: the PUBLISH and DELIVER timestamps, sorted; each one after the earliest minus
 //     the earliest is a propagation delay; milliseconds are rounded as tracestat rounds them
-//     ((ns + 499999) / 1e6); the CDF is cumulative over those milliseconds;
+//     ((ns + 499999) / 1e6: to the nearest, a half down); the CDF is cumulative over those milliseconds;
 //   - with -topic, only events of messages published in that topic count (two passes).
 //
 // Its JSON has tracestat's -json layout (Events.PerPeer keyed by base58 peer id, Events.Totals,
