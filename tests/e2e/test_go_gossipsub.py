@@ -223,6 +223,17 @@ def test_live_counts_equal_the_oracle(go_run: GoRun, count: str) -> None:
     assert {n: v for n, v in got.items() if v} == _want(go_run, count)
 
 
+def test_live_received_and_reject_reasons_follow_gos_events(go_run: GoRun) -> None:
+    """go stamps its own deliveries receivedFrom = itself: received is Deliver less Publish; the
+    validator's rejections carry go's reason."""
+    m = _exposition(go_run.exporter.url)
+    per_peer = go_run.oracle["Events"]["PerPeer"]
+    received = _by_node(m, "libp2p_pubsub_topic_msg_recv_total")
+    assert received == {p: float(c["Deliver"] - c["Publish"]) for p, c in per_peer.items()}
+    reasons = {(dict(k)["node"], dict(k)["reason"]): v for (name, k), v in m.items() if name == COUNTS["Reject"]}
+    assert reasons == {(go_run.summary["rejecter"], "validation failed"): float(go_run.summary["rejected"])}
+
+
 @pytest.mark.parametrize(("count", "result"), [("SendRPC", "sent"), ("DropRPC", "dropped")])
 def test_live_rpc_counts_equal_the_oracle(go_run: GoRun, count: str, result: str) -> None:
     m = _exposition(go_run.exporter.url)
