@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
 
-.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint proto dashboards fuzz
+.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint typecheck proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,7 +40,8 @@ demo: build-deps venv
 check: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test: system-deps node-deps venv go-deps go-test
+# CI: the habits first (lint, format, types), then every tier.
+test: venv lint typecheck system-deps node-deps go-deps go-test
 	$(BIN)/python -m pytest -q
 
 # The go-libp2p producer (producers/go, its own go.mod): Go from the machine, modules from the proxy.
@@ -62,9 +63,14 @@ go-test: go-deps
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	cd $(GODIR) && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+# ruff check and ruff format over everything Python (the generated *_pb2 modules are excluded in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check exporter
+	$(BIN)/ruff format --check .
+
+# mypy --strict on exporter/ ([tool.mypy] in pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
 
 # Regenerate the committed protobuf modules (tests fail when they are stale): the introspection
 # protocol and go-libp2p-pubsub's event-tracer schema.

@@ -158,7 +158,7 @@ class _DhtInstrumentation:
             read = stream.read
 
             async def peeking_read(*args: Any, **kwargs: Any) -> bytes:
-                data = await read(*args, **kwargs)
+                data: bytes = await read(*args, **kwargs)
                 if len(peeked) < _INBOUND_PEEK:
                     peeked.extend(data[: _INBOUND_PEEK - len(peeked)])
                 return data
