@@ -3,10 +3,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: Prometheus + promtool and Alertmanager for the end-to-end tests; GMP and a C
-# compiler for fastecdsa, which py-libp2p builds from source.
+# Debian packages: Prometheus + promtool and Alertmanager (+ amtool) for the integration and end-to-end
+# tests, systemd for `systemd-analyze verify` of the unit file; GMP and a C compiler for fastecdsa,
+# which py-libp2p builds from source. kustomize (the Kubernetes checks) is a Go tool: go-deps.
 BUILD_PACKAGES := libgmp-dev gcc
-APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
+APT_PACKAGES := prometheus prometheus-alertmanager systemd $(BUILD_PACKAGES)
 
 .PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint typecheck proto dashboards fuzz
 
@@ -52,10 +53,18 @@ GOBIN_DIR := $(abspath .gobin)
 PROTOC_GEN_GO := $(GOBIN_DIR)/protoc-gen-go
 PROTOC_GEN_GO_VERSION := v1.36.12
 
+# kustomize renders deploy/kubernetes in the tests (the version kubectl 1.32 embeds); Debian has no
+# kubectl package, and this needs nothing beyond Go and the module proxy.
+KUSTOMIZE := $(GOBIN_DIR)/kustomize
+KUSTOMIZE_VERSION := v5.5.0
+
 $(PROTOC_GEN_GO):
 	GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
-go-deps: $(PROTOC_GEN_GO)
+$(KUSTOMIZE):
+	GOBIN=$(GOBIN_DIR) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+go-deps: $(PROTOC_GEN_GO) $(KUSTOMIZE)
 	cd $(GODIR) && $(GO) mod download
 
 go-test: go-deps

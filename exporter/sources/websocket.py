@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+from typing import NoReturn
 
 import aiohttp
 
@@ -358,13 +359,12 @@ class Session:
                 # 1009 for a message over max_msg_size; older versions a WebSocketError "too big".
                 if too_big or (isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower()):
                     self._too_big()
-                    raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
                 if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
                     raise SessionEnded("heartbeat", "no pong from the peer")
                 raise SessionEnded("error", f"WebSocket error: {exc}")
             # PING/PONG are answered by aiohttp; anything else is ignored.
 
-    def _too_big(self) -> None:
+    def _too_big(self) -> NoReturn:
         self.hub.errors(
             self.name, [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)]
         )
