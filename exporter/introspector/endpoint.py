@@ -138,7 +138,8 @@ class Endpoint:
         return self._addrs[0][1] if self._addrs else 0
 
     # -- one client -------------------------------------------------------------------------
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    def _make_room(self) -> None:
+        """Close the oldest connections still waiting for HELLO until a new one fits the pending pool."""
         while len(self.pending) >= max(1, self.options.max_pending):
             oldest = next(iter(self.pending))
             del self.pending[oldest]
@@ -149,6 +150,8 @@ class Endpoint:
                     self.options.max_pending,
                 )
             oldest.evict()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
             # aiohttp refuses a message of exactly max_msg_size bytes; "up to 64 KiB" includes 65,536.
             max_msg_size=self.options.max_command_bytes + 1,
@@ -158,6 +161,7 @@ class Endpoint:
         )
         await ws.prepare(request)
         session = _Session(self, ws, request.transport)
+        self._make_room()  # no await from here to the insertion: the pool never exceeds its bound
         self.sessions.add(session)
         self.pending[session] = None
         self.stats["clients_total"] += 1
