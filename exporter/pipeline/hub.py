@@ -147,7 +147,7 @@ class Hub:
         with self._lock:
             removed = self.nodes.pop(name, None)
         if removed is not None:
-            self._restart_log.forget(name)  # what was suppressed is reported when the node goes
+            self._restart_log.forget(_restart_key(name))  # what was suppressed is reported when the node goes
             for listener in self._listeners:
                 listener.on_removed(name)
 
@@ -227,7 +227,10 @@ class Hub:
         if restart and not rewound:
             node.restarts += 1
             self._restart_log.log(
-                logging.INFO, node.name, "node %s: restart detected; counters continue from the new baseline", node.name
+                logging.INFO,
+                _restart_key(node.name),
+                "node %s: restart detected; counters continue from the new baseline",
+                node.name,
             )
         step = node.lean.step(state, restart)
         accs = node.accs
@@ -266,3 +269,8 @@ def _looks_restarted(prev: tuple[int, ...] | None, state: pb.State) -> bool:
         return False
     t = state.traffic
     return t.traffic_in.cum_bytes < prev[0] or t.traffic_out.cum_bytes < prev[1]
+
+
+def _restart_key(name: str) -> str:
+    """The rate limiter's key, which its summary line starts with: ``node N restart detected: …``."""
+    return f"node {name} restart detected"
