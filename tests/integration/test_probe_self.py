@@ -41,6 +41,8 @@ SPELLINGS = [
     "ws://2130706433:{port}/metrics",
     "ws://017700000001:{port}/metrics",
     "ws://127.1:{port}/metrics",
+    "ws://0177.1:{port}/metrics",
+    "ws://LOCALHOST:{port}/metrics",
     "ws://localhost:{port}/metrics",
     "ws://0.0.0.0:{port}/metrics",
     "ws://[::]:{port}/metrics",
