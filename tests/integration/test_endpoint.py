@@ -550,18 +550,20 @@ async def test_silent_connections_never_lock_out_a_real_client(http: aiohttp.Cli
     await ep.start()
     silent: list[aiohttp.ClientWebSocketResponse] = []
     stop = asyncio.Event()
+    # The attacker's own client, with no pool limit: its held sockets never queue the real client's.
+    evil = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     async def attacker(rate_per_s: float) -> None:
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                silent.append(await asyncio.wait_for(http.ws_connect(url(ep)), 5.0))
+                silent.append(await asyncio.wait_for(evil.ws_connect(url(ep)), 5.0))
             await asyncio.sleep(1.0 / rate_per_s)
 
     attack = None
     try:
         # A burst first, more than every slot of both pools, then a steady 5 connections/s (the issue
         # saw every slot held at 1.7/s); none of them ever sends a byte or reads one.
-        burst = await asyncio.gather(*(http.ws_connect(url(ep)) for _ in range(40)), return_exceptions=True)
+        burst = await asyncio.gather(*(evil.ws_connect(url(ep)) for _ in range(40)), return_exceptions=True)
         silent.extend(ws for ws in burst if isinstance(ws, aiohttp.ClientWebSocketResponse))
         assert len(silent) >= 16  # at least every client slot: the attack is real
         attack = asyncio.create_task(attacker(5.0))
@@ -587,6 +589,7 @@ async def test_silent_connections_never_lock_out_a_real_client(http: aiohttp.Cli
             await attack
         for ws in silent:
             await ws.close()
+        await evil.close()
         await ep.close()
 
 
