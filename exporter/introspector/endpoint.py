@@ -176,7 +176,7 @@ class Endpoint:
 
 
 class _Session:
-    def __init__(self, endpoint: Endpoint, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None) -> None:
+    def __init__(self, endpoint: Endpoint, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self.endpoint = endpoint
         self.ws = ws
         self.transport = transport

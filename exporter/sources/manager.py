@@ -58,7 +58,7 @@ class SessionManager:
         if self._client is None:
             # WebSockets hold their connection for the whole session: no pool limit. Every socket is
             # checked, as dialled, against this exporter's own listener (redirects and reconnects too).
-            connector = aiohttp.TCPConnector(limit=0, socket_factory=refuse_self_dial)  # type: ignore[arg-type]
+            connector = aiohttp.TCPConnector(limit=0, socket_factory=refuse_self_dial)
             self._client = aiohttp.ClientSession(connector=connector)
         return self._client
 
