@@ -213,5 +213,5 @@ def wants_openmetrics(accept: str) -> bool:
 def render(collector: HubCollector, accept: str = "") -> tuple[bytes, str]:
     """The exposition body and its content type, OpenMetrics when the scraper asks for it."""
     if wants_openmetrics(accept):
-        return generate_openmetrics(collector), OPENMETRICS_TYPE  # type: ignore[arg-type]
-    return generate_latest(collector), CONTENT_TYPE_LATEST  # type: ignore[arg-type]
+        return generate_openmetrics(collector), OPENMETRICS_TYPE
+    return generate_latest(collector), CONTENT_TYPE_LATEST

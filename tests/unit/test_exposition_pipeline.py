@@ -1,5 +1,6 @@
 """The real mappers write into blocks unchanged; the result is what the exporter serves today, and it
-passes promtool and prometheus_client's parsers. Also format and gzip negotiation."""
+passes prometheus_client's parsers (promtool's check is in tests/integration/test_promtool_checks.py).
+Also format and gzip negotiation."""
 
 from __future__ import annotations
 
@@ -36,7 +37,6 @@ from exporter.sinks.exposition import (
     BlockWriter,
     CachedBlock,
     Format,
-    GzipCache,
     accepts_gzip,
     encode_body,
     join,
@@ -44,7 +44,6 @@ from exporter.sinks.exposition import (
     negotiate,
 )
 from exporter.sinks.prometheus import HubCollector
-from tests.support.procs import promtool
 
 
 def fleet(nodes: int = 3, states: int = 6) -> Hub:
@@ -93,13 +92,6 @@ def test_probe_block_equals_a_single_node_collector(hub: Hub) -> None:
     cached = CachedBlock(node.base_labels)
     block = cached.get(1, lambda out: fill(hub, node, out))
     assert join([block]) == generate_latest(HubCollector(hub, ["node-1"], with_globals=False))  # type: ignore[arg-type]
-
-
-def test_rendered_text_passes_promtool(hub: Hub) -> None:
-    text = join(blocks(hub)).decode()
-    res = promtool("check", "metrics", stdin=text)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.strip() == "" and res.stderr.strip() == ""
 
 
 def test_prometheus_client_parsers_read_both_formats_back(hub: Hub) -> None:
@@ -205,19 +197,3 @@ class _Listed:
 
     def collect(self) -> list[Metric]:
         return self.metrics
-
-
-def test_gzip_cache_reuses_the_body_only_while_every_block_is_the_same() -> None:
-    def node(name: str, value: float) -> Block:
-        writer = BlockWriter({"node": name})
-        writer.gauge("g", "G.", value)
-        return writer.finish()
-
-    a, b = node("a", 1.0), node("b", 2.0)
-    cache = GzipCache()
-    first = cache.body([a, b], Format.TEXT)
-    assert cache.body([a, b], Format.TEXT) is first
-    assert gzip.decompress(first) == join([a, b])
-    changed = cache.body([a, node("b", 3.0)], Format.TEXT)
-    assert changed is not first and b'g{node="b"} 3.0' in gzip.decompress(changed)
-    assert gzip.decompress(cache.body([a], Format.OPENMETRICS)) == join([a], Format.OPENMETRICS)
