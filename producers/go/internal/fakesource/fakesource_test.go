@@ -25,7 +25,7 @@ func TestTheScriptGivesWhatTheObserverNeeds(t *testing.T) {
 		s.Step()
 	}
 	cancel()
-	s.Step() // not seen: unsubscribed
+	s.Step()                    // not seen: unsubscribed
 	if len(events) != 12+12+4 { // a connection and a query per step, a close every third
 		t.Fatalf("%d events", len(events))
 	}
