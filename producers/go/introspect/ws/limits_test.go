@@ -25,11 +25,14 @@ func TestClientLimitAtHello(t *testing.T) {
 	if r := c.err(1); r.Error != "client limit reached" {
 		t.Fatalf("error %q", r.Error)
 	}
-	if code := c.expectClose(5 * time.Second); code != websocket.CloseTryAgainLater {
+	if code := c.expectClose(5 * time.Second); code != websocket.ClosePolicyViolation {
 		t.Fatalf("close code %d", code)
 	}
 	if n := e.Stats().ClientsRejected; n != 1 {
 		t.Fatalf("rejected %d", n)
+	}
+	if _, p := e.Clients(); p != 0 { // a refused client does not hold a pending slot while it closes
+		t.Fatalf("%d pending", p)
 	}
 	a.close()
 	waitFor(t, 5*time.Second, "the closed session to leave", func() bool { n, _ := e.Clients(); return n < 2 })

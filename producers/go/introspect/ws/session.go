@@ -322,7 +322,7 @@ func (s *session) onHello(id uint64, cfg *pb.Configuration) {
 			log.Warnf("introspection endpoint: client limit %d reached; refusing more (logged once)", s.e.cfg.maxClients)
 		}
 		s.reply(id, "client limit reached", nil)
-		s.close(closeTryLater, "client limit reached")
+		s.close(closePolicy, "client limit reached")
 		return
 	}
 	if !ok {

@@ -54,11 +54,12 @@ const DefaultListenAddr = "127.0.0.1:0"
 // Path is where the endpoint serves (the path the 2020 Go server used).
 const Path = "/introspect"
 
-// WebSocket close codes the endpoint uses (RFC 6455 §7.4.1).
+// WebSocket close codes the endpoint uses (RFC 6455 §7.4.1), with the Python Endpoint's reasons.
 const (
-	closePolicy    = websocket.ClosePolicyViolation // no HELLO in time, idle, not reading, bad commands, evicted
-	closeTryLater  = websocket.CloseTryAgainLater   // client limit reached at HELLO
-	closeGoingAway = websocket.CloseGoingAway       // Close()
+	// No HELLO in time, idle, not reading, bad commands, evicted from the pending pool, client
+	// limit reached at HELLO.
+	closePolicy    = websocket.ClosePolicyViolation
+	closeGoingAway = websocket.CloseGoingAway // Close()
 )
 
 // Endpoint serves one Source to WebSocket clients.
@@ -217,23 +218,24 @@ func (e *Endpoint) admit(s *session) bool {
 		if e.stats.evicted.Add(1) == 1 {
 			log.Warnf("introspection endpoint: %d connections without HELLO; closing the oldest to make room (logged once)", e.cfg.maxPending)
 		}
-		e.closeAsync(evicted, closePolicy, "no HELLO; evicted for a newer connection")
+		e.closeAsync(evicted, closePolicy, "too many connections waiting for HELLO")
 	}
 	return true
 }
 
 // promote moves a session that said HELLO from the pending pool to the main pool. It reports
-// false when the main pool is full, or when the session was evicted meanwhile.
+// false when the main pool is full (the session then leaves the pending pool too: it is being
+// refused), or when the session was evicted meanwhile.
 func (e *Endpoint) promote(s *session) (ok, full bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if s.evicted || e.closed {
 		return false, false
 	}
+	e.dropPending(s)
 	if len(e.active) >= e.cfg.maxClients {
 		return false, true
 	}
-	e.dropPending(s)
 	e.active[s] = struct{}{}
 	return true, false
 }
