@@ -225,7 +225,7 @@ func (s *session) sendMessage(msg *pb.ServerMessage) bool {
 	data, err := encodeMessage(msg)
 	if err != nil {
 		s.e.stats.encodeFailures.Add(1)
-		log.Warnf("introspection endpoint: cannot marshal a message: %v", err)
+		log.Warn("introspection endpoint: cannot marshal a message", "err", err)
 		return false
 	}
 	return s.send(data)
@@ -238,7 +238,7 @@ func (s *session) reply(id uint64, errText string, cfg *pb.Configuration) {
 func (s *session) bad(id uint64, errText string) {
 	s.badInARow++
 	if s.e.stats.badCommands.Add(1) == 1 {
-		log.Warnf("introspection endpoint: bad command from a client: %q (logged once)", errText)
+		log.Warn("introspection endpoint: bad command from a client (logged once)", "error", errText)
 	}
 	s.reply(id, errText, nil)
 }
@@ -319,7 +319,7 @@ func (s *session) onHello(id uint64, cfg *pb.Configuration) {
 	ok, full := s.e.promote(s)
 	if full {
 		if s.e.stats.clientsRejected.Add(1) == 1 {
-			log.Warnf("introspection endpoint: client limit %d reached; refusing more (logged once)", s.e.cfg.maxClients)
+			log.Warn("introspection endpoint: client limit reached; refusing more (logged once)", "max_clients", s.e.cfg.maxClients)
 		}
 		s.reply(id, "client limit reached", nil)
 		s.close(closePolicy, "client limit reached")
@@ -481,7 +481,7 @@ func (s *session) nextState() ([]byte, bool) {
 	data, err := encodeMessage(serverMessage(st))
 	if err != nil {
 		s.e.stats.encodeFailures.Add(1)
-		log.Warnf("introspection endpoint: cannot marshal a State: %v", err)
+		log.Warn("introspection endpoint: cannot marshal a State", "err", err)
 		return nil, false
 	}
 	return data, true
@@ -492,7 +492,7 @@ func (s *session) takeState(retention time.Duration) (st *pb.State, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			if s.e.stats.snapshotFailures.Add(1) == 1 {
-				log.Errorf("introspection endpoint: the Source panicked taking a State: %v (logged once)", r)
+				log.Error("introspection endpoint: the Source panicked taking a State (logged once)", "panic", fmt.Sprint(r))
 			}
 			st, ok = nil, false
 		}
@@ -507,7 +507,7 @@ func (s *session) takeState(retention time.Duration) (st *pb.State, ok bool) {
 func (s *session) runtime() (rt *pb.Runtime, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			log.Errorf("introspection endpoint: the Source panicked describing the runtime: %v", r)
+			log.Error("introspection endpoint: the Source panicked describing the runtime", "panic", fmt.Sprint(r))
 			rt, ok = nil, false
 		}
 	}()

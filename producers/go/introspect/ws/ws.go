@@ -12,6 +12,7 @@ package ws
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -23,13 +24,13 @@ import (
 	// need: a read limit that accepts exactly its value, per-write deadlines, and
 	// WriteControl/Close that are safe to call from another goroutine (eviction, Close).
 	"github.com/gorilla/websocket"
-	logging "github.com/ipfs/go-log/v2"
-	"go.uber.org/zap"
+	"github.com/libp2p/go-libp2p/gologshim"
 
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
 )
 
-var log = logging.Logger("introspect/ws")
+// log is go-libp2p's: slog, levels from GOLOG_LOG_LEVEL, joined to go-log when the application does.
+var log = gologshim.Logger("introspect/ws")
 
 // Source is what an Endpoint serves.
 type Source interface {
@@ -110,11 +111,7 @@ func New(src Source, opts ...Option) (*Endpoint, error) {
 	if headerTimeout == 0 {
 		headerTimeout = DefaultHelloTimeout
 	}
-	errLog, err := zap.NewStdLogAt(log.Desugar(), zap.WarnLevel)
-	if err != nil {
-		_ = ln.Close()
-		return nil, err
-	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	e.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: headerTimeout, // a connection that never finishes its upgrade request
@@ -126,10 +123,10 @@ func New(src Source, opts ...Option) (*Endpoint, error) {
 	go func() {
 		defer e.wg.Done()
 		if err := e.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Errorf("introspection endpoint stopped serving: %v", err)
+			log.Error("introspection endpoint stopped serving", "err", err)
 		}
 	}()
-	log.Infof("introspection endpoint listening on %s", e.URL())
+	log.Info("introspection endpoint listening", "url", e.URL())
 	return e, nil
 }
 
@@ -216,7 +213,7 @@ func (e *Endpoint) admit(s *session) bool {
 	e.mu.Unlock()
 	if evicted != nil {
 		if e.stats.evicted.Add(1) == 1 {
-			log.Warnf("introspection endpoint: %d connections without HELLO; closing the oldest to make room (logged once)", e.cfg.maxPending)
+			log.Warn("introspection endpoint: connections waiting for HELLO fill the pending pool; closing the oldest for each new one (logged once)", "max_pending", e.cfg.maxPending)
 		}
 		e.closeAsync(evicted, closePolicy, "too many connections waiting for HELLO")
 	}
@@ -286,7 +283,7 @@ func (e *Endpoint) onEvent(ev *pb.Event) {
 			var err error
 			if data, err = encodeMessage(serverMessage(ev)); err != nil {
 				e.stats.encodeFailures.Add(1)
-				log.Warnf("introspection endpoint: cannot marshal an event: %v", err)
+				log.Warn("introspection endpoint: cannot marshal an event", "err", err)
 				data = []byte{}
 			}
 		}
