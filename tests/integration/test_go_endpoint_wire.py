@@ -2,7 +2,7 @@
 
 A tiny Go program, producers/go/cmd/introspect-fake, serves a deterministic fake node
 (producers/go/internal/fakesource) with the Go endpoint on 127.0.0.1:0 and prints its URL. It is built
-with `go build` once per test session; a failed build fails the tests (Go is on every CI machine).
+with `go build` once per test session (tests/support/go_tools.py); a failed build fails the tests.
 Then the exporter's live source (exporter/sources/websocket.py) streams from it, and the vendored
 observer-toolkit data layer (tests/observer) reads a live session as the UI speaks it and a
 `--record` recording of it: 0 failures, every message counted as `inspect` counts it.
@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import shutil
 import struct
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,34 +28,15 @@ from exporter.protocol.framing import decode_segments
 from exporter.sources.websocket import Session
 from tests.support.live import FAST
 from tests.support.observer import CMD, Reader, assert_read_cleanly, cli, inspect_counts
-from tests.support.procs import REPO, Proc, spawn, start_exporter, until, wait_for
+from tests.support.procs import Proc, spawn, start_exporter, until, wait_for
 
-GO_MODULE = REPO / "producers" / "go"
 URL_LINE = re.compile(r"^(ws://127\.0\.0\.1:\d+/introspect)$", re.M)
 
 
-@pytest.fixture(scope="session")
-def fake_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        pytest.fail("go is needed to build producers/go/cmd/introspect-fake (make test installs it)")
-    out = tmp_path_factory.mktemp("go-bin") / "introspect-fake"
-    done = subprocess.run(
-        [go, "build", "-o", str(out), "./cmd/introspect-fake"],
-        cwd=GO_MODULE,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"go build ./cmd/introspect-fake failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    return out
-
-
 @pytest.fixture
-def go_node(fake_binary: Path, tmp_path: Path) -> Iterator[tuple[str, Proc]]:
+def go_node(go_tools: dict[str, Path], tmp_path: Path) -> Iterator[tuple[str, Proc]]:
     """The fake Go node, serving; its URL from its first line of output."""
-    proc = spawn([str(fake_binary), "-step", "250ms"], tmp_path / "go", "introspect-fake", 0)
+    proc = spawn([str(go_tools["introspect-fake"]), "-step", "250ms"], tmp_path / "go", "introspect-fake", 0)
     try:
         url = wait_for(lambda: (m := URL_LINE.search(proc.output())) and m.group(1), 30, "the Go endpoint's URL")
         yield url, proc
