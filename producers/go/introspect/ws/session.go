@@ -194,12 +194,18 @@ func (s *session) close(code int, reason string) {
 // send writes one message. A client that does not take it within the idle limit loses its
 // connection (gorilla cannot write on after a timed-out write anyway).
 func (s *session) send(data []byte) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeLocked(data)
+}
+
+// writeLocked is send for a caller that holds wmu: the pump decides under wmu whether a State or
+// an event may still go out, so nothing pushed follows the OK of a PUSH_DISABLE or PUSH_PAUSE.
+func (s *session) writeLocked(data []byte) bool {
 	if s.sink != nil {
 		s.sink(data)
 		return true
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	var deadline time.Time
 	if s.e.cfg.idleTimeout > 0 {
 		deadline = time.Now().Add(s.e.cfg.idleTimeout)
@@ -401,6 +407,7 @@ func (s *session) resume() {
 		if len(s.pauseQ) == 0 {
 			s.paused = false
 			s.mu.Unlock()
+			signal(s.wake) // a DISCARDING_EVENTS notice may be owed
 			return
 		}
 		q := s.pauseQ[0]
@@ -594,42 +601,46 @@ func (s *session) pushStateNow() {
 	if !ok {
 		return
 	}
+	s.wmu.Lock() // lock order: wmu, then mu
+	defer s.wmu.Unlock()
 	s.mu.Lock()
-	if s.paused {
+	switch {
+	case !s.pushState || s.closing: // disabled while it was taken: the OK is out, so no State after it
+		s.mu.Unlock()
+	case s.paused:
 		s.queuePaused(data)
 		s.mu.Unlock()
-		return
+	default:
+		s.mu.Unlock()
+		s.writeLocked(data)
 	}
-	s.mu.Unlock()
-	s.send(data)
 }
 
 func (s *session) flushEvents() {
 	for {
+		s.wmu.Lock()
 		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			return
-		}
-		if s.noticeOwed {
-			s.noticeOwed = false
-			s.mu.Unlock()
-			s.e.stats.noticesSent.Add(1)
-			notice, _ := encodeMessage(serverMessage(&pb.ServerNotice{Kind: pb.ServerNotice_DISCARDING_EVENTS}))
-			if !s.send(notice) {
-				return
+		var data []byte
+		switch {
+		case s.closing || !s.pushEvents:
+		case s.paused: // queued before PUSH_PAUSE, not sent yet: held with what comes while paused
+			for _, d := range s.events {
+				s.queuePaused(d)
 			}
-			continue
+			s.events = nil
+		case s.noticeOwed:
+			s.noticeOwed = false
+			s.e.stats.noticesSent.Add(1)
+			data, _ = encodeMessage(serverMessage(&pb.ServerNotice{Kind: pb.ServerNotice_DISCARDING_EVENTS}))
+		case len(s.events) > 0:
+			data = s.events[0]
+			s.events[0] = nil
+			s.events = s.events[1:]
 		}
-		if len(s.events) == 0 {
-			s.mu.Unlock()
-			return
-		}
-		data := s.events[0]
-		s.events[0] = nil
-		s.events = s.events[1:]
 		s.mu.Unlock()
-		if !s.send(data) {
+		ok := data != nil && s.writeLocked(data)
+		s.wmu.Unlock()
+		if !ok {
 			return
 		}
 	}
