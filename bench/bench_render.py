@@ -41,13 +41,13 @@ from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
+from exporter.model.families import Families
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.model.families import Families
 from exporter.protocol.framing import decode_segments, encode_segment
 from exporter.sinks.exposition import Block, BlockWriter, CachedBlock, Format, Templates, join
 
