@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from exporter import defaults
-from exporter.app.argtypes import positive_float
+from exporter.app.argtypes import Parser, positive_float
 from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
 from exporter.app.flags import add_histograms_flag, add_pubsub_file_flag, add_pubsub_mapper_flags
@@ -107,7 +107,7 @@ class Result:
     files: list[InputFile]
     stats: WriteStats
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> reason -> States
-    blocks: list[dict[str, object]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # each block's meta.json
     vanished_zeros: int = 0
     traces: TraceResult | None = None
     journals: JournalResult | None = None
@@ -272,7 +272,7 @@ def find_promtool(explicit: str | None) -> str:
     return found
 
 
-def run_promtool(promtool: str, source: Path, output: Path) -> list[dict[str, object]]:
+def run_promtool(promtool: str, source: Path, output: Path) -> list[dict[str, Any]]:
     """Build blocks from the OpenMetrics file; returns each new block's meta.json."""
     output.mkdir(parents=True, exist_ok=True)
     cmd = [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(output)]
@@ -330,7 +330,7 @@ def report(result: Result, fmt: str, output: str) -> list[str]:
         lines.append(f"time range: {_range(stats.min_ts, stats.max_ts)}")
     lines.append(f"series: {stats.series}, samples: {stats.samples}, families: {stats.families}")
     if fmt == "blocks":
-        samples = sum(int(m.get("stats", {}).get("numSamples", 0)) for m in result.blocks)  # type: ignore[union-attr]
+        samples = sum(int(m.get("stats", {}).get("numSamples", 0)) for m in result.blocks)
         lines.append(f"blocks: {len(result.blocks)} in {output} (promtool wrote {samples} samples)")
         if samples != stats.samples:
             lines.append(f"warning: promtool wrote {samples} samples of the {stats.samples} in the input")
@@ -401,7 +401,7 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     return report(result, fmt, args.output)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """Register ``backfill``."""
     p = sub.add_parser(
         "backfill",

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from exporter.app.config import ConfigError, LiveConfig
+from exporter.app.config import LiveConfig
+from exporter.app.config_values import ConfigError
 from exporter.app.flags import log_level
 from exporter.app.probe import ProbePolicy
 from exporter.model.catalogue import Family, Writer

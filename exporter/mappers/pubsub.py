@@ -288,17 +288,17 @@ class PubsubMetrics(TraceMapper):
             node.published[self.topic(m.topic)] += 1
             self._published(m.messageID, m.topic, e.peerID, e.timestamp)
         elif kind == _DELIVER_MESSAGE:
-            m = e.deliverMessage
-            topic = self.topic(m.topic)
+            d = e.deliverMessage
+            topic = self.topic(d.topic)
             node.delivered[topic] += 1
-            if m.receivedFrom and m.receivedFrom != e.peerID:
+            if d.receivedFrom and d.receivedFrom != e.peerID:
                 node.received[topic] += 1
-            self._delivered(m.messageID, m.topic, e.peerID, e.timestamp)
+            self._delivered(d.messageID, d.topic, e.peerID, e.timestamp)
         elif kind == _DUPLICATE_MESSAGE:
             node.duplicate[self.topic(e.duplicateMessage.topic)] += 1
         elif kind == _REJECT_MESSAGE:
-            m = e.rejectMessage
-            node.rejected[(self.topic(m.topic), self.reason(m.reason or "unknown"))] += 1
+            r = e.rejectMessage
+            node.rejected[(self.topic(r.topic), self.reason(r.reason or "unknown"))] += 1
         elif kind == _GRAFT:
             topic = self.topic(e.graft.topic)
             node.grafts[topic] += 1
@@ -320,9 +320,9 @@ class PubsubMetrics(TraceMapper):
             node.mesh.pop(topic, None)
             self._joined_bits[topic] &= ~self._bit_of(e.peerID)
         elif kind == _ON_NEW_OUTBOUND_STREAM:
-            m = e.onNewOutboundStream
-            if m.peerID in node.peers or len(node.peers) < MAX_PEERS:
-                node.peers[m.peerID] = self.protocol(m.proto or "unknown")
+            o = e.onNewOutboundStream
+            if o.peerID in node.peers or len(node.peers) < MAX_PEERS:
+                node.peers[o.peerID] = self.protocol(o.proto or "unknown")
         elif kind == _ON_CLOSED_OUTBOUND_STREAM:
             peer = e.onClosedOutboundStream.peerID
             node.peers.pop(peer, None)

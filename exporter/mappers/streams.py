@@ -63,8 +63,8 @@ class Streams(Mapper):
         for protocol, direction, lifetime_s in step.s_closed:
             acc.closed[(protocol, direction)] += 1
             if lifetime_s is not None:
-                key = self.duration.key((protocol,))
-                hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
+                hkey = self.duration.key((protocol,))
+                hist = acc.duration.get(hkey) or acc.duration.setdefault(hkey, self.duration.new())
                 hist.observe(lifetime_s)
 
     def collect(self, acc: StreamsAcc, node: NodeState, out: Writer) -> None:

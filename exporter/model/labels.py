@@ -179,7 +179,7 @@ class Cardinality:
     ) -> None:
         # Which buckets and labels each histogram family is exported with (model/histogram_profiles.py).
         self.histograms = histograms or profile()
-        # Each node's series budget (enforced where samples are written: model/families.py).
+        # Each node's series budget (enforced where samples are written: model/budget.py).
         self.series_per_family = series_per_family
         self.series_per_node = series_per_node
         self.protocol = LabelGuard("protocol", KNOWN_PROTOCOLS, protocol_cap)

@@ -209,8 +209,7 @@ class Hub:
         with self._lock:
             node = self.nodes.get(name)
             if node is None:
-                node = NodeState(name=name, labels=dict(labels or {}))
-                node.lean = LeanTracker(self.cardinality)
+                node = NodeState(name=name, labels=dict(labels or {}), lean=LeanTracker(self.cardinality))
                 node.accs = {m.name: m.new_accumulator() for m in self._mappers}
                 self.nodes[name] = node
             return node
@@ -298,10 +297,7 @@ class Hub:
         if restart and not rewound:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
-        lean = node.lean
-        if lean is None:
-            lean = node.lean = LeanTracker(self.cardinality)
-        step = lean.step(state, restart)
+        step = node.lean.step(state, restart)
         accs = node.accs
         for mapper in self._mappers:
             mapper.on_state(accs[mapper.name], step)

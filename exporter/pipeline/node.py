@@ -33,7 +33,7 @@ class NodeState:
     runtime: pb.Runtime | None = None
     config: pb.Configuration | None = None
     last_step: StateStep | None = None  # the latest accepted State, as the lean pass read it
-    lean: LeanTracker | None = None  # set by the hub (it knows the label caps)
+    lean: LeanTracker = field(kw_only=True)  # given by the hub (it knows the label caps)
     # Views and their diff, built only while a listener (a push sink such as tracing) wants them.
     tracker: Tracker = field(default_factory=Tracker)
     last_snapshot: Snapshot | None = None  # the latest accepted State as views (listeners only)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -59,8 +59,8 @@ class _Series:
     order: tuple[int, float]  # place inside its group: buckets by le, then count, then sum
     gauge: bool  # a plain gauge: gets a 0 when it vanishes
     cumulative: bool  # a counter or histogram: gets a 0 just before it first appears
-    ts: array = field(default_factory=lambda: array("q"))
-    values: array = field(default_factory=lambda: array("d"))
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    values: array[float] = field(default_factory=lambda: array("d"))
 
 
 @dataclass(slots=True)
@@ -225,7 +225,7 @@ class TimestampedOpenMetrics:
         self._runs.append((path, index))
         self._buffered = 0
 
-    def _points(self, sid: int, runs: list[BinaryIO]) -> tuple[array, array]:
+    def _points(self, sid: int, runs: Sequence[BinaryIO]) -> tuple[array[int], array[float]]:
         ts, values = array("q"), array("d")
         for (_, index), fh in zip(self._runs, runs):
             at = index.get(sid)
@@ -264,7 +264,7 @@ class TimestampedOpenMetrics:
         out.write("# EOF\n")
         return stats
 
-    def _write_group(self, out: TextIO, gid: int, runs: list[BinaryIO], stats: WriteStats) -> None:
+    def _write_group(self, out: TextIO, gid: int, runs: Sequence[BinaryIO], stats: WriteStats) -> None:
         members = sorted(self._groups[gid], key=lambda sid: self._series[sid].order)
         points = {sid: self._points(sid, runs) for sid in members}
         stats.series += len(members)

@@ -1,6 +1,7 @@
 """Backfill: the timestamped OpenMetrics writer, input ordering and overlap, and the command's errors.
 
-promtool itself (the real consumer) checks the written files; the structure checker below states
+promtool itself (the real consumer) checks the written files (tests/integration/test_promtool_checks.py);
+the structure checker below states
 the OpenMetrics rules promtool relies on, because prometheus_client's OpenMetrics parser mis-reads
 timestamped histograms (it drops a MetricPoint's later samples when the instant changes).
 """
@@ -25,7 +26,6 @@ from exporter.model.histogram import Histogram
 from exporter.protocol import pb
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, format_ts
 from exporter.sources.capture import CaptureWriter, write_capture
-from tests.support.procs import promtool
 
 LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+) (?P<ts>\S+)$")
 
@@ -127,8 +127,6 @@ def test_grouped_ordered_with_zeros_for_vanished_gauges_and_born_counters(tmp_pa
     assert pts['h_count{node="a",job="j"}'] == [(1000, 1.0), (2000, 2.0)]
     assert text.count("# TYPE g gauge") == 1
     assert w.vanished_zeros == 1 and w.birth_zeros == 1
-    res = promtool("tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "out.om"), str(tmp_path / "blocks"))
-    assert res.returncode == 0, res.stderr
 
 
 def test_spilled_runs_write_the_same_file(tmp_path: Path) -> None:
@@ -196,18 +194,6 @@ def test_out_of_order_and_backwards_states_are_said(tmp_path: Path, capsys: pyte
     assert "1 State(s) not written: not after the node's last written State" in out
     assert "4 States written" in out
     check_openmetrics((tmp_path / "o.om").read_text())
-
-
-def test_several_nodes_merge_by_time_into_one_set_of_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Interleaved instants: the hub-wide series (no node label) must still only go forward.
-    _capture(tmp_path / "a.mock", steps=8, start_ms=1_700_000_000_000, seed=1)
-    _capture(tmp_path / "b.mock", steps=8, start_ms=1_700_000_000_500, seed=2)
-    code, out, err = _run(capsys, str(tmp_path), "-o", str(tmp_path / "blocks"))
-    assert code == 0, err
-    assert "backfilled 2 file(s) of 2 node(s): 18 States written" in out
-    assert re.search(r"blocks: 1 in .*\(promtool wrote (\d+) samples\)", out)
-    samples = re.search(r"samples: (\d+)", out).group(1)  # type: ignore[union-attr]
-    assert f"promtool wrote {samples} samples" in out
 
 
 def test_stdout_gets_the_openmetrics_and_stderr_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,24 +39,24 @@ def test_every_family_is_in_docs_metrics_md() -> None:
     assert not missing
 
 
+def _expressions(value: object) -> list[str]:
+    """Every query string in a dashboard's JSON (panel targets and variables)."""
+    if isinstance(value, dict):
+        return [
+            e
+            for k, v in value.items()
+            for e in ([v] if k in ("expr", "query", "definition") and isinstance(v, str) else _expressions(v))
+        ]
+    if isinstance(value, list):
+        return [e for v in value for e in _expressions(v)]
+    return []
+
+
 def _queried() -> dict[str, set[str]]:
     """Series names each dashboard and rule file queries."""
     out: dict[str, set[str]] = {}
     for board in sorted((ROOT / "dashboards" / "json").glob("*.json")):
-        exprs: list[str] = []
-
-        def walk(value: object) -> None:
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    if k in ("expr", "query", "definition") and isinstance(v, str):
-                        exprs.append(v)
-                    else:
-                        walk(v)
-            elif isinstance(value, list):
-                for v in value:
-                    walk(v)
-
-        walk(json.loads(board.read_text()))
+        exprs = _expressions(json.loads(board.read_text()))
         out[board.name] = {m for e in exprs for m in SERIES.findall(e)}
     for rules in sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml")):
         exprs = [line for line in rules.read_text().splitlines() if "expr" in line or line.startswith(" " * 8)]

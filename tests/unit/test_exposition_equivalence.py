@@ -100,7 +100,7 @@ def write(op: Op, out: BlockWriter) -> None:
 
 
 class _Raw:
-    """Samples straight into prometheus_client families, one per write (``Scoped`` would apply the
+    """Samples straight into prometheus_client families, one per write (the series budget would apply the
     series budget, which sums a repeated label combination: a different thing from rendering)."""
 
     def __init__(self, fams: Families, base: dict[str, str]) -> None:

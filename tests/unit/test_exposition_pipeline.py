@@ -1,5 +1,6 @@
 """The real mappers write into blocks unchanged; the result is what the exporter serves today, and it
-passes promtool and prometheus_client's parsers. Also format and gzip negotiation."""
+passes prometheus_client's parsers (promtool's check is in tests/integration/test_promtool_checks.py).
+Also format and gzip negotiation."""
 
 from __future__ import annotations
 
@@ -37,14 +38,12 @@ from exporter.sinks.exposition import (
     BlockWriter,
     CachedBlock,
     Format,
-    GzipCache,
     accepts_gzip,
     collector_block,
     encode_body,
     join,
     negotiate,
 )
-from tests.support.procs import promtool
 from tests.support.reference import HubCollector
 
 
@@ -92,13 +91,6 @@ def test_probe_block_equals_a_single_node_collector(hub: Hub) -> None:
     cached = CachedBlock(node.base_labels)
     block = cached.get(1, lambda out: fill(hub, node, out))
     assert join([block]) == generate_latest(HubCollector(hub, ["node-1"], with_globals=False))  # type: ignore[arg-type]
-
-
-def test_rendered_text_passes_promtool(hub: Hub) -> None:
-    text = join(blocks(hub)).decode()
-    res = promtool("check", "metrics", stdin=text)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.strip() == "" and res.stderr.strip() == ""
 
 
 def test_prometheus_client_parsers_read_both_formats_back(hub: Hub) -> None:
@@ -204,19 +196,3 @@ class _Listed:
 
     def collect(self) -> list[Metric]:
         return self.metrics
-
-
-def test_gzip_cache_reuses_the_body_only_while_every_block_is_the_same() -> None:
-    def node(name: str, value: float) -> Block:
-        writer = BlockWriter({"node": name})
-        writer.gauge(Family("g", "gauge", "G."), value)
-        return writer.finish()
-
-    a, b = node("a", 1.0), node("b", 2.0)
-    cache = GzipCache()
-    first = cache.body([a, b], Format.TEXT)
-    assert cache.body([a, b], Format.TEXT) is first
-    assert gzip.decompress(first) == join([a, b])
-    changed = cache.body([a, node("b", 3.0)], Format.TEXT)
-    assert changed is not first and b'g{node="b"} 3.0' in gzip.decompress(changed)
-    assert gzip.decompress(cache.body([a], Format.OPENMETRICS)) == join([a], Format.OPENMETRICS)
