@@ -54,12 +54,7 @@ RESULTS = ("success", "error", "timeout")
 MAX_CPL = 256
 
 
-def _cpl_label(cpl: int) -> str:
-    return str(cpl) if cpl <= MAX_CPL else OTHER
-
-
-def _cpl_order(label: str) -> int:
-    return int(label) if label.isdigit() else MAX_CPL + 1
+_CPL_LABELS = (*(str(cpl) for cpl in range(MAX_CPL + 1)), OTHER)  # by sort order: 0..256, then other
 
 
 @dataclass
@@ -96,18 +91,20 @@ class Dht(Mapper):
         out.gauge(BUCKETS, len(dht.bucket_cpls))
         # Keyed by label values, not raw numbers: open proto3 enums and arbitrary cpls must neither
         # repeat a series (two unknown statuses) nor multiply series (a cpl beyond any key length).
+        # A cpl is kept as its sort order (MAX_CPL + 1 for 'other') until it is written.
         status_names = list(DHT_STATUS_NAMES.values())
-        per_bucket: Counter[tuple[str, str]] = Counter()
+        per_bucket: Counter[tuple[int, str]] = Counter()
         per_status: Counter[str] = Counter(dict.fromkeys(status_names, 0))
-        for p in dht.peers.values():
-            status = DHT_STATUS_NAMES.get(p.status, UNKNOWN)
-            per_bucket[(_cpl_label(p.cpl), status)] += 1
-            per_status[status] += 1
-        for cpl in {_cpl_label(c) for c in dht.bucket_cpls}:
+        # Counted by raw (cpl, status) first: far fewer distinct pairs than peers to label.
+        for (cpl, raw_status), n in Counter([(p.cpl, p.status) for p in dht.peers.values()]).items():
+            status = DHT_STATUS_NAMES.get(raw_status, UNKNOWN)
+            per_bucket[(min(cpl, MAX_CPL + 1), status)] += n
+            per_status[status] += n
+        for cpl in {min(c, MAX_CPL + 1) for c in dht.bucket_cpls}:
             for status in status_names:
                 per_bucket.setdefault((cpl, status), 0)
-        for (cpl, status), n in sorted(per_bucket.items(), key=lambda kv: (_cpl_order(kv[0][0]), kv[0][1])):
-            out.gauge(BUCKET_PEERS, n, {"cpl": cpl, "status": status})
+        for (cpl, status), n in sorted(per_bucket.items()):
+            out.gauge(BUCKET_PEERS, n, {"cpl": _CPL_LABELS[cpl], "status": status})
         for status, n in sorted(per_status.items()):
             out.gauge(PEERS, n, {"status": status})
         for direction in ("inbound", "outbound"):

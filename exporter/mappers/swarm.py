@@ -112,12 +112,8 @@ class Swarm(Mapper):
         snap = node.last_step
         if snap is None:
             return
-        latency = self.latency.new()
-        for value in snap.latencies:
-            latency.observe(value)
-        age = self.age.new()
-        for value in snap.ages:
-            age.observe(value)
+        latency = self.latency.new().observe_many(snap.latencies)
+        age = self.age.new().observe_many(snap.ages)
         for (status, *rest), n in sorted(snap.conn_status.items()):
             out.gauge(CONNECTIONS, n, {"status": status, **dict(zip(("dir", "transport", "security", "muxer"), rest))})
         out.gauge(PEERS, len(snap.peers))

@@ -33,6 +33,16 @@ _Key = tuple[tuple[str, str], ...]
 _Record = tuple[int, Family, "float | Histogram", "Labels | None"]
 
 
+class _Seen:
+    """One family's combinations and series so far, while nothing is folded."""
+
+    __slots__ = ("keys", "used")
+
+    def __init__(self) -> None:
+        self.keys: set[_Key] = set()
+        self.used = 0
+
+
 class _Entry:
     """One label combination of one family: its value (a float or a Histogram)."""
 
@@ -81,7 +91,7 @@ class Budget(Writer):
         self._used: dict[Family, int] = {}
         # While nothing is folded: the writes as they came, and each family's combinations seen.
         self._records: list[_Record] | None = []
-        self._seen: dict[Family, set[_Key]] = {}
+        self._seen: dict[Family, _Seen] = {}
         # After the first fold: family -> its combinations in the order first written.
         self._entries: dict[Family, dict[_Key, _Entry]] = {}
         self._kinds: dict[Family, int] = {}
@@ -89,48 +99,89 @@ class Budget(Writer):
         self.folded = 0  # label combinations folded into 'other'
 
     # -- the Writer interface ------------------------------------------------------------------
+    # The fast path (nothing folded yet) is written out in each method: it runs for every sample of
+    # every changed node. A combination passes when it is new in its family and, if labelled, its
+    # family keeps room for one more combination besides its 'other' one and the node has room.
 
     def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
-        self._put(_GAUGE, family, float(value), labels)
+        records = self._records
+        if records is not None:
+            state = self._seen.get(family)
+            if state is None:
+                state = self._seen[family] = _Seen()
+            key = tuple(labels.items()) if labels else ()
+            keys = state.keys
+            if key not in keys and (
+                not labels or (state.used + 2 <= self.series_per_family and self._total < self.series_per_node)
+            ):
+                keys.add(key)
+                state.used += 1
+                self._total += 1
+                records.append((_GAUGE, family, value, labels))
+                return
+            self._to_entries()
+        self._fold_put(_GAUGE, family, float(value), labels)
 
     def counter(self, family: Family, value: float, labels: Labels | None = None) -> None:
-        self._put(_COUNTER, family, float(value), labels)
+        records = self._records
+        if records is not None:
+            state = self._seen.get(family)
+            if state is None:
+                state = self._seen[family] = _Seen()
+            key = tuple(labels.items()) if labels else ()
+            keys = state.keys
+            if key not in keys and (
+                not labels or (state.used + 2 <= self.series_per_family and self._total < self.series_per_node)
+            ):
+                keys.add(key)
+                state.used += 1
+                self._total += 1
+                records.append((_COUNTER, family, value, labels))
+                return
+            self._to_entries()
+        self._fold_put(_COUNTER, family, float(value), labels)
 
     def histogram(self, family: Family, hist: Histogram, labels: Labels | None = None) -> None:
-        self._put(_HISTOGRAM, family, hist, labels)
+        records = self._records
+        if records is not None:
+            state = self._seen.get(family)
+            if state is None:
+                state = self._seen[family] = _Seen()
+            key = tuple(labels.items()) if labels else ()
+            cost = len(hist.bounds) + 3
+            keys = state.keys
+            if key not in keys and (
+                not labels
+                or (state.used + 2 * cost <= self.series_per_family and self._total + cost <= self.series_per_node)
+            ):
+                keys.add(key)
+                state.used += cost
+                self._total += cost
+                records.append((_HISTOGRAM, family, hist, labels))
+                return
+            self._to_entries()
+        self._fold_put(_HISTOGRAM, family, hist, labels)
 
     # -- holding -------------------------------------------------------------------------------
 
     def _put(self, kind: int, family: Family, value: float | Histogram, labels: Labels | None) -> None:
-        records = self._records
-        if records is None:
-            self._fold_put(kind, family, value, labels)
-            return
-        key: _Key = tuple(labels.items()) if labels else ()  # mappers write one combination in one order
-        seen = self._seen.get(family)
-        if seen is None:
-            seen = self._seen[family] = set()
-        cost = len(value.bounds) + 3 if isinstance(value, Histogram) else 1
-        used = self._used.get(family, 0)
-        if key in seen or (
-            labels and (used + 2 * cost > self.series_per_family or self._total + cost > self.series_per_node)
-        ):
-            self._to_entries()
-            self._fold_put(kind, family, value, labels)
-            return
-        seen.add(key)
-        self._used[family] = used + cost
-        self._total += cost
-        records.append((kind, family, value, labels))
+        if kind == _HISTOGRAM:
+            self.histogram(family, value, labels)  # type: ignore[arg-type]
+        elif kind == _COUNTER:
+            self.counter(family, value, labels)  # type: ignore[arg-type]
+        else:
+            self.gauge(family, value, labels)  # type: ignore[arg-type]
 
     def _to_entries(self) -> None:
         """From plain records to per-combination entries (the same decisions: nothing was folded)."""
         records, self._records = self._records or [], None
+        self._used = {family: state.used for family, state in self._seen.items()}
         self._seen.clear()
         for kind, family, value, labels in records:
             self._kinds.setdefault(family, kind)
             entries = self._entries.setdefault(family, {})
-            entries[tuple(labels.items()) if labels else ()] = _Entry(labels or {}, value)
+            held = value if isinstance(value, Histogram) else float(value)
+            entries[tuple(labels.items()) if labels else ()] = _Entry(labels or {}, held)
 
     def _fold_put(self, kind: int, family: Family, value: float | Histogram, labels: Labels | None) -> None:
         self._kinds.setdefault(family, kind)
@@ -164,7 +215,9 @@ class Budget(Writer):
 
     def mark(self) -> tuple[int, int]:
         """Where the samples stand now, for ``discard``."""
-        return len(self._records) if self._records is not None else -1, len(self._used)
+        if self._records is not None:
+            return len(self._records), len(self._seen)
+        return -1, len(self._used)
 
     def discard(self, mark: tuple[int, int]) -> None:
         """Drop what was written since ``mark``: the families first written after it (a family is
