@@ -8,13 +8,17 @@ histograms merged, so totals stay right and only the breakdown is lost. The fold
 reported per node in ``libp2p_exporter_series_folded``.
 
 A node's samples are held until ``close()``, because a folded combination must be summed into its
-``other`` combination before either is written. Held cheaply: while nothing is folded or written
-twice (every node within its budget) the writes are kept as they came and passed on unchanged;
-only the first fold (or repeated combination) turns them into per-combination entries to merge.
-Samples reach the wrapped writer in the order first written, family by family, then the fold count.
+``other`` combination before either is written. Held cheaply: the writes are kept as they came, and
+one pass at close checks whether folding would change anything (a combination past its family's
+room or the node's, or written twice). When nothing would (every node within its budget) they are
+passed on unchanged, in the order written; otherwise they are merged per combination, folded,
+trimmed to the node-wide bound and written family by family in the order first written, then the
+fold count.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.catalogue import Family, Labels, Writer
@@ -31,16 +35,6 @@ FOLDED = Family(
 _GAUGE, _COUNTER, _HISTOGRAM = 0, 1, 2
 _Key = tuple[tuple[str, str], ...]
 _Record = tuple[int, Family, "float | Histogram", "Labels | None"]
-
-
-class _Seen:
-    """One family's combinations and series so far, while nothing is folded."""
-
-    __slots__ = ("keys", "used")
-
-    def __init__(self) -> None:
-        self.keys: set[_Key] = set()
-        self.used = 0
 
 
 class _Entry:
@@ -69,10 +63,8 @@ class Budget(Writer):
 
     __slots__ = (
         "_entries",
-        "_folded_by",
         "_kinds",
         "_records",
-        "_seen",
         "_total",
         "_used",
         "folded",
@@ -87,101 +79,93 @@ class Budget(Writer):
         self.out = out
         self.series_per_family = series_per_family
         self.series_per_node = series_per_node
-        self._total = 0
-        self._used: dict[Family, int] = {}
-        # While nothing is folded: the writes as they came, and each family's combinations seen.
-        self._records: list[_Record] | None = []
-        self._seen: dict[Family, _Seen] = {}
-        # After the first fold: family -> its combinations in the order first written.
+        self._records: list[_Record] = []  # the writes as they came
+        # Only when something must be folded: family -> its combinations in the order first written,
+        # and the series each family and the node hold.
         self._entries: dict[Family, dict[_Key, _Entry]] = {}
         self._kinds: dict[Family, int] = {}
-        self._folded_by: dict[Family, int] = {}
+        self._used: dict[Family, int] = {}
+        self._total = 0
         self.folded = 0  # label combinations folded into 'other'
 
     # -- the Writer interface ------------------------------------------------------------------
-    # The fast path (nothing folded yet) is written out in each method: it runs for every sample of
-    # every changed node. A combination passes when it is new in its family and, if labelled, its
-    # family keeps room for one more combination besides its 'other' one and the node has room.
+    # Every write is kept as it came: whether anything must be folded is decided once, at close.
 
     def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
-        records = self._records
-        if records is not None:
-            state = self._seen.get(family)
-            if state is None:
-                state = self._seen[family] = _Seen()
-            key = tuple(labels.items()) if labels else ()
-            keys = state.keys
-            if key not in keys and (
-                not labels or (state.used + 2 <= self.series_per_family and self._total < self.series_per_node)
-            ):
-                keys.add(key)
-                state.used += 1
-                self._total += 1
-                records.append((_GAUGE, family, value, labels))
-                return
-            self._to_entries()
-        self._fold_put(_GAUGE, family, float(value), labels)
+        self._records.append((_GAUGE, family, value, labels))
 
     def counter(self, family: Family, value: float, labels: Labels | None = None) -> None:
-        records = self._records
-        if records is not None:
-            state = self._seen.get(family)
-            if state is None:
-                state = self._seen[family] = _Seen()
-            key = tuple(labels.items()) if labels else ()
-            keys = state.keys
-            if key not in keys and (
-                not labels or (state.used + 2 <= self.series_per_family and self._total < self.series_per_node)
-            ):
-                keys.add(key)
-                state.used += 1
-                self._total += 1
-                records.append((_COUNTER, family, value, labels))
-                return
-            self._to_entries()
-        self._fold_put(_COUNTER, family, float(value), labels)
+        self._records.append((_COUNTER, family, value, labels))
 
     def histogram(self, family: Family, hist: Histogram, labels: Labels | None = None) -> None:
-        records = self._records
-        if records is not None:
-            state = self._seen.get(family)
-            if state is None:
-                state = self._seen[family] = _Seen()
-            key = tuple(labels.items()) if labels else ()
-            cost = len(hist.bounds) + 3
-            keys = state.keys
-            if key not in keys and (
-                not labels
-                or (state.used + 2 * cost <= self.series_per_family and self._total + cost <= self.series_per_node)
-            ):
-                keys.add(key)
-                state.used += cost
-                self._total += cost
-                records.append((_HISTOGRAM, family, hist, labels))
-                return
-            self._to_entries()
-        self._fold_put(_HISTOGRAM, family, hist, labels)
+        self._records.append((_HISTOGRAM, family, hist, labels))
 
-    # -- holding -------------------------------------------------------------------------------
+    # -- a mapper that failed ------------------------------------------------------------------
 
-    def _put(self, kind: int, family: Family, value: float | Histogram, labels: Labels | None) -> None:
-        if kind == _HISTOGRAM:
-            self.histogram(family, value, labels)  # type: ignore[arg-type]
-        elif kind == _COUNTER:
-            self.counter(family, value, labels)  # type: ignore[arg-type]
-        else:
-            self.gauge(family, value, labels)  # type: ignore[arg-type]
+    def mark(self) -> int:
+        """Where the samples stand now, for ``discard``."""
+        return len(self._records)
 
-    def _to_entries(self) -> None:
-        """From plain records to per-combination entries (the same decisions: nothing was folded)."""
-        records, self._records = self._records or [], None
-        self._used = {family: state.used for family, state in self._seen.items()}
-        self._seen.clear()
+    def discard(self, mark: int) -> None:
+        """Drop what was written since ``mark``."""
+        del self._records[mark:]
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write the held samples through ``out``, within the budget; then the fold count."""
+        records, self._records = self._records, []
+        if self._fits(records):  # the common case: every write passes on unchanged
+            out = self.out
+            for kind, family, value, labels in records:
+                if kind == _HISTOGRAM:
+                    out.histogram(family, value, labels)  # type: ignore[arg-type]
+                elif kind == _COUNTER:
+                    out.counter(family, value, labels)  # type: ignore[arg-type]
+                else:
+                    out.gauge(family, value, labels)  # type: ignore[arg-type]
+            return
         for kind, family, value, labels in records:
-            self._kinds.setdefault(family, kind)
-            entries = self._entries.setdefault(family, {})
-            held = value if isinstance(value, Histogram) else float(value)
-            entries[tuple(labels.items()) if labels else ()] = _Entry(labels or {}, held)
+            self._fold_put(kind, family, value if kind == _HISTOGRAM else float(value), labels)  # type: ignore[arg-type]
+        self._trim()
+        out = self.out
+        for family, entries in self._entries.items():
+            kind = self._kinds[family]
+            for entry in entries.values():
+                held = entry.value
+                if isinstance(held, Histogram):
+                    out.histogram(family, held, entry.labels)
+                elif kind == _COUNTER:
+                    out.counter(family, held, entry.labels)
+                else:
+                    out.gauge(family, held, entry.labels)
+        self._entries.clear()
+        if self.folded:
+            out.gauge(FOLDED, float(self.folded))
+
+    def _fits(self, records: list[_Record]) -> bool:
+        """True when the folding pass would change nothing, so the writes may pass on as they are:
+        no combination written twice, and every family (and the node) so far within its budget that
+        none of its combinations could have been folded. Conservative: False sends the writes through
+        the exact folding pass, which gives the same result whenever nothing folds."""
+        if len({(family, tuple(labels.items()) if labels else ()) for _, family, _, labels in records}) != len(records):
+            return False  # a combination written twice: merged by the folding pass
+        used = Counter([family for kind, family, _, _ in records if kind != _HISTOGRAM])  # one series each
+        widest = dict.fromkeys(used, 1)
+        for kind, family, value, _ in records:
+            if kind == _HISTOGRAM:
+                cost = len(value.bounds) + 3  # type: ignore[union-attr]
+                used[family] += cost
+                if cost > widest.get(family, 0):
+                    widest[family] = cost
+        # A combination is folded when its family's series so far plus twice its own pass the family's
+        # budget: the family's final count plus its widest combination bounds that from above.
+        per_family = self.series_per_family
+        if any(n + widest[family] > per_family for family, n in used.items()):
+            return False
+        return sum(used.values()) <= self.series_per_node
+
+    # -- folding -------------------------------------------------------------------------------
 
     def _fold_put(self, kind: int, family: Family, value: float | Histogram, labels: Labels | None) -> None:
         self._kinds.setdefault(family, kind)
@@ -196,7 +180,7 @@ class Budget(Writer):
         used = self._used.get(family, 0)
         # One combination's worth is kept back in each family for its 'other' combination.
         if labels and (used + 2 * cost > self.series_per_family or self._total + cost > self.series_per_node):
-            self._count_fold(family)
+            self.folded += 1
             labels = {k: OTHER for k in labels}
             key = tuple(labels.items())
             entry = entries.get(key)
@@ -206,71 +190,6 @@ class Budget(Writer):
         entries[key] = _Entry(labels, value)
         self._used[family] = used + cost
         self._total += cost
-
-    def _count_fold(self, family: Family) -> None:
-        self.folded += 1
-        self._folded_by[family] = self._folded_by.get(family, 0) + 1
-
-    # -- a mapper that failed ------------------------------------------------------------------
-
-    def mark(self) -> tuple[int, int]:
-        """Where the samples stand now, for ``discard``."""
-        if self._records is not None:
-            return len(self._records), len(self._seen)
-        return -1, len(self._used)
-
-    def discard(self, mark: tuple[int, int]) -> None:
-        """Drop what was written since ``mark``: the families first written after it (a family is
-        written by one mapper only)."""
-        at, families = mark
-        if self._records is not None and at >= 0:
-            kept = self._records[:at]
-            self._records = []
-            self._seen.clear()
-            self._used.clear()
-            self._total = 0
-            for kind, family, value, labels in kept:
-                self._put(kind, family, value, labels)
-            return
-        for family in list(self._used)[families:]:
-            self._total -= self._used.pop(family)
-            self._entries.pop(family, None)
-            self._kinds.pop(family, None)
-            self.folded -= self._folded_by.pop(family, 0)
-
-    # -- writing -------------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Write the held samples through ``out``, within the budget; then the fold count."""
-        records = self._records
-        if records is not None and self._total <= self.series_per_node:
-            out = self.out
-            for kind, family, value, labels in records:
-                if kind == _HISTOGRAM:
-                    out.histogram(family, value, labels)  # type: ignore[arg-type]
-                elif kind == _COUNTER:
-                    out.counter(family, value, labels)  # type: ignore[arg-type]
-                else:
-                    out.gauge(family, value, labels)  # type: ignore[arg-type]
-            records.clear()
-            return
-        if records is not None:
-            self._to_entries()
-        self._trim()
-        out = self.out
-        for family, entries in self._entries.items():
-            kind = self._kinds[family]
-            for entry in entries.values():
-                value = entry.value
-                if isinstance(value, Histogram):
-                    out.histogram(family, value, entry.labels)
-                elif kind == _COUNTER:
-                    out.counter(family, value, entry.labels)
-                else:
-                    out.gauge(family, value, entry.labels)
-        self._entries.clear()
-        if self.folded:
-            out.gauge(FOLDED, float(self.folded))
 
     def _trim(self) -> None:
         """Fold the newest combinations of the largest families until the node is within its budget.
@@ -292,7 +211,7 @@ class Budget(Writer):
                 entry = entries.pop(key)
                 other: _Key = tuple((k, OTHER) for k, _ in key)
                 target = entries.get(other)
-                self._count_fold(family)
+                self.folded += 1
                 if target is None:  # the family's first fold becomes its 'other' combination: no saving
                     moved = _Entry(dict(other), entry.value)
                     moved.owned = entry.owned

@@ -243,10 +243,16 @@ class BlockWriter(Writer):
         if tpl is None:
             tpl = self._template(name, labels) or False
             self._templates.put(key, tpl)
-        if tpl:
-            line = f"{tpl[0]}{self._base_str}{tpl[1]}{go_float(value)}\n"  # type: ignore[index]
-        else:
-            line = self._prefix(name, labels) + go_float(value) + "\n"
+        # Integer values (counts, mostly) repeat from render to render: their text is kept. Only exact
+        # ints: a float key would find an int's text (hash(-0.0) == hash(0)) and lose the sign.
+        num = _COUNT_TEXT.get(value) if type(value) is int else None
+        if num is None:
+            num = go_float(value)
+            if type(value) is int:
+                if len(_COUNT_TEXT) >= _COUNT_TEXT_CAP:
+                    _COUNT_TEXT.clear()
+                _COUNT_TEXT[value] = num
+        line = f"{tpl[0]}{self._base_str}{tpl[1]}{num}\n" if tpl else self._prefix(name, labels) + num + "\n"  # type: ignore[index]
         acc.lines.append(line)
         if acc.om is not None:
             acc.om.append(line)
