@@ -114,8 +114,8 @@ class Swarm(Mapper):
             return
         latency = self.latency.new().observe_many(snap.latencies)
         age = self.age.new().observe_many(snap.ages)
-        for (status, *rest), n in sorted(snap.conn_status.items()):
-            out.gauge(CONNECTIONS, n, {"status": status, **dict(zip(("dir", "transport", "security", "muxer"), rest))})
+        for status_key, n in sorted(snap.conn_status.items()):  # status, then the first four CONN_LABELS
+            out.gauge(CONNECTIONS, n, dict(zip(CONNECTIONS.labels, status_key)))
         out.gauge(PEERS, len(snap.peers))
         for family, counter in ((OPENED, acc.opened), (CLOSED, acc.closed)):
             for labels, n in sorted(counter.items()):

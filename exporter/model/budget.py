@@ -117,13 +117,9 @@ class Budget(Writer):
         records, self._records = self._records, []
         if self._fits(records):  # the common case: every write passes on unchanged
             out = self.out
+            write = (out.gauge, out.counter, out.histogram)  # by kind
             for kind, family, value, labels in records:
-                if kind == _HISTOGRAM:
-                    out.histogram(family, value, labels)  # type: ignore[arg-type]
-                elif kind == _COUNTER:
-                    out.counter(family, value, labels)  # type: ignore[arg-type]
-                else:
-                    out.gauge(family, value, labels)  # type: ignore[arg-type]
+                write[kind](family, value, labels)  # type: ignore[arg-type]  # the kind says which it is
             return
         for kind, family, value, labels in records:
             self._fold_put(kind, family, value if kind == _HISTOGRAM else float(value), labels)  # type: ignore[arg-type]
