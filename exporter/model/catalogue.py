@@ -57,7 +57,10 @@ class Family:
 
 class Writer:
     """Where metric code writes samples. Subclasses implement ``gauge``, ``counter`` and
-    ``histogram``; ``counters`` and ``info`` are written through them."""
+    ``histogram``; ``counters`` and ``info`` are written through them.
+
+    The contract: within one scope (a node, the trace families), each label combination of a family
+    is written once, always with its labels in the same order."""
 
     __slots__ = ()
 

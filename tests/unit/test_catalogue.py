@@ -149,3 +149,63 @@ def test_a_mapper_failing_after_a_fold_drops_only_its_own_families() -> None:
     budget.close()
     assert "dropped" not in out.names
     assert out.names.count("kept") == 3 and out.names[-1] == FOLDED.name  # 2 kept and 'other', then the fold count
+
+
+class _Unique(Writer):
+    """Fails on a label combination written twice in one scope (the Writer contract)."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+
+    def _one(self, family: Family, labels: Labels | None) -> None:
+        key = (family.name, tuple(sorted((labels or {}).items())))
+        assert key not in self.seen, f"written twice in one scope: {key}"
+        self.seen.add(key)
+
+    def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        self._one(family, labels)
+
+    def counter(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        self._one(family, labels)
+
+    def histogram(self, family: Family, hist: Histogram, labels: Labels | None = None) -> None:
+        self._one(family, labels)
+
+
+def test_every_mapper_writes_each_combination_once() -> None:
+    """The budget passes writes on without looking for repeats: every mapper, on churning,
+    hostile and recorded input, writes each label combination of a family once per node."""
+    from exporter.app.runtime import add_live_metrics
+    from exporter.mappers.pubsub import PubsubMetrics
+    from exporter.model.labels import Cardinality
+    from exporter.pipeline.session import SessionStats
+    from exporter.sources.capture import iter_capture
+    from exporter.sources.pubsub_trace import read_trace_file
+    from tests.support.hostile import combination_state
+
+    def check(hub: object) -> int:
+        written = 0
+        for node in hub.nodes.values():  # type: ignore[attr-defined]
+            for mapper in hub.mappers:  # type: ignore[attr-defined]
+                out = _Unique()
+                mapper.collect(node.accs[mapper.name], node, out)
+                written += len(out.seen)
+        return written
+
+    hub = build_hub(Cardinality(protocol_cap=4, other_cap=2))
+    add_live_metrics(hub)
+    synthetic = SyntheticNode(connections=60, streams_per_conn=3, buckets=12, churn=0.4, seed=7)
+    for msg in synthetic.messages(40):
+        hub.ingest("churn", msg)
+    hub.nodes["churn"].session = SessionStats(url="ws://127.0.0.1:1/", recording=True)
+    hub.ingest("hostile", combination_state(2000, closed=False))
+    hub.ingest("hostile", combination_state(3000, closed=True))
+    for msg in iter_capture(ROOT / "tests" / "fixtures" / "observer-toolkit" / "sample-1min.mock"):
+        hub.ingest("fixture", msg)
+    assert check(hub) > 4000
+    metrics = PubsubMetrics(hub.cardinality)
+    for path in sorted((ROOT / "tests" / "fixtures" / "pubsub").glob("node*")):
+        metrics.ingest_all(read_trace_file(path)[0])
+    out = _Unique()  # each traced node's samples carry its node label, so one check holds them all
+    metrics.collect_into(out)
+    assert len({key for key in out.seen if dict(key[1]).get("node")}) > 10
