@@ -19,12 +19,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from exporter.model.catalogue import Family, Writer
+
 log = logging.getLogger("exporter.web_config")
 # A certificate that expires within this long is warned about (at start, at each reload, and once
 # when a running exporter crosses the line); its expiry is exported for alerts too.
 EXPIRY_WARNING_S = 14 * 86400.0
 RECHECK_S = 60.0  # how often a running exporter looks at the dates again
-METRIC = "libp2p_exporter_tls_certificate_expiry_timestamp_seconds"
+TLS_CERTIFICATE_EXPIRY = Family(
+    "libp2p_exporter_tls_certificate_expiry_timestamp_seconds",
+    "gauge",
+    "When the TLS certificate of --web.config.file expires (notAfter; the earliest of a client CA bundle), "
+    "in seconds since the epoch.",
+    ("file",),
+)
 
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.+?)\s*-----END CERTIFICATE-----", re.S)
 
@@ -173,13 +181,7 @@ class CertificateWatch:
                 days = (not_after.timestamp() - now) / 86400.0
                 log.warning("web config %s: certificate %s expires in %.1f days (%s)", when, label, days, dates)
 
-    def write_metrics(self, out: Any) -> None:
+    def write_metrics(self, out: Writer) -> None:
         """Each certificate's notAfter (at most two series: the serving certificate, the client CA)."""
         for label, _, not_after in self.dates:
-            out.gauge(
-                METRIC,
-                "When the TLS certificate of --web.config.file expires (notAfter; the earliest of a client CA "
-                "bundle), in seconds since the epoch.",
-                not_after.timestamp(),
-                {"file": label},
-            )
+            out.gauge(TLS_CERTIFICATE_EXPIRY, not_after.timestamp(), {"file": label})

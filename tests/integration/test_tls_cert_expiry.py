@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from exporter.model.catalogue import Family, Labels, Writer
 from exporter.web_auth import install
 from exporter.web_config import WebConfigWatcher
 from tests.support.procs import REPO, Proc, free_port, spawn, wait_for
@@ -69,15 +70,15 @@ async def handshake(watcher: WebConfigWatcher, ca: Path) -> str:
         await runner.cleanup()
 
 
-class Gauges:
+class Gauges(Writer):
     """A writer that keeps the gauges written to it: {(name, file label): value}."""
 
     def __init__(self) -> None:
         self.values: dict[tuple[str, str], float] = {}
 
-    def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
-        assert doc
-        self.values[(name, (labels or {}).get("file", ""))] = value
+    def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        assert family.help and family.labels == ("file",)
+        self.values[(family.name, (labels or {}).get("file", ""))] = value
 
 
 def exported(watcher: WebConfigWatcher) -> dict[str, float]:

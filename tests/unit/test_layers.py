@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "server": {"protocol", "defaults", "model", "pipeline", "sinks", "web_config", "web_auth", "selfaddr"},
     # --web.config.file: parsing and TLS (a leaf), and the middleware the server installs from it.
     "web_config": {"certdates"},
-    "certdates": set(),  # the certificates' dates: read, warned about, exported (a leaf)
+    "certdates": {"model"},  # the certificates' dates: read, warned about, exported (their Family)
     # Whether an address reaches this exporter's own listener: /probe's self check (a leaf).
     "selfaddr": set(),
     "web_auth": {"web_config"},
