@@ -45,6 +45,9 @@ class NodeState:
     notices: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
     last_snapshot_wall: float | None = None
+    # When the source last saw a State of this node arrive (wall clock), ingested yet or not: a node
+    # whose States wait in the exporter's own queue is behind in the exporter, not stale.
+    last_state_arrived_wall: float | None = None
     # Sources that know more (a live session) override these; replayed files are always up.
     up: bool = True
     _stale_after_s: float | None = None
@@ -108,4 +111,5 @@ class NodeState:
             return False
         if self.stale_after_s is None or self.last_snapshot_wall is None:
             return True
-        return (now if now is not None else time.time()) - self.last_snapshot_wall <= self.stale_after_s
+        seen = max(self.last_snapshot_wall, self.last_state_arrived_wall or 0.0)
+        return (now if now is not None else time.time()) - seen <= self.stale_after_s

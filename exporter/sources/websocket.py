@@ -30,6 +30,7 @@ from exporter.protocol.commands import Command, Source, command
 from exporter.protocol.framing import SegmentError, decode_segments
 from exporter.sources.buffer import Backoff, BoundedBuffer, SharedBudget
 from exporter.sources.fairness import IngestGate
+from exporter.sources.liveness import input_waiting, stamp_arrivals
 from exporter.sources.options import Recorder, SessionOptions
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ class Session:
         self._frame_share = 0  # wire bytes per message of the frame being handled
         self.last_used = time.monotonic()  # for /probe idle reaping
         self.first_state = asyncio.Event()
+        # Liveness is the node's: the last moment (monotonic) bytes of this session reached the
+        # process, stamped where the transport hands them over, not where the pipeline gets to them.
+        self.heard = time.monotonic()
         with self.node.lock:
             self.node.session = self.stats  # what the session mapper exports for this node
 
@@ -311,11 +315,7 @@ class Session:
         states_before = self.node.messages.get("state", 0)
         try:
             while True:
-                try:
-                    msgs = await self._receive(ws, read_timeout)
-                except asyncio.TimeoutError:
-                    raise SessionEnded("stalled", f"nothing received for {read_timeout:.1f}s") from None
-                for msg in msgs:
+                for msg in await self._receive_live(ws, read_timeout):
                     self._accept(msg)
         except SessionEnded as exc:
             if exc.reason == "closed":
@@ -324,18 +324,69 @@ class Session:
 
     async def _connect(self) -> aiohttp.ClientWebSocketResponse[bool]:
         assert self._client is not None
-        return await self._client.ws_connect(
+        # No aiohttp heartbeat and no autoping: aiohttp's pong timer is a loop timer, and on a busy
+        # loop it fires before the pong that already sits in the socket is read, tearing a live node
+        # down for the exporter's own delay. The session pings and judges silence itself
+        # (``_receive_live``), from when bytes arrived, not from when the loop got to them.
+        ws = await self._client.ws_connect(
             self.url,
-            heartbeat=self.opts.heartbeat_s,
+            heartbeat=None,
             # aiohttp refuses a message of exactly max_msg_size bytes; the limit includes its value.
             max_msg_size=self.opts.max_frame_bytes + 1,
-            autoping=True,
+            autoping=False,
         )
+        self.heard = time.monotonic()
+        stamp_arrivals(ws, self._arrived)
+        return ws
+
+    def _arrived(self) -> None:
+        self.heard = time.monotonic()
+
+    async def _receive_live(
+        self, ws: aiohttp.ClientWebSocketResponse[bool], read_timeout: float
+    ) -> list[pb.ServerMessage]:
+        """The next data frame's messages while streaming. The node is stalled only when *it* has been
+        silent for ``read_timeout`` (nothing arrived, nothing waiting in the socket); with a heartbeat,
+        a ping goes out after ``heartbeat_s`` of silence and a pong late by half that, with nothing
+        waiting, is a dead peer. A loop too busy to read is never taken for a silent node."""
+        heartbeat = self.opts.heartbeat_s
+        ping_sent: float | None = None
+        while True:
+            now = time.monotonic()
+            deadlines = [self.heard + read_timeout]
+            if heartbeat:
+                deadlines.append(ping_sent + heartbeat / 2 if ping_sent is not None else self.heard + heartbeat)
+            wait = max(0.001, min(deadlines) - now)
+            try:
+                return await self._receive(ws, wait)
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            if input_waiting(ws):
+                self.heard = now
+            if ping_sent is not None and self.heard >= ping_sent:
+                ping_sent = None  # something (the pong, or data) came after the ping
+            if now - self.heard >= read_timeout:
+                raise SessionEnded("stalled", f"nothing received for {read_timeout:.1f}s")
+            if heartbeat and ping_sent is not None and now - ping_sent >= heartbeat / 2:
+                raise SessionEnded("heartbeat", "no pong from the peer")
+            if heartbeat and ping_sent is None and now - self.heard >= heartbeat:
+                ping_sent = now
+                try:
+                    await ws.ping()
+                except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
+                    raise SessionEnded("error", f"ping failed: {safe_text(str(exc))}") from None
 
     async def _receive(self, ws: aiohttp.ClientWebSocketResponse[bool], timeout: float) -> list[pb.ServerMessage]:
         """The messages of the next data frame (possibly none); SessionEnded when the socket is gone."""
         while True:
             frame = await ws.receive(timeout=timeout)
+            self.heard = time.monotonic()
+            if frame.type == aiohttp.WSMsgType.PING:
+                await ws.pong(frame.data)
+                continue
+            if frame.type == aiohttp.WSMsgType.PONG:
+                continue
             if frame.type == aiohttp.WSMsgType.BINARY:
                 self.stats.frames["binary"] += 1
                 if len(frame.data) >= OFFLOAD_BYTES:
@@ -363,7 +414,7 @@ class Session:
                 if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
                     raise SessionEnded("heartbeat", "no pong from the peer")
                 raise SessionEnded("error", f"WebSocket error: {exc}")
-            # PING/PONG are answered by aiohttp; anything else is ignored.
+            # anything else is ignored
 
     def _too_big(self) -> NoReturn:
         self.hub.errors(
@@ -384,6 +435,8 @@ class Session:
             what = self._pending.pop(msg.response.id, f"command {msg.response.id}")
             if msg.response.result == pb.CommandResponse.ERR:
                 log.warning("node %s: %s refused: %s", self.name, what, _reason(msg.response.error))
+        if msg.WhichOneof("payload") == "state":
+            self.node.last_state_arrived_wall = time.time()
         self.buffer.put(msg, self._frame_share)
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
