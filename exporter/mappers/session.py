@@ -41,6 +41,19 @@ DROPPED = Family(
     "Messages dropped because the per-target buffer was full, by kind.",
     ("kind",),
 )
+SHED = Family(
+    "libp2p_exporter_session_shed_before_parse",
+    "counter",
+    "Of the dropped messages, those shed before they were parsed (a State superseded by a newer one "
+    "while both waited, an event over the buffer), by kind: the exporter was behind this node.",
+    ("kind",),
+)
+REQUESTED_INTERVAL = Family(
+    "libp2p_exporter_session_requested_interval_seconds",
+    "gauge",
+    "The snapshot interval the exporter last asked this node for (HELLO or UPDATE_CONFIG); above "
+    "--interval when the exporter is at capacity and has asked for fewer States.",
+)
 FRAMES = Family(
     "libp2p_exporter_session_frames", "counter", "WebSocket data frames received, by frame type.", ("type",)
 )
@@ -76,10 +89,13 @@ class SessionMetrics(Mapper):
         out.counter(ESTABLISHED, stats.established)
         out.counters(FAILURES, "reason", stats.failures, SESSION_FAILURES)
         out.counters(DROPPED, "kind", stats.dropped, DROPPED_KINDS)
+        out.counters(SHED, "kind", stats.shed, DROPPED_KINDS)
         for kind in FRAME_TYPES:
             out.counter(FRAMES, stats.frames.get(kind, 0), {"type": kind})
         if stats.effective_interval_ms:
             out.gauge(INTERVAL, stats.effective_interval_ms / 1000.0)
+        if stats.requested_interval_ms:
+            out.gauge(REQUESTED_INTERVAL, stats.requested_interval_ms / 1000.0)
         if stats.recording:
             out.counter(RECORDING_FAILURES, stats.recording_failures)
         out.gauge(QUEUE_DEPTH, stats.queue_depth)

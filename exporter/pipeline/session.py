@@ -44,8 +44,10 @@ class SessionStats:
     established: int = 0  # sessions that got a HELLO OK
     failures: Counter[str] = field(default_factory=_Counts)  # why sessions ended
     dropped: Counter[str] = field(default_factory=_Counts)  # messages dropped by the bounded buffer
+    shed: Counter[str] = field(default_factory=_Counts)  # of those, dropped before they were parsed
     frames: Counter[str] = field(default_factory=_Counts)  # binary / text frames received
-    effective_interval_ms: int = 0
+    effective_interval_ms: int = 0  # what the node agreed to (HELLO's or UPDATE_CONFIG's answer)
+    requested_interval_ms: int = 0  # what the exporter last asked for
     effective_retention_ms: int = 0
     connected_since: float | None = None
     last_error: str = ""
@@ -55,7 +57,7 @@ class SessionStats:
     recording_failures: int = 0  # recorders that failed (each one stops recording, never watching)
 
     def __post_init__(self) -> None:
-        for counts in (self.failures, self.dropped, self.frames):
+        for counts in (self.failures, self.dropped, self.shed, self.frames):
             if isinstance(counts, _Counts):
                 counts.owner = self
 

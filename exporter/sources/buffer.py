@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections import Counter, deque
 
-from exporter.protocol import introspection_pb2 as pb
+from exporter.sources.segments import Item, RawSegment, kind_of
 
 
 class Backoff:
@@ -70,8 +70,9 @@ class SharedBudget:
 class BoundedBuffer:
     """A FIFO of server messages with a hard size, in messages and in bytes. When full, an event is
     dropped; anything else (a State, a Runtime, a response) pushes out the oldest entries until it
-    fits. Every drop is counted by kind. The byte bound matters because one message may be 8 MiB.
-    With a ``SharedBudget`` the bytes of all buffers together are bounded too."""
+    fits. Every drop is counted by kind in ``dropped``; a drop of a message never parsed (a
+    ``RawSegment``) is counted in ``shed`` too. The byte bound matters because one message may be
+    8 MiB. With a ``SharedBudget`` the bytes of all buffers together are bounded too."""
 
     def __init__(
         self,
@@ -80,37 +81,45 @@ class BoundedBuffer:
         max_bytes: int = 0,
         budget: SharedBudget | None = None,
         max_states: int = 0,
+        shed: Counter[str] | None = None,
     ) -> None:
         self.size = max(1, size)
         self.max_bytes = max_bytes  # 0: no byte bound
         # At most this many States queued (0: no bound): past it a new State replaces the oldest
         # queued one, so a node that falls behind is served from its newest data, not minutes-old one.
+        # Events queued around it stay, in order: the States that follow them still come after them.
         self.max_states = max_states
         self.states = 0
-        self.items: deque[tuple[pb.ServerMessage, int]] = deque()
+        self.items: deque[tuple[Item, int]] = deque()
         self.bytes = 0
         self.dropped = dropped
+        self.shed = shed if shed is not None else Counter()
         self.ready = asyncio.Event()
         self.budget = budget
         if budget is not None:
             budget.register(self)
 
+    def _count(self, item: Item, kind: str) -> None:
+        self.dropped[kind] += 1
+        if isinstance(item, RawSegment):
+            self.shed[kind] += 1
+
     def shed_oldest(self) -> None:
         """Drop the oldest message (counted by kind)."""
         old, old_bytes = self.items.popleft()
         self._sub(old_bytes)
-        kind = old.WhichOneof("payload") or "empty"
+        kind = kind_of(old)
         if kind == "state":
             self.states -= 1
-        self.dropped[kind] += 1
+        self._count(old, kind)
 
     def _shed_oldest_state(self) -> None:
         for i, (old, old_bytes) in enumerate(self.items):
-            if old.WhichOneof("payload") == "state":
+            if kind_of(old) == "state":
                 del self.items[i]
                 self._sub(old_bytes)
                 self.states -= 1
-                self.dropped["state"] += 1
+                self._count(old, "state")
                 return
 
     def _sub(self, nbytes: int) -> None:
@@ -129,15 +138,15 @@ class BoundedBuffer:
             return True
         return bool(self.max_bytes) and bool(self.items) and self.bytes + nbytes > self.max_bytes
 
-    def put(self, msg: pb.ServerMessage, nbytes: int = 0) -> None:
+    def put(self, msg: Item, nbytes: int = 0) -> None:
+        kind = kind_of(msg)
         if self._full(nbytes):
-            kind = msg.WhichOneof("payload") or "empty"
             if kind == "event":
-                self.dropped[kind] += 1
+                self._count(msg, kind)
                 return
             while self._full(nbytes):
                 self.shed_oldest()
-        if msg.WhichOneof("payload") == "state":
+        if kind == "state":
             if self.max_states and self.states >= self.max_states:
                 self._shed_oldest_state()
             self.states += 1
@@ -148,20 +157,27 @@ class BoundedBuffer:
             self.budget.enforce()
         self.ready.set()
 
-    def pop(self) -> tuple[pb.ServerMessage, int] | None:
+    def pop(self) -> tuple[Item, int] | None:
         """The oldest message and its size, or None when empty."""
         if not self.items:
             self.ready.clear()
             return None
         msg, nbytes = self.items.popleft()
         self._sub(nbytes)
-        if msg.WhichOneof("payload") == "state":
+        if kind_of(msg) == "state":
             self.states -= 1
         if not self.items:
             self.ready.clear()
         return msg, nbytes
 
-    def take(self) -> list[pb.ServerMessage]:
+    def oldest_state_arrival(self) -> float | None:
+        """When (monotonic) the oldest queued unparsed State arrived; None when none waits."""
+        for item, _ in self.items:
+            if isinstance(item, RawSegment) and item.kind == "state":
+                return item.arrived
+        return None
+
+    def take(self) -> list[Item]:
         out = [msg for msg, _ in self.items]
         self._sub(self.bytes)
         self.items.clear()

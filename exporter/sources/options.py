@@ -51,7 +51,8 @@ class SessionOptions:
     total_queue_bytes: int = 128 * 1024 * 1024
     # States queued per target before the oldest queued one is dropped (counted): a node that falls
     # behind is served from its newest State instead of working through a backlog that is stale anyway.
-    queue_states: int = 3
+    # One: a newer State supersedes the older one still unparsed in the queue (shed before parsing).
+    queue_states: int = 1
 
     def effective_read_timeout(self, interval_ms: int) -> float:
         if self.read_timeout_s is not None:

@@ -27,20 +27,18 @@ from exporter.pipeline.hub import Hub
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.commands import Command, Source, command
-from exporter.protocol.framing import SegmentError, decode_segments
+from exporter.protocol.framing import WIRE_HEADER, SegmentError
 from exporter.sources.buffer import Backoff, BoundedBuffer, SharedBudget
 from exporter.sources.fairness import IngestGate
+from exporter.sources.ingest import OFFLOAD_BYTES, IngestSide
 from exporter.sources.liveness import input_waiting, stamp_arrivals
 from exporter.sources.options import Recorder, SessionOptions
+from exporter.sources.segments import Item, RawSegment, kind_of, split_frame
 
 log = logging.getLogger(__name__)
 # A target that stays down is logged when it goes down and then summarised every 5 minutes, not once
 # per attempt (a 17-minute demo with nodes stopped on purpose logged 214 reconnect warnings).
 RECONNECT_LOG_INTERVAL_S = 300.0
-
-# Frames (and messages) this big are decoded (ingested) on a worker thread, so that one 16 MiB State
-# does not hold the event loop for its whole parse; smaller ones cost less than the hand-off.
-OFFLOAD_BYTES = 1 << 20
 
 
 def _reason(error: str) -> str:
@@ -60,7 +58,7 @@ class SessionEnded(Exception):
         self.reason = reason
 
 
-class Session:
+class Session(IngestSide):
     """One node, one WebSocket at a time, kept alive until ``close()``.
 
     Everything decoded is handed to ``hub.ingest`` under ``name``; damaged segments and unusable
@@ -110,7 +108,12 @@ class Session:
             rng,
         )
         self.buffer = BoundedBuffer(
-            self.opts.queue_size, self.stats.dropped, self.opts.queue_bytes, budget, self.opts.queue_states
+            self.opts.queue_size,
+            self.stats.dropped,
+            self.opts.queue_bytes,
+            budget,
+            self.opts.queue_states,
+            shed=self.stats.shed,
         )
         self.gate = gate or IngestGate()
         # When set (a shutdown), buffered messages still unread at this monotonic time are given up.
@@ -283,6 +286,7 @@ class Session:
             interval_ms=opts.interval_ms,
             retention_ms=opts.retention_ms,
         )
+        self.stats.requested_interval_ms = opts.interval_ms
         deadline = time.monotonic() + opts.handshake_timeout_s
         config: pb.Configuration | None = None
         while config is None:
@@ -290,7 +294,7 @@ class Session:
             if remaining <= 0:
                 raise SessionEnded("timeout", f"no answer to HELLO within {opts.handshake_timeout_s}s")
             for msg in await self._receive(ws, remaining):
-                if msg.WhichOneof("payload") == "response" and msg.response.id in (hello, 0):
+                if kind_of(msg) == "response" and msg.response.id in (hello, 0):  # type: ignore[union-attr]
                     resp = msg.response
                     self._accept(msg)
                     if resp.result == pb.CommandResponse.ERR:
@@ -342,9 +346,7 @@ class Session:
     def _arrived(self) -> None:
         self.heard = time.monotonic()
 
-    async def _receive_live(
-        self, ws: aiohttp.ClientWebSocketResponse[bool], read_timeout: float
-    ) -> list[pb.ServerMessage]:
+    async def _receive_live(self, ws: aiohttp.ClientWebSocketResponse[bool], read_timeout: float) -> list[Item]:
         """The next data frame's messages while streaming. The node is stalled only when *it* has been
         silent for ``read_timeout`` (nothing arrived, nothing waiting in the socket); with a heartbeat,
         a ping goes out after ``heartbeat_s`` of silence and a pong late by half that, with nothing
@@ -377,7 +379,7 @@ class Session:
                 except (ConnectionError, RuntimeError, aiohttp.ClientError) as exc:
                     raise SessionEnded("error", f"ping failed: {safe_text(str(exc))}") from None
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[bool], timeout: float) -> list[pb.ServerMessage]:
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[bool], timeout: float) -> list[Item]:
         """The messages of the next data frame (possibly none); SessionEnded when the socket is gone."""
         while True:
             frame = await ws.receive(timeout=timeout)
@@ -422,72 +424,25 @@ class Session:
         )
         raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
 
-    def _decode(self, data: bytes) -> list[pb.ServerMessage]:
-        result = decode_segments(data, versioned=True, max_segment=self.opts.max_segment_bytes)
-        self._frame_share = len(data) // max(1, len(result.messages))
-        if result.errors:
-            self.hub.errors(self.name, result.errors)
-        return result.messages
+    def _decode(self, data: bytes) -> list[Item]:
+        """Split a frame; States and events stay raw until their turn (``exporter.sources.segments``)."""
+        items, errors = split_frame(data, self.opts.max_segment_bytes, time.monotonic())
+        self._frame_share = len(data) // max(1, len(items))
+        if errors:
+            self.hub.errors(self.name, errors)
+        return items
 
-    def _accept(self, msg: pb.ServerMessage) -> None:
+    def _accept(self, msg: Item) -> None:
         """Queue one message for the hub, and log an ERR answer to one of our commands."""
-        if msg.WhichOneof("payload") == "response":
+        kind = kind_of(msg)
+        if kind == "response":
+            assert isinstance(msg, pb.ServerMessage)  # responses are parsed as they arrive
             what = self._pending.pop(msg.response.id, f"command {msg.response.id}")
             if msg.response.result == pb.CommandResponse.ERR:
                 log.warning("node %s: %s refused: %s", self.name, what, _reason(msg.response.error))
-        if msg.WhichOneof("payload") == "state":
+        if kind == "state":
             self.node.last_state_arrived_wall = time.time()
-        self.buffer.put(msg, self._frame_share)
+        nbytes = len(msg.payload) + WIRE_HEADER.size if isinstance(msg, RawSegment) else self._frame_share
+        self.buffer.put(msg, nbytes)
         self.stats.queue_depth = len(self.buffer)
         self.stats.queue_high_water = max(self.stats.queue_high_water, self.stats.queue_depth)
-
-    def recording_failed(self, exc: OSError) -> None:
-        """Stop recording this node (counted, logged once); watching it goes on."""
-        self.stats.recording_failures += 1
-        log.error("node %s: recording failed, stopping it: %s", self.name, safe_text(str(exc)))
-        recorder, self.recorder = self.recorder, None
-        if recorder is not None:
-            with contextlib.suppress(Exception):
-                recorder.close()
-
-    # -- hub side -----------------------------------------------------------------------------
-    async def _consume(self) -> None:
-        """Move buffered messages into the hub one at a time, taking turns with every other session
-        (the gate), and ingesting a large one on a worker thread. Messages stay in the buffer until
-        their turn, so the shared budget can still shed them."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.buffer.ready.wait()
-            await self.gate.turn()
-            item = self.buffer.pop()
-            self.stats.queue_depth = len(self.buffer)
-            if item is None:
-                continue
-            msg, nbytes = item
-            if nbytes >= OFFLOAD_BYTES:
-                await loop.run_in_executor(None, self._ingest, msg)
-            else:
-                self._ingest(msg)
-
-    def _drain(self) -> None:
-        """Ingest what is still buffered; past ``drain_deadline`` the rest is dropped and counted."""
-        deadline = self.drain_deadline
-        while (item := self.buffer.pop()) is not None:
-            if deadline is not None and time.monotonic() > deadline:
-                self.stats.dropped[item[0].WhichOneof("payload") or "empty"] += 1
-                continue
-            self._ingest(item[0])
-
-    def _ingest(self, msg: pb.ServerMessage) -> None:
-        try:
-            update = self.hub.ingest(self.name, msg)
-        except Exception:  # a pipeline bug must not kill the session
-            log.exception("node %s: ingest failed", self.name)
-            return
-        if self.recorder is not None:
-            try:
-                self.recorder.write(msg)
-            except OSError as exc:
-                self.recording_failed(exc)
-        if update is not None and not self.first_state.is_set():
-            self.first_state.set()

@@ -16,6 +16,12 @@ from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer, ServerThread
 from tests.support.live import FAST
 from tests.support.procs import until
+from tests.support.samples import hub_series
+from tests.support.samples import value as sample_value
+
+
+def value(hub: Hub, name: str, **labels: str) -> float | None:
+    return sample_value(hub_series(hub), name, node="n", **labels)
 
 
 @pytest.fixture
@@ -57,6 +63,10 @@ async def test_a_blocked_ingest_never_tears_a_talking_node_down(threaded_server:
         await until(lambda: slow.blocked >= 6, timeout=30, what="six blocking ingests")
         assert session.stats.failures.total() == 0, session.stats.failures
         assert session.stats.established == 1 and fake.connects == 1
+        # Meanwhile the node sent ~8 States per ingest: the older ones were superseded unparsed.
+        shed = session.stats.shed["state"]
+        assert shed >= 5 and session.stats.dropped["state"] >= shed, session.stats
+        assert value(hub, "libp2p_exporter_session_shed_before_parse_total", kind="state") == shed
     finally:
         await session.close()
 
