@@ -7,10 +7,14 @@ Other routes (such as /probe for live targets) are added by the sources that nee
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import html
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -162,3 +166,79 @@ async def start_server(
         log.info("listening on %s://%s:%d", scheme, shown, addr[1])
     record_listening(bound)
     return runner
+
+
+# -- the HTTP side on a thread of its own ---------------------------------------------------------
+# Why (issue 20: the HTTP side always answers): sessions parse, ingest and reconnect on the main loop;
+# under overload one of its iterations can take long, and a /healthz queued behind it would wait as
+# long. ``HttpThread`` runs the listener on a loop nobody else loads: /healthz answers at once, and
+# /metrics and /probe of a watched node render from the cached node blocks on worker threads, so the
+# answer depends on the rendered data, never on how far behind ingest is. Routes that change what the
+# main loop owns (a /probe that starts a session, a reload) hop to it with ``on_home_loop``/``on_loop``.
+
+T = TypeVar("T")
+
+
+async def on_loop(home: asyncio.AbstractEventLoop, make: Callable[[], Awaitable[T]]) -> T:
+    """Run ``make()`` on ``home``: at once when already there, else handed over and awaited."""
+    if asyncio.get_running_loop() is home:
+        return await make()
+
+    async def run() -> T:
+        return await make()
+
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), home))
+
+
+def on_home_loop(handler: Handler) -> Handler:
+    """``handler``, always run on the loop this is called on (the one whose objects it touches)."""
+    home = asyncio.get_running_loop()
+
+    async def hop(request: web.Request) -> web.StreamResponse:
+        return await on_loop(home, lambda: handler(request))
+
+    return hop
+
+
+class HttpThread:
+    """``start()`` listens from a new thread (errors binding are raised here); ``stop()`` ends it."""
+
+    def __init__(self, app: web.Application, listen: str, web_config: WebConfigWatcher | None = None) -> None:
+        self.app, self.listen, self.web_config = app, listen, web_config
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    async def start(self) -> None:
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="http", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(ready)
+
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._stop = asyncio.Event()
+        try:
+            runner = loop.run_until_complete(start_server(self.app, self.listen, self.web_config))
+        except BaseException as exc:  # handed to start(): a bad address is the caller's one-line error
+            ready.set_exception(exc)
+            loop.close()
+            return
+        self.loop = loop
+        ready.set_result(None)
+        try:
+            loop.run_until_complete(self._stop.wait())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+    async def stop(self, timeout: float = 3.0) -> None:
+        """Stop listening; waits at most ``timeout`` (a daemon thread never holds the exit)."""
+        loop, stop, thread = self.loop, self._stop, self._thread
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, timeout)

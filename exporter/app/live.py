@@ -27,6 +27,7 @@ from exporter.app.probe import probe_handler
 from exporter.app.reload import LiveState, reload_handler
 from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.model.histogram_profiles import profile
+from exporter.server import on_home_loop
 from exporter.sinks.scrape_journal import ScrapeJournal
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
@@ -288,7 +289,11 @@ async def run_live(
                         getattr(cli_args, "external_address", None),
                     ),
                 ),
-                ("POST", "/-/reload", reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
+                (
+                    "POST",
+                    "/-/reload",
+                    on_home_loop(reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
+                ),
             ],
             live=True,
             journal=ScrapeJournal(cfg.record_dir, max_bytes=cfg.record_max_bytes) if cfg.record_dir else None,

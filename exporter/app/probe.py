@@ -24,7 +24,7 @@ from aiohttp import web
 from exporter.model.text import clean_label, has_userinfo, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.selfaddr import listening, reaches
-from exporter.server import parse_listen, serve_exposition
+from exporter.server import on_loop, parse_listen, serve_exposition
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import Target
 
@@ -165,6 +165,7 @@ def probe_handler(
     """
     if isinstance(scope, ProbePolicy):
         scope = FixedScope(scope)
+    home = asyncio.get_running_loop()  # the sessions' loop; the HTTP side may run on another
 
     async def probe(request: web.Request) -> web.Response:
         target = request.query.get("target", "")
@@ -182,20 +183,28 @@ def probe_handler(
             problem = "target is this exporter (its host resolves to this exporter's listen address)"
         if problem:
             return web.Response(status=400, text=f"bad target parameter: {safe_text(problem)}\n")
-        fresh_session = target not in manager.by_url
-        try:
-            session = manager.probe(target, name=lambda url: probe_node_name(url, manager.sessions.__contains__))
-        except OverflowError as exc:
-            return web.Response(status=503, text=f"{exc}\n")
-        if fresh_session and not session.first_state.is_set():
-            # The first probe waits a little for data, within Prometheus' scrape timeout.
-            budget = FIRST_PROBE_WAIT_S
-            header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
-            if header:
-                with contextlib.suppress(ValueError):
-                    budget = min(budget, max(0.0, float(header) - 0.5))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(session.first_state.wait(), budget)
-        return await serve_exposition(request, session.name)
+        header = request.headers.get("X-Prometheus-Scrape-Timeout-Seconds")
+
+        async def start() -> str | web.Response:
+            """On the sessions' loop: the probe session (started on first use), once it has data."""
+            fresh_session = target not in manager.by_url
+            try:
+                session = manager.probe(target, name=lambda url: probe_node_name(url, manager.sessions.__contains__))
+            except OverflowError as exc:
+                return web.Response(status=503, text=f"{exc}\n")
+            if fresh_session and not session.first_state.is_set():
+                # The first probe waits a little for data, within Prometheus' scrape timeout.
+                budget = FIRST_PROBE_WAIT_S
+                if header:
+                    with contextlib.suppress(ValueError):
+                        budget = min(budget, max(0.0, float(header) - 0.5))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(session.first_state.wait(), budget)
+            return session.name
+
+        started = await on_loop(home, start)
+        if isinstance(started, web.Response):
+            return started
+        return await serve_exposition(request, started)
 
     return probe

@@ -22,7 +22,7 @@ from exporter.mappers.session import SessionMetrics
 from exporter.model.histogram_profiles import DEFAULT_PROFILE, HistogramProfile, profile
 from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
-from exporter.server import Handler, build_app, start_server
+from exporter.server import Handler, HttpThread, build_app
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
 from exporter.sinks.scrape_journal import ScrapeJournal
@@ -172,8 +172,9 @@ async def serve_until_stopped(
             journal.extra = pubsub.journal_fields  # the collector's streams, scrape by scrape
         pubsub.recorder = trace_recorder
         await pubsub.start(args)
+    http = HttpThread(app, args.listen, web_config)  # its own loop: answers however busy ingest is
     try:
-        runner = await start_server(app, args.listen, web_config)
+        await http.start()
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
         if pubsub is not None:
@@ -199,7 +200,7 @@ async def serve_until_stopped(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await runner.cleanup()
+        await http.stop()
         if pubsub is not None:
             await pubsub.stop()
         if journal is not None:
