@@ -29,6 +29,7 @@ from exporter.app.runtime import hub_from_args, serve_until_stopped
 from exporter.model.histogram_profiles import profile
 from exporter.server import on_home_loop
 from exporter.sinks.scrape_journal import ScrapeJournal
+from exporter.sources.governor import GovernorOptions
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
 from exporter.sources.pubsub_recording import TraceRecorder
@@ -37,6 +38,28 @@ from exporter.sources.sharding import parse_shard
 
 log = logging.getLogger("libp2p-exporter")
 FLEET_GROUP = "fleets (sharding, /discovery, reload; live mode only)"
+
+
+def budget_share(text: str) -> float:
+    """A CPU share in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share of one core in (0, 1]")
+    return value
+
+
+def duration_seconds(text: str) -> float:
+    """A positive duration such as 30s or 2m, in seconds."""
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return value
 
 
 def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | None = None) -> list[str]:
@@ -143,6 +166,28 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> argparse.ArgumentPar
         metavar="HOST:PORT",
         help="the address /discovery hands Prometheus for this replica (default: the Host it was asked on)",
     )
+    ingest = fleet  # the ingest governor (docs/live.md#overload) is live mode's own too
+    ingest.add_argument(
+        "--ingest.budget",
+        dest="ingest_budget",
+        type=budget_share,
+        default=None,
+        help="share of one core the sessions' loop may use before nodes are asked for fewer States (default 0.8)",
+    )
+    ingest.add_argument(
+        "--ingest.max-interval",
+        dest="ingest_max_interval",
+        type=duration_seconds,
+        default=None,
+        help="the longest State interval ever asked (default: each node's retention / 4)",
+    )
+    ingest.add_argument(
+        "--ingest.adaptive",
+        dest="ingest_adaptive",
+        choices=("on", "off"),
+        default="on",
+        help="'off': always ask for --interval; overload is then met by shedding alone (default on)",
+    )
     add_serving_flags(p, from_config=True)  # the same flags as replay's, tracing included
     p.set_defaults(func=cmd_live)
 
@@ -207,6 +252,21 @@ def cmd_live(args: argparse.Namespace) -> int:
     return asyncio.run(run_live(cfg, cli_args=args, rebuild=lambda: build(_flags(args), args.target, args.config)))
 
 
+def governor_options(args: argparse.Namespace | None) -> GovernorOptions:
+    """The ingest governor's options from ``--ingest.*`` (checked when parsed)."""
+    base = GovernorOptions()
+    if args is None:
+        return base
+    budget = getattr(args, "ingest_budget", None)
+    ceiling = getattr(args, "ingest_max_interval", None)
+    return replace(
+        base,
+        adaptive=getattr(args, "ingest_adaptive", "on") != "off",
+        budget=budget if budget is not None else base.budget,
+        max_interval_ms=int(ceiling * 1000) if ceiling else base.max_interval_ms,
+    )
+
+
 def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> SessionOptions:
     """The merged config's session options with the segment cap the flags give."""
     max_segment = getattr(cli_args, "max_segment", None)
@@ -237,7 +297,9 @@ async def run_live(
         probe_idle_s=cfg.probe_idle_s,
         max_probe_sessions=cfg.probe_max_sessions,
         hide_nodes=cfg.metrics_nodes == "none",
+        governor=governor_options(cli_args),
     )
+    hub.add_global_writer(manager.governor.write_metrics)
     state = LiveState(cfg, manager, rebuild or (lambda: cfg))
     hub.add_global_writer(state.write_metrics)
     # The other flags (tracing) pass through; where to serve comes from the merged config.

@@ -15,6 +15,7 @@ from exporter.pipeline.hub import Hub
 from exporter.selfaddr import refuse_self_dial
 from exporter.sources.buffer import SharedBudget
 from exporter.sources.fairness import IngestGate
+from exporter.sources.governor import Governor, GovernorOptions
 from exporter.sources.options import Recorder, SessionOptions, Target, default_name
 from exporter.sources.websocket import Session
 
@@ -38,6 +39,7 @@ class SessionManager:
         probe_idle_s: float = 300.0,
         max_probe_sessions: int = 1000,
         hide_nodes: bool = False,
+        governor: GovernorOptions | None = None,
     ) -> None:
         self.hub = hub
         self.options = options or SessionOptions()
@@ -53,6 +55,8 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
         self.gate = IngestGate()  # sessions take turns on the loop
+        # Asks every node for fewer States when the loop falls behind, more when there is room.
+        self.governor = Governor(lambda: self.sessions.values(), governor)
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:
@@ -102,7 +106,9 @@ class SessionManager:
             self.targets[target.name] = target
         if self.hide_nodes:
             session.node.hidden = True
+        session.governor = self.governor
         session.start()
+        self.governor.start()
         if self._reaper is None and self.probe_idle_s > 0:
             self._reaper = asyncio.create_task(self._reap_loop(), name="probe reaper")
         return session
@@ -175,6 +181,7 @@ class SessionManager:
             await self.reap_idle()
 
     async def close(self) -> None:
+        await self.governor.close()
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,6 +30,8 @@ from exporter.protocol.commands import Command, Source, command
 from exporter.protocol.framing import WIRE_HEADER, SegmentError
 from exporter.sources.buffer import Backoff, BoundedBuffer, SharedBudget
 from exporter.sources.fairness import IngestGate
+from exporter.sources.flow import FlowControl, _reason
+from exporter.sources.governor import Governor
 from exporter.sources.ingest import OFFLOAD_BYTES, IngestSide
 from exporter.sources.liveness import input_waiting, stamp_arrivals
 from exporter.sources.options import Recorder, SessionOptions
@@ -39,11 +41,6 @@ log = logging.getLogger(__name__)
 # A target that stays down is logged when it goes down and then summarised every 5 minutes, not once
 # per attempt (a 17-minute demo with nodes stopped on purpose logged 214 reconnect warnings).
 RECONNECT_LOG_INTERVAL_S = 300.0
-
-
-def _reason(error: str) -> str:
-    """A server's error text for one log line: quoted (no line breaks) and at most 200 characters."""
-    return repr(error[:200]) if error else "no reason given"
 
 
 class HelloRefused(Exception):
@@ -58,7 +55,7 @@ class SessionEnded(Exception):
         self.reason = reason
 
 
-class Session(IngestSide):
+class Session(IngestSide, FlowControl):
     """One node, one WebSocket at a time, kept alive until ``close()``.
 
     Everything decoded is handed to ``hub.ingest`` under ``name``; damaged segments and unusable
@@ -121,6 +118,10 @@ class Session(IngestSide):
         self._frame_share = 0  # wire bytes per message of the frame being handled
         self.last_used = time.monotonic()  # for /probe idle reaping
         self.first_state = asyncio.Event()
+        # The ingest governor (exporter.sources.governor) decides the interval asked; None: --interval.
+        self.governor: Governor | None = None
+        self.update_refused = False  # this session's node answered UPDATE_CONFIG with ERR
+        self._sends: set[asyncio.Task[None]] = set()
         # Liveness is the node's: the last moment (monotonic) bytes of this session reached the
         # process, stamped where the transport hands them over, not where the pipeline gets to them.
         self.heard = time.monotonic()
@@ -278,15 +279,17 @@ class Session(IngestSide):
             raise asyncio.CancelledError
         self.stats.state = "handshaking"
         opts = self.opts
+        self.update_refused = False
+        ask = self.governor.interval_for(self) if self.governor is not None else opts.interval_ms
         hello = await self._send(
             ws,
             "HELLO",
             pb.ClientCommand.HELLO,
             pb.ClientCommand.STATE,
-            interval_ms=opts.interval_ms,
+            interval_ms=ask,
             retention_ms=opts.retention_ms,
         )
-        self.stats.requested_interval_ms = opts.interval_ms
+        self.stats.requested_interval_ms = ask
         deadline = time.monotonic() + opts.handshake_timeout_s
         config: pb.Configuration | None = None
         while config is None:
@@ -315,10 +318,11 @@ class Session(IngestSide):
         self.stats.state = "streaming"
         self.reconnect_log.forget(self.name)  # what was suppressed while it was down is reported now
         log.info("node %s (%s): session up, interval %d ms", self.name, self.shown_url, interval)
-        read_timeout = opts.effective_read_timeout(interval)
         states_before = self.node.messages.get("state", 0)
         try:
             while True:
+                # The agreed interval may change (UPDATE_CONFIG), and the read timeout with it.
+                read_timeout = opts.effective_read_timeout(self.stats.effective_interval_ms or interval)
                 for msg in await self._receive_live(ws, read_timeout):
                     self._accept(msg)
         except SessionEnded as exc:
@@ -438,7 +442,9 @@ class Session(IngestSide):
         if kind == "response":
             assert isinstance(msg, pb.ServerMessage)  # responses are parsed as they arrive
             what = self._pending.pop(msg.response.id, f"command {msg.response.id}")
-            if msg.response.result == pb.CommandResponse.ERR:
+            if what == "UPDATE_CONFIG":
+                self._updated(msg.response)
+            elif msg.response.result == pb.CommandResponse.ERR:
                 log.warning("node %s: %s refused: %s", self.name, what, _reason(msg.response.error))
         if kind == "state":
             self.node.last_state_arrived_wall = time.time()

@@ -71,6 +71,7 @@ class FakeNode:
     script: Callable[[int], Sequence[bytes]] | None = None
     data: SyntheticNode = field(init=False)
     commands: list[pb.ClientCommand] = field(default_factory=list)
+    intervals_asked: list[int] = field(default_factory=list)  # UPDATE_CONFIG intervals, in order
     connects: int = 0
     states_sent: int = 0
     live: set[Any] = field(default_factory=set)
@@ -221,6 +222,16 @@ class _Conn:
                 await self.send(node.data.state())
             else:
                 await self.send(response(cmd.id, False, "cannot request events"))
+        elif cmd.command == C.UPDATE_CONFIG:
+            # Honoured as protocol.md has it: the state timer re-armed at the new interval.
+            want = cmd.config.state_snapshot_interval_ms or self.interval_ms
+            self.interval_ms = max(node.min_interval_ms, want)
+            node.intervals_asked.append(want)
+            cfg = pb.Configuration(
+                retention_period_ms=min(cmd.config.retention_period_ms or 120000, 120000),
+                state_snapshot_interval_ms=self.interval_ms,
+            )
+            await self.send(response(cmd.id, config=cfg))
         elif cmd.command == C.PUSH_ENABLE:
             if cmd.source == C.EVENTS:
                 self.events = True

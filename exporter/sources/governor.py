@@ -1,0 +1,213 @@
+"""The ingest governor: when the sessions' loop falls behind, ask every node for fewer States.
+
+The protocol's own flow control is the lever (protocol.md: the client picks the State interval in
+HELLO and may change it any time with UPDATE_CONFIG). A State is cumulative and lists the
+connections closed within the node's retention, so a longer interval loses no open, no close and no
+duration, only time resolution of the gauges. Shedding (a newer State superseding an older unparsed
+one) is the immediate defence; the governor is the lasting one, and a node that refuses UPDATE_CONFIG
+is governed by shedding alone.
+
+Policy: **all nodes alike**, by one factor over the operator's ``--interval``, doubled when behind
+and halved when there is room. Why alike rather than the costliest first: every node's gauges keep
+one resolution (one number to read, "the exporter asks for 4 s"), the cost of a node is roughly the
+size of its States, which shedding already bounds per node, and there is no per-node bookkeeping on
+the loop that is short of time. Per node the asked interval is clamped to ``[--interval, ceiling]``,
+the ceiling below the node's retention with a margin (``retention / retention_margin``) and below
+``max_interval_ms`` when set, so counts stay exact.
+
+Measured, every ``period_s`` on the sessions' loop: the loop thread's CPU share over the period
+(``time.thread_time``: parsing, ingest, socket reads, everything the loop does) and the age of the
+oldest State waiting in any buffer. Behind: the share is over the budget, or a State waited longer
+than the interval asked (it would be superseded before its turn). Room: the share would stay under
+80 % of the budget at twice today's rate, and no State waits long, for ``room_periods`` periods in a
+row. After each change the governor waits ``settle`` (two periods plus two new intervals) before it
+judges again: nodes must re-arm their timers and the backlog drain before the effect shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.model.catalogue import Family, Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GovernorOptions:
+    """How the governor behaves (``--ingest.*``)."""
+
+    adaptive: bool = True  # False: never ask for another interval (shedding alone)
+    budget: float = 0.8  # the loop CPU share (of one core) the exporter keeps under
+    max_interval_ms: int = 0  # ceiling of the asked interval; 0: the node's retention / margin
+    retention_margin: float = 4.0  # the ceiling is at most the node's retention divided by this
+    period_s: float = 2.0
+    room_periods: int = 3
+    max_factor: int = 64
+
+
+class Governed(Protocol):
+    """What the governor asks of a session."""
+
+    def base_interval_ms(self) -> int: ...
+
+    def retention_ms(self) -> int: ...
+
+    def oldest_state_arrival(self) -> float | None: ...
+
+    def ask_interval(self, interval_ms: int) -> None: ...
+
+
+CPU = Family(
+    "libp2p_exporter_ingest_loop_cpu_ratio",
+    "gauge",
+    "Share of one core the sessions' event loop used over the governor's last period (the ingest budget in use).",
+)
+BUDGET = Family(
+    "libp2p_exporter_ingest_budget_ratio",
+    "gauge",
+    "The loop CPU share the exporter keeps under (--ingest.budget); above it, nodes are asked for fewer States.",
+)
+BACKLOG = Family(
+    "libp2p_exporter_ingest_backlog_seconds",
+    "gauge",
+    "Age of the oldest State waiting to be parsed, over every node (0: none waits).",
+)
+FACTOR = Family(
+    "libp2p_exporter_ingest_interval_factor",
+    "gauge",
+    "The State interval asked of every node, as a multiple of --interval (1: no adaptation; above 1: at capacity).",
+)
+CHANGES = Family(
+    "libp2p_exporter_ingest_interval_changes",
+    "counter",
+    "Times the governor changed the asked interval, by direction (up: fewer States, down: more).",
+    ("direction",),
+)
+
+
+class Governor:
+    def __init__(
+        self,
+        sessions: Callable[[], Iterable[Governed]],
+        options: GovernorOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.thread_time,
+    ) -> None:
+        self.sessions = sessions
+        self.opts = options or GovernorOptions()
+        self.clock, self.cpu_clock = clock, cpu_clock
+        self.factor = 1
+        self.cpu_share = 0.0
+        self.backlog_s = 0.0
+        self.changes = {"up": 0, "down": 0}
+        self._room = 0
+        self._settle_until = 0.0
+        self._last: tuple[float, float] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- what a session asks -------------------------------------------------------------------
+    def ceiling_ms(self, session: Governed) -> int:
+        base = session.base_interval_ms()
+        ceiling = int(session.retention_ms() / self.opts.retention_margin) if session.retention_ms() else 0
+        if self.opts.max_interval_ms:
+            ceiling = min(ceiling, self.opts.max_interval_ms) if ceiling else self.opts.max_interval_ms
+        return max(base, ceiling) if ceiling else base * self.opts.max_factor
+
+    def interval_for(self, session: Governed) -> int:
+        """The interval to ask ``session``'s node for now (a HELLO after a reconnect asks this too)."""
+        base = session.base_interval_ms()
+        if not self.opts.adaptive:
+            return base
+        return max(base, min(base * self.factor, self.ceiling_ms(session)))
+
+    # -- measuring and deciding ----------------------------------------------------------------
+    def sample(self) -> None:
+        """Measure the loop's CPU share since the last sample and the backlog's age now."""
+        now, cpu = self.clock(), self.cpu_clock()
+        if self._last is not None:
+            wall = now - self._last[0]
+            if wall > 0:
+                self.cpu_share = max(0.0, (cpu - self._last[1]) / wall)
+        self._last = (now, cpu)
+        oldest = [t for s in self.sessions() if (t := s.oldest_state_arrival()) is not None]
+        self.backlog_s = max(0.0, now - min(oldest)) if oldest else 0.0
+
+    def decide(self) -> int:
+        """One judgement on the last sample; returns the factor (changed or not)."""
+        if not self.opts.adaptive:
+            return self.factor
+        now = self.clock()
+        if now < self._settle_until:
+            return self.factor
+        sessions = list(self.sessions())
+        asked_s = max((self.interval_for(s) for s in sessions), default=1000) / 1000.0
+        behind = self.cpu_share > self.opts.budget or self.backlog_s > asked_s
+        room = self.cpu_share * 2 < 0.8 * self.opts.budget and self.backlog_s < asked_s / 2
+        if (
+            behind
+            and self.factor < self.opts.max_factor
+            and any(self.interval_for(s) < self.ceiling_ms(s) for s in sessions)
+        ):
+            self._change(self.factor * 2, "up", asked_s * 2)
+        elif room and self.factor > 1:
+            self._room += 1
+            if self._room >= self.opts.room_periods:
+                self._change(self.factor // 2, "down", asked_s / 2)
+        else:
+            self._room = 0
+        return self.factor
+
+    def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
+        log.warning(
+            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs; asking nodes for %dx --interval",
+            "behind" if direction == "up" else "has room again",
+            self.cpu_share * 100,
+            self.opts.budget * 100,
+            self.backlog_s,
+            factor,
+        )
+        self.factor = factor
+        self.changes[direction] += 1
+        self._room = 0
+        self._settle_until = self.clock() + 2 * self.opts.period_s + 2 * new_interval_s
+        self.apply()
+
+    def apply(self) -> None:
+        """Ask every session's node for what it should have now (unchanged asks cost nothing)."""
+        for session in list(self.sessions()):
+            session.ask_interval(self.interval_for(session))
+
+    async def run(self) -> None:
+        self.sample()
+        while True:
+            await asyncio.sleep(self.opts.period_s)
+            self.sample()
+            self.decide()
+            self.apply()  # also catches sessions that reconnected or learnt their retention since
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="ingest governor")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def write_metrics(self, out: Writer) -> None:
+        out.gauge(CPU, self.cpu_share)
+        out.gauge(BUDGET, self.opts.budget)
+        out.gauge(BACKLOG, self.backlog_s)
+        out.gauge(FACTOR, float(self.factor))
+        for direction in ("down", "up"):
+            out.counter(CHANGES, self.changes[direction], {"direction": direction})

@@ -1,0 +1,132 @@
+"""The ingest governor (issue 20): all nodes alike, doubled when behind, halved with room; clamped to
+[--interval, ceiling below each node's retention]. Scripted clocks: no timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from exporter.sources.governor import Governor, GovernorOptions
+from tests.support.samples import Series
+
+
+@dataclass
+class FakeSession:
+    base: int = 1000
+    retention: int = 120_000
+    waiting_since: float | None = None
+    asked: list[int] = field(default_factory=list)
+
+    def base_interval_ms(self) -> int:
+        return self.base
+
+    def retention_ms(self) -> int:
+        return self.retention
+
+    def oldest_state_arrival(self) -> float | None:
+        return self.waiting_since
+
+    def ask_interval(self, interval_ms: int) -> None:
+        if not self.asked or self.asked[-1] != interval_ms:
+            self.asked.append(interval_ms)
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.cpu = 0.0
+
+    def step(self, seconds: float, share: float) -> None:
+        self.now += seconds
+        self.cpu += seconds * share
+
+
+def _governor(sessions: list[FakeSession], **kw: object) -> tuple[Governor, Clocks]:
+    clocks = Clocks()
+    opts = GovernorOptions(period_s=2.0, **kw)  # type: ignore[arg-type]
+    gov = Governor(lambda: sessions, opts, clock=lambda: clocks.now, cpu_clock=lambda: clocks.cpu)
+    gov.sample()
+    return gov, clocks
+
+
+def _round(gov: Governor, clocks: Clocks, share: float) -> int:
+    clocks.step(gov.opts.period_s, share)
+    gov.sample()
+    factor = gov.decide()
+    gov.apply()
+    return factor
+
+
+def test_behind_doubles_for_all_nodes_alike_then_settles() -> None:
+    nodes = [FakeSession(), FakeSession(base=2000)]
+    gov, clocks = _governor(nodes)
+    assert _round(gov, clocks, 0.5) == 1 and nodes[0].asked == [1000]
+    assert _round(gov, clocks, 0.97) == 2  # over the 0.8 budget: twice --interval, every node
+    assert nodes[0].asked == [1000, 2000] and nodes[1].asked == [2000, 4000]
+    assert gov.changes == {"up": 1, "down": 0}
+    # Settling: 2 periods + 2 new intervals (4 s + 8 s): still behind, no second doubling yet.
+    assert _round(gov, clocks, 0.97) == 2
+    assert _round(gov, clocks, 0.97) == 2
+    for _ in range(6):
+        factor = _round(gov, clocks, 0.97)
+    assert factor == 4 and gov.changes["up"] == 2
+
+
+def test_room_halves_only_after_several_calm_periods_and_never_below_the_operators_interval() -> None:
+    node = FakeSession()
+    gov, clocks = _governor([node])
+    gov.factor = 4
+    gov.apply()
+    # 0.35 of a core: twice that (0.7) is over 80 % of the budget (0.64): no room, stays.
+    for _ in range(5):
+        assert _round(gov, clocks, 0.35) == 4
+    assert [_round(gov, clocks, 0.2) for _ in range(3)] == [4, 4, 2]
+    for _ in range(40):
+        _round(gov, clocks, 0.05)
+    assert gov.factor == 1 and node.asked[-1] == 1000 and min(node.asked) == 1000
+
+
+def test_the_ceiling_stays_below_retention_and_the_flag() -> None:
+    short = FakeSession(retention=10_000)  # keeps closed connections for 10 s: at most 2.5 s
+    long_ = FakeSession(retention=120_000)
+    gov, clocks = _governor([short, long_], max_interval_ms=8000)
+    for _ in range(60):
+        _round(gov, clocks, 1.0)
+    assert max(short.asked) == 2500 and max(long_.asked) == 8000
+    assert gov.factor == 8  # once every node is at its ceiling, doubling stops
+    assert gov.interval_for(short) <= short.retention / 4
+
+
+def test_a_state_waiting_longer_than_the_interval_is_behind_too() -> None:
+    node = FakeSession()
+    gov, clocks = _governor([node])
+    node.waiting_since = clocks.now
+    assert _round(gov, clocks, 0.1) == 2  # 2 s old while asked 1 s: behind, whatever the CPU says
+    assert gov.backlog_s == 2.0
+
+
+def test_off_means_the_operators_interval_always() -> None:
+    node = FakeSession()
+    gov, clocks = _governor([node], adaptive=False)
+    for _ in range(10):
+        _round(gov, clocks, 1.0)
+    assert gov.factor == 1 and node.asked == [1000]
+
+
+def test_fleet_wide_series() -> None:
+    from exporter.app.runtime import build_hub
+    from tests.support.samples import hub_series
+
+    hub = build_hub(live=True)
+    gov, clocks = _governor([FakeSession()])
+    hub.add_global_writer(gov.write_metrics)
+    _round(gov, clocks, 0.9)
+    series: Series = hub_series(hub)
+    got = {k: v for k, v in series.items() if k[0].startswith("libp2p_exporter_ingest_")}
+    names = {k[0] for k in got}
+    assert names == {
+        "libp2p_exporter_ingest_loop_cpu_ratio",
+        "libp2p_exporter_ingest_budget_ratio",
+        "libp2p_exporter_ingest_backlog_seconds",
+        "libp2p_exporter_ingest_interval_factor",
+        "libp2p_exporter_ingest_interval_changes_total",
+    }, names
