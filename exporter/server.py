@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from exporter import __version__
-from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
 from exporter.pipeline.hub import Hub
+from exporter.settings import Serving
 from exporter.sinks.prometheus import Exposition
 from exporter.web_auth import install as install_web_config
 from exporter.web_config import WebConfigWatcher
@@ -78,7 +78,7 @@ def parse_listen(address: str) -> tuple[str | None, int]:
 
 def build_app(
     hub: Hub,
-    telemetry_path: str = TELEMETRY_PATH,
+    telemetry_path: str = Serving.telemetry_path,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
     on_scrape: ScrapeHook | None = None,
@@ -129,7 +129,7 @@ def build_app(
 
 
 async def start_server(
-    app: web.Application, listen: str = LISTEN_ADDRESS, web_config: WebConfigWatcher | None = None
+    app: web.Application, listen: str = Serving.listen, web_config: WebConfigWatcher | None = None
 ) -> web.AppRunner:
     """Listen on ``listen``; with a web configuration, TLS and basic auth guard every path."""
     host, port = parse_listen(listen)

@@ -14,8 +14,8 @@ from pathlib import Path
 from exporter import __version__
 from exporter.app import backfill, demo, live
 from exporter.app.argtypes import Parser, fail, join_negative_values, non_negative_float, non_negative_int
-from exporter.app.flags import add_serving_flags, setup_logging
-from exporter.app.runtime import hub_from_args, serve_until_stopped
+from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
+from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.generator import SyntheticNode
 from exporter.protocol.framing import SegmentError
 from exporter.sources.capture import CaptureError, CaptureWriter, format_summary, iter_capture, summarize
@@ -35,22 +35,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    problem = replay_problem(args.file, args.max_segment)
+    settings = settings_from_args(args)
+    max_segment = settings.limits.max_segment_bytes
+    problem = replay_problem(args.file, max_segment)
     if problem:
         return fail("libp2p-exporter replay", problem, 1)
-    hub = hub_from_args(args)
+    hub = hub_for(settings.limits)
     node = args.node or Path(args.file).name.split(".")[0]
 
     async def work() -> None:
         try:
-            passes = await replay(
-                hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=args.max_segment
-            )
+            passes = await replay(hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=max_segment)
             log.info("replay of %s finished after %d pass(es); serving the final state", args.file, passes)
         except CaptureError as exc:
             log.error("%s", exc)
 
-    return asyncio.run(serve_until_stopped(hub, args, work, description=f"replaying {args.file}"))
+    return asyncio.run(serve_until_stopped(hub, settings, work, description=f"replaying {args.file}"))
 
 
 def replay_problem(path: str, max_segment: int) -> str | None:

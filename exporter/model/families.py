@@ -19,9 +19,9 @@ from typing import Protocol
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.histogram import Histogram
 from exporter.model.labels import OTHER
+from exporter.settings import Limits
 
 FOLDED = "libp2p_exporter_series_folded"
 FOLDED_HELP = (
@@ -46,7 +46,9 @@ class Writer(Protocol):
 class Families:
     """The families of one scrape; ``metrics()`` ends it and returns them."""
 
-    def __init__(self, series_per_family: int = SERIES_PER_FAMILY, series_per_node: int = SERIES_PER_NODE) -> None:
+    def __init__(
+        self, series_per_family: int = Limits.series_per_family, series_per_node: int = Limits.series_per_node
+    ) -> None:
         self._by_name: dict[str, Metric] = {}
         self._scopes: list[Scoped] = []
         self.series_per_family = series_per_family
