@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests.support.go_tools import go_tools  # noqa: F401 - a session fixture: the Go commands, built once
 from tests.support.introspect_server import IntrospectServer
 from tests.support.libp2p_swarm import swarm  # noqa: F401 - a fixture: five real py-libp2p hosts
 from tests.support.observer import observer  # noqa: F401 - a fixture: the observer UI's data layer
