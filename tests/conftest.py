@@ -88,7 +88,7 @@ def grpc_receiver() -> Iterator[GrpcReceiver]:
 
 @pytest.fixture
 async def server() -> AsyncIterator[IntrospectServer]:
-    """The scripted introspection server (written from protocol.md) on a free loopback port."""
+    """The scripted introspection server (written from docs/protocol.md) on a free loopback port."""
     srv = IntrospectServer()
     await srv.start()
     yield srv

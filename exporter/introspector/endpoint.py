@@ -1,4 +1,4 @@
-"""The Endpoint: an aiohttp WebSocket server speaking the introspection protocol (protocol.md §3).
+"""The Endpoint: an aiohttp WebSocket server speaking the introspection protocol (docs/protocol.md §3).
 
 One ``_Session`` per client. The first command must be HELLO; REQUEST answers with the Runtime or
 State itself; PUSH_ENABLE/PUSH_DISABLE switch the periodic State and the event stream per source;

@@ -1,4 +1,4 @@
-"""Recording live sessions to capture files (observer-toolkit format, protocol.md section 4).
+"""Recording live sessions to capture files (observer-toolkit format, docs/protocol.md section 4).
 
 Each target writes ``<DIR>/<name>/<name>-<UTC time>.libp2p.trace``; a file is rotated when it
 passes a size or an age. Every file stands alone: it starts with the node's Runtime and its config
