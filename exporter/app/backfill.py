@@ -254,6 +254,12 @@ def check_output(output: str, fmt: str) -> None:
     if fmt == "blocks":
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise BackfillError(f"{path} exists and is not an empty directory; choose a new one", 2)
+        if path.exists():  # found out now, before the work, not from promtool's own words at the end
+            try:
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            except OSError as exc:
+                raise BackfillError(f"cannot write into {path}: {exc.strerror or exc}", 2) from exc
     elif path.exists():
         raise BackfillError(f"{path} exists; choose a new file name", 2)
 

@@ -166,7 +166,8 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
                 continue
             spec = section.get(sub)
             if spec is None:
-                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {', '.join(sorted(section))})")
+                known = sorted([*section, "labels"] if key == "defaults" else section)
+                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {', '.join(known)})")
                 continue
             setting, parse = spec
             try:

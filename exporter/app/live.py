@@ -259,6 +259,11 @@ async def run_live(
     if cfg.shard.sharded:
         log.info("%s: %d of %d configured target(s)", cfg.shard, len(owned), len(cfg.targets))
     log.info("live mode: %d target(s): %s", len(owned), names)
+    if not cfg.targets and not cfg.probe.enabled:
+        log.warning(
+            "no targets and /probe is off: /metrics has only the exporter's own series; give nodes with "
+            "--target [NAME=]ws://HOST:PORT/introspect or --config FILE, or serve /probe with --probe.enable"
+        )
     if cfg.histograms != profile():
         log.info("histograms: %s", describe(cfg.histograms))
     loop = asyncio.get_running_loop()

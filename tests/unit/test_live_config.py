@@ -176,3 +176,12 @@ def test_flags_and_environment_get_the_file_checks_too() -> None:
         build({}, ["ws://a:1/introspect"], None, env={"LIBP2P_EXPORTER_STALE_INTERVALS": "0"})
     with pytest.raises(ConfigError, match="interval: must be positive"):
         build({"interval": 0.0}, ["ws://a:1/introspect"], None, env={})
+
+
+def test_an_unknown_key_lists_every_key_the_section_takes(tmp_path: Path) -> None:
+    """`defaults.labels` is read beside the scalar settings; the "known:" list must name it too."""
+    path = write(tmp_path, "defaults:\n  lables: {env: lab}\n")
+    with pytest.raises(ConfigError) as err:
+        load_file(path)
+    (problem,) = err.value.problems
+    assert "defaults.lables: unknown key (known: interval, labels, retention, stale_intervals)" in problem, problem
