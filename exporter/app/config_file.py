@@ -166,8 +166,8 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
                 continue
             spec = section.get(sub)
             if spec is None:
-                known = sorted([*section, "labels"] if key == "defaults" else section)
-                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {', '.join(known)})")
+                keys = ", ".join(sorted([*section, "labels"] if key == "defaults" else section))
+                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {keys})")
                 continue
             setting, parse = spec
             try:
