@@ -140,6 +140,7 @@ class DemoSwarm:
                 self.on_down(slot)
 
     async def start_node(self, slot: int) -> DemoNode:
+        # trio-typing's Nursery.start returns Any (task_status carries the value)
         return await self.nursery.start(self._node_task, slot)  # type: ignore[no-any-return]
 
     async def _node_task(self, slot: int, task_status: Any) -> None:

@@ -74,7 +74,7 @@ def clamp_config(requested: pb.Configuration | None, current: tuple[int, int] | 
 
 
 def _server_message(**payload: object) -> pb.ServerMessage:
-    msg = pb.ServerMessage(**payload)  # type: ignore[arg-type]
+    msg = pb.ServerMessage(**payload)  # type: ignore[arg-type]  # one payload field, of the type its name says
     msg.version.version = 1
     return msg
 
