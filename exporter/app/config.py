@@ -115,15 +115,48 @@ def build(
     config_file: str | None,
     env: Mapping[str, str] | None = None,
 ) -> LiveConfig:
-    """Merge flag > environment > file > default into a LiveConfig (ConfigError on any problem)."""
+    """Merge flag > environment > file > default into a LiveConfig (ConfigError on any problem).
+
+    Three steps: parse (each source's values, each checked where it is read: the file by
+    ``config_file``, the environment by ``from_env``, the flags by their argparse types), validate
+    (the merged whole, every problem at once), assemble (the frozen LiveConfig, whose parts keep their
+    dataclass defaults for whatever nobody gave)."""
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     fc = load_file(config_file) if config_file else FileConfig()
     env_settings, env_targets = from_env(env)
     s: dict[str, Any] = {**fc.settings, **env_settings, **{k: v for k, v in flags.items() if v is not None}}
-    problems: list[str] = []
 
-    # Assemble each part from what was given (the rest keeps its one default), then validate it whole.
+    opts, serving, recording, probe = _parts(s)
+    problems = _check(s, opts, serving, probe)
+    shard = Shard()
+    try:
+        shard = Shard(s.get("shard", 0), s.get("total_shards", 1))
+    except ValueError as exc:
+        problems.append(f"sharding: {exc}")
+    histograms = profile()
+    try:
+        histograms = with_overrides(profile(s.get("histograms_profile") or DEFAULT_PROFILE), fc.histograms)
+    except ValueError as exc:
+        problems.append(f"histograms.profile: {exc}")
+    targets = _targets(fc, flag_targets, env_targets, opts, problems)
+    if problems:
+        raise ConfigError(problems)
+    return LiveConfig(
+        serving=serving,
+        targets=tuple(targets),
+        options=opts,
+        recording=recording,
+        probe=probe,
+        histograms=histograms,
+        shard=shard,
+        metrics_nodes=s.get("metrics_nodes", METRICS_NODES[0]),
+    )
+
+
+def _parts(s: Mapping[str, Any]) -> tuple[SessionOptions, Serving, Recording, Probe]:
+    """The typed parts of the merged settings ``s``: only what was given is passed, so everything
+    else keeps its one default (``exporter/settings.py``, ``SessionOptions``)."""
     opts = SessionOptions(
         **_given(
             s,
@@ -158,6 +191,13 @@ def build(
         allow=tuple(s.get("probe_allow") or ()),
         **_given(s, probe_idle="idle_s", probe_max="max_sessions"),
     )
+    return opts, serving, recording, probe
+
+
+def _check(s: Mapping[str, Any], opts: SessionOptions, serving: Serving, probe: Probe) -> list[str]:
+    """What no single value shows: the merged settings against each other. The file's values are
+    checked where they are read; flags and the environment meet the same checks here."""
+    problems: list[str] = []
     try:
         parse_listen(serving.listen)
     except ValueError as exc:
@@ -167,24 +207,28 @@ def build(
             re.compile(pattern)
         except re.error as exc:
             problems.append(f"--probe.allow {pattern!r}: not a regular expression: {exc}")
-    shard = Shard()
-    try:
-        shard = Shard(s.get("shard", 0), s.get("total_shards", 1))
-    except ValueError as exc:
-        problems.append(f"sharding: {exc}")
     metrics_nodes = s.get("metrics_nodes", METRICS_NODES[0])
     if metrics_nodes not in METRICS_NODES:
         problems.append(f"metrics.nodes: {metrics_nodes!r} is not one of {', '.join(METRICS_NODES)}")
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
-    # The file's values are checked where they are read; flags and the environment meet them here.
     if s.get("interval", 1) <= 0:
         problems.append(f"interval: must be positive, not {s['interval']}")
     if opts.stale_intervals <= 0:
         problems.append(
             f"stale_intervals: must be positive, not {opts.stale_intervals} (the data would never be exported)"
         )
+    return problems
 
+
+def _targets(
+    fc: FileConfig,
+    flag_targets: list[str],
+    env_targets: list[tuple[str, str]] | None,
+    opts: SessionOptions,
+    problems: list[str],
+) -> list[Target]:
+    """The one targets setting: flags replace the environment's, which replace the file's."""
     targets: list[Target] = []
     if flag_targets or env_targets is not None:
         pairs = [parse_target_arg(t) for t in flag_targets] if flag_targets else (env_targets or [])
@@ -215,11 +259,6 @@ def build(
                     labels={**fc.labels, **t.get("labels", {})},
                 )
             )
-    histograms = profile()
-    try:
-        histograms = with_overrides(profile(s.get("histograms_profile") or DEFAULT_PROFILE), fc.histograms)
-    except ValueError as exc:
-        problems.append(f"histograms.profile: {exc}")
     seen: dict[str, str] = {}
     for target in targets:
         if target.name in seen:
@@ -227,18 +266,7 @@ def build(
                 f"target name {target.name!r} is used twice ({seen[target.name]} and {target.url}); give each a name"
             )
         seen[target.name] = target.url
-    if problems:
-        raise ConfigError(problems)
-    return LiveConfig(
-        serving=serving,
-        targets=tuple(targets),
-        options=opts,
-        recording=recording,
-        probe=probe,
-        histograms=histograms,
-        shard=shard,
-        metrics_nodes=metrics_nodes,
-    )
+    return targets
 
 
 # How a merged setting becomes a field: seconds to milliseconds, a heartbeat of 0 to none.
