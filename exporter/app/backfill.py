@@ -29,8 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from prometheus_client.metrics_core import Metric
-
 from exporter.app.argtypes import Parser, positive_float
 from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
@@ -43,12 +41,12 @@ from exporter.app.flags import (
 )
 from exporter.app.progress import Progress
 from exporter.app.runtime import build_hub, cardinality_of
+from exporter.model.catalogue import Labelled, Only, Writer
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.settings import Limits
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, WriteStats
-from exporter.sinks.prometheus import HubCollector
 from exporter.sinks.scrape_journal import SUFFIX as JOURNAL_SUFFIX
 from exporter.sources.capture import CaptureError, iter_capture
 from exporter.sources.pubsub_recording import find_recorded
@@ -195,10 +193,18 @@ def node_blocks(files: list[InputFile], max_segment: int) -> Iterator[Block]:
             covered = last if covered is None else max(covered, last)
 
 
-def hub_metrics(hub: Hub) -> list[Metric]:
+def write_hub_series(hub: Hub, out: Writer) -> None:
     """The hub-wide series worth keeping at an instant (see HUB_SERIES)."""
-    collector = HubCollector(hub, nodes=[], with_globals=True)
-    return [m for m in collector.collect() if m.name in HUB_SERIES]
+    kept = Only(out, HUB_SERIES)
+    hub.write_traces(kept)
+    hub.write_globals(kept)
+
+
+def write_node(hub: Hub, name: str, out: Writer) -> None:
+    """One node's series, with its labels, as a scrape of it would show them."""
+    node = hub.nodes[name]
+    with node.lock:
+        hub.write_node(node, Labelled(out, node.base_labels))
 
 
 def collect(
@@ -233,12 +239,16 @@ def collect(
         if last is not None and ts <= last:
             src.behind += 1
             continue
-        writer.add(src.node, ts, HubCollector(hub, nodes=[src.node], with_globals=False).collect())
+        at = writer.instant(src.node, ts)
+        write_node(hub, src.node, at)
+        at.close()
         src.written += 1
         progress.advance(0, 1)
         shared = writer.last_ts("")
         if shared is None or ts > shared:
-            writer.add("", ts, hub_metrics(hub))
+            at = writer.instant("", ts)
+            write_hub_series(hub, at)
+            at.close()
     result = Result(files, WriteStats(), vanished_zeros=writer.vanished_zeros)
     for name, node in sorted(hub.nodes.items()):
         if node.dropped_snapshots:

@@ -21,14 +21,14 @@ import pytest
 from tests.support.procs import REPO
 
 GO_MODULE = REPO / "producers" / "go"
-COMMANDS = ("gossipsub-swarm", "tracestat-oracle")
+COMMANDS = ("gossipsub-swarm", "tracestat-oracle", "introspect-fake")
 
 
 def build_go_tools(dest: Path) -> dict[str, Path]:
     """Build every command in COMMANDS into ``dest`` with one ``go build``; fail the test on error."""
     go = shutil.which("go")
     if go is None:
-        pytest.fail("go is not on PATH: the go-libp2p-pubsub tests need it (CI installs it)")
+        pytest.fail("go is not on PATH: the tests of producers/go need it (CI installs it)")
     dest.mkdir(parents=True, exist_ok=True)
     cmd = [go, "build", "-o", str(dest) + "/", *(f"./cmd/{c}" for c in COMMANDS)]
     try:

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
+from exporter.model.catalogue import Family
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.node import NodeState
 from exporter.protocol.framing import decode_segments, encode_segment
@@ -38,12 +39,12 @@ from exporter.sinks.exposition import (
     CachedBlock,
     Format,
     accepts_gzip,
+    collector_block,
     encode_body,
     join,
-    metrics_block,
     negotiate,
 )
-from exporter.sinks.prometheus import HubCollector
+from tests.support.reference import HubCollector
 
 
 def fleet(nodes: int = 3, states: int = 6) -> Hub:
@@ -58,11 +59,9 @@ def fleet(nodes: int = 3, states: int = 6) -> Hub:
 
 
 def fill(hub: Hub, node: NodeState, out: BlockWriter) -> None:
-    """What HubCollector.collect does for one node, into a block writer."""
-    fresh = node.fresh()
-    for sub in hub.mappers:
-        if sub.always or fresh:
-            sub.collect(node.accs[sub.name], node, out)
+    """What a scrape writes for one node, into a block writer."""
+    with node.lock:
+        hub.write_node(node, out)
 
 
 def blocks(hub: Hub) -> list[Block]:
@@ -111,7 +110,7 @@ def test_prometheus_client_parsers_read_both_formats_back(hub: Hub) -> None:
 def test_awkward_label_values_survive_the_parser_round_trip() -> None:
     weird = 'quote " backslash \\ newline \n tab \t unicode é 🌐 brace } comma ,'
     writer = BlockWriter({"node": weird})
-    writer.gauge("g", 'doc with \\ and \n and "', 1.5, {"peer": weird})
+    writer.gauge(Family("g", "gauge", 'doc with \\ and \n and "'), 1.5, {"peer": weird})
     text = join([writer.finish()]).decode()
     (family,) = parse_text(text)
     assert family.documentation == 'doc with \\ and \n and "'
@@ -177,8 +176,8 @@ def test_a_prometheus_client_registry_renders_as_it_renders_itself() -> None:
     Enum("phase", "Phase.", states=["a", "b"], registry=registry).state("b")
     metrics = list(registry.collect())  # once: process metrics change between collections
     assert any(m.name.startswith("process_") for m in metrics)
-    block = metrics_block(metrics)
     listed = _Listed(metrics)
+    block = collector_block(listed)  # type: ignore[arg-type]
     assert join([block]) == generate_latest(listed)  # type: ignore[arg-type]
     assert join([block], Format.OPENMETRICS) == generate_openmetrics(listed)  # type: ignore[arg-type]
     assert b"requests_created" in join([block])
@@ -188,7 +187,7 @@ def test_samples_with_timestamps_are_refused_clearly() -> None:
     family = CounterMetricFamily("c", "C.")
     family.add_metric([], 1.0, timestamp=5.0)
     with pytest.raises(ValueError, match="timestamps"):
-        metrics_block([family])
+        collector_block(_Listed([family]))  # type: ignore[arg-type]
 
 
 class _Listed:

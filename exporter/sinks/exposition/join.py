@@ -2,8 +2,8 @@
 
 Joining copies bytes only: nothing is escaped or formatted again. Family order is the order in
 which families are first met walking the blocks in the order given (nodes sorted by name, then the
-globals), and a family's samples follow that same block order, as ``exporter.model.families.Families``
-merges them.
+globals), and a family's samples follow that same block order, as prometheus_client
+merges families.
 """
 
 from __future__ import annotations
