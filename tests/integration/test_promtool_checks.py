@@ -7,6 +7,7 @@ The unit tier checks the same output's structure in process; these tests start p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,32 +43,35 @@ def test_the_whole_exposition_passes_promtool() -> None:
     assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res.stdout + res.stderr
 
 
-def _write(at: Writer, name: str, kind: str, value: float, **labels: str) -> None:
+def _metric(name: str, kind: str, value: float, **labels: str) -> Callable[[Writer], None]:
     family = Family(name, kind, "doc")
     if kind == "histogram":
         hist = Histogram((1.0,))
         hist.counts, hist.count, hist.total = [int(value), 0], int(value), value / 2
-        at.histogram(family, hist, labels)
-    elif kind == "counter":
-        at.counter(family, value, labels)
-    else:
-        at.gauge(family, value, labels)
+        return lambda out: out.histogram(family, hist, labels)
+    if kind == "counter":
+        return lambda out: out.counter(family, value, labels)
+    return lambda out: out.gauge(family, value, labels)
+
+
+def _add(w: TimestampedOpenMetrics, scope: str, ts_ms: int, writes: list[Callable[[Writer], None]]) -> None:
+    at = w.instant(scope, ts_ms)
+    for write in writes:
+        write(at)
+    at.close()
 
 
 def test_zeros_for_vanished_gauges_and_born_counters_build_blocks(tmp_path: Path) -> None:
     w = TimestampedOpenMetrics(tmp_path, extra_labels={"job": "j"})
     g, c, h = "gauge", "counter", "histogram"
-    steps = [
-        ("a", 1000, [("g", g, 1, {"node": "a", "k": "x"}), ("c", c, 1, {"node": "a"}), ("h", h, 1, {"node": "a"})]),
-        ("b", 1500, [("g", g, 5, {"node": "b", "k": "x"})]),
-        ("a", 2000, [("g", g, 2, {"node": "a", "k": "y"}), ("c", c, 2, {"node": "a"}), ("h", h, 2, {"node": "a"})]),
-        ("a", 3000, [("g", g, 3, {"node": "a", "k": "y"}), ("c", c, 3, {"node": "a"}), ("c", c, 1, {"x": "1"})]),
-    ]
-    for scope, ts, writes in steps:
-        at = w.instant(scope, ts)
-        for name, kind, value, labels in writes:
-            _write(at, name, kind, value, **labels)
-        at.close()
+    _add(
+        w, "a", 1000, [_metric("g", g, 1, node="a", k="x"), _metric("c", c, 1, node="a"), _metric("h", h, 1, node="a")]
+    )
+    _add(w, "b", 1500, [_metric("g", g, 5, node="b", k="x")])
+    _add(
+        w, "a", 2000, [_metric("g", g, 2, node="a", k="y"), _metric("c", c, 2, node="a"), _metric("h", h, 2, node="a")]
+    )
+    _add(w, "a", 3000, [_metric("g", g, 3, node="a", k="y"), _metric("c", c, 3, node="a"), _metric("c", c, 1, x="1")])
     with open(tmp_path / "out.om", "w") as fh:
         w.write(fh)
     assert w.vanished_zeros == 1 and w.birth_zeros == 1
