@@ -18,6 +18,7 @@ from exporter.app.flags import add_serving_flags, settings_from_args, setup_logg
 from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.generator import SyntheticNode
 from exporter.protocol.framing import SegmentError
+from exporter.settings import Serving
 from exporter.sources.capture import CaptureError, CaptureWriter, format_summary, iter_capture, summarize
 from exporter.sources.replay import replay
 
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
     )
     parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
+    # What a command without the serving flags (inspect, generate) leaves in the namespace.
+    parser.set_defaults(func=None, log_level=None, log_format=Serving().log_format)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("inspect", help="summarise a capture file (.mock / .libp2p.trace)")
@@ -145,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(live.default_to_live(list(sys.argv[1:] if argv is None else argv))))
-    if getattr(args, "func", None) is None:
+    if args.func is None:
         parser.print_help()
         return 2
-    setup_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", "logfmt"))
+    setup_logging(args.log_level or Serving().log_level, args.log_format)
     return int(args.func(args))
 
 
