@@ -1,6 +1,6 @@
 """The ingest governor: when the sessions' loop falls behind, ask every node for fewer States.
 
-The protocol's own flow control is the lever (protocol.md: the client picks the State interval in
+The protocol's own flow control is the lever (docs/protocol.md section 3: the client picks the State interval in
 HELLO and may change it any time with UPDATE_CONFIG). A State is cumulative and lists the
 connections closed within the node's retention, so a longer interval loses no open, no close and no
 duration, only time resolution of the gauges. Shedding (a newer State superseding an older unparsed
@@ -35,21 +35,27 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.model.catalogue import Family, Writer
+from exporter.settings import Ingest
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class GovernorOptions:
-    """How the governor behaves (``--ingest.*``)."""
+    """How the governor behaves: ``settings.Ingest`` (``--ingest.*``) plus its pace."""
 
-    adaptive: bool = True  # False: never ask for another interval (shedding alone)
-    budget: float = 0.8  # the loop CPU share (of one core) the exporter keeps under
+    adaptive: bool = Ingest.adaptive
+    budget: float = Ingest.budget
     max_interval_ms: int = 0  # ceiling of the asked interval; 0: the node's retention / margin
-    retention_margin: float = 4.0  # the ceiling is at most the node's retention divided by this
+    retention_margin: float = Ingest.retention_margin
     period_s: float = 2.0
     room_periods: int = 3
     max_factor: int = 64
+
+    @classmethod
+    def of(cls, ingest: Ingest) -> GovernorOptions:
+        ceiling = int(ingest.max_interval_s * 1000) if ingest.max_interval_s else 0
+        return cls(ingest.adaptive, ingest.budget, ceiling, ingest.retention_margin)
 
 
 class Governed(Protocol):

@@ -3,7 +3,7 @@
 Under overload the parse is the cost: a State that is then superseded by a newer one should never be
 parsed at all. So a live frame is split into its segments (header, checksum: C speed) and each
 payload's kind is read from its top-level protobuf tags (the ServerMessage ``payload`` oneof's field
-number, protocol.md: state 2, runtime 3, event 4, response 5, notice 6) without decoding the message.
+number, docs/protocol.md section 1: state 2, runtime 3, event 4, response 5, notice 6) without decoding the message.
 States and events stay raw bytes in the buffer until their turn; anything else (command responses,
 Runtimes, notices: rare, small, and needed at once during the handshake) is parsed here.
 
