@@ -88,8 +88,14 @@ class SyntheticNode:
         dht_queries_per_step: int = 4,
         peerstore: bool = False,
         peerstore_leak: int = 0,
+        vanish: bool = True,
     ) -> None:
         self.rng = random.Random(seed)
+        # The ground truth a test checks the exporter against: every connection by id, as
+        # [step created, open_ts, step closed or vanished (None while open), close_ts (None: vanished or open)].
+        self.ledger: dict[int, list[int | None]] = {}
+        self.steps = 0
+        self.vanish = vanish  # False: every connection ends with a close the States show
         # The peerstore has its own random stream, so the rest of a seed's output is as it always was.
         self.ps_rng = random.Random(seed * 7919 + 1)
         self.peerstore = peerstore
@@ -170,6 +176,7 @@ class SyntheticNode:
         for _ in range(self.streams_per_conn):
             self._open_stream(conn)
         self.conns[conn.id] = conn
+        self.ledger[conn.id] = [self.steps, conn.open_ts, None, None]
         if announce:
             self._event(
                 "PeerConnecting", {"peerId": conn.peer_id, "transport": transport, "role": _role_name(conn.role)}
@@ -185,6 +192,9 @@ class SyntheticNode:
     def _close_conn(self, conn: _Conn) -> None:
         conn.close_ts = self.now - self.rng.randrange(0, self.interval_ms)
         conn.status = pb.ERROR if self.rng.random() < 0.05 else pb.CLOSED
+        entry = self.ledger.get(conn.id)
+        if entry is not None:
+            entry[2], entry[3] = self.steps, conn.close_ts
         for s in conn.streams.values():
             s.close_ts = s.close_ts or conn.close_ts
         self._event(
@@ -208,6 +218,7 @@ class SyntheticNode:
     def step(self) -> None:
         """Advance one interval: traffic flows, connections and streams open and close, the DHT moves."""
         self.now += self.interval_ms
+        self.steps += 1
         rng = self.rng
         open_conns = [c for c in self.conns.values() if not c.close_ts]
         for c in open_conns:
@@ -236,10 +247,11 @@ class SyntheticNode:
         for cid in [cid for cid, c in self.conns.items() if c.close_ts and self.now - c.close_ts > self.retention_ms]:
             del self.conns[cid]
         # Sometimes a connection vanishes without ever showing CLOSED (a server that drops at once).
-        if open_conns and rng.random() < self.churn:
+        if open_conns and rng.random() < self.churn and self.vanish:
             victim = rng.choice(open_conns)
             if not victim.close_ts:
                 del self.conns[victim.id]
+                self.ledger[victim.id][2] = self.steps
         while sum(1 for c in self.conns.values() if not c.close_ts) < self.target:
             self._open_conn()
         self._dht_step()

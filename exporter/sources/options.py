@@ -56,7 +56,9 @@ class SessionOptions:
 
     def effective_read_timeout(self, interval_ms: int) -> float:
         if self.read_timeout_s is not None:
-            return self.read_timeout_s
+            # Never shorter than two intervals: the governor may raise the interval past a timeout
+            # configured for the operator's --interval, and a node quiet between States is not silent.
+            return max(self.read_timeout_s, 2 * interval_ms / 1000.0)
         return max(5.0, 5 * interval_ms / 1000.0)
 
 

@@ -72,6 +72,12 @@ class FakeNode:
     data: SyntheticNode = field(init=False)
     commands: list[pb.ClientCommand] = field(default_factory=list)
     intervals_asked: list[int] = field(default_factory=list)  # UPDATE_CONFIG intervals, in order
+    # A generator-paced node: each push advances the synthetic node by interval // step_ms steps (at
+    # least one), so a longer interval is more churn per State, and the retention it declares is the
+    # one its States really have (its closed connections stay listed for retention_steps steps).
+    step_ms: int | None = None
+    retention_steps: int = 10
+    vanish: bool = True
     connects: int = 0
     states_sent: int = 0
     live: set[Any] = field(default_factory=set)
@@ -84,6 +90,8 @@ class FakeNode:
             buckets=3,
             seed=self.seed,
             peerstore=self.peerstore,
+            retention_ms=self.retention_steps * 1000,
+            vanish=self.vanish,
             **start,
         )
 
@@ -203,11 +211,7 @@ class _Conn:
                 self.hello = True
                 want = cmd.config.state_snapshot_interval_ms or 1000
                 self.interval_ms = max(node.min_interval_ms, want)
-                cfg = pb.Configuration(
-                    retention_period_ms=min(cmd.config.retention_period_ms or 120000, 120000),
-                    state_snapshot_interval_ms=self.interval_ms,
-                )
-                await self.send(response(cmd.id, config=cfg))
+                await self.send(response(cmd.id, config=self._config(cmd)))
             return
         if not self.hello:
             await self.send(response(cmd.id, False, "HELLO first"))
@@ -227,11 +231,7 @@ class _Conn:
             want = cmd.config.state_snapshot_interval_ms or self.interval_ms
             self.interval_ms = max(node.min_interval_ms, want)
             node.intervals_asked.append(want)
-            cfg = pb.Configuration(
-                retention_period_ms=min(cmd.config.retention_period_ms or 120000, 120000),
-                state_snapshot_interval_ms=self.interval_ms,
-            )
-            await self.send(response(cmd.id, config=cfg))
+            await self.send(response(cmd.id, config=self._config(cmd)))
         elif cmd.command == C.PUSH_ENABLE:
             if cmd.source == C.EVENTS:
                 self.events = True
@@ -240,6 +240,14 @@ class _Conn:
             await self.send(response(cmd.id))
         else:
             await self.send(response(cmd.id))
+
+    def _config(self, cmd: pb.ClientCommand) -> pb.Configuration:
+        node = self.node
+        if node.step_ms is not None:  # the retention its States really have, in real milliseconds
+            retention = node.retention_steps * node.step_ms
+        else:
+            retention = min(cmd.config.retention_period_ms or 120000, 120000)
+        return pb.Configuration(retention_period_ms=retention, state_snapshot_interval_ms=self.interval_ms)
 
     async def push(self) -> None:
         node = self.node
@@ -261,7 +269,8 @@ class _Conn:
                     await self.send(raw=raw)
                 node.states_sent += 1
                 continue
-            node.data.step()
+            for _ in range(max(1, self.interval_ms // node.step_ms) if node.step_ms else 1):
+                node.data.step()
             events = list(node.data.pending_events) if self.events else []
             node.data.pending_events.clear()
             if mode == "flood" and self.events:
