@@ -4,7 +4,11 @@
 
 It speaks the server side of docs/protocol.md section 3 at ``ws://127.0.0.1:PORT/n/I/introspect``:
 HELLO gets OK with the effective config, REQUEST RUNTIME the Runtime, PUSH_ENABLE an OK, and then the
-node pushes its events and one State every interval (the first one interval later).
+node pushes its events and one State every interval (the first one interval later). The interval is
+the one the client asks for (HELLO or UPDATE_CONFIG) rounded up to a whole number of ``--interval``
+steps and at most the retention: a node asked for 4 s sends every fourth pre-generated State, with
+the events of the steps in between. The retention it declares is the one its States really have
+(the generator keeps closed connections ``--retention`` seconds).
 
 Nothing is generated while it serves. Before printing its ``ready`` line it builds K distinct
 sequences with ``exporter.generator.SyntheticNode`` (connections x streams with churn), one State and
@@ -31,6 +35,7 @@ import signal
 import struct
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +81,16 @@ class Sequence:
     frames: list[Frame]
 
 
-def build_sequence(seed: int, base_ms: int, interval_ms: int, count: int, connections: int, streams: int) -> Sequence:
+def build_sequence(
+    seed: int, base_ms: int, interval_ms: int, count: int, connections: int, streams: int, retention_ms: int
+) -> Sequence:
     node = SyntheticNode(
-        connections=connections, streams_per_conn=streams, seed=seed, start_ms=base_ms, interval_ms=interval_ms
+        connections=connections,
+        streams_per_conn=streams,
+        seed=seed,
+        start_ms=base_ms,
+        interval_ms=interval_ms,
+        retention_ms=retention_ms,
     )
     frames = []
     for j in range(count):
@@ -114,6 +126,8 @@ class Stats:
         self.sessions = 0
         self.late_ms: list[float] = []  # how late each send started (capped sample)
         self.bytes = 0
+        self.update_configs = 0
+        self.steps: dict[int, int] = {}  # node index -> States sent every this many steps now
 
 
 async def serve(args: argparse.Namespace) -> dict[str, object]:
@@ -123,14 +137,22 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
     count = math.ceil(((args.frames_seconds or args.horizon) + 30) * 1000 / interval_ms) + 1
     base_ms = int(time.time() * 1000)
     t0 = time.process_time()
+    retention_ms = int(args.retention * 1000)
     seqs = [
-        build_sequence(1000 + k, base_ms, interval_ms, count, args.connections, args.streams)
+        build_sequence(1000 + k, base_ms, interval_ms, count, args.connections, args.streams, retention_ms)
         for k in range(args.sequences)
     ]
+    max_steps = max(1, retention_ms // interval_ms)
     gen_cpu = time.process_time() - t0
     stats = Stats()
     stop = asyncio.Event()
-    cfg = pb.Configuration(retention_period_ms=120_000, state_snapshot_interval_ms=interval_ms)
+
+    def steps_for(asked_ms: int) -> int:
+        """Steps of --interval per State for an asked interval: rounded up, within [1, retention]."""
+        return min(max_steps, max(1, math.ceil(asked_ms / interval_ms))) if asked_ms else 1
+
+    def config(steps: int) -> pb.Configuration:
+        return pb.Configuration(retention_period_ms=retention_ms, state_snapshot_interval_ms=steps * interval_ms)
 
     def phase(i: int) -> int:
         return (i * interval_ms) // max(1, args.nodes)
@@ -139,26 +161,35 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
         seq = seqs[i % len(seqs)]
         ph = phase(i)
         j = max(1, math.ceil((time.time() * 1000 + interval_ms - base_ms - ph) / interval_ms))
+        sent_j: int | None = None
         while not ws.closed:
+            k = stats.steps.get(i, 1)
+            if sent_j is not None and j < sent_j + k:
+                j = sent_j + k  # the interval grew since the last send: the next State is k steps on
             tick = base_ms + j * interval_ms + ph
             delay = tick / 1000 - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             late = time.time() * 1000 - tick
-            if late > interval_ms:  # the previous write blocked past this tick: skip to the next one
-                missed = int(late // interval_ms)
+            period = k * interval_ms
+            if late > period:  # the previous write blocked past this tick: skip to the next one
+                missed = int(late // period)
                 stats.skipped += missed
-                j += missed
+                j += missed * k
                 continue
             if j >= len(seq.frames):
                 stats.wrapped += 1
             data = patched(seq.frames[j % len(seq.frames)], tick)
+            if sent_j is not None and j - sent_j > 1:  # the events of the steps not sent as States
+                skipped = b"".join(seq.frames[x % len(seq.frames)].events for x in range(sent_j + 1, j))
+                data = skipped + data
             if len(stats.late_ms) < 200_000:
                 stats.late_ms.append(late)
             await ws.send_bytes(data)
             stats.sends += 1
             stats.bytes += len(data)
-            j += 1
+            sent_j = j
+            j += stats.steps.get(i, 1)
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         i = int(request.match_info["i"])
@@ -174,11 +205,16 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
             C = pb.ClientCommand
             if cmd.command == C.HELLO and not hello:
                 hello = True
-                await ws.send_bytes(encode_segment(response(cmd.id, config=cfg)))
+                stats.steps[i] = steps_for(cmd.config.state_snapshot_interval_ms)
+                await ws.send_bytes(encode_segment(response(cmd.id, config=config(stats.steps[i]))))
             elif not hello:
                 await ws.send_bytes(encode_segment(response(cmd.id, ok=False, error="HELLO first")))
             elif cmd.command == C.REQUEST and cmd.source == C.RUNTIME:
                 await ws.send_bytes(seqs[i % len(seqs)].runtime)
+            elif cmd.command == C.UPDATE_CONFIG:
+                stats.update_configs += 1
+                stats.steps[i] = steps_for(cmd.config.state_snapshot_interval_ms)
+                await ws.send_bytes(encode_segment(response(cmd.id, config=config(stats.steps[i]))))
             elif cmd.command == C.PUSH_ENABLE:
                 if cmd.source == C.STATE and pusher is None:
                     pusher = asyncio.create_task(push(ws, i))
@@ -226,6 +262,10 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
         "skipped_ticks": stats.skipped,
         "wrapped_sends": stats.wrapped,
         "sessions": stats.sessions,
+        "update_configs": stats.update_configs,
+        # How many nodes push at which interval at the end (ms -> nodes): what the exporter settled on.
+        "intervals_ms_at_end": {str(k * interval_ms): n for k, n in sorted(Counter(stats.steps.values()).items())},
+        "retention_ms": retention_ms,
         "send_late_ms_p50": round(late[len(late) // 2], 1),
         "send_late_ms_p99": round(late[int(len(late) * 0.99)], 1),
         "send_late_ms_max": round(late[-1], 1),
@@ -242,6 +282,9 @@ def main() -> None:
     ap.add_argument("--horizon", type=float, required=True, help="serve this many seconds, then exit")
     ap.add_argument("--frames-seconds", type=float, default=0.0, help="pre-generate this long (default: horizon)")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between States")
+    ap.add_argument(
+        "--retention", type=float, default=10.0, help="seconds the nodes keep closed connections (and declare)"
+    )
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--streams", type=int, default=3)
     ap.add_argument("--sequences", type=int, default=8, help="distinct pre-generated State sequences")
