@@ -206,6 +206,16 @@ def _groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"framing or protobuf decoding in {p['decode_errors_window']}.",
         ),
         _alert(
+            "Libp2pExporterAtCapacity",
+            f"max by (job, instance) (libp2p_exporter_ingest_interval_factor{{{j}}}) > 1",
+            p["at_capacity_for"],
+            "warning",
+            "libp2p-exporter {{ $labels.instance }} is at capacity",
+            "The exporter at {{ $labels.instance }} cannot take a State per --interval from every node: it "
+            "asks them for {{ $value }} times the interval (gauges sparser, counters still exact) since "
+            f"{p['at_capacity_for']} or more. Add a shard (--total-shards).",
+        ),
+        _alert(
             "Libp2pExporterTLSCertificateExpiringSoon",
             f"(libp2p_exporter_tls_certificate_expiry_timestamp_seconds{{{j}}} - time()) / 86400\n"
             f"< {num(p['tls_expiry_warning_days'])}\n"

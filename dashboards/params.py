@@ -77,6 +77,9 @@ PARAMS: dict[str, Param] = {
     "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
     "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
     "decode_errors_threshold": Param(0, "... warn above this many."),
+    "at_capacity_for": Param(
+        "15m", "The exporter asked its nodes for a longer State interval than --interval (at capacity) this long."
+    ),
     "tls_expiry_warning_days": Param(
         14, "Warn when the exporter's own TLS certificate (--web.config.file) expires within this many days."
     ),

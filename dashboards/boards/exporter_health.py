@@ -132,6 +132,48 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
             min=0,
         ),
     ]
+    capacity = [
+        TimeSeries(
+            "Exporter capacity",
+            "The ingest budget in use: the share of one core the sessions' loop used, against --ingest.budget; and the "
+            "State interval asked of every node as a multiple of --interval (above 1: at capacity, gauges sparser, "
+            "counters exact; Libp2pExporterAtCapacity alerts). Stuck at its ceiling while States are still shed: add a shard.",
+            "none",
+            [
+                Query(f"libp2p_exporter_ingest_loop_cpu_ratio{{{INSTANCE_SELECTOR}}}", "{{instance}} loop CPU (cores)"),
+                Query(f"libp2p_exporter_ingest_budget_ratio{{{INSTANCE_SELECTOR}}}", "{{instance}} budget"),
+                Query(f"libp2p_exporter_ingest_interval_factor{{{INSTANCE_SELECTOR}}}", "{{instance}} interval factor"),
+            ],
+            min=0,
+        ),
+        TimeSeries(
+            "Interval asked and agreed",
+            "Per node: the State interval the exporter asked for (HELLO or UPDATE_CONFIG) and the one the node agreed to. "
+            "They differ for a node that refused UPDATE_CONFIG (governed by shedding alone) or clamps the interval.",
+            "s",
+            [
+                Query(f"libp2p_exporter_session_requested_interval_seconds{{{NODE_SELECTOR}}}", "{{node}} asked"),
+                Query(f"libp2p_exporter_session_interval_seconds{{{NODE_SELECTOR}}}", "{{node}} agreed"),
+            ],
+            min=0,
+        ),
+        TimeSeries(
+            "Shed before parsing",
+            "Per node and kind, per second: States superseded by a newer one (and events over the buffer) before they "
+            "were ever parsed, and the age of the oldest State waiting. Nonzero: the exporter was behind that node.",
+            "ops",
+            [
+                Query(
+                    _per_second_by("node, kind", "libp2p_exporter_session_shed_before_parse_total"),
+                    "{{node}} {{kind}}",
+                ),
+                Query(
+                    f"libp2p_exporter_ingest_backlog_seconds{{{INSTANCE_SELECTOR}}}", "{{instance}} oldest waiting (s)"
+                ),
+            ],
+            min=0,
+        ),
+    ]
     return dashboard(
         "libp2p-exporter-health",
         "libp2p / Exporter health",
@@ -140,5 +182,6 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
             Row("Scrapes and node data", scrapes_and_data),
             Row("Input errors and drops", errors_and_drops),
             Row("Scrape cost and introspection settings", exporter_and_settings),
+            Row("Capacity (overload)", capacity),
         ],
     )
