@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
 from exporter import __version__
+from exporter.model.text import redact_url
 from exporter.pipeline.hub import Hub
 from exporter.selfaddr import forget_listening, record_listening
 from exporter.settings import Serving
@@ -81,6 +83,50 @@ def parse_listen(address: str) -> tuple[str | None, int]:
     return (None if host in ("", "::") else host), int(port)
 
 
+def _age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{max(0.0, seconds):.1f}s"
+
+
+def landing_page(hub: Hub, telemetry_path: str, description: str, routes: set[str]) -> str:
+    """The landing page: links, then one row per node with what an operator asks first (is it current,
+    at which interval, is the exporter keeping up with it). Every remote text is escaped."""
+    now = time.time()
+    links = [f'<a href="{html.escape(telemetry_path)}">Metrics</a>', '<a href="/healthz">Health</a>']
+    links += [
+        f'<a href="{path}">{label}</a>'
+        for path, label in (("/discovery", "Discovery"), ("/config", "Configuration"))
+        if path in routes
+    ]
+    rows = []
+    for node in sorted(list(hub.nodes.values()), key=lambda n: n.name):
+        rt = node.runtime
+        who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
+        snap = node.last_step
+        conns = snap.open_conns if snap else 0
+        state = "up" if node.fresh() else "down"
+        seen = max(node.last_snapshot_wall or 0.0, node.last_state_arrived_wall or 0.0) or None
+        stats = node.session
+        asked = f"{stats.requested_interval_ms / 1000:g}s" if stats and stats.requested_interval_ms else "-"
+        agreed = f"{stats.effective_interval_ms / 1000:g}s" if stats and stats.effective_interval_ms else "-"
+        shed = f"{stats.shed.get('state', 0)} / {stats.shed.get('event', 0)}" if stats else "-"
+        probe = ""
+        if stats is not None and stats.url and "/probe" in routes:
+            href = "/probe?target=" + quote(redact_url(stats.url), safe="")
+            probe = f'<a href="{html.escape(href)}">probe</a>'
+        rows.append(
+            f"<tr><td>{html.escape(node.name)}</td><td>{state}</td><td>{html.escape(who)}</td>"
+            f"<td>{conns}</td><td>{node.messages.get('state', 0)}</td>"
+            f"<td>{_age(now - seen if seen else None)}</td><td>{asked} / {agreed}</td><td>{shed}</td><td>{probe}</td></tr>"
+        )
+    return (
+        f"<html><head><title>libp2p-exporter</title></head><body><h1>libp2p-exporter {__version__}</h1>"
+        f"<p>{html.escape(description)}</p><p>{' · '.join(links)}</p>"
+        "<table border=1><tr><th>node</th><th>state</th><th>runtime</th><th>open connections</th>"
+        "<th>states received</th><th>last State</th><th>interval asked / agreed</th>"
+        f"<th>shed before parsing (states / events)</th><th></th></tr>{''.join(rows)}</table></body></html>"
+    )
+
+
 def build_app(
     hub: Hub,
     telemetry_path: str = Serving.telemetry_path,
@@ -104,26 +150,10 @@ def build_app(
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
+    routes = {path for _, path, _ in extra_routes or []}
+
     async def index(_: web.Request) -> web.Response:
-        rows = []
-        for node in sorted(hub.nodes.values(), key=lambda n: n.name):
-            rt = node.runtime
-            who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
-            snap = node.last_step
-            conns = snap.open_conns if snap else 0
-            state = "up" if node.fresh() else "down"
-            rows.append(
-                f"<tr><td>{html.escape(node.name)}</td><td>{state}</td><td>{html.escape(who)}</td>"
-                f"<td>{conns}</td><td>{node.messages.get('state', 0)}</td></tr>"
-            )
-        body = (
-            f"<html><head><title>libp2p-exporter</title></head><body><h1>libp2p-exporter {__version__}</h1>"
-            f"<p>{html.escape(description)}</p>"
-            f'<p><a href="{html.escape(telemetry_path)}">Metrics</a> · <a href="/healthz">Health</a></p>'
-            "<table border=1><tr><th>node</th><th>state</th><th>runtime</th><th>open connections</th>"
-            f"<th>states received</th></tr>{''.join(rows)}</table></body></html>"
-        )
-        return web.Response(text=body, content_type="text/html")
+        return web.Response(text=landing_page(hub, telemetry_path, description, routes), content_type="text/html")
 
     app.router.add_get("/", index)
     app.router.add_get(telemetry_path, metrics)

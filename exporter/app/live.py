@@ -25,6 +25,7 @@ from exporter.app.discovery import discovery_handler
 from exporter.app.flags import add_serving_flags, log_level, settings_from_args
 from exporter.app.probe import probe_handler
 from exporter.app.reload import LiveState, reload_handler
+from exporter.app.running_config import config_handler
 from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.model.histogram_profiles import profile
 from exporter.server import on_home_loop
@@ -362,6 +363,11 @@ async def run_live(
                     ),
                 ),
                 ("POST", "/-/reload", on_home_loop(reload_handler(state, enable_lifecycle))),
+                (
+                    "GET",
+                    "/config",
+                    config_handler(lambda: {"live": state.cfg, "ingest": ingest or Ingest(), "flags": settings}),
+                ),
             ],
             live=True,
             journal=ScrapeJournal(recording.dir, max_bytes=recording.max_bytes) if recording.dir else None,
