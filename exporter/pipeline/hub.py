@@ -29,6 +29,7 @@ from exporter.pipeline.events import EventView, parse_event
 from exporter.pipeline.lean import LeanTracker, StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.throttle import SpanShare
 from exporter.pipeline.traces import TraceMapper
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import SegmentError
@@ -86,6 +87,7 @@ class Hub:
         self._listeners: list[Listener] = []
         self._trace_mappers: list[TraceMapper] = []
         self._global_writers: list[Callable[[Writer], None]] = []
+        self.span_share = SpanShare()  # spans kept when behind: the governor sets it, span sinks read it
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)

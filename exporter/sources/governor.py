@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.model.catalogue import Family, Writer
+from exporter.pipeline.throttle import MIN_SPAN_SHARE, SpanShare
 from exporter.settings import Ingest
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,12 @@ FACTOR = Family(
     "gauge",
     "The State interval asked of every node, as a multiple of --interval (1: no adaptation; above 1: at capacity).",
 )
+SPAN_SHARE = Family(
+    "libp2p_exporter_ingest_span_share_ratio",
+    "gauge",
+    "With tracing on: the share of spans kept on top of --tracing.sample.*; lowered before any node's States "
+    "are slowed (the rest counted in libp2p_exporter_spans_sampled_out_total).",
+)
 CHANGES = Family(
     "libp2p_exporter_ingest_interval_changes",
     "counter",
@@ -104,6 +111,7 @@ class Governor:
         sessions: Callable[[], Iterable[Governed]],
         options: GovernorOptions | None = None,
         *,
+        spans: SpanShare | None = None,
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
@@ -111,6 +119,9 @@ class Governor:
         self.opts = options or GovernorOptions()
         self.clock, self.cpu_clock = clock, cpu_clock
         self.factor = 1
+        # Spans are shed before States: while tracing is on, "behind" halves the share of spans kept
+        # (down to MIN_SPAN_SHARE) before the interval is raised, and "room" gives spans back last.
+        self.spans = spans or SpanShare()
         self.cpu_share = 0.0
         self.backlog_s = 0.0
         self.changes = {"up": 0, "down": 0}
@@ -157,19 +168,36 @@ class Governor:
         asked_s = max((self.interval_for(s) for s in sessions), default=1000) / 1000.0
         behind = self.cpu_share > self.opts.budget or self.backlog_s > asked_s
         room = self.cpu_share * 2 < 0.8 * self.opts.budget and self.backlog_s < asked_s / 2
-        if (
-            behind
-            and self.factor < self.opts.max_factor
-            and any(self.interval_for(s) < self.ceiling_ms(s) for s in sessions)
-        ):
+        tracing = self.spans.users > 0
+        can_raise = self.factor < self.opts.max_factor and any(
+            self.interval_for(s) < self.ceiling_ms(s) for s in sessions
+        )
+        if behind and tracing and self.spans.value > MIN_SPAN_SHARE:
+            self._spans(max(MIN_SPAN_SHARE, self.spans.value / 2), "behind")
+        elif behind and can_raise:
             self._change(self.factor * 2, "up", asked_s * 2)
-        elif room and self.factor > 1:
+        elif room and (self.factor > 1 or (tracing and self.spans.value < 1.0)):
             self._room += 1
             if self._room >= self.opts.room_periods:
-                self._change(self.factor // 2, "down", asked_s / 2)
+                if self.factor > 1:
+                    self._change(self.factor // 2, "down", asked_s / 2)
+                else:
+                    self._spans(min(1.0, self.spans.value * 2), "has room again")
         else:
             self._room = 0
         return self.factor
+
+    def _spans(self, share: float, why: str) -> None:
+        log.warning(
+            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%); keeping %.1f%% of spans (counted as sampled out)",
+            why,
+            self.cpu_share * 100,
+            self.opts.budget * 100,
+            share * 100,
+        )
+        self.spans.value = share
+        self._room = 0
+        self._settle_until = self.clock() + 2 * self.opts.period_s
 
     def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
         log.warning(
@@ -215,5 +243,7 @@ class Governor:
         out.gauge(BUDGET, self.opts.budget)
         out.gauge(BACKLOG, self.backlog_s)
         out.gauge(FACTOR, float(self.factor))
+        if self.spans.users:
+            out.gauge(SPAN_SHARE, self.spans.value)
         for direction in ("down", "up"):
             out.counter(CHANGES, self.changes[direction], {"direction": direction})

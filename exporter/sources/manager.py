@@ -57,7 +57,7 @@ class SessionManager:
         self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
         self.gate = IngestGate()  # sessions take turns on the loop
         # Asks every node for fewer States when the loop falls behind, more when there is room.
-        self.governor = Governor(lambda: self.sessions.values(), governor)
+        self.governor = Governor(lambda: self.sessions.values(), governor, spans=hub.span_share)
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:

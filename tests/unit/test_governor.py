@@ -130,3 +130,36 @@ def test_fleet_wide_series() -> None:
         "libp2p_exporter_ingest_interval_factor",
         "libp2p_exporter_ingest_interval_changes_total",
     }, names
+
+
+def test_spans_are_shed_before_any_node_s_states_slow() -> None:
+    from exporter.pipeline.throttle import MIN_SPAN_SHARE, SpanShare
+
+    node = FakeSession()
+    clocks = Clocks()
+    spans = SpanShare(users=1)  # tracing is on
+    gov = Governor(
+        lambda: [node], GovernorOptions(period_s=2.0), spans=spans, clock=lambda: clocks.now, cpu_clock=lambda: clocks.cpu
+    )
+    gov.sample()
+    shares = []
+    for _ in range(40):
+        _round(gov, clocks, 0.95)
+        shares.append((spans.value, gov.factor))
+    first_raise = next(i for i, (_, f) in enumerate(shares) if f > 1)
+    assert all(share == MIN_SPAN_SHARE for share, _ in shares[first_raise:])  # spans went down to the floor first
+    assert [s for s, _ in shares[:first_raise]] == sorted((s for s, _ in shares[:first_raise]), reverse=True)
+    # With room, the interval comes back first, spans last.
+    for _ in range(200):
+        _round(gov, clocks, 0.05)
+    assert gov.factor == 1 and spans.value == 1.0
+
+
+def test_a_lower_span_share_keeps_a_subset_of_the_ids() -> None:
+    from exporter.sinks.otel.spans import keep
+
+    ids = [f"conn-{i}".encode() for i in range(2000)]
+    full = {i for i in ids if keep(i, 1.0)}
+    half = {i for i in ids if keep(i, 0.5)}
+    quarter = {i for i in ids if keep(i, 0.25)}
+    assert quarter <= half <= full and 800 < len(half) < 1200 and 350 < len(quarter) < 650

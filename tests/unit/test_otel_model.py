@@ -310,3 +310,24 @@ def test_a_dht_key_that_is_not_a_peer_id_is_its_own_attribute(receiver: MemoryEx
     assert len(spans) == 1
     assert spans[0].attrs["libp2p.dht.query.key"] == "demo-14dd2f48"
     assert "libp2p.dht.query.target" not in spans[0].attrs
+
+
+def test_the_governor_s_span_share_samples_down_and_counts(receiver: MemoryExporters) -> None:
+    """The hub's span share (lowered by the ingest governor when behind) multiplies the sampling ratio:
+    the spans it leaves out are counted as sampled out, the rest exported."""
+    hub = build_hub()
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), span_exporter=receiver)
+    assert hub.span_share.users == 1
+    hub.span_share.value = 0.25
+    ids = [b"c%03d" % i for i in range(200)]
+    conns = [conn(cid, PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2", close_ts=T0 + 500) for cid in ids]
+    for msg in (runtime(), state(T0 + 1000, *conns)):
+        hub.ingest("n1", msg)
+    handle.shutdown(timeout_s=20)
+    kept = {i for i in ids if keep(i, 0.25)}
+    spans = receiver.spans()
+    assert len(spans) == len(kept) and 20 < len(kept) < 90
+    from tests.support.samples import hub_series, value
+
+    sampled_out = value(hub_series(hub), "libp2p_exporter_spans_sampled_out_total", node="n1", kind="connection")
+    assert sampled_out == len(ids) - len(kept)

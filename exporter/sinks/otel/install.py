@@ -48,7 +48,8 @@ def install_tracing(
         # The SDK logs every failed batch; CountingExporter logs the start and end of an outage instead.
         for name in ("opentelemetry.exporter.otlp", "opentelemetry.sdk._shared_internal"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
-    sink = OtelSink(cfg, book, span_exporter)
+    sink = OtelSink(cfg, book, span_exporter, share=hub.span_share)
+    hub.span_share.users += 1  # the ingest governor may now sample spans down before it slows States
     hub.add_listener(sink)
     if span_exporter is None:
         where = cfg.endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")

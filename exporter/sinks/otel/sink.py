@@ -11,6 +11,7 @@ from typing import Any
 from exporter.pipeline.events import EventView
 from exporter.pipeline.hub import Listener
 from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.throttle import SpanShare
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
 from exporter.sinks.otel.metrics import SpanStatsBook
@@ -24,9 +25,14 @@ class OtelSink(Listener):
     """The hub listener: one NodeTracer per node, created when the node first needs a span."""
 
     def __init__(
-        self, cfg: TracingConfig, book: SpanStatsBook, span_exporter: SpanExporterFactory | None = None
+        self,
+        cfg: TracingConfig,
+        book: SpanStatsBook,
+        span_exporter: SpanExporterFactory | None = None,
+        share: SpanShare | None = None,
     ) -> None:
         self.cfg = cfg
+        self.share = share or SpanShare()
         self.book = book
         self.span_exporter = span_exporter or otlp_exporters(cfg)
         self.tracers: dict[str, NodeTracer] = {}
@@ -39,7 +45,7 @@ class OtelSink(Listener):
         if tracer is None and not self._closed:
             stats = self.book.get(node.name)
             provider = node_provider(node, self.cfg, stats, self.span_exporter(node.name))
-            tracer = self.tracers[node.name] = NodeTracer(node, self.cfg, stats, provider)
+            tracer = self.tracers[node.name] = NodeTracer(node, self.cfg, stats, provider, self.share)
         return tracer
 
     def _fault(self, node: NodeState, what: str) -> None:

@@ -23,6 +23,7 @@ from exporter.model.snapshot import STATUS_NAMES, ConnView, Snapshot, StreamView
 from exporter.pipeline.diff import Ended
 from exporter.pipeline.events import EventView
 from exporter.pipeline.node import NodeState, SnapshotUpdate
+from exporter.pipeline.throttle import SpanShare
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
 from exporter.sinks.otel.metrics import SpanStats
@@ -70,8 +71,16 @@ class _PendingStream:
 class NodeTracer:
     """One node's TracerProvider and the spans it holds open between snapshots."""
 
-    def __init__(self, node: NodeState, cfg: TracingConfig, stats: SpanStats, provider: TracerProvider) -> None:
+    def __init__(
+        self,
+        node: NodeState,
+        cfg: TracingConfig,
+        stats: SpanStats,
+        provider: TracerProvider,
+        share: SpanShare | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.share = share or SpanShare()  # lowered by the ingest governor when the exporter is behind
         self.stats = stats
         self.name = node.name
         self.identity = node.runtime.peer_id if node.runtime else ""
@@ -148,7 +157,7 @@ class NodeTracer:
     def _start_conn(self, c: ConnView, now: int) -> None:
         if c.id in self.conns or c.id in self.pending:
             return
-        if not keep(c.id, self.cfg.sample_connections):
+        if not keep(c.id, self.cfg.sample_connections * self.share.value):
             self._count("sampled_out", "connection")
             return
         if not self._room():
@@ -265,7 +274,7 @@ class NodeTracer:
         parent_id = conn.id if conn is not None else b""
         if conn is not None and parent_id in self.pending:
             # Its connection waits for its open_ts; the stream waits with it.
-            if not keep(s.key, self.cfg.sample_streams):
+            if not keep(s.key, self.cfg.sample_streams * self.share.value):
                 self._count("sampled_out", "stream")
             elif not self._room():
                 self._count("dropped", "open_cap")
@@ -276,12 +285,12 @@ class NodeTracer:
         parent = self.conns.get(parent_id) if conn is not None else None
         if parent is None:
             # No open connection span: the connection was sampled out (so is the stream) or dropped.
-            if conn is not None and not keep(conn.id, self.cfg.sample_connections):
+            if conn is not None and not keep(conn.id, self.cfg.sample_connections * self.share.value):
                 self._count("sampled_out", "stream")
             else:
                 self._count("dropped", "open_cap")
             return
-        if not keep(s.key, self.cfg.sample_streams):
+        if not keep(s.key, self.cfg.sample_streams * self.share.value):
             self._count("sampled_out", "stream")
             return
         if not self._room():
@@ -353,7 +362,7 @@ class NodeTracer:
         if query.total_ms is None or not event.ts_ms:
             self._count("dropped", "bad_event")
             return
-        if not keep(query.query_id or f"{event.type}/{event.ts_ms}", self.cfg.sample_dht):
+        if not keep(query.query_id or f"{event.type}/{event.ts_ms}", self.cfg.sample_dht * self.share.value):
             self._count("sampled_out", "dht_query")
             return
         outbound = query.direction == "outbound"
