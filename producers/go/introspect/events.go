@@ -159,16 +159,22 @@ func subscribeBus(bus event.Bus, pub Publisher) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		for e := range sub.Out() {
-			if name, content, ok := busContent(e); ok {
-				pub.Publish(name, content)
+		for {
+			select {
+			case e := <-sub.Out():
+				if name, content, ok := busContent(e); ok {
+					pub.Publish(name, content)
+				}
+			case <-stop:
+				return
 			}
 		}
 	}()
-	return func() { _ = sub.Close(); <-done }, nil
+	// A wildcard subscription's Close does not close its channel: stop the reader ourselves.
+	return func() { close(stop); <-done; _ = sub.Close() }, nil
 }
 
 // events fans published events out to subscribers. Subscribers must not block (ws.Source).
