@@ -3,12 +3,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages: Prometheus + promtool and Alertmanager for the end-to-end tests; GMP and a C
-# compiler for fastecdsa, which py-libp2p builds from source.
+# Debian packages: Prometheus + promtool and Alertmanager (+ amtool) for the integration and end-to-end
+# tests, systemd for `systemd-analyze verify` of the unit file; GMP and a C compiler for fastecdsa,
+# which py-libp2p builds from source. kustomize (the Kubernetes checks) is a Go tool: go-deps.
 BUILD_PACKAGES := libgmp-dev gcc
-APT_PACKAGES := prometheus prometheus-alertmanager $(BUILD_PACKAGES)
+APT_PACKAGES := prometheus prometheus-alertmanager systemd $(BUILD_PACKAGES)
 
-.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint proto dashboards fuzz
+.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint typecheck proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -40,7 +41,8 @@ demo: build-deps venv
 check: venv
 	$(BIN)/python -m pytest -q tests/unit
 
-test: system-deps node-deps venv go-deps go-test
+# CI: the habits first (lint, format, types), then every tier.
+test: venv lint typecheck system-deps node-deps go-deps go-test
 	$(BIN)/python -m pytest -q
 
 # The go-libp2p producer (producers/go, its own go.mod): Go from the machine, modules from the proxy.
@@ -51,10 +53,18 @@ GOBIN_DIR := $(abspath .gobin)
 PROTOC_GEN_GO := $(GOBIN_DIR)/protoc-gen-go
 PROTOC_GEN_GO_VERSION := v1.36.12
 
+# kustomize renders deploy/kubernetes in the tests (the version kubectl 1.32 embeds); Debian has no
+# kubectl package, and this needs nothing beyond Go and the module proxy.
+KUSTOMIZE := $(GOBIN_DIR)/kustomize
+KUSTOMIZE_VERSION := v5.5.0
+
 $(PROTOC_GEN_GO):
 	GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
-go-deps: $(PROTOC_GEN_GO)
+$(KUSTOMIZE):
+	GOBIN=$(GOBIN_DIR) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+go-deps: $(PROTOC_GEN_GO) $(KUSTOMIZE)
 	cd $(GODIR) && $(GO) mod download
 
 go-test: go-deps
@@ -62,9 +72,14 @@ go-test: go-deps
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	cd $(GODIR) && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+# ruff check and ruff format over everything Python (the generated *_pb2 modules are excluded in pyproject.toml).
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check exporter
+	$(BIN)/ruff format --check .
+
+# mypy --strict on exporter/ ([tool.mypy] in pyproject.toml).
+typecheck: venv
+	$(BIN)/mypy
 
 # Regenerate the committed protobuf modules (tests fail when they are stale): the introspection
 # protocol and go-libp2p-pubsub's event-tracer schema.

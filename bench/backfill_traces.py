@@ -37,7 +37,6 @@ from bench.bench_pubsub import fleet
 from exporter.app.backfill_traces import TraceInput, collect_traces
 from exporter.app.pubsub import pubsub_metrics
 from exporter.introspector.pubsub_sinks import PBFileSink, TracedFileSink
-from exporter.model.families import Families
 from exporter.model.labels import Cardinality
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent, b58
@@ -82,9 +81,9 @@ def naive(path: Path, work: Path, args: argparse.Namespace) -> tuple[str, int]:
     writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
 
     def write(at_ms: int) -> None:
-        fams = Families()
-        metrics.collect(fams)
-        writer.add("pubsub", at_ms, fams.metrics())
+        at = writer.instant("pubsub", at_ms)
+        metrics.collect(at)
+        at.close()
 
     events = sorted((e for e in iter_trace_file(path) if isinstance(e, TraceEvent)), key=lambda e: e.timestamp)
     due = -(-(events[0].timestamp // 10**6) // STEP_MS) * STEP_MS

@@ -62,7 +62,8 @@ from exporter.app.runtime import build_hub  # noqa: E402
 from exporter.generator import SyntheticNode  # noqa: E402
 from exporter.model.labels import Cardinality  # noqa: E402
 from exporter.protocol.framing import decode_segments, encode_segment  # noqa: E402
-from exporter.sinks.prometheus import Exposition, HubCollector, render  # noqa: E402
+from exporter.sinks.prometheus import Exposition  # noqa: E402
+from tests.support.reference import HubCollector, render  # noqa: E402
 
 
 class Node(Protocol):
@@ -111,7 +112,8 @@ class OursNode:
 
 
 class FamiliesNode(OursNode):
-    """The same ingest, rendered by building prometheus_client families afresh (before issue 11)."""
+    """The same ingest, rendered by building prometheus_client families afresh and printing them with
+    ``generate_latest`` (the /metrics path before issue 11; now tests/support/reference.py's writer)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -279,7 +281,7 @@ def bench_render(frames: Frames, reps: int) -> dict[str, list[float]]:
     node = ours.hub.nodes["n"]
 
     def changed() -> None:
-        node.version += 1
+        node.touch()
 
     clock = time.process_time
     times: dict[str, list[float]] = {

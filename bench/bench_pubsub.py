@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from exporter.introspector.pubsub_sinks import JSONFileSink, PBFileSink, TracedFileSink
 from exporter.mappers.pubsub import PubsubMetrics
-from exporter.model.families import Families
 from exporter.protocol.pubsub_codec import TraceEvent
+from exporter.sinks.exposition import BlockWriter
 from exporter.sources.pubsub_trace import read_trace_file
 
 T = TraceEvent.Type
@@ -97,7 +97,7 @@ def main() -> None:
     secs = timed(ingest, args.repeat)
     print(f"map  {secs:6.2f} s  {n / secs / 1e3:7.0f} k events/s")
     m = ingest()
-    secs = timed(lambda: m.collect_into(Families()), args.repeat)
+    secs = timed(lambda: m.collect_into(BlockWriter()), args.repeat)
     print(f"scrape {secs * 1e3:6.1f} ms")
     tracemalloc.start()
     m = ingest()

@@ -17,7 +17,8 @@ machine falls on all of them alike):
                            scrapes so every render sees changed values. Cold: empty templates (the
                            first node of the process), so every label set is sorted and assembled
                            (the process-wide escaped-pair and count-text memos are warm)
-  changed node, reference  Families/Scoped fed the writes + generate_latest (today's path), and
+  changed node, reference  prometheus_client families fed the writes (tests/support/reference.py) +
+                           generate_latest (the path before issue 11), and
                            generate_latest alone over the prebuilt families (exposition only)
   unchanged node           CachedBlock.get with the version it already holds
   /metrics of N nodes      join() of N cached blocks, text and OpenMetrics; the reference merges
@@ -47,9 +48,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
-from exporter.model.families import Families
+from exporter.model.catalogue import Labelled
 from exporter.protocol.framing import decode_segments, encode_segment
 from exporter.sinks.exposition import Block, BlockWriter, CachedBlock, Format, Templates, join
+from tests.support.reference import MetricsWriter
 
 Write = tuple[str, tuple[Any, ...], dict[str, Any]]
 
@@ -118,10 +120,10 @@ class Listed:
 
 
 def families(calls: list[Write], nodes: int) -> list[Metric]:
-    fams = Families()
+    out = MetricsWriter()
     for i in range(nodes):
-        replay(calls, fams.scoped({"node": f"node-{i:04d}"}))
-    return fams.metrics()
+        replay(calls, Labelled(out, {"node": f"node-{i:04d}"}))
+    return out.metrics()
 
 
 def block(calls: list[Write], base: dict[str, str], templates: Templates) -> Block:

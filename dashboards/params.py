@@ -49,7 +49,8 @@ PARAMS: dict[str, Param] = {
         1.0, "Connection churn: (connections opened + closed per minute) / current peers above this."
     ),
     "short_lived_seconds": Param(
-        8, "A connection that closed within this many seconds is short-lived (a bucket bound: 1/16 s × 2^n; the lean histogram profile keeps 8 and 1/16 s × 4^n)."
+        8,
+        "A connection that closed within this many seconds is short-lived (a bucket bound: 1/16 s × 2^n; the lean histogram profile keeps 8 and 1/16 s × 4^n).",
     ),
     "short_lived_share": Param(0.5, "Warn when more than this share of closed connections were short-lived ..."),
     "short_lived_window": Param("10m", "... over this window ..."),

@@ -44,7 +44,7 @@ PEERSTORE_MAX_PEERS = 5000
 class _Stream:
     id: int
     protocol: str
-    role: int
+    role: pb.Role
     open_ts: int
     bytes_in: int = 0
     bytes_out: int = 0
@@ -55,7 +55,7 @@ class _Stream:
 class _Conn:
     id: int
     peer_id: str
-    role: int
+    role: pb.Role
     transport: str
     local: str
     remote: str
@@ -68,7 +68,7 @@ class _Conn:
     bytes_in: int = 0
     bytes_out: int = 0
     close_ts: int = 0
-    status: int = pb.ACTIVE
+    status: pb.Status = pb.ACTIVE
 
 
 class SyntheticNode:
@@ -442,5 +442,5 @@ def _gauge(traffic: pb.Traffic, bytes_in: int, bytes_out: int) -> None:
     traffic.traffic_out.inst_bw = bytes_out // 60
 
 
-def _role_name(role: int) -> str:
+def _role_name(role: pb.Role) -> str:
     return "INITIATOR" if role == pb.INITIATOR else "RESPONDER"

@@ -104,7 +104,7 @@ def build_app(
         for node in sorted(hub.nodes.values(), key=lambda n: n.name):
             rt = node.runtime
             who = f"{rt.implementation} {rt.version}, peer {rt.peer_id}" if rt else "no runtime yet"
-            snap = node.snapshot
+            snap = node.last_step
             conns = snap.open_conns if snap else 0
             state = "up" if node.fresh() else "down"
             rows.append(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
+from tests.support.go_tools import go_tools  # noqa: F401 - a session fixture: the Go commands, built once
 from tests.support.introspect_server import IntrospectServer
 from tests.support.libp2p_swarm import swarm  # noqa: F401 - a fixture: five real py-libp2p hosts
 from tests.support.observer import observer  # noqa: F401 - a fixture: the observer UI's data layer
@@ -27,6 +30,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if folder not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/")
         item.add_marker(folder)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit tier runs in process only (a fresh clone without promtool and the like passes it)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+    start = subprocess.Popen.__init__
+
+    def refuse(self: subprocess.Popen[bytes], args: Any, *rest: Any, **kwargs: Any) -> None:
+        # ctypes.util.find_library asks ldconfig when a library (py-libp2p's crypto) is first imported
+        if isinstance(args, list) and args[:1] == ["/sbin/ldconfig"]:
+            return start(self, args, *rest, **kwargs)
+        raise AssertionError(f"a unit test started a process ({args!r}): it belongs in tests/integration")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 # CI runs the property tests with a fixed seed so that a run is reproducible; locally they explore.

@@ -123,7 +123,9 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
             [
                 Query(f"libp2p_introspection_interval_seconds{{{NODE_SELECTOR}}}", "{{node}} interval"),
                 Query(f"libp2p_introspection_retention_seconds{{{NODE_SELECTOR}}}", "{{node}} retention"),
-                Query(f"libp2p_introspection_snapshot_duration_seconds{{{NODE_SELECTOR}}}", "{{node}} last State covered"),
+                Query(
+                    f"libp2p_introspection_snapshot_duration_seconds{{{NODE_SELECTOR}}}", "{{node}} last State covered"
+                ),
             ],
             min=0,
         ),

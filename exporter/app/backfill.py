@@ -27,24 +27,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TextIO
-
-from prometheus_client.metrics_core import Metric
+from typing import Any, TextIO
 
 from exporter import defaults
-from exporter.app.argtypes import positive_float
+from exporter.app.argtypes import Parser, positive_float
 from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
 from exporter.app.flags import add_histograms_flag, add_pubsub_file_flag, add_pubsub_mapper_flags
 from exporter.app.progress import Progress
 from exporter.app.runtime import build_hub
+from exporter.model.catalogue import Labelled, Only, Writer
 from exporter.model.histogram_profiles import DEFAULT_PROFILE, profile
 from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, WriteStats
-from exporter.sinks.prometheus import HubCollector
 from exporter.sinks.scrape_journal import SUFFIX as JOURNAL_SUFFIX
 from exporter.sources.capture import CaptureError, iter_capture
 from exporter.sources.pubsub_recording import find_recorded
@@ -109,7 +107,7 @@ class Result:
     files: list[InputFile]
     stats: WriteStats
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # node -> reason -> States
-    blocks: list[dict[str, object]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # each block's meta.json
     vanished_zeros: int = 0
     traces: TraceResult | None = None
     journals: JournalResult | None = None
@@ -191,10 +189,18 @@ def node_blocks(files: list[InputFile], max_segment: int) -> Iterator[Block]:
             covered = last if covered is None else max(covered, last)
 
 
-def hub_metrics(hub: Hub) -> list[Metric]:
+def write_hub_series(hub: Hub, out: Writer) -> None:
     """The hub-wide series worth keeping at an instant (see HUB_SERIES)."""
-    collector = HubCollector(hub, nodes=[], with_globals=True)
-    return [m for m in collector.collect() if m.name in HUB_SERIES]
+    kept = Only(out, HUB_SERIES)
+    hub.write_traces(kept)
+    hub.write_globals(kept)
+
+
+def write_node(hub: Hub, name: str, out: Writer) -> None:
+    """One node's series, with its labels, as a scrape of it would show them."""
+    node = hub.nodes[name]
+    with node.lock:
+        hub.write_node(node, Labelled(out, node.base_labels))
 
 
 def collect(
@@ -229,12 +235,16 @@ def collect(
         if last is not None and ts <= last:
             src.behind += 1
             continue
-        writer.add(src.node, ts, HubCollector(hub, nodes=[src.node], with_globals=False).collect())
+        at = writer.instant(src.node, ts)
+        write_node(hub, src.node, at)
+        at.close()
         src.written += 1
         progress.advance(0, 1)
         shared = writer.last_ts("")
         if shared is None or ts > shared:
-            writer.add("", ts, hub_metrics(hub))
+            at = writer.instant("", ts)
+            write_hub_series(hub, at)
+            at.close()
     result = Result(files, WriteStats(), vanished_zeros=writer.vanished_zeros)
     for name, node in sorted(hub.nodes.items()):
         if node.dropped_snapshots:
@@ -262,7 +272,7 @@ def find_promtool(explicit: str | None) -> str:
     return found
 
 
-def run_promtool(promtool: str, source: Path, output: Path) -> list[dict[str, object]]:
+def run_promtool(promtool: str, source: Path, output: Path) -> list[dict[str, Any]]:
     """Build blocks from the OpenMetrics file; returns each new block's meta.json."""
     output.mkdir(parents=True, exist_ok=True)
     cmd = [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(output)]
@@ -320,7 +330,7 @@ def report(result: Result, fmt: str, output: str) -> list[str]:
         lines.append(f"time range: {_range(stats.min_ts, stats.max_ts)}")
     lines.append(f"series: {stats.series}, samples: {stats.samples}, families: {stats.families}")
     if fmt == "blocks":
-        samples = sum(int(m.get("stats", {}).get("numSamples", 0)) for m in result.blocks)  # type: ignore[union-attr]
+        samples = sum(int(m.get("stats", {}).get("numSamples", 0)) for m in result.blocks)
         lines.append(f"blocks: {len(result.blocks)} in {output} (promtool wrote {samples} samples)")
         if samples != stats.samples:
             lines.append(f"warning: promtool wrote {samples} samples of the {stats.samples} in the input")
@@ -391,7 +401,7 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
     return report(result, fmt, args.output)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """Register ``backfill``."""
     p = sub.add_parser(
         "backfill",

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.metrics_core import Metric
-
 from exporter.mappers.pubsub import collect_intake
-from exporter.model.families import Families
+from exporter.model.catalogue import Family, Writer
 from exporter.pipeline.traces import COLLECTOR_ERRORS, TraceIntakeStats
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
 from exporter.sinks.prometheus import write_scrape_duration
@@ -50,11 +48,12 @@ def find_journals(args: list[str]) -> list[Path]:
     return out
 
 
-def _metrics(entry: dict[str, Any]) -> list[Metric]:
+UP = Family("up", "gauge", "1 when the exporter answered the scrape within the scraper's timeout.")
+
+
+def _write(entry: dict[str, Any], out: Writer) -> None:
     """One journaled scrape's series, written by the code live mode writes them with."""
-    fams = Families()
-    out = fams.scoped({})
-    out.gauge("up", "1 when the exporter answered the scrape within the scraper's timeout.", entry["up"])
+    out.gauge(UP, entry["up"])
     if "scrape_duration_seconds" in entry:
         write_scrape_duration(out, entry["scrape_duration_seconds"])
     collector = entry.get("collector")
@@ -67,8 +66,7 @@ def _metrics(entry: dict[str, Any]) -> list[Metric]:
         c.batches = collector.get("batches", 0)
         errors = collector.get("errors", {})
         c.errors.update({reason: errors[reason] for reason in COLLECTOR_ERRORS if reason in errors})
-        collect_intake(fams, intake)
-    return fams.metrics()
+        collect_intake(out, intake)
 
 
 def _entries(path: Path, result: JournalResult) -> Iterator[dict[str, Any]]:
@@ -87,7 +85,9 @@ def collect_journals(files: list[Path], writer: TimestampedOpenMetrics) -> Journ
         if last is not None and entry["ts"] <= last:
             result.repeated += 1
             continue
-        writer.add(SCOPE, entry["ts"], _metrics(entry), vanish=False)
+        at = writer.instant(SCOPE, entry["ts"], vanish=False)
+        _write(entry, at)
+        at.close()
         result.written += 1
         result.up += entry["up"]
     return result

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from exporter.app.pubsub import pubsub_metrics
-from exporter.model.families import Families
 from exporter.model.labels import Cardinality
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.framing import SegmentError
@@ -138,9 +137,9 @@ def collect_traces(
     result = TraceResult(files, step_ms)
 
     def write(at_ms: int) -> None:
-        fams = Families()
-        metrics.collect(fams)
-        writer.add(SCOPE, at_ms, fams.metrics())
+        at = writer.instant(SCOPE, at_ms)
+        metrics.collect(at)
+        at.close()
         result.instants += 1
 
     streams = [_events(src, i, intake, advance) for i, src in enumerate(files)]

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
     )
     parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
-    sub = parser.add_subparsers(dest="command")
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("inspect", help="summarise a capture file (.mock / .libp2p.trace)")
     p.add_argument("file")

@@ -207,10 +207,12 @@ def build(
     except ValueError as exc:
         problems.append(f"histograms.profile: {exc}")
     seen: dict[str, str] = {}
-    for t in targets:
-        if t.name in seen:
-            problems.append(f"target name {t.name!r} is used twice ({seen[t.name]} and {t.url}); give each a name")
-        seen[t.name] = t.url
+    for target in targets:
+        if target.name in seen:
+            problems.append(
+                f"target name {target.name!r} is used twice ({seen[target.name]} and {target.url}); give each a name"
+            )
+        seen[target.name] = target.url
     if problems:
         raise ConfigError(problems)
     return LiveConfig(

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.app.argtypes import positive_float, positive_int
+from exporter.app.argtypes import Parser, positive_float, positive_int
 from exporter.app.demo_pubsub import demo_tracing
 from exporter.app.demo_swarm import CHURN_ACTIONS, DemoNode, DemoOptions, DemoSwarm
 from exporter.app.flags import add_serving_flags
@@ -187,7 +187,7 @@ def add_demo_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pubsub", action="store_true", help="no gossipsub (by default every node joins one topic)")
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """Register ``demo``."""
     p = sub.add_parser("demo", help="run a local py-libp2p swarm, watch it over the wire, serve /metrics")
     p.add_argument(

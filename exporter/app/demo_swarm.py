@@ -77,6 +77,7 @@ class DemoSwarm:
         import multiaddr
         import trio
         from libp2p import new_host
+        from libp2p.custom_types import TProtocol
         from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
         from libp2p.tools.anyio_service import background_trio_service
 
@@ -85,7 +86,7 @@ class DemoSwarm:
         host = new_host()
         # Loopback peers share one subnet: lift the per-subnet diversity cap or buckets stay tiny.
         dht = KadDHT(host, DHTMode.SERVER, max_peers_per_subnet=0)
-        host.set_stream_handler(ECHO, _echo_handler)
+        host.set_stream_handler(TProtocol(ECHO), _echo_handler)
         pubsub = router = None
         if self.options.pubsub:
             from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, GossipSub
@@ -112,7 +113,7 @@ class DemoSwarm:
                     await stack.enter_async_context(host.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]))
                     await stack.enter_async_context(background_trio_service(dht))
                     nursery = await stack.enter_async_context(trio.open_nursery())
-                    if pubsub is not None:
+                    if pubsub is not None and router is not None:
                         await stack.enter_async_context(background_trio_service(pubsub))
                         await stack.enter_async_context(background_trio_service(router))
                         await pubsub.wait_until_ready()
@@ -314,7 +315,7 @@ async def _close_listeners(host: Any) -> None:
     """
     import trio
 
-    with trio.move_on_after(1.0, shield=True):
+    with trio.CancelScope(deadline=trio.current_time() + 1.0, shield=True):
         for listener in list(getattr(host.get_network(), "listeners", {}).values()):
             try:
                 await listener.close()

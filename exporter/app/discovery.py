@@ -12,7 +12,7 @@ whichever replica owns it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -23,9 +23,9 @@ from exporter.sources.sharding import Shard
 
 def target_groups(
     targets: list[Target], address: str, scheme: str, shard: Shard, probe_path: str = "/probe"
-) -> list[dict]:
+) -> list[dict[str, object]]:
     """One http_sd target group per node: scrape ``address`` at /probe?target=URL."""
-    groups = []
+    groups: list[dict[str, object]] = []
     for t in sorted(targets, key=lambda t: t.name):
         public = redact_url(t.url)
         labels = {
@@ -45,7 +45,7 @@ def target_groups(
 
 def discovery_handler(
     targets: Callable[[], list[Target]], shard: Callable[[], Shard], external_address: str | None = None
-) -> Callable[[web.Request], object]:
+) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The /discovery route over the replica's current (owned) targets."""
 
     async def discovery(request: web.Request) -> web.Response:

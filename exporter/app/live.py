@@ -17,18 +17,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from exporter.app.argtypes import positive_float, positive_int
-from exporter.app.config import (
-    ENV_PREFIX,
-    METRICS_NODES,
-    ConfigError,
-    LiveConfig,
-    build,
-    check_file,
-    describe,
-    parse_duration,
-    parse_size,
-)
+from exporter.app.argtypes import Parser, positive_float, positive_int
+from exporter.app.config import LiveConfig, build, check_file, describe
+from exporter.app.config_file import METRICS_NODES
+from exporter.app.config_values import ENV_PREFIX, ConfigError, parse_duration, parse_size
 from exporter.app.discovery import discovery_handler
 from exporter.app.flags import add_serving_flags, log_level
 from exporter.app.probe import probe_handler
@@ -56,7 +48,7 @@ def default_to_live(argv: list[str], env: dict[str, str] | os._Environ[str] | No
     return argv
 
 
-def add_parsers(sub: Any) -> argparse.ArgumentParser:
+def add_parsers(sub: argparse._SubParsersAction[Parser]) -> argparse.ArgumentParser:
     """Register ``live`` (the default command) and ``check-config``; returns live's parser."""
     p = sub.add_parser(
         "live",
@@ -206,9 +198,9 @@ def cmd_live(args: argparse.Namespace) -> int:
             print(f"libp2p-exporter: {problem}", file=sys.stderr)
         return 2
     if cfg.record_dir:
-        problem = record_dir_problem(cfg.record_dir)
-        if problem:
-            print(f"libp2p-exporter: {problem}", file=sys.stderr)
+        unusable = record_dir_problem(cfg.record_dir)
+        if unusable:
+            print(f"libp2p-exporter: {unusable}", file=sys.stderr)
             return 2
     logging.getLogger().setLevel(log_level(cfg.log_level))
     return asyncio.run(run_live(cfg, cli_args=args, rebuild=lambda: build(_flags(args), args.target, args.config)))

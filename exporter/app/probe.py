@@ -77,11 +77,12 @@ class ProbePolicy:
         if port != own_port:
             return False
         host = host.lower()
-        if host == own_host.lower() or host in _LOOPBACK_NAMES:
+        every_interface = own_host is None or own_host == "0.0.0.0"  # `:PORT`, `[::]:PORT`, `0.0.0.0:PORT`
+        if (own_host is not None and host == own_host.lower()) or host in _LOOPBACK_NAMES:
             return True
         with contextlib.suppress(ValueError):
             addr = ipaddress.ip_address(host)
-            return addr.is_loopback or addr.is_unspecified or own_host in ("0.0.0.0", "::", "")
+            return addr.is_loopback or addr.is_unspecified or every_interface
         return False
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -139,7 +140,7 @@ def pubsub_metrics(
         ttl_s=max(0.0, getattr(args, "pubsub_window", 120.0)),
         max_messages=max(1, getattr(args, "pubsub_max_messages", 50_000)),
         intake=intake,
-        **({"clock": clock} if clock is not None else {}),
+        clock=clock if clock is not None else time.monotonic,
     )
 
 

@@ -19,15 +19,33 @@ from dataclasses import dataclass, field, replace
 
 from aiohttp import web
 
-from exporter.app.config import ConfigError, LiveConfig
+from exporter.app.config import LiveConfig
+from exporter.app.config_values import ConfigError
 from exporter.app.flags import log_level
 from exporter.app.probe import ProbePolicy
-from exporter.model.families import Writer
+from exporter.model.catalogue import Family, Writer
 from exporter.model.text import redact_url
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import Target
 
 log = logging.getLogger("libp2p-exporter")
+
+RELOAD_SUCCESSFUL = Family(
+    "libp2p_exporter_config_last_reload_successful",
+    "gauge",
+    "Whether the last configuration reload succeeded (1) or was refused (0).",
+)
+RELOAD_SUCCESS_TIMESTAMP = Family(
+    "libp2p_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "When the configuration was last loaded successfully (at start or by a reload).",
+)
+SHARD_TARGETS = Family(
+    "libp2p_exporter_shard_targets",
+    "gauge",
+    "Configured targets this replica watches (its shard's), out of the whole configuration's.",
+    ("shard", "total_shards"),
+)
 
 # LiveConfig fields a running exporter cannot change; a reload that changes them says so.
 RESTART_ONLY = (
@@ -117,19 +135,10 @@ class LiveState:
 
     def write_metrics(self, out: Writer) -> None:
         """The reload gauges (named as Prometheus names its own) and this replica's shard."""
+        out.gauge(RELOAD_SUCCESSFUL, 1.0 if self.status.successful else 0.0)
+        out.gauge(RELOAD_SUCCESS_TIMESTAMP, self.status.last_success)
         out.gauge(
-            "libp2p_exporter_config_last_reload_successful",
-            "Whether the last configuration reload succeeded (1) or was refused (0).",
-            1.0 if self.status.successful else 0.0,
-        )
-        out.gauge(
-            "libp2p_exporter_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully (at start or by a reload).",
-            self.status.last_success,
-        )
-        out.gauge(
-            "libp2p_exporter_shard_targets",
-            "Configured targets this replica watches (its shard's), out of the whole configuration's.",
+            SHARD_TARGETS,
             float(len(self.manager.targets)),
             {"shard": str(self.cfg.shard.index), "total_shards": str(self.cfg.shard.total)},
         )

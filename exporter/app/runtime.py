@@ -11,8 +11,9 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from exporter import __version__, defaults
 from exporter.app.pubsub import PubsubWiring, pubsub_from_args
@@ -27,6 +28,9 @@ from exporter.sinks.otel.sink import TracingHandle
 from exporter.sinks.scrape_journal import ScrapeJournal
 from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.web_config import WebConfigError, WebConfigWatcher
+
+if TYPE_CHECKING:
+    from signal import _HANDLER as _Handler  # what signal.signal returns and takes
 
 log = logging.getLogger("libp2p-exporter")
 
@@ -72,9 +76,9 @@ class Stopper:
         sys.stderr.flush()
         os._exit(0)
 
-    def install(self) -> dict[int, object]:
+    def install(self) -> dict[signal.Signals, _Handler]:
         """Install for SIGINT and SIGTERM; the previous handlers, to restore."""
-        previous = {}
+        previous: dict[signal.Signals, _Handler] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, OSError):  # not the main thread: no signals here
                 previous[sig] = signal.signal(sig, self)
@@ -122,7 +126,7 @@ def add_live_metrics(hub: Hub) -> None:
 async def serve_until_stopped(
     hub: Hub,
     args: argparse.Namespace,
-    work: Callable[[], Awaitable[object]] | None = None,
+    work: Callable[[], Coroutine[Any, Any, object]] | None = None,
     *,
     description: str = "",
     duration: float | None = None,
@@ -202,5 +206,5 @@ async def serve_until_stopped(
         await loop.run_in_executor(None, tracing.shutdown)
         for sig, handler in previous.items():
             with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+                signal.signal(sig, handler)
     return 0

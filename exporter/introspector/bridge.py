@@ -23,7 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import trio
@@ -175,10 +175,11 @@ class AsyncioThread:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
 
-    async def call(self, coro: Awaitable[T]) -> T:
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the asyncio thread and await its result from trio (without blocking trio)."""
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        return await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        # trio-typing's stubs (a libp2p dependency, shadowing trio's own annotations) predate abandon_on_cancel
+        return await trio.to_thread.run_sync(fut.result, abandon_on_cancel=True)  # type: ignore[call-arg]
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

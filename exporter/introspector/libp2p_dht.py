@@ -88,9 +88,6 @@ class _DhtInstrumentation:
             gauge.success, gauge.error, gauge.timeout = self._queries[direction]
         return out
 
-    def routing_table_size(self) -> int:
-        return int(self.dht.get_routing_table_size()) if self.dht is not None else 0
-
     def _record_query(self, direction: str, result: str, content: dict[str, Any]) -> None:
         self._queries[direction][("SUCCESS", "ERROR", "TIMEOUT").index(result)] += 1
         content.update(
@@ -158,7 +155,7 @@ class _DhtInstrumentation:
             read = stream.read
 
             async def peeking_read(*args: Any, **kwargs: Any) -> bytes:
-                data = await read(*args, **kwargs)
+                data: bytes = await read(*args, **kwargs)
                 if len(peeked) < _INBOUND_PEEK:
                     peeked.extend(data[: _INBOUND_PEEK - len(peeked)])
                 return data

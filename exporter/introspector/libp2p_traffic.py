@@ -45,7 +45,7 @@ class _Bytes:
 class _StreamRec:
     id: bytes
     stream: Any
-    role: int
+    role: pb.Role
     open_ts: int
     protocol: str = ""
     close_ts: int = 0
@@ -57,7 +57,7 @@ class _ConnRec:
     id: bytes
     conn: Any
     peer_id: str
-    role: int
+    role: pb.Role
     open_ts: int
     upgraded_ts: int
     local: str
@@ -116,7 +116,7 @@ def _count(obj: Any, counter: Callable[[int, int], None]) -> bool:
         return False
 
     async def counted_read(*args: Any, **kwargs: Any) -> bytes:
-        data = await read(*args, **kwargs)
+        data: bytes = await read(*args, **kwargs)
         if data:
             counter(len(data), 0)
         return data

@@ -26,10 +26,17 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.protocol.pubsub_codec import TraceEvent
+
+if TYPE_CHECKING:
+    from libp2p.abc import IHost
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.pb.rpc_pb2 import RPC
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 T = TraceEvent.Type
@@ -64,7 +71,7 @@ def _peer_bytes(peer: Any) -> bytes:
     return bytes(to_bytes()) if callable(to_bytes) else str(peer).encode()
 
 
-class _MeshTopic(set):  # type: ignore[type-arg]
+class _MeshTopic(set[Any]):
     """One topic's mesh set that reports additions (GRAFT) and removals (PRUNE) to the tracer."""
 
     def __init__(self, tracer: PubsubTracer, topic: str, peers: Iterable[Any] = ()) -> None:
@@ -121,20 +128,21 @@ class _MeshTopic(set):  # type: ignore[type-arg]
         super().intersection_update(*others)
         self._removed(before - set(self))
 
-    def __ior__(self, other: Any) -> _MeshTopic:
+    # typeshed's own set.__ior__ and friends carry the same ignore: mypy compares them with the generic __or__
+    def __ior__(self, other: AbstractSet[Any], /) -> Self:  # type: ignore[misc]
         self.update(other)
         return self
 
-    def __isub__(self, other: Any) -> _MeshTopic:
+    def __isub__(self, other: AbstractSet[Any], /) -> Self:  # type: ignore[misc]
         self.difference_update(other)
         return self
 
-    def __iand__(self, other: Any) -> _MeshTopic:
+    def __iand__(self, other: AbstractSet[Any], /) -> Self:  # type: ignore[misc]
         self.intersection_update(other)
         return self
 
 
-class _Mesh(dict):  # type: ignore[type-arg]
+class _Mesh(dict[str, Any]):
     """``router.mesh``: keeps every topic's set observed, and a dropped topic prunes its peers."""
 
     def __init__(self, tracer: PubsubTracer, initial: dict[str, Any]) -> None:
@@ -179,7 +187,7 @@ class PubsubTracer:
         self._saved: list[tuple[Any, str, Any, bool]] = []
 
     # -- emitting ---------------------------------------------------------------------------------
-    def _emit(self, kind: int, field: str, **values: Any) -> None:
+    def _emit(self, kind: TraceEvent.Type, field: str, **values: Any) -> None:
         try:
             event = TraceEvent(type=kind, peerID=self.peer_id, timestamp=self.clock_ns())
             sub = getattr(event, field)
@@ -207,7 +215,7 @@ class PubsubTracer:
         topics = list(getattr(msg, "topicIDs", ()))
         return topics[0] if topics else None
 
-    def _mesh_change(self, kind: int, peer: Any, topic: str) -> None:
+    def _mesh_change(self, kind: TraceEvent.Type, peer: Any, topic: str) -> None:
         if self._removing:
             return
         self._emit(kind, "graft" if kind == T.GRAFT else "prune", peerID=_peer_bytes(peer), topic=topic)
@@ -449,7 +457,7 @@ def _recv_hook_installed() -> bool:
         return False
 
     @functools.wraps(original)
-    def maybe_consume_signed_record(rpc: Any, host: Any, peer_id: Any) -> bool:
+    def maybe_consume_signed_record(rpc: RPC, host: IHost, peer_id: ID) -> bool:
         ok = bool(original(rpc, host, peer_id))
         ref = _RECEIVERS.get(id(host))
         tracer = ref() if ref is not None else None
@@ -457,6 +465,7 @@ def _recv_hook_installed() -> bool:
             tracer._recv(rpc, peer_id)
         return ok
 
-    module.maybe_consume_signed_record = maybe_consume_signed_record  # type: ignore[attr-defined]
+    # patching the module py-libp2p calls it from (not a name it exports)
+    setattr(module, "maybe_consume_signed_record", maybe_consume_signed_record)  # noqa: B010
     _RECV_STATE["installed"] = True
     return True

@@ -5,13 +5,26 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.histogram_profiles import QUERY_DURATION
 from exporter.model.labels import OTHER, Cardinality
 from exporter.pipeline.events import EventView
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
+
+EVENTS = Family(
+    "libp2p_events", "counter", "Introspection events received, by type (allow-listed, else other).", ("type",)
+)
+MALFORMED = Family(
+    "libp2p_events_malformed", "counter", "Events whose content was not a JSON object; still counted by type."
+)
+DURATION = Family(
+    QUERY_DURATION,
+    "histogram",
+    "DHT query duration from query events (totalTimeMs), by direction and result.",
+    ("direction", "result"),
+)
 
 QUERY_RESULTS = frozenset({"success", "error", "timeout", "pending"})
 
@@ -46,20 +59,9 @@ class Events(Mapper):
         hist = acc.query_duration.get(key) or acc.query_duration.setdefault(key, self.query_duration.new())
         hist.observe(query.total_ms / 1000.0)
 
-    def collect(self, acc: EventsAcc, node: NodeState, out: Scoped) -> None:
+    def collect(self, acc: EventsAcc, node: NodeState, out: Writer) -> None:
         for kind, n in sorted(acc.by_type.items()):
-            out.counter(
-                "libp2p_events", "Introspection events received, by type (allow-listed, else other).", n, {"type": kind}
-            )
-        out.counter(
-            "libp2p_events_malformed",
-            "Events whose content was not a JSON object; still counted by type.",
-            acc.malformed,
-        )
+            out.counter(EVENTS, n, {"type": kind})
+        out.counter(MALFORMED, acc.malformed)
         for key, hist in sorted(acc.query_duration.items()):
-            out.histogram(
-                QUERY_DURATION,
-                "DHT query duration from query events (totalTimeMs), by direction and result.",
-                hist,
-                self.query_duration.label_dict(key),
-            )
+            out.histogram(DURATION, hist, self.query_duration.label_dict(key))

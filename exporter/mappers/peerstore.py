@@ -11,13 +11,49 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.mappers.base import Monotonic
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.labels import OTHER
 from exporter.model.snapshot import ADDRS_PER_PEER_BOUNDS, LATENCY_EWMA_BOUNDS, PeerStoreView
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
+
+ADDRESSES_PER_PEER = Family(
+    "libp2p_peerstore_addresses_per_peer",
+    "gaugehistogram",
+    "Point-in-time distribution of known peers by number of unexpired addresses (sum: all addresses).",
+)
+LATENCY_EWMA = Family(
+    "libp2p_peerstore_latency_ewma_seconds",
+    "gaugehistogram",
+    "Point-in-time distribution of known peers' latency EWMA (peers with a measured latency only).",
+)
+PROTOCOL_PEERS = Family(
+    "libp2p_peerstore_protocol_peers",
+    "gauge",
+    "Known peers per protocol they support (other: peer-protocol pairs past the lists and caps).",
+    ("protocol",),
+)
+AGENT_PEERS = Family(
+    "libp2p_peerstore_agent_peers",
+    "gauge",
+    "Known peers per agent (implementation or client, as identify reported it) and major.minor version.",
+    ("agent", "version"),
+)
+MAX_PEERS = Family("libp2p_peerstore_max_peers", "gauge", "The peerstore's limit on known peers.")
+MAX_RECORDS = Family("libp2p_peerstore_max_records", "gauge", "The peerstore's limit on signed peer records.")
+EVICTIONS = Family(
+    "libp2p_peerstore_evictions",
+    "counter",
+    "Peers the peerstore evicted to stay within its limit, accumulated from the first snapshot seen.",
+)
+PEERS = Family(
+    "libp2p_peerstore_peers",
+    "gauge",
+    "Peers in the peerstore: all known ones, and those with addresses, a key, a signed record, protocols.",
+    ("kind",),
+)
 
 
 @dataclass
@@ -62,53 +98,31 @@ class PeerStore(Mapper):
             acc.evictions.add("node", (), ps.evicted)
             acc.evictions_seen = True
 
-    def collect(self, acc: PeerStoreAcc, node: NodeState, out: Scoped) -> None:
-        snap = node.snapshot
+    def collect(self, acc: PeerStoreAcc, node: NodeState, out: Writer) -> None:
+        snap = node.last_step
         ps = snap.peerstore if snap is not None else None
         if ps is None:
             return
         self._counts(ps, out)
         if ps.addrs_per_peer:
             out.histogram(
-                "libp2p_peerstore_addresses_per_peer",
-                "Point-in-time distribution of known peers by number of unexpired addresses (sum: all addresses).",
-                _histogram(ADDRS_PER_PEER_BOUNDS, ps.addrs_per_peer, float(ps.addrs_total)),
-                gauge=True,
+                ADDRESSES_PER_PEER, _histogram(ADDRS_PER_PEER_BOUNDS, ps.addrs_per_peer, float(ps.addrs_total))
             )
         if ps.latency_ewma and ps.latency_ewma_sum is not None:
-            out.histogram(
-                "libp2p_peerstore_latency_ewma_seconds",
-                "Point-in-time distribution of known peers' latency EWMA (peers with a measured latency only).",
-                _histogram(LATENCY_EWMA_BOUNDS, ps.latency_ewma, ps.latency_ewma_sum),
-                gauge=True,
-            )
+            out.histogram(LATENCY_EWMA, _histogram(LATENCY_EWMA_BOUNDS, ps.latency_ewma, ps.latency_ewma_sum))
         for protocol, n in sorted(acc.protocols.items()):
-            out.gauge(
-                "libp2p_peerstore_protocol_peers",
-                "Known peers per protocol they support (other: peer-protocol pairs past the lists and caps).",
-                n,
-                {"protocol": protocol},
-            )
+            out.gauge(PROTOCOL_PEERS, n, {"protocol": protocol})
         for (agent, version), n in sorted(acc.agents.items()):
-            out.gauge(
-                "libp2p_peerstore_agent_peers",
-                "Known peers per agent (implementation or client, as identify reported it) and major.minor version.",
-                n,
-                {"agent": agent, "version": version},
-            )
+            out.gauge(AGENT_PEERS, n, {"agent": agent, "version": version})
         if ps.max_peers is not None:
-            out.gauge("libp2p_peerstore_max_peers", "The peerstore's limit on known peers.", ps.max_peers)
+            out.gauge(MAX_PEERS, ps.max_peers)
         if ps.max_records is not None:
-            out.gauge("libp2p_peerstore_max_records", "The peerstore's limit on signed peer records.", ps.max_records)
+            out.gauge(MAX_RECORDS, ps.max_records)
         if acc.evictions_seen:
-            out.counter(
-                "libp2p_peerstore_evictions",
-                "Peers the peerstore evicted to stay within its limit, accumulated from the first snapshot seen.",
-                acc.evictions.totals.get((), 0),
-            )
+            out.counter(EVICTIONS, acc.evictions.totals.get((), 0))
 
     @staticmethod
-    def _counts(ps: PeerStoreView, out: Scoped) -> None:
+    def _counts(ps: PeerStoreView, out: Writer) -> None:
         for kind, value in (
             ("known", ps.known),
             ("with_addrs", ps.with_addrs),
@@ -117,9 +131,4 @@ class PeerStore(Mapper):
             ("with_protocols", ps.with_protocols),
         ):
             if value is not None:
-                out.gauge(
-                    "libp2p_peerstore_peers",
-                    "Peers in the peerstore: all known ones, and those with addresses, a key, a signed record, protocols.",
-                    value,
-                    {"kind": kind},
-                )
+                out.gauge(PEERS, value, {"kind": kind})

@@ -26,9 +26,10 @@ from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from exporter.model.families import Families
+from exporter.model.budget import Budget
+from exporter.model.catalogue import Family, Labelled, Writer
 from exporter.model.histogram import Histogram, exponential_buckets
-from exporter.model.labels import Cardinality, LabelGuard
+from exporter.model.labels import LABEL_VALUES_FOLDED, Cardinality, LabelGuard
 from exporter.pipeline.traces import COLLECTOR_ERRORS, TraceIntakeStats, TraceMapper
 from exporter.protocol.pubsub_codec import TraceEvent, b58, b58_decode
 
@@ -71,6 +72,70 @@ RPC_KINDS = {
 }
 MAX_MESH_PEERS = 1024  # per node and topic: far above any gossipsub D_hi
 MAX_PEERS = 16_384  # per node, for peers per protocol
+
+
+def _family(name: str, typ: str, doc: str, *labels: str) -> Family:
+    return Family(PREFIX + name, typ, doc, labels)
+
+
+# Per traced node (with its ``node`` label).
+TOPIC_COUNTERS = (
+    _family("topic_msg_published", "counter", "Messages this node published, per topic (PUBLISH_MESSAGE).", "topic"),
+    _family(
+        "delivered_messages", "counter", "Messages delivered, the origin's own included (DELIVER_MESSAGE).", "topic"
+    ),
+    _family(
+        "topic_msg_recv", "counter", "Messages first received from another peer and accepted (deduplicated).", "topic"
+    ),
+    _family(
+        "duplicate_messages", "counter", "Messages received again after the first copy (DUPLICATE_MESSAGE).", "topic"
+    ),
+    _family("mesh_grafts", "counter", "Peers added to this node's mesh for the topic (GRAFT).", "topic"),
+    _family("mesh_prunes", "counter", "Peers removed from this node's mesh for the topic (PRUNE).", "topic"),
+)
+REJECTED = _family(
+    "rejected_messages",
+    "counter",
+    "Messages rejected or ignored by validation, by go-libp2p-pubsub's reason (REJECT_MESSAGE).",
+    "topic",
+    "reason",
+)
+MESH_PEERS = _family("mesh_peer_counts", "gauge", "Peers in this node's mesh for the topic.", "topic")
+TOPIC_JOINED = _family("topic_joined", "gauge", "1 while the node is joined to the topic (JOIN, LEAVE).", "topic")
+PEERS_PER_PROTOCOL = _family("peers_per_protocol", "gauge", "Pubsub peers by the protocol they speak.", "protocol")
+RPCS = _family("rpcs", "counter", "RPCs sent, received and dropped by the router.", "result")
+CONTROL = _family(
+    "control_messages", "counter", "Control entries carried by RPCs, by direction and kind.", "direction", "kind"
+)
+LAST_EVENT = _family("last_event_timestamp_seconds", "gauge", "Timestamp of the node's latest trace event.")
+# The fleet's.
+PROPAGATION_DELAY = _family(
+    "propagation_delay_seconds",
+    "histogram",
+    "Delay from a message's publish on its origin to its delivery on each other traced node.",
+    "topic",
+)
+REACH = _family(
+    "message_reach_ratio",
+    "histogram",
+    "Per message: share of the traced nodes joined to the topic that delivered it.",
+    "topic",
+)
+TRACED_NODES = _family("traced_nodes", "gauge", "Traced nodes the exporter has events from.")
+TRACKED_MESSAGES = _family("tracked_messages", "gauge", "Messages in the propagation window.")
+CLOCK_SKEW = _family("propagation_clock_skew", "counter", "Deliveries stamped before their publish (counted as 0 s).")
+UNMATCHED = _family("messages_unmatched", "counter", "Messages that left the window with no traced publish.")
+EVICTED = _family("messages_evicted", "counter", "Messages pushed out of the window by its cap before their TTL.")
+TRACE_EVENTS = _family("trace_events", "counter", "Trace events ingested, by type.", "type")
+# The trace sources' own (collector streams, trace files).
+COLLECTOR_STREAMS = _family("collector_streams", "gauge", "Remote-tracer streams open now.")
+COLLECTOR_ACCEPTED = _family("collector_streams_accepted", "counter", "Remote-tracer streams accepted.")
+COLLECTOR_REFUSED = _family(
+    "collector_streams_refused", "counter", "Remote-tracer streams refused (over the total or per-peer cap)."
+)
+COLLECTOR_BATCHES = _family("collector_batches", "counter", "TraceEventBatches received.")
+COLLECTOR_ERRORS_FAMILY = _family("collector_errors", "counter", "Remote-tracer streams cut off, by reason.", "reason")
+FILE_ERRORS = _family("file_errors", "counter", "Damaged stretches skipped in trace files.", "reason")
 
 
 @dataclass
@@ -223,17 +288,17 @@ class PubsubMetrics(TraceMapper):
             node.published[self.topic(m.topic)] += 1
             self._published(m.messageID, m.topic, e.peerID, e.timestamp)
         elif kind == _DELIVER_MESSAGE:
-            m = e.deliverMessage
-            topic = self.topic(m.topic)
+            d = e.deliverMessage
+            topic = self.topic(d.topic)
             node.delivered[topic] += 1
-            if m.receivedFrom and m.receivedFrom != e.peerID:
+            if d.receivedFrom and d.receivedFrom != e.peerID:
                 node.received[topic] += 1
-            self._delivered(m.messageID, m.topic, e.peerID, e.timestamp)
+            self._delivered(d.messageID, d.topic, e.peerID, e.timestamp)
         elif kind == _DUPLICATE_MESSAGE:
             node.duplicate[self.topic(e.duplicateMessage.topic)] += 1
         elif kind == _REJECT_MESSAGE:
-            m = e.rejectMessage
-            node.rejected[(self.topic(m.topic), self.reason(m.reason or "unknown"))] += 1
+            r = e.rejectMessage
+            node.rejected[(self.topic(r.topic), self.reason(r.reason or "unknown"))] += 1
         elif kind == _GRAFT:
             topic = self.topic(e.graft.topic)
             node.grafts[topic] += 1
@@ -255,9 +320,9 @@ class PubsubMetrics(TraceMapper):
             node.mesh.pop(topic, None)
             self._joined_bits[topic] &= ~self._bit_of(e.peerID)
         elif kind == _ON_NEW_OUTBOUND_STREAM:
-            m = e.onNewOutboundStream
-            if m.peerID in node.peers or len(node.peers) < MAX_PEERS:
-                node.peers[m.peerID] = self.protocol(m.proto or "unknown")
+            o = e.onNewOutboundStream
+            if o.peerID in node.peers or len(node.peers) < MAX_PEERS:
+                node.peers[o.peerID] = self.protocol(o.proto or "unknown")
         elif kind == _ON_CLOSED_OUTBOUND_STREAM:
             peer = e.onClosedOutboundStream.peerID
             node.peers.pop(peer, None)
@@ -348,140 +413,71 @@ class PubsubMetrics(TraceMapper):
                 self._retire(msg)
 
     # -- scrape -----------------------------------------------------------------------------------
-    def collect(self, fams: Families) -> None:
+    def collect(self, out: Writer) -> None:
         """One scrape: the traced nodes, the fleet, then the trace sources' own counters."""
         intake = self.intake
         if intake is not None:
             for peer in intake.collector.gone(intake.gone_after_s):
                 self.node_gone(peer)
-        self.collect_into(fams)
+        self.collect_into(out)
         if intake is not None:
-            collect_intake(fams, intake)
+            collect_intake(out, intake)
 
-    def collect_into(self, fams: Families, base: dict[str, str] | None = None) -> None:
+    def collect_into(self, out: Writer, base: dict[str, str] | None = None) -> None:
+        """The traced nodes' families (each within a series budget), then the fleet's."""
         with self._lock:
             self._expire()
             for name in sorted(self.nodes):
-                self._collect_node(fams, {**(base or {}), "node": name}, self.nodes[name])
-            self._collect_fleet(fams, base or {})
+                budget = Budget(Labelled(out, {**(base or {}), "node": name}))
+                self._collect_node(budget, self.nodes[name])
+                budget.close()
+            budget = Budget(Labelled(out, base or {}))
+            self._collect_fleet(budget)
+            budget.close()
 
-    def _collect_node(self, fams: Families, labels: dict[str, str], n: NodeStats) -> None:
-        out = fams.scoped(labels)
+    def _collect_node(self, out: Writer, n: NodeStats) -> None:
         # every topic the node is or was in gets every per-topic counter, 0 until it happens
         topics = n.joined | set(n.mesh) | set(n.grafts) | set(n.published) | set(n.delivered)
-        for metric, doc, counts in (
-            ("topic_msg_published", "Messages this node published, per topic (PUBLISH_MESSAGE).", n.published),
-            ("delivered_messages", "Messages delivered, the origin's own included (DELIVER_MESSAGE).", n.delivered),
-            ("topic_msg_recv", "Messages first received from another peer and accepted (deduplicated).", n.received),
-            ("duplicate_messages", "Messages received again after the first copy (DUPLICATE_MESSAGE).", n.duplicate),
-            ("mesh_grafts", "Peers added to this node's mesh for the topic (GRAFT).", n.grafts),
-            ("mesh_prunes", "Peers removed from this node's mesh for the topic (PRUNE).", n.prunes),
-        ):
-            for topic in sorted(topics | set(counts)):
-                out.counter(PREFIX + metric, doc, counts.get(topic, 0), {"topic": topic})
+        counts = (n.published, n.delivered, n.received, n.duplicate, n.grafts, n.prunes)
+        for family, per_topic in zip(TOPIC_COUNTERS, counts):
+            for topic in sorted(topics | set(per_topic)):
+                out.counter(family, per_topic.get(topic, 0), {"topic": topic})
         for (topic, reason), value in sorted(n.rejected.items()):
-            out.counter(
-                PREFIX + "rejected_messages",
-                "Messages rejected or ignored by validation, by go-libp2p-pubsub's reason (REJECT_MESSAGE).",
-                value,
-                {"topic": topic, "reason": reason},
-            )
+            out.counter(REJECTED, value, {"topic": topic, "reason": reason})
         for topic in sorted(set(n.mesh) | n.joined):
-            out.gauge(
-                PREFIX + "mesh_peer_counts",
-                "Peers in this node's mesh for the topic.",
-                len(n.mesh.get(topic, ())),
-                {"topic": topic},
-            )
+            out.gauge(MESH_PEERS, len(n.mesh.get(topic, ())), {"topic": topic})
         for topic in sorted(n.joined):
-            out.gauge(
-                PREFIX + "topic_joined", "1 while the node is joined to the topic (JOIN, LEAVE).", 1, {"topic": topic}
-            )
+            out.gauge(TOPIC_JOINED, 1, {"topic": topic})
         for proto, value in sorted(Counter(n.peers.values()).items()):
-            out.gauge(
-                PREFIX + "peers_per_protocol", "Pubsub peers by the protocol they speak.", value, {"protocol": proto}
-            )
-        out.counters(
-            PREFIX + "rpcs",
-            "RPCs sent, received and dropped by the router.",
-            "result",
-            n.rpc,
-            known=("sent", "received", "dropped"),
-        )
+            out.gauge(PEERS_PER_PROTOCOL, value, {"protocol": proto})
+        out.counters(RPCS, "result", n.rpc, known=("sent", "received", "dropped"))
         for (direction, kind), value in sorted(n.control.items()):
-            out.counter(
-                PREFIX + "control_messages",
-                "Control entries carried by RPCs, by direction and kind.",
-                value,
-                {"direction": direction, "kind": kind},
-            )
-        out.gauge(
-            PREFIX + "last_event_timestamp_seconds",
-            "Timestamp of the node's latest trace event.",
-            n.last_event_ns / 1e9,
-        )
+            out.counter(CONTROL, value, {"direction": direction, "kind": kind})
+        out.gauge(LAST_EVENT, n.last_event_ns / 1e9)
 
-    def _collect_fleet(self, fams: Families, base: dict[str, str]) -> None:
-        out = fams.scoped(base)
+    def _collect_fleet(self, out: Writer) -> None:
         for topic, hist in sorted(self.fleet.delay.items()):
-            out.histogram(
-                PREFIX + "propagation_delay_seconds",
-                "Delay from a message's publish on its origin to its delivery on each other traced node.",
-                hist,
-                {"topic": topic},
-            )
+            out.histogram(PROPAGATION_DELAY, hist, {"topic": topic})
         for topic, hist in sorted(self.fleet.reach.items()):
-            out.histogram(
-                PREFIX + "message_reach_ratio",
-                "Per message: share of the traced nodes joined to the topic that delivered it.",
-                hist,
-                {"topic": topic},
-            )
-        out.gauge(PREFIX + "traced_nodes", "Traced nodes the exporter has events from.", len(self.nodes))
-        out.gauge(PREFIX + "tracked_messages", "Messages in the propagation window.", len(self._msgs))
-        out.counter(
-            PREFIX + "propagation_clock_skew",
-            "Deliveries stamped before their publish (counted as 0 s).",
-            self.fleet.skew,
-        )
-        out.counter(
-            PREFIX + "messages_unmatched", "Messages that left the window with no traced publish.", self.fleet.unmatched
-        )
-        out.counter(
-            PREFIX + "messages_evicted",
-            "Messages pushed out of the window by its cap before their TTL.",
-            self.fleet.evicted,
-        )
-        out.counters(PREFIX + "trace_events", "Trace events ingested, by type.", "type", self.events)
+            out.histogram(REACH, hist, {"topic": topic})
+        out.gauge(TRACED_NODES, len(self.nodes))
+        out.gauge(TRACKED_MESSAGES, len(self._msgs))
+        out.counter(CLOCK_SKEW, self.fleet.skew)
+        out.counter(UNMATCHED, self.fleet.unmatched)
+        out.counter(EVICTED, self.fleet.evicted)
+        out.counters(TRACE_EVENTS, "type", self.events)
         for guard in self.guards():
-            out.counter(
-                "libp2p_exporter_label_values_folded",
-                "Label values a remote peer controls that went past the allow-list and cap and became 'other'.",
-                guard.folded,
-                {"label": guard.label},
-            )
+            out.counter(LABEL_VALUES_FOLDED, guard.folded, {"label": guard.label})
 
 
-def collect_intake(fams: Families, intake: TraceIntakeStats) -> None:
-    out = fams.scoped({})
+def collect_intake(out: Writer, intake: TraceIntakeStats) -> None:
+    """The trace sources' own counters: the collector's streams (while one runs), trace files' damage."""
     c = intake.collector
     if intake.collecting:
-        out.gauge("libp2p_pubsub_collector_streams", "Remote-tracer streams open now.", c.streams_active)
-        out.counter("libp2p_pubsub_collector_streams_accepted", "Remote-tracer streams accepted.", c.streams_accepted)
-        out.counter(
-            "libp2p_pubsub_collector_streams_refused",
-            "Remote-tracer streams refused (over the total or per-peer cap).",
-            c.streams_refused,
-        )
-        out.counter("libp2p_pubsub_collector_batches", "TraceEventBatches received.", c.batches)
-        out.counters(
-            "libp2p_pubsub_collector_errors",
-            "Remote-tracer streams cut off, by reason.",
-            "reason",
-            c.errors,
-            known=COLLECTOR_ERRORS,
-        )
+        out.gauge(COLLECTOR_STREAMS, c.streams_active)
+        out.counter(COLLECTOR_ACCEPTED, c.streams_accepted)
+        out.counter(COLLECTOR_REFUSED, c.streams_refused)
+        out.counter(COLLECTOR_BATCHES, c.batches)
+        out.counters(COLLECTOR_ERRORS_FAMILY, "reason", c.errors, known=COLLECTOR_ERRORS)
     if intake.files:
-        out.counters(
-            "libp2p_pubsub_file_errors", "Damaged stretches skipped in trace files.", "reason", intake.file_errors
-        )
+        out.counters(FILE_ERRORS, "reason", intake.file_errors)

@@ -5,13 +5,39 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.histogram_profiles import STREAM_DURATION
 from exporter.model.labels import Cardinality
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
+
+STREAMS = Family(
+    "libp2p_streams",
+    "gauge",
+    "Streams in the latest snapshot by protocol (allow-listed, else other), direction and status.",
+    ("protocol", "dir", "status"),
+)
+REFERENCED = Family(
+    "libp2p_streams_referenced",
+    "gauge",
+    "Streams the node listed by id only (not inlined), which carry no protocol or status.",
+)
+OPENED = Family(
+    "libp2p_streams_opened",
+    "counter",
+    "Streams opened (or open when first seen), since the exporter started watching.",
+    ("protocol", "dir"),
+)
+CLOSED = Family(
+    "libp2p_streams_closed",
+    "counter",
+    "Streams closed, by status, close_ts, their connection closing, or vanishing; once each, since the exporter "
+    "started watching.",
+    ("protocol", "dir"),
+)
+DURATION = Family(STREAM_DURATION, "histogram", "Lifetime of streams that closed, by protocol.", ("protocol",))
 
 
 @dataclass
@@ -37,46 +63,20 @@ class Streams(Mapper):
         for protocol, direction, lifetime_s in step.s_closed:
             acc.closed[(protocol, direction)] += 1
             if lifetime_s is not None:
-                key = self.duration.key((protocol,))
-                hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
+                hkey = self.duration.key((protocol,))
+                hist = acc.duration.get(hkey) or acc.duration.setdefault(hkey, self.duration.new())
                 hist.observe(lifetime_s)
 
-    def collect(self, acc: StreamsAcc, node: NodeState, out: Scoped) -> None:
-        snap = node.snapshot
+    def collect(self, acc: StreamsAcc, node: NodeState, out: Writer) -> None:
+        snap = node.last_step
         if snap is None:
             return
         for (protocol, direction, status), n in sorted(snap.stream_status.items()):
-            out.gauge(
-                "libp2p_streams",
-                "Streams in the latest snapshot by protocol (allow-listed, else other), direction and status.",
-                n,
-                {"protocol": protocol, "dir": direction, "status": status},
-            )
+            out.gauge(STREAMS, n, {"protocol": protocol, "dir": direction, "status": status})
         if snap.referenced_streams:
-            out.gauge(
-                "libp2p_streams_referenced",
-                "Streams the node listed by id only (not inlined), which carry no protocol or status.",
-                snap.referenced_streams,
-            )
-        for name, counter, what in (
-            ("libp2p_streams_opened", acc.opened, "opened (or open when first seen)"),
-            (
-                "libp2p_streams_closed",
-                acc.closed,
-                "closed, by status, close_ts, their connection closing, or vanishing; once each",
-            ),
-        ):
+            out.gauge(REFERENCED, snap.referenced_streams)
+        for family, counter in ((OPENED, acc.opened), (CLOSED, acc.closed)):
             for (protocol, direction), n in sorted(counter.items()):
-                out.counter(
-                    name,
-                    f"Streams {what}, since the exporter started watching.",
-                    n,
-                    {"protocol": protocol, "dir": direction},
-                )
+                out.counter(family, n, {"protocol": protocol, "dir": direction})
         for key, hist in sorted(acc.duration.items()):
-            out.histogram(
-                STREAM_DURATION,
-                "Lifetime of streams that closed, by protocol.",
-                hist,
-                self.duration.label_dict(key),
-            )
+            out.histogram(DURATION, hist, self.duration.label_dict(key))

@@ -5,19 +5,67 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.histogram_profiles import (
     CONN_LABELS,
     CONNECTION_AGE,
     CONNECTION_DURATION,
     CONNECTION_LATENCY,
+    HANDSHAKE_LABELS,
     HANDSHAKE_LATENCY,
 )
 from exporter.model.labels import Cardinality
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
+
+CONNECTIONS = Family(
+    "libp2p_connections",
+    "gauge",
+    "Connections in the node's latest snapshot, by status; closed ones stay listed for the node's retention period.",
+    ("status", "dir", "transport", "security", "muxer"),
+)
+PEERS = Family("libp2p_peers", "gauge", "Distinct peers with at least one open connection in the latest snapshot.")
+OPENED = Family(
+    "libp2p_swarm_connections_opened",
+    "counter",
+    "Connections opened (or open when the exporter first saw the node), counted since the exporter started watching.",
+    CONN_LABELS,
+)
+CLOSED = Family(
+    "libp2p_swarm_connections_closed",
+    "counter",
+    "Connections closed (status CLOSED/ERROR, close_ts set, or vanished; once each), counted since the exporter "
+    "started watching.",
+    CONN_LABELS,
+)
+DURATION = Family(
+    CONNECTION_DURATION,
+    "histogram",
+    "Lifetime of connections that closed (close_ts or last seen minus open_ts).",
+    CONN_LABELS,
+)
+HANDSHAKE = Family(
+    HANDSHAKE_LATENCY,
+    "histogram",
+    "Time from opening on the wire to security and muxer done (upgraded_ts - open_ts), per new connection.",
+    HANDSHAKE_LABELS,
+)
+PEERS_CONNECTED = Family(
+    "libp2p_peers_connected", "counter", "Peers that went from no open connection to at least one."
+)
+PEERS_DISCONNECTED = Family("libp2p_peers_disconnected", "counter", "Peers whose last open connection closed.")
+LATENCY = Family(
+    CONNECTION_LATENCY,
+    "gaugehistogram",
+    "Point-in-time distribution of open connections' latency in the latest snapshot (no rate() needed).",
+)
+AGE = Family(
+    CONNECTION_AGE,
+    "gaugehistogram",
+    "Point-in-time distribution of open connections' age in the latest snapshot (no rate() needed).",
+)
 
 
 @dataclass
@@ -60,68 +108,23 @@ class Swarm(Mapper):
         acc.peers_connected += step.joined
         acc.peers_disconnected += step.left
 
-    def collect(self, acc: SwarmAcc, node: NodeState, out: Scoped) -> None:
-        snap = node.snapshot
+    def collect(self, acc: SwarmAcc, node: NodeState, out: Writer) -> None:
+        snap = node.last_step
         if snap is None:
             return
-        latency = self.latency.new()
-        for value in snap.latencies:
-            latency.observe(value)
-        age = self.age.new()
-        for value in snap.ages:
-            age.observe(value)
-        for (status, *rest), n in sorted(snap.conn_status.items()):
-            out.gauge(
-                "libp2p_connections",
-                "Connections in the node's latest snapshot, by status; closed ones stay listed for the node's retention period.",
-                n,
-                {"status": status, **dict(zip(("dir", "transport", "security", "muxer"), rest))},
-            )
-        out.gauge(
-            "libp2p_peers", "Distinct peers with at least one open connection in the latest snapshot.", len(snap.peers)
-        )
-        for name, counter, what in (
-            ("libp2p_swarm_connections_opened", acc.opened, "opened (or open when the exporter first saw the node)"),
-            (
-                "libp2p_swarm_connections_closed",
-                acc.closed,
-                "closed (status CLOSED/ERROR, close_ts set, or vanished; once each)",
-            ),
-        ):
+        latency = self.latency.new().observe_many(snap.latencies)
+        age = self.age.new().observe_many(snap.ages)
+        for status_key, n in sorted(snap.conn_status.items()):  # status, then the first four CONN_LABELS
+            out.gauge(CONNECTIONS, n, dict(zip(CONNECTIONS.labels, status_key)))
+        out.gauge(PEERS, len(snap.peers))
+        for family, counter in ((OPENED, acc.opened), (CLOSED, acc.closed)):
             for labels, n in sorted(counter.items()):
-                out.counter(
-                    name,
-                    f"Connections {what}, counted since the exporter started watching.",
-                    n,
-                    dict(zip(CONN_LABELS, labels)),
-                )
+                out.counter(family, n, dict(zip(CONN_LABELS, labels)))
         for key, hist in sorted(acc.duration.items()):
-            out.histogram(
-                CONNECTION_DURATION,
-                "Lifetime of connections that closed (close_ts or last seen minus open_ts).",
-                hist,
-                self.duration.label_dict(key),
-            )
+            out.histogram(DURATION, hist, self.duration.label_dict(key))
         for key, hist in sorted(acc.handshake.items()):
-            out.histogram(
-                HANDSHAKE_LATENCY,
-                "Time from opening on the wire to security and muxer done (upgraded_ts - open_ts), per new connection.",
-                hist,
-                self.handshake.label_dict(key),
-            )
-        out.counter(
-            "libp2p_peers_connected", "Peers that went from no open connection to at least one.", acc.peers_connected
-        )
-        out.counter("libp2p_peers_disconnected", "Peers whose last open connection closed.", acc.peers_disconnected)
-        out.histogram(
-            CONNECTION_LATENCY,
-            "Point-in-time distribution of open connections' latency in the latest snapshot (no rate() needed).",
-            latency,
-            gauge=True,
-        )
-        out.histogram(
-            CONNECTION_AGE,
-            "Point-in-time distribution of open connections' age in the latest snapshot (no rate() needed).",
-            age,
-            gauge=True,
-        )
+            out.histogram(HANDSHAKE, hist, self.handshake.label_dict(key))
+        out.counter(PEERS_CONNECTED, acc.peers_connected)
+        out.counter(PEERS_DISCONNECTED, acc.peers_disconnected)
+        out.histogram(LATENCY, latency)
+        out.histogram(AGE, age)

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from exporter.mappers.base import Monotonic
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -18,6 +18,21 @@ from exporter.pipeline.node import NodeState
 HELP_NODE = (
     "Bytes the node reported in State.traffic, accumulated from the first snapshot seen; "
     "a node restart continues the count instead of resetting it."
+)
+TRAFFIC_BYTES = Family("libp2p_traffic_bytes", "counter", HELP_NODE, ("direction",))
+TRAFFIC_PACKETS = Family("libp2p_traffic_packets", "counter", HELP_NODE.replace("Bytes", "Packets"), ("direction",))
+BANDWIDTH = Family("libp2p_bandwidth_bytes_per_second", "gauge", "Node bandwidth now (inst_bw).", ("direction",))
+PROTOCOL_BYTES = Family(
+    "libp2p_protocol_traffic_bytes",
+    "counter",
+    "Stream bytes by protocol, summed over streams' increases between snapshots; closed streams stay counted.",
+    ("protocol", "direction"),
+)
+TRANSPORT_BYTES = Family(
+    "libp2p_transport_traffic_bytes",
+    "counter",
+    "Connection bytes by transport, summed over connections' increases between snapshots; closed ones stay counted.",
+    ("transport", "direction"),
 )
 
 
@@ -46,36 +61,16 @@ class Traffic(Mapper):
         acc.by_protocol.update(step.proto_bytes)
         acc.by_transport.update(step.transport_bytes)
 
-    def collect(self, acc: TrafficAcc, node: NodeState, out: Scoped) -> None:
-        snap = node.snapshot
+    def collect(self, acc: TrafficAcc, node: NodeState, out: Writer) -> None:
+        snap = node.last_step
         for (direction,), n in sorted(acc.node_bytes.totals.items()):
-            out.counter("libp2p_traffic_bytes", HELP_NODE, n, {"direction": direction})
+            out.counter(TRAFFIC_BYTES, n, {"direction": direction})
         for (direction,), n in sorted(acc.node_packets.totals.items()):
-            out.counter("libp2p_traffic_packets", HELP_NODE.replace("Bytes", "Packets"), n, {"direction": direction})
+            out.counter(TRAFFIC_PACKETS, n, {"direction": direction})
         if snap is not None and snap.traffic is not None:
-            out.gauge(
-                "libp2p_bandwidth_bytes_per_second",
-                "Node bandwidth now (inst_bw).",
-                snap.traffic[4],
-                {"direction": "in"},
-            )
-            out.gauge(
-                "libp2p_bandwidth_bytes_per_second",
-                "Node bandwidth now (inst_bw).",
-                snap.traffic[5],
-                {"direction": "out"},
-            )
+            out.gauge(BANDWIDTH, snap.traffic[4], {"direction": "in"})
+            out.gauge(BANDWIDTH, snap.traffic[5], {"direction": "out"})
         for (protocol, direction), n in sorted(acc.by_protocol.items()):
-            out.counter(
-                "libp2p_protocol_traffic_bytes",
-                "Stream bytes by protocol, summed over streams' increases between snapshots; closed streams stay counted.",
-                n,
-                {"protocol": protocol, "direction": direction},
-            )
+            out.counter(PROTOCOL_BYTES, n, {"protocol": protocol, "direction": direction})
         for (transport, direction), n in sorted(acc.by_transport.items()):
-            out.counter(
-                "libp2p_transport_traffic_bytes",
-                "Connection bytes by transport, summed over connections' increases between snapshots; closed ones stay counted.",
-                n,
-                {"transport": transport, "direction": direction},
-            )
+            out.counter(TRANSPORT_BYTES, n, {"transport": transport, "direction": direction})

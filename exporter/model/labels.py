@@ -11,10 +11,19 @@ import re
 import threading
 
 from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP, SERIES_PER_FAMILY, SERIES_PER_NODE
+from exporter.model.catalogue import Family
 from exporter.model.histogram_profiles import HistogramProfile, profile
 
 OTHER = "other"
 UNKNOWN = "unknown"
+
+# Written by every guard's owner: the exporter's globals (the process-wide guards) and the pubsub mapper.
+LABEL_VALUES_FOLDED = Family(
+    "libp2p_exporter_label_values_folded",
+    "counter",
+    "Label values a remote peer controls that went past the allow-list and cap and became 'other'.",
+    ("label",),
+)
 
 KNOWN_PROTOCOLS = frozenset(
     {
@@ -170,7 +179,7 @@ class Cardinality:
     ) -> None:
         # Which buckets and labels each histogram family is exported with (model/histogram_profiles.py).
         self.histograms = histograms or profile()
-        # Each node's series budget (enforced where samples are written: model/families.py).
+        # Each node's series budget (enforced where samples are written: model/budget.py).
         self.series_per_family = series_per_family
         self.series_per_node = series_per_node
         self.protocol = LabelGuard("protocol", KNOWN_PROTOCOLS, protocol_cap)

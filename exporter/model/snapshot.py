@@ -15,7 +15,7 @@ from exporter.model.multiaddr import ip_version_of, transport_of
 from exporter.protocol import introspection_pb2 as pb
 
 CLOSED_STATUSES = (pb.CLOSED, pb.ERROR)
-STATUS_NAMES = {
+STATUS_NAMES: dict[int, str] = {
     pb.ACTIVE: "active",
     pb.CLOSED: "closed",
     pb.OPENING: "opening",
@@ -221,8 +221,8 @@ def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
     tid = _transport_text(c.transport_id)
     streams: dict[bytes, StreamView] = {}
     for i, s in enumerate(c.streams.streams):
-        view = _stream(s, key, i)
-        streams[view.key] = view
+        stream = _stream(s, key, i)
+        streams[stream.key] = stream
     relayed = c.conn_id if c.HasField("conn_id") else (c.conn.id if c.HasField("conn") else b"")
     view = ConnView(
         id=key,

@@ -6,6 +6,10 @@ given, and, only while listeners (push sinks such as tracing) are attached, into
 a Diff for them; each parsed Event goes to both. The Prometheus sink reads
 the mappers' accumulators at scrape time. Who gets which mappers and listeners is decided by the
 caller (the application's composition root), never by the hub or by a source.
+
+What the hub holds is written out through one ``Writer`` (``model/catalogue.py``) by three methods
+every sink uses: ``write_node`` (one node's mappers, within its series budget, a failing mapper
+isolated), ``write_traces`` (the trace mappers) and ``write_globals`` (the exporter's own families).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from exporter import __version__
 from exporter.logs import RateLimitedLog
-from exporter.model.families import Writer
-from exporter.model.labels import Cardinality
+from exporter.model.budget import Budget
+from exporter.model.catalogue import Family, Writer
+from exporter.model.labels import LABEL_VALUES_FOLDED, Cardinality
 from exporter.model.snapshot import snapshot_of
 from exporter.pipeline.events import EventView, parse_event
 from exporter.pipeline.lean import LeanTracker, StateStep
@@ -33,6 +39,16 @@ SEGMENT_LOG_INTERVAL_S = 60.0
 
 # This many States in a row older than the last accepted one mean the node's clock went back.
 CLOCK_STEP_AFTER = 3
+
+BUILD_INFO = Family("libp2p_exporter_build_info", "gauge", "The exporter's version.", ("version",))
+NODES = Family("libp2p_exporter_nodes", "gauge", "Nodes the exporter knows about.")
+MAPPER_ERRORS = Family(
+    "libp2p_exporter_mapper_errors",
+    "counter",
+    "Times a mapper raised while writing its families (for a node, or the trace families): they were left "
+    "out of that scrape, the rest of it was served.",
+    ("mapper",),
+)
 
 
 class Listener:
@@ -69,6 +85,9 @@ class Hub:
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
+        # Mapper failures at scrape time, by mapper name (bounded: one per mapper added).
+        self.mapper_errors: dict[str, int] = {}
+        self._errors_lock = threading.Lock()  # scrapes of different nodes run at once
         for mapper in mappers:
             self.add_mapper(mapper)
 
@@ -85,7 +104,7 @@ class Hub:
             for node in self.nodes.values():
                 with node.lock:
                     node.accs.setdefault(mapper.name, mapper.new_accumulator())
-                    node.version += 1
+                    node.touch()
             self._mappers.append(mapper)
 
     def has_mapper(self, name: str) -> bool:
@@ -129,12 +148,68 @@ class Hub:
         for mapper in self._trace_mappers:
             mapper.on_traces_ended(origin)
 
+    # -- writing what the hub holds ---------------------------------------------------------------
+
+    def write_node(self, node: NodeState, out: Writer) -> None:
+        """One node's samples (the caller holds ``node.lock``): every mapper that applies, within the
+        node's series budget. A mapper that raises has its samples for this node dropped and is
+        counted; the others are written."""
+        card = self.cardinality
+        budget = Budget(out, card.series_per_family, card.series_per_node)
+        fresh = node.fresh()
+        accs = node.accs
+        for mapper in self._mappers:
+            if mapper.always or fresh:
+                mark = budget.mark()
+                try:
+                    mapper.collect(accs[mapper.name], node, budget)
+                except Exception:
+                    budget.discard(mark)
+                    self._mapper_failed(mapper.name, node.name)
+        budget.close()
+
+    def write_traces(self, out: Writer) -> None:
+        """The trace mappers' families (written once per scrape, after the per-node ones)."""
+        for mapper in self._trace_mappers:
+            held = Budget(out, 1 << 62, 1 << 62)  # no budget: held only to drop a failed mapper's samples
+            try:
+                mapper.collect(held)
+            except Exception:
+                self._mapper_failed(mapper.name, None)
+                continue
+            held.close()
+
+    def write_globals(self, out: Writer) -> None:
+        """The exporter's own families that belong to no node, then the global writers' (a reload's)."""
+        out.info(BUILD_INFO, {"version": __version__})
+        out.gauge(NODES, len(self.nodes))
+        for guard in self.cardinality.guards():
+            out.counter(LABEL_VALUES_FOLDED, guard.folded, {"label": guard.label})
+        with self._errors_lock:
+            errors = dict(self.mapper_errors)
+        for name in sorted({m.name for m in self._mappers} | {m.name for m in self._trace_mappers} | set(errors)):
+            out.counter(MAPPER_ERRORS, errors.get(name, 0), {"mapper": name})
+        for write in self._global_writers:
+            write(out)
+
+    def _mapper_failed(self, mapper: str, node: str | None) -> None:
+        with self._errors_lock:
+            first = mapper not in self.mapper_errors
+            self.mapper_errors[mapper] = self.mapper_errors.get(mapper, 0) + 1
+        if first:  # a bug, not a remote peer's doing: its traceback once, then only the count
+            where = f"node {node}" if node is not None else "the trace families"
+            log.exception(
+                "mapper %s failed writing %s; its families are left out where it fails "
+                "(counted in libp2p_exporter_mapper_errors_total, logged once)",
+                mapper,
+                where,
+            )
+
     def node(self, name: str, labels: dict[str, str] | None = None) -> NodeState:
         with self._lock:
             node = self.nodes.get(name)
             if node is None:
-                node = NodeState(name=name, labels=dict(labels or {}))
-                node.lean = LeanTracker(self.cardinality)
+                node = NodeState(name=name, labels=dict(labels or {}), lean=LeanTracker(self.cardinality))
                 node.accs = {m.name: m.new_accumulator() for m in self._mappers}
                 self.nodes[name] = node
             return node
@@ -149,7 +224,7 @@ class Hub:
     def errors(self, name: str, errors: Iterable[SegmentError]) -> None:
         node = self.node(name)
         with node.lock:
-            node.version += 1
+            node.touch()
             for err in errors:
                 node.segment_errors[err.reason] += 1
                 # A node sending damage all the time is one line per node and reason per minute, the
@@ -164,7 +239,7 @@ class Hub:
         update: SnapshotUpdate | None = None
         event: EventView | None = None
         with node.lock:
-            node.version += 1  # every message is counted in the exposition at least
+            node.touch()  # every message is counted in the exposition at least
             node.messages[kind] += 1
             if kind == "state":
                 step, update = self._state(node, msg.state)
@@ -196,7 +271,7 @@ class Hub:
 
     def _state(self, node: NodeState, state: pb.State) -> tuple[StateStep | None, SnapshotUpdate | None]:
         """Accept a State (or count it dropped): its step, and the update for listeners if there are any."""
-        prev = node.snapshot
+        prev = node.last_step
         instant_ts = state.instant_ts
         restart, node.pending_restart = node.pending_restart, False
         if prev is not None and not restart:
@@ -222,20 +297,17 @@ class Hub:
         if restart and not rewound:
             node.restarts += 1
             log.info("node %s: restart detected; counters continue from the new baseline", node.name)
-        lean = node.lean
-        if lean is None:
-            lean = node.lean = LeanTracker(self.cardinality)
-        step = lean.step(state, restart)
+        step = node.lean.step(state, restart)
         accs = node.accs
         for mapper in self._mappers:
             mapper.on_state(accs[mapper.name], step)
-        node.snapshot = step
+        node.last_step = step
         node.last_snapshot_wall = time.time()
         update = None
         if self._listeners:
             cur = snapshot_of(state)
-            update = SnapshotUpdate(node.views, cur, node.tracker.step(cur, restart=restart))
-            node.views = cur
+            update = SnapshotUpdate(node.last_snapshot, cur, node.tracker.step(cur, restart=restart))
+            node.last_snapshot = cur
         return step, update
 
     def _event(self, node: NodeState, event: pb.Event) -> EventView:

@@ -17,6 +17,7 @@ the State that closed it are not counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from exporter.model.labels import UNKNOWN, Cardinality, short_name
@@ -153,7 +154,9 @@ class LeanTracker:
         self.streams = {}
         self.done = {}
 
-    def _connections(self, conns: list[pb.Connection], now: int, last_seen: int, first: bool, out: StateStep) -> None:
+    def _connections(
+        self, conns: Sequence[pb.Connection], now: int, last_seen: int, first: bool, out: StateStep
+    ) -> None:
         protocol = self.card.protocol
         old_c, old_s = self.conns, self.streams
         new_c: dict[bytes, ConnRec] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Writer
 from exporter.model.labels import Cardinality
 from exporter.pipeline.events import EventView
 from exporter.pipeline.lean import StateStep
@@ -38,5 +38,9 @@ class Mapper:
     def on_event(self, acc: Any, event: EventView) -> None:
         """Called once per Event."""
 
-    def collect(self, acc: Any, node: NodeState, out: Scoped) -> None:
-        """Write this node's samples for one scrape."""
+    def collect(self, acc: Any, node: NodeState, out: Writer) -> None:
+        """Write this node's samples for one scrape (through the node's series budget).
+
+        Only the families declared at the top of the mapper's module; a mapper that raises has
+        what it wrote for this node dropped and is counted in ``libp2p_exporter_mapper_errors_total``.
+        """

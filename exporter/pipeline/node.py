@@ -32,11 +32,11 @@ class NodeState:
     labels: dict[str, str] = field(default_factory=dict)
     runtime: pb.Runtime | None = None
     config: pb.Configuration | None = None
-    snapshot: StateStep | None = None  # the latest accepted State, as the lean pass read it
-    lean: LeanTracker | None = None  # set by the hub (it knows the label caps)
+    last_step: StateStep | None = None  # the latest accepted State, as the lean pass read it
+    lean: LeanTracker = field(kw_only=True)  # given by the hub (it knows the label caps)
     # Views and their diff, built only while a listener (a push sink such as tracing) wants them.
     tracker: Tracker = field(default_factory=Tracker)
-    views: Snapshot | None = None
+    last_snapshot: Snapshot | None = None  # the latest accepted State as views (listeners only)
     accs: dict[str, Any] = field(default_factory=dict)  # each mapper's accumulator, by mapper name
     messages: Counter[str] = field(default_factory=Counter)
     segment_errors: Counter[str] = field(default_factory=Counter)
@@ -47,17 +47,56 @@ class NodeState:
     last_snapshot_wall: float | None = None
     # Sources that know more (a live session) override these; replayed files are always up.
     up: bool = True
-    stale_after_s: float | None = None
-    session: SessionStats | None = None  # set by a live source; exported by the session mapper
+    _stale_after_s: float | None = None
+    _session: SessionStats | None = None  # set by a live source; exported by the session mapper
     pending_restart: bool = False
     hidden: bool = False  # reached through /probe only: never on /metrics
     rewound: bool = False  # a looped replay starts its file again: a restart of counters, not of the node
     older_in_a_row: int = 0  # States older than the last accepted one, back to back
-    # Bumped under the lock by every change the hub makes (message, segment error, new mapper), so a
-    # sink can keep what it rendered from the node until the number moves. Freshness and the live
-    # session (written by the source) are not counted here: a sink reads those itself.
+    # Moves whenever anything the node exports changes (``touch``): every message, segment error and
+    # new mapper (the hub), its live session's fields and staleness window (the source, through the
+    # properties below), its freshness (noticed by ``current_version``). A sink keeps what it
+    # rendered from the node until the number moves; nothing else goes into its cache key.
     version: int = 0
+    _exported_fresh: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def touch(self) -> None:
+        """Something the node exports changed."""
+        self.version += 1
+
+    def current_version(self, now: float | None = None) -> int:
+        """``version``, moved first if the node went fresh or stale since it was last asked."""
+        fresh = self.fresh(now)
+        if fresh != self._exported_fresh:
+            self._exported_fresh = fresh
+            self.version += 1
+        return self.version
+
+    @property
+    def stale_after_s(self) -> float | None:
+        """No State for this long and the node's data stops being exported (None: never)."""
+        return self._stale_after_s
+
+    @stale_after_s.setter
+    def stale_after_s(self, value: float | None) -> None:
+        if value != self._stale_after_s:
+            self._stale_after_s = value
+            self.touch()
+
+    @property
+    def session(self) -> SessionStats | None:
+        """The live session's stats; each change the source makes to them moves the node's version."""
+        return self._session
+
+    @session.setter
+    def session(self, stats: SessionStats | None) -> None:
+        if self._session is not None:
+            self._session.on_change = None
+        self._session = stats
+        if stats is not None:
+            stats.on_change = self.touch
+        self.touch()
 
     @property
     def base_labels(self) -> dict[str, str]:
@@ -65,7 +104,7 @@ class NodeState:
 
     def fresh(self, now: float | None = None) -> bool:
         """Whether the node's data may be exported: up, seen, and not stale."""
-        if not self.up or self.snapshot is None:
+        if not self.up or self.last_step is None:
             return False
         if self.stale_after_s is None or self.last_snapshot_wall is None:
             return True

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from exporter.model.families import Families
+from exporter.model.catalogue import Writer
 from exporter.protocol.pubsub_codec import TraceEvent
 
 
@@ -34,7 +34,7 @@ class TraceMapper:
     def on_traces_ended(self, origin: str) -> None:
         """A finite source (a trace file) was read to its end: nothing more will come from it."""
 
-    def collect(self, fams: Families) -> None:
+    def collect(self, out: Writer) -> None:
         """Write this mapper's samples for one scrape (its own labels, no node's)."""
 
 

@@ -10,8 +10,8 @@ Source = pb.ClientCommand.Source
 
 def command(
     cmd_id: int,
-    cmd: int,
-    source: int = pb.ClientCommand.STATE,
+    cmd: Command,
+    source: Source = pb.ClientCommand.STATE,
     *,
     interval_ms: int | None = None,
     retention_ms: int | None = None,

@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
 from exporter.protocol import introspection_pb2 as pb
 
+_fast_fnv: Callable[[bytes], int] | None
 try:
     from fnv_hash_fast import fnv1a_32 as _fast_fnv
 except ImportError:  # pragma: no cover - the C helper is a declared dependency

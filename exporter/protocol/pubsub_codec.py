@@ -17,13 +17,19 @@ import base64
 import binascii
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from exporter.protocol import pubsub_trace_pb2 as tpb
 from exporter.protocol.framing import SegmentError
+
+if TYPE_CHECKING:
+    # The protobuf stubs type a message's descriptors as the pure-Python or the upb (C) class.
+    from google._upb._message import FieldDescriptor as _UpbFieldDescriptor
+
+    _Field = FieldDescriptor | _UpbFieldDescriptor
 
 TraceEvent = tpb.TraceEvent
 TraceEventBatch = tpb.TraceEventBatch
@@ -148,7 +154,7 @@ class DelimitedDecoder:
         self.offset += n
         self.skipped_bytes += n
 
-    def _damage(self, reason: str, detail: str) -> list[SegmentError]:
+    def _damage(self, reason: str, detail: str) -> list[TraceEvent | SegmentError]:
         """Report damage at the current offset; then stop, or scan on from the next byte."""
         err = SegmentError(self.offset, reason, detail, 0)
         if not self.resync:
@@ -234,7 +240,7 @@ def _to_json(message: Message) -> dict[str, Any]:
     return out
 
 
-def _value_to_json(fd: FieldDescriptor, value: Any) -> Any:
+def _value_to_json(fd: _Field, value: Any) -> Any:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
         return _to_json(value)
     if fd.type == FieldDescriptor.TYPE_BYTES:
@@ -265,7 +271,8 @@ def _from_json(obj: Any, message: Message, path: str) -> None:
     if not isinstance(obj, dict):
         raise JSONEventError(f"{path or 'event'} is not an object")
     fields = message.DESCRIPTOR.fields_by_name
-    for key, value in obj.items():
+    members: dict[str, Any] = obj  # JSON object keys are strings
+    for key, value in members.items():
         name = JSON_ALIASES.get(key, key) if message.DESCRIPTOR is TraceEvent.DESCRIPTOR else key
         fd = fields.get(name) or message.DESCRIPTOR.fields_by_camelcase_name.get(name)
         if fd is None or value is None:
@@ -287,7 +294,7 @@ def _from_json(obj: Any, message: Message, path: str) -> None:
             setattr(message, fd.name, _scalar(fd, value, where))
 
 
-def _scalar(fd: FieldDescriptor, value: Any, where: str) -> Any:
+def _scalar(fd: _Field, value: Any, where: str) -> Any:
     kind = fd.type
     if kind == FieldDescriptor.TYPE_BYTES:
         if not isinstance(value, str):
@@ -301,10 +308,10 @@ def _scalar(fd: FieldDescriptor, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise JSONEventError(f"{where} is not a boolean")
         return value
-    if kind == FieldDescriptor.TYPE_ENUM:
-        if isinstance(value, str) and value in fd.enum_type.values_by_name:
-            return fd.enum_type.values_by_name[value].number
-        if isinstance(value, int) and not isinstance(value, bool) and value in fd.enum_type.values_by_number:
+    if kind == FieldDescriptor.TYPE_ENUM and (enum := fd.enum_type) is not None:
+        if isinstance(value, str) and value in enum.values_by_name:
+            return enum.values_by_name[value].number
+        if isinstance(value, int) and not isinstance(value, bool) and value in enum.values_by_number:
             return value
         raise JSONEventError(f"{where}: unknown value {str(value)[:40]!r}")
     # int64 (timestamp): a number, or a decimal string as protojson writes it

@@ -14,7 +14,7 @@ class TraceEventBatch(_message.Message):
     def __init__(self, batch: _Optional[_Iterable[_Union[TraceEvent, _Mapping]]] = ...) -> None: ...
 
 class TraceEvent(_message.Message):
-    __slots__ = ("type", "peerID", "timestamp", "publishMessage", "rejectMessage", "duplicateMessage", "deliverMessage", "onNewOutboundStream", "onClosedOutboundStream", "recvRPC", "sendRPC", "dropRPC", "join", "leave", "graft", "prune")
+    __slots__ = ("type", "peerID", "timestamp", "publishMessage", "rejectMessage", "duplicateMessage", "deliverMessage", "onNewOutboundStream", "onClosedOutboundStream", "recvRPC", "sendRPC", "dropRPC", "join", "leave", "graft", "prune", "sendRPCCompleted")
     class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PUBLISH_MESSAGE: _ClassVar[TraceEvent.Type]
@@ -30,6 +30,7 @@ class TraceEvent(_message.Message):
         LEAVE: _ClassVar[TraceEvent.Type]
         GRAFT: _ClassVar[TraceEvent.Type]
         PRUNE: _ClassVar[TraceEvent.Type]
+        SEND_RPC_COMPLETED: _ClassVar[TraceEvent.Type]
     PUBLISH_MESSAGE: TraceEvent.Type
     REJECT_MESSAGE: TraceEvent.Type
     DUPLICATE_MESSAGE: TraceEvent.Type
@@ -43,6 +44,7 @@ class TraceEvent(_message.Message):
     LEAVE: TraceEvent.Type
     GRAFT: TraceEvent.Type
     PRUNE: TraceEvent.Type
+    SEND_RPC_COMPLETED: TraceEvent.Type
     class PublishMessage(_message.Message):
         __slots__ = ("messageID", "topic")
         MESSAGEID_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +107,15 @@ class TraceEvent(_message.Message):
         sendTo: bytes
         meta: TraceEvent.RPCMeta
         def __init__(self, sendTo: _Optional[bytes] = ..., meta: _Optional[_Union[TraceEvent.RPCMeta, _Mapping]] = ...) -> None: ...
+    class SendRPCCompleted(_message.Message):
+        __slots__ = ("sendTo", "meta", "writeDurationNanos")
+        SENDTO_FIELD_NUMBER: _ClassVar[int]
+        META_FIELD_NUMBER: _ClassVar[int]
+        WRITEDURATIONNANOS_FIELD_NUMBER: _ClassVar[int]
+        sendTo: bytes
+        meta: TraceEvent.RPCMeta
+        writeDurationNanos: int
+        def __init__(self, sendTo: _Optional[bytes] = ..., meta: _Optional[_Union[TraceEvent.RPCMeta, _Mapping]] = ..., writeDurationNanos: _Optional[int] = ...) -> None: ...
     class DropRPC(_message.Message):
         __slots__ = ("sendTo", "meta")
         SENDTO_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +228,7 @@ class TraceEvent(_message.Message):
     LEAVE_FIELD_NUMBER: _ClassVar[int]
     GRAFT_FIELD_NUMBER: _ClassVar[int]
     PRUNE_FIELD_NUMBER: _ClassVar[int]
+    SENDRPCCOMPLETED_FIELD_NUMBER: _ClassVar[int]
     type: TraceEvent.Type
     peerID: bytes
     timestamp: int
@@ -233,4 +245,5 @@ class TraceEvent(_message.Message):
     leave: TraceEvent.Leave
     graft: TraceEvent.Graft
     prune: TraceEvent.Prune
-    def __init__(self, type: _Optional[_Union[TraceEvent.Type, str]] = ..., peerID: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., publishMessage: _Optional[_Union[TraceEvent.PublishMessage, _Mapping]] = ..., rejectMessage: _Optional[_Union[TraceEvent.RejectMessage, _Mapping]] = ..., duplicateMessage: _Optional[_Union[TraceEvent.DuplicateMessage, _Mapping]] = ..., deliverMessage: _Optional[_Union[TraceEvent.DeliverMessage, _Mapping]] = ..., onNewOutboundStream: _Optional[_Union[TraceEvent.OnNewOutboundStream, _Mapping]] = ..., onClosedOutboundStream: _Optional[_Union[TraceEvent.OnClosedOutboundStream, _Mapping]] = ..., recvRPC: _Optional[_Union[TraceEvent.RecvRPC, _Mapping]] = ..., sendRPC: _Optional[_Union[TraceEvent.SendRPC, _Mapping]] = ..., dropRPC: _Optional[_Union[TraceEvent.DropRPC, _Mapping]] = ..., join: _Optional[_Union[TraceEvent.Join, _Mapping]] = ..., leave: _Optional[_Union[TraceEvent.Leave, _Mapping]] = ..., graft: _Optional[_Union[TraceEvent.Graft, _Mapping]] = ..., prune: _Optional[_Union[TraceEvent.Prune, _Mapping]] = ...) -> None: ...
+    sendRPCCompleted: TraceEvent.SendRPCCompleted
+    def __init__(self, type: _Optional[_Union[TraceEvent.Type, str]] = ..., peerID: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., publishMessage: _Optional[_Union[TraceEvent.PublishMessage, _Mapping]] = ..., rejectMessage: _Optional[_Union[TraceEvent.RejectMessage, _Mapping]] = ..., duplicateMessage: _Optional[_Union[TraceEvent.DuplicateMessage, _Mapping]] = ..., deliverMessage: _Optional[_Union[TraceEvent.DeliverMessage, _Mapping]] = ..., onNewOutboundStream: _Optional[_Union[TraceEvent.OnNewOutboundStream, _Mapping]] = ..., onClosedOutboundStream: _Optional[_Union[TraceEvent.OnClosedOutboundStream, _Mapping]] = ..., recvRPC: _Optional[_Union[TraceEvent.RecvRPC, _Mapping]] = ..., sendRPC: _Optional[_Union[TraceEvent.SendRPC, _Mapping]] = ..., dropRPC: _Optional[_Union[TraceEvent.DropRPC, _Mapping]] = ..., join: _Optional[_Union[TraceEvent.Join, _Mapping]] = ..., leave: _Optional[_Union[TraceEvent.Leave, _Mapping]] = ..., graft: _Optional[_Union[TraceEvent.Graft, _Mapping]] = ..., prune: _Optional[_Union[TraceEvent.Prune, _Mapping]] = ..., sendRPCCompleted: _Optional[_Union[TraceEvent.SendRPCCompleted, _Mapping]] = ...) -> None: ...

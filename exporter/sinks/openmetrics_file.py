@@ -20,23 +20,19 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from prometheus_client.metrics_core import Metric
-from prometheus_client.utils import floatToGoString
+from exporter.model.catalogue import Family, Labels, Writer
+from exporter.model.histogram import Histogram
+from exporter.sinks.exposition.escape import go_float, help_om, label_pair
 
 HISTOGRAM_TYPES = ("histogram", "gaugehistogram")
 _RUN_HEADER = struct.Struct("<IQ")  # series id, points
 DEFAULT_SPILL_POINTS = 2_000_000  # about 32 MB of buffered points before a run is written
-
-
-def escape(text: str) -> str:
-    """OpenMetrics escaping for label values and HELP text."""
-    return text.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
 @lru_cache(maxsize=65536)
@@ -63,8 +59,8 @@ class _Series:
     order: tuple[int, float]  # place inside its group: buckets by le, then count, then sum
     gauge: bool  # a plain gauge: gets a 0 when it vanishes
     cumulative: bool  # a counter or histogram: gets a 0 just before it first appears
-    ts: array = field(default_factory=lambda: array("q"))
-    values: array = field(default_factory=lambda: array("d"))
+    ts: array[int] = field(default_factory=lambda: array("q"))
+    values: array[float] = field(default_factory=lambda: array("d"))
 
 
 @dataclass(slots=True)
@@ -124,8 +120,8 @@ class TimestampedOpenMetrics:
     def last_ts(self, scope: str) -> int | None:
         return self._last_ts.get(scope)
 
-    def add(self, scope: str, ts_ms: int, metrics: Iterable[Metric], *, vanish: bool = True) -> int:
-        """One exposition of ``scope`` at ``ts_ms``; returns the samples kept.
+    def instant(self, scope: str, ts_ms: int, *, vanish: bool = True) -> Instant:
+        """A writer for one exposition of ``scope`` at ``ts_ms``; ``close()`` it when written.
 
         ``vanish=False``: a gauge missing here was not measured this time (a failed scrape has no
         duration), not gone: it gets no 0.
@@ -134,28 +130,36 @@ class TimestampedOpenMetrics:
         if last is not None and ts_ms <= last:
             raise ValueError(f"{scope}: instant {ts_ms} is not after {last}")
         self._last_ts[scope] = ts_ms
-        present: set[int] = set()
-        fast = self._fast_ids
+        return Instant(self, scope, ts_ms, last, vanish)
+
+    def _sample(
+        self, at: Instant, family: Family, name: str, labels: Labels | None, value: float, le: str | None = None
+    ) -> None:
+        # Label order is fixed per call site, so the unsorted items find a known series without
+        # sorting or merging; a miss goes through the canonical (sorted) key.
+        key = (name, (tuple(labels.items()) if labels else ()) + ((("le", le),) if le is not None else ()))
+        sid = self._fast_ids.get(key)
         series = self._series
-        for metric in metrics:
-            family = self._family(metric)
-            for sample in metric.samples:
-                # Label order is fixed per call site, so the unsorted items find a known series
-                # without sorting or merging; a miss goes through the canonical (sorted) key.
-                sid = fast.get((sample.name, tuple(sample.labels.items())))
-                if sid is None:
-                    known = len(series)
-                    sid = self._series_id(family, sample.name, {**sample.labels, **self.extra})
-                    fast[(sample.name, tuple(sample.labels.items()))] = sid
-                    if sid >= known and last is not None and series[sid].cumulative:
-                        self._append(sid, last, 0.0)
-                        self.birth_zeros += 1
-                if sid in present:
-                    continue  # a repeated sample in one exposition: the first one stands
-                present.add(sid)
-                one = series[sid]
-                one.ts.append(ts_ms)
-                one.values.append(float(sample.value))
+        if sid is None:
+            known = len(series)
+            full = dict(labels) if labels else {}
+            if le is not None:
+                full["le"] = le
+            full.update(self.extra)
+            sid = self._series_id(self._family(family), name, full)
+            self._fast_ids[key] = sid
+            if sid >= known and at.last is not None and series[sid].cumulative:
+                self._append(sid, at.last, 0.0)
+                self.birth_zeros += 1
+        if sid in at.present:
+            return  # a repeated sample in one exposition: the first one stands
+        at.present.add(sid)
+        one = series[sid]
+        one.ts.append(at.ts_ms)
+        one.values.append(float(value))
+
+    def _close(self, at: Instant) -> int:
+        present, scope, ts_ms, vanish = at.present, at.scope, at.ts_ms, at.vanish
         self._buffered += len(present)
         self.points += len(present)
         for sid in self._present.get(scope, set()) - present if vanish else ():
@@ -167,11 +171,11 @@ class TimestampedOpenMetrics:
             self._spill()
         return len(present)
 
-    def _family(self, metric: Metric) -> _Family:
-        fam = self._families.get(metric.name)
+    def _family(self, family: Family) -> _Family:
+        fam = self._families.get(family.name)
         if fam is None:
-            fam = _Family(metric.name, metric.type, metric.documentation, metric.unit)
-            self._families[metric.name] = fam
+            fam = _Family(family.name, family.type, family.help, "")
+            self._families[family.name] = fam
         return fam
 
     def _series_id(self, family: _Family, name: str, labels: dict[str, str]) -> int:
@@ -187,7 +191,7 @@ class TimestampedOpenMetrics:
             self._group_ids[gkey] = gid
             self._groups.append([])
             family.groups.append(gid)
-        text = name + ("{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}" if labels else "")
+        text = name + ("{" + ",".join(label_pair(k, v) for k, v in labels.items()) + "}" if labels else "")
         gauge = family.type == "gauge" and not family.name.endswith("_info")
         cumulative = family.type in ("counter", "histogram")
         sid = len(self._series)
@@ -221,7 +225,7 @@ class TimestampedOpenMetrics:
         self._runs.append((path, index))
         self._buffered = 0
 
-    def _points(self, sid: int, runs: list[BinaryIO]) -> tuple[array, array]:
+    def _points(self, sid: int, runs: Sequence[BinaryIO]) -> tuple[array[int], array[float]]:
         ts, values = array("q"), array("d")
         for (_, index), fh in zip(self._runs, runs):
             at = index.get(sid)
@@ -251,7 +255,7 @@ class TimestampedOpenMetrics:
                 if fam.unit:
                     out.write(f"# UNIT {fam.name} {fam.unit}\n")
                 if fam.help:
-                    out.write(f"# HELP {fam.name} {escape(fam.help)}\n")
+                    out.write(f"# HELP {fam.name} {help_om(fam.help)}\n")
                 for gid in fam.groups:
                     self._write_group(out, gid, runs, stats)
         finally:
@@ -260,7 +264,7 @@ class TimestampedOpenMetrics:
         out.write("# EOF\n")
         return stats
 
-    def _write_group(self, out: TextIO, gid: int, runs: list[BinaryIO], stats: WriteStats) -> None:
+    def _write_group(self, out: TextIO, gid: int, runs: Sequence[BinaryIO], stats: WriteStats) -> None:
         members = sorted(self._groups[gid], key=lambda sid: self._series[sid].order)
         points = {sid: self._points(sid, runs) for sid in members}
         stats.series += len(members)
@@ -275,9 +279,41 @@ class TimestampedOpenMetrics:
                 ts, values = points[sid]
                 i = cursor[sid]
                 if i < len(ts) and ts[i] == t:
-                    out.write(f"{self._series[sid].text} {floatToGoString(values[i])} {stamp}\n")
+                    out.write(f"{self._series[sid].text} {go_float(values[i])} {stamp}\n")
                     cursor[sid] = i + 1
                     stats.samples += 1
         for sid in members:
             if cursor[sid] != len(points[sid][0]):
                 raise RuntimeError(f"series {self._series[sid].text}: points out of time order")
+
+
+class Instant(Writer):
+    """One exposition of one scope at one instant, written through the ``Writer`` interface."""
+
+    __slots__ = ("last", "out", "present", "scope", "ts_ms", "vanish")
+
+    def __init__(self, out: TimestampedOpenMetrics, scope: str, ts_ms: int, last: int | None, vanish: bool) -> None:
+        self.out = out
+        self.scope = scope
+        self.ts_ms = ts_ms
+        self.last = last  # the scope's previous instant
+        self.vanish = vanish
+        self.present: set[int] = set()
+
+    def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        self.out._sample(self, family, family.name, labels, value)
+
+    def counter(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        self.out._sample(self, family, family.name + "_total", labels, value)
+
+    def histogram(self, family: Family, hist: Histogram, labels: Labels | None = None) -> None:
+        name = family.name
+        for le, count in hist.cumulative():
+            self.out._sample(self, family, name + "_bucket", labels, count, le)
+        g = "_g" if family.type == "gaugehistogram" else "_"
+        self.out._sample(self, family, name + g + "count", labels, hist.count)
+        self.out._sample(self, family, name + g + "sum", labels, hist.total)
+
+    def close(self) -> int:
+        """The exposition is complete: vanished gauges get their 0; returns the samples kept."""
+        return self.out._close(self)

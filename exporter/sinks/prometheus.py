@@ -1,25 +1,20 @@
 """The Prometheus sink: each node's exposition block rendered once per change, joined per scrape.
 
-``Exposition`` serves /metrics and /probe: a node's block (its samples in both formats, as bytes) is
-rendered again only when the node's version moved (``NodeState.version``, its freshness, its live
-session), lazily at the first scrape after the change. ``HubCollector`` builds prometheus_client
-families afresh instead, for callers that want ``Metric`` objects (backfill's OpenMetrics files).
+``Exposition`` serves /metrics and /probe. A node's block (its samples in both formats, as bytes) is
+written by ``Hub.write_node`` into a ``BlockWriter`` (the node's mappers, through its series budget)
+and kept until the node's version moves (``NodeState.current_version``): rendered again lazily, at
+the first scrape after the change. The trace mappers' and the exporter's own families are written
+into writers of the same kind at every full scrape.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 
 from prometheus_client import ProcessCollector
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
-from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from exporter import __version__
-from exporter.model.families import Families, Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.node import NodeState
 from exporter.sinks.exposition import (
@@ -30,82 +25,16 @@ from exporter.sinks.exposition import (
     collector_block,
     encode_body,
     join,
-    metrics_block,
     negotiate,
 )
 
-SCRAPE_DURATION = "libp2p_exporter_scrape_duration_seconds"
+SCRAPE_DURATION = Family(
+    "libp2p_exporter_scrape_duration_seconds", "gauge", "Time spent building this scrape's metric families."
+)
 
 
-class HubCollector:
-    """Reads the hub's nodes (all, or a chosen few) into metric families, nothing kept between scrapes."""
-
-    def __init__(self, hub: Hub, nodes: Iterable[str] | None = None, *, with_globals: bool = True) -> None:
-        self.hub = hub
-        self.only = set(nodes) if nodes is not None else None
-        self.with_globals = with_globals
-        self.last_duration = 0.0
-
-    def _nodes(self) -> list[NodeState]:
-        nodes = list(self.hub.nodes.values())
-        if self.only is not None:
-            nodes = [n for n in nodes if n.name in self.only]
-        else:
-            nodes = [n for n in nodes if not n.hidden]  # probe-only nodes: /probe serves them
-        return sorted(nodes, key=lambda n: n.name)
-
-    def collect(self) -> Iterable[Metric]:
-        started = time.perf_counter()
-        card = self.hub.cardinality
-        fams = Families(card.series_per_family, card.series_per_node)
-        mappers = self.hub.mappers
-        for node in self._nodes():
-            with node.lock:
-                out = fams.scoped(node.base_labels)
-                fresh = node.fresh()
-                for mapper in mappers:
-                    if mapper.always or fresh:
-                        mapper.collect(node.accs[mapper.name], node, out)
-        if self.with_globals:  # the whole exporter's view, not one node's (a /probe leaves them out)
-            for trace_mapper in self.hub.trace_mappers:
-                trace_mapper.collect(fams)
-            self._globals(fams)
-            scope = fams.scoped({})
-            write_scrape_duration(scope, time.perf_counter() - started)
-        return fams.metrics()
-
-    def _globals(self, fams: Families) -> None:
-        _write_globals(self.hub, fams.scoped({}))
-
-
-def _write_globals(hub: Hub, out: Scoped | BlockWriter) -> None:
-    """The exporter's own families that belong to no node."""
-    out.info("libp2p_exporter_build", "The exporter's version.", {"version": __version__})
-    out.gauge("libp2p_exporter_nodes", "Nodes the exporter knows about.", len(hub.nodes))
-    for guard in hub.cardinality.guards():
-        out.counter(
-            "libp2p_exporter_label_values_folded",
-            "Label values a remote peer controls that went past the allow-list and cap and became 'other'.",
-            guard.folded,
-            {"label": guard.label},
-        )
-    for write in hub.global_writers:
-        write(out)
-
-
-def write_scrape_duration(out: Scoped | BlockWriter, seconds: float) -> None:
-    out.gauge(SCRAPE_DURATION, "Time spent building this scrape's metric families.", seconds)
-
-
-def _fill(hub: Hub, node: NodeState, out: BlockWriter, fresh: bool) -> None:
-    """What ``HubCollector.collect`` writes for one node (the caller holds the node's lock), within
-    the node's series budget: the mappers write into a budgeted scope, replayed into the block."""
-    card = hub.cardinality
-    scoped = Families(card.series_per_family, card.series_per_node).scoped({})
-    for mapper in hub.mappers:
-        if mapper.always or fresh:
-            mapper.collect(node.accs[mapper.name], node, scoped)
-    scoped.replay(out)
+def write_scrape_duration(out: Writer, seconds: float) -> None:
+    out.gauge(SCRAPE_DURATION, seconds)
 
 
 class Exposition:
@@ -147,16 +76,7 @@ class Exposition:
         cached = self._cached(node)
         hub = self.hub
         with node.lock:
-            session = node.session
-            fresh = node.fresh()  # read once: the block shows what its version says
-            version = (
-                node.version,
-                fresh,
-                len(hub.mappers),
-                node.stale_after_s,
-                session.fingerprint() if session is not None else None,
-            )
-            return cached.get(version, lambda out: _fill(hub, node, out, fresh))
+            return cached.get(node.current_version(), lambda out: hub.write_node(node, out))
 
     def _forget_removed(self) -> None:
         with self._lock:
@@ -164,19 +84,19 @@ class Exposition:
                 self._dropped_renders += self._cache.pop(name)[1].renders
 
     def metrics(self, fmt: Format = Format.TEXT) -> bytes:
-        """Every node (sorted by name), then the globals, the scrape's duration and process_*."""
+        """Every node (sorted by name), then the trace families, the globals, the scrape's duration
+        and process_*."""
         started = time.perf_counter()
         self._forget_removed()
         # Probe-only nodes are served by /probe alone: a node scraped both ways would count twice.
         nodes = sorted((n for n in self.hub.nodes.values() if not n.hidden), key=lambda n: n.name)
         blocks = [self.block(node) for node in nodes]
-        if self.hub.trace_mappers:  # fleet-wide trace metrics (pubsub): few samples, built per scrape
-            traces = Families()
-            for trace_mapper in self.hub.trace_mappers:
-                trace_mapper.collect(traces)
-            blocks.append(metrics_block(traces.metrics()))
+        if self.hub.trace_mappers:  # fleet-wide trace metrics (pubsub): few samples, written per scrape
+            traces = BlockWriter()
+            self.hub.write_traces(traces)
+            blocks.append(traces.finish())
         writer = BlockWriter()
-        _write_globals(self.hub, writer)
+        self.hub.write_globals(writer)
         blocks.append(writer.finish())
         timing = BlockWriter()
         self._local.duration = duration = time.perf_counter() - started
@@ -204,14 +124,3 @@ class Exposition:
         if encoding is not None:
             headers["Content-Encoding"] = encoding
         return body, headers
-
-
-def wants_openmetrics(accept: str) -> bool:
-    return "application/openmetrics-text" in (accept or "")
-
-
-def render(collector: HubCollector, accept: str = "") -> tuple[bytes, str]:
-    """The exposition body and its content type, OpenMetrics when the scraper asks for it."""
-    if wants_openmetrics(accept):
-        return generate_openmetrics(collector), OPENMETRICS_TYPE  # type: ignore[arg-type]
-    return generate_latest(collector), CONTENT_TYPE_LATEST  # type: ignore[arg-type]

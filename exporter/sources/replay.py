@@ -7,18 +7,19 @@ import logging
 import os
 
 from exporter.pipeline.hub import Hub
+from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
 from exporter.sources.capture import iter_capture
 
 log = logging.getLogger(__name__)
 
 
-def message_ts(msg: object) -> int:
-    kind = msg.WhichOneof("payload")  # type: ignore[attr-defined]
+def message_ts(msg: pb.ServerMessage) -> int:
+    kind = msg.WhichOneof("payload")
     if kind == "state":
-        return msg.state.instant_ts  # type: ignore[attr-defined]
+        return msg.state.instant_ts
     if kind == "event":
-        return msg.event.ts  # type: ignore[attr-defined]
+        return msg.event.ts
     return 0
 
 
@@ -70,12 +71,12 @@ async def replay(
     return passes
 
 
-def _shift(msg: object, offset: int) -> None:
-    kind = msg.WhichOneof("payload")  # type: ignore[attr-defined]
+def _shift(msg: pb.ServerMessage, offset: int) -> None:
+    kind = msg.WhichOneof("payload")
     if kind == "event":
-        msg.event.ts += offset  # type: ignore[attr-defined]
+        msg.event.ts += offset
     elif kind == "state":
-        st = msg.state  # type: ignore[attr-defined]
+        st = msg.state
         st.instant_ts += offset
         if st.start_ts:
             st.start_ts += offset

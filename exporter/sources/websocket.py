@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+from typing import NoReturn
 
 import aiohttp
 
@@ -25,7 +26,7 @@ from exporter.model.text import redact_url, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
-from exporter.protocol.commands import command
+from exporter.protocol.commands import Command, Source, command
 from exporter.protocol.framing import SegmentError, decode_segments
 from exporter.sources.buffer import Backoff, BoundedBuffer, SharedBudget
 from exporter.sources.fairness import IngestGate
@@ -96,7 +97,7 @@ class Session:
         self._next_id = 0
         self._pending: dict[int, str] = {}
         self._closing = False
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._task: asyncio.Task[None] | None = None
         self._surprises: set[str] = set()  # kinds of unexpected error already logged
         self.shown_url = redact_url(url)  # for logs: never the credentials
@@ -246,7 +247,9 @@ class Session:
             self._pending.pop(next(iter(self._pending)))
         return self._next_id
 
-    async def _send(self, ws: aiohttp.ClientWebSocketResponse, what: str, cmd: int, source: int, **config: int) -> int:
+    async def _send(
+        self, ws: aiohttp.ClientWebSocketResponse[bool], what: str, cmd: Command, source: Source, **config: int
+    ) -> int:
         cmd_id = self._id(what)
         await ws.send_bytes(command(cmd_id, cmd, source, **config))
         return cmd_id
@@ -319,7 +322,7 @@ class Session:
                 return self.node.messages.get("state", 0) > states_before or bool(self.buffer)
             raise
 
-    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse[bool]:
         assert self._client is not None
         return await self._client.ws_connect(
             self.url,
@@ -328,7 +331,7 @@ class Session:
             autoping=True,
         )
 
-    async def _receive(self, ws: aiohttp.ClientWebSocketResponse, timeout: float) -> list[pb.ServerMessage]:
+    async def _receive(self, ws: aiohttp.ClientWebSocketResponse[bool], timeout: float) -> list[pb.ServerMessage]:
         """The messages of the next data frame (possibly none); SessionEnded when the socket is gone."""
         while True:
             frame = await ws.receive(timeout=timeout)
@@ -356,13 +359,12 @@ class Session:
                 # 1009 for a message over max_msg_size; older versions a WebSocketError "too big".
                 if too_big or (isinstance(exc, aiohttp.WebSocketError) and "too big" in str(exc).lower()):
                     self._too_big()
-                    raise SessionEnded("frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes")
                 if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
                     raise SessionEnded("heartbeat", "no pong from the peer")
                 raise SessionEnded("error", f"WebSocket error: {exc}")
             # PING/PONG are answered by aiohttp; anything else is ignored.
 
-    def _too_big(self) -> None:
+    def _too_big(self) -> NoReturn:
         self.hub.errors(
             self.name, [SegmentError(0, "frame", f"WebSocket message over {self.opts.max_frame_bytes} bytes", 0)]
         )

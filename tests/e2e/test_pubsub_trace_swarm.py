@@ -126,14 +126,14 @@ def test_tracer_files_are_go_formats(swarm_run) -> None:  # type: ignore[no-unty
 
 def metrics_from(events: list[TraceEvent]):  # type: ignore[no-untyped-def]
     from exporter.mappers.pubsub import PubsubMetrics
-    from exporter.model.families import Families
+    from tests.support.reference import MetricsWriter
 
     m = PubsubMetrics(topics={TOPIC})
     m.ingest_all(events)
     m.flush()
-    fams = Families()
-    m.collect_into(fams)
-    return m, {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.metrics() for s in f.samples}
+    out = MetricsWriter()
+    m.collect_into(out)
+    return m, {(s.name, tuple(sorted(s.labels.items()))): s.value for f in out.metrics() for s in f.samples}
 
 
 def test_counts_match_tracestat(swarm_run) -> None:  # type: ignore[no-untyped-def]

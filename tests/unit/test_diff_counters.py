@@ -5,8 +5,8 @@ from __future__ import annotations
 from exporter.app.runtime import build_hub
 from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
-from exporter.sinks.prometheus import HubCollector
 from tests.support import samples
+from tests.support.reference import HubCollector
 from tests.support.samples import hub_series
 
 T0 = 1_700_000_000_000

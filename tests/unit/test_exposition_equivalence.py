@@ -1,7 +1,8 @@
-"""Blocks render byte for byte what prometheus_client prints for the same writes through ``Scoped``.
+"""Blocks render byte for byte what prometheus_client prints for the same writes.
 
-The reference is the exporter's current path: ``exporter.model.families.Scoped`` building prometheus_client
-``Metric`` families, printed by ``generate_latest`` (text 0.0.4) and OpenMetrics ``generate_latest``.
+The reference writes each sample straight into prometheus_client ``Metric`` families, printed by
+``generate_latest`` (text 0.0.4) and OpenMetrics ``generate_latest``; ours is ``BlockWriter`` fed the
+same writes through the ``Writer`` interface.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
-from exporter.model.families import Families
+from exporter.model.catalogue import Family
 from exporter.model.histogram import Histogram
 from exporter.sinks.exposition import BlockWriter, CachedBlock, Format, Templates, join
 from exporter.sinks.exposition.escape import go_float
@@ -33,8 +34,27 @@ class _Listed:
         return self.metrics
 
 
+class Families:
+    """The reference's families: prometheus_client ``Metric`` objects by name, in the order first written."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, Metric] = {}
+
+    def family(self, name: str, doc: str, typ: str, unit: str = "") -> Metric:
+        fam = self.by_name.get(name)
+        if fam is None:
+            fam = self.by_name[name] = Metric(name, doc, typ, unit)
+        return fam
+
+    def metrics(self) -> list[Metric]:
+        return list(self.by_name.values())
+
+
 def apply(op: Op, out: Any, fams: Families | None) -> None:
-    """One write, the same for the reference (``Scoped``) and for ours (``BlockWriter``)."""
+    """One write, the same for the reference (``_Raw``) and for ours (``BlockWriter``)."""
+    if isinstance(out, BlockWriter):
+        write(op, out)
+        return
     kind, *args = op
     if kind == "gauge":
         out.gauge(*args)
@@ -58,8 +78,29 @@ def apply(op: Op, out: Any, fams: Families | None) -> None:
             fams.family(family, doc, typ, unit).add_sample(name, merged, float(value))
 
 
+def write(op: Op, out: BlockWriter) -> None:
+    """One write into ours, through the ``Writer`` interface (families made as the op declares them)."""
+    kind, *args = op
+    if kind in ("gauge", "counter"):
+        name, doc, value, labels = args
+        getattr(out, kind)(Family(name, kind, doc), value, labels)
+    elif kind == "info":
+        name, doc, labels = args
+        out.info(Family(name + "_info", "gauge", doc), labels)
+    elif kind == "counters":
+        name, doc, label, counts, known = args
+        out.counters(Family(name, "counter", doc), label, counts, known)
+    elif kind == "histogram":
+        name, doc, bounds, observations, labels, gauge = args
+        fam = Family(name, "gaugehistogram" if gauge else "histogram", doc)
+        out.histogram(fam, Histogram(bounds).observe_all(observations), labels)
+    else:  # any type, any sample name: the generic path
+        family, doc, typ, unit, name, value, labels = args
+        out.sample(family, doc, typ, name, value, labels, unit)
+
+
 class _Raw:
-    """Samples straight into prometheus_client families, one per write (``Scoped`` would apply the
+    """Samples straight into prometheus_client families, one per write (the series budget would apply the
     series budget, which sums a repeated label combination: a different thing from rendering)."""
 
     def __init__(self, fams: Families, base: dict[str, str]) -> None:
@@ -251,7 +292,7 @@ def test_cached_block_renders_once_per_version() -> None:
 
     def fill(out: BlockWriter) -> None:
         calls.append(1)
-        out.gauge("x", "X.", float(len(calls)))
+        out.gauge(Family("x", "gauge", "X."), float(len(calls)))
 
     first = cached.get(1, fill)
     assert cached.get(1, fill) is first
@@ -263,10 +304,11 @@ def test_cached_block_renders_once_per_version() -> None:
 
 def test_templates_are_bounded() -> None:
     shared = Templates(cap=500)
+    g = Family("g", "gauge", "G.")
     for round_ in range(5):
         writer = BlockWriter({"node": "a"}, shared)
         for i in range(1000):
-            writer.gauge("g", "G.", 1.0, {"peer": f"{round_}-{i}"})  # every label value new
+            writer.gauge(g, 1.0, {"peer": f"{round_}-{i}"})  # every label value new
         block = writer.finish()
         assert len(shared.entries) <= 500
         assert block.samples == 1000
@@ -274,11 +316,12 @@ def test_templates_are_bounded() -> None:
 
 def test_templates_are_shared_by_nodes_and_hold_no_node_label() -> None:
     shared = Templates()
+    g, h = Family("g", "gauge", "G."), Family("h", "histogram", "H.")
     for node in ("a", "b", "c"):
         writer = BlockWriter({"node": node, "zone": "eu"}, shared)
-        writer.gauge("g", "G.", 1.0, {"dir": "in"})
-        writer.gauge("g", "G.", 1.0, {"region": "x"})  # sorts between the node's labels: built in full
-        writer.histogram("h", "H.", Histogram([1.0]).observe_all([0.5]), {"dir": "in"})
+        writer.gauge(g, 1.0, {"dir": "in"})
+        writer.gauge(g, 1.0, {"region": "x"})  # sorts between the node's labels: built in full
+        writer.histogram(h, Histogram([1.0]).observe_all([0.5]), {"dir": "in"})
         assert join([writer.finish()]).count(f'node="{node}",zone="eu"'.encode()) == 5
     assert len(shared.entries) == 3
     assert not any("node=" in repr(v) for v in shared.entries.values())
@@ -286,9 +329,9 @@ def test_templates_are_shared_by_nodes_and_hold_no_node_label() -> None:
 
 def test_nan_and_signed_zero_sample_values() -> None:
     writer = BlockWriter()
-    writer.gauge("a", "", math.nan)
-    writer.gauge("b", "", -0.0)
-    writer.gauge("c", "", 1e22)
+    writer.gauge(Family("a", "gauge", ""), math.nan)
+    writer.gauge(Family("b", "gauge", ""), -0.0)
+    writer.gauge(Family("c", "gauge", ""), 1e22)
     assert join([writer.finish()]).splitlines()[2::3] == [b"a NaN", b"b -0.0", b"c 1e+22"]
 
 
@@ -328,10 +371,11 @@ def test_any_histogram_with_cumulative_renders_the_same(
     for observations in rounds:
         hist = Histogram(bounds).observe_all(observations)
         fams = Families()
-        fams.scoped({"node": "a"}).histogram("h", "H.", hist, labels, gauge=gauge)
+        _Raw(fams, {"node": "a"}).histogram("h", "H.", hist, labels, gauge=gauge)
+        fam = Family("h", "gaugehistogram" if gauge else "histogram", "H.")
         for h in (hist, _Cumulative(hist)):  # the same cache entry, reached both ways
             writer = BlockWriter({"node": "a"}, shared)
-            writer.histogram("h", "H.", h, labels, gauge=gauge)
+            writer.histogram(fam, h, labels)
             block = writer.finish()
             listed = _Listed(fams.metrics())
             assert join([block]) == generate_latest(listed)  # type: ignore[arg-type]

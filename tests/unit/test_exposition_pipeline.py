@@ -1,5 +1,6 @@
 """The real mappers write into blocks unchanged; the result is what the exporter serves today, and it
-passes promtool and prometheus_client's parsers. Also format and gzip negotiation."""
+passes prometheus_client's parsers (promtool's check is in tests/integration/test_promtool_checks.py).
+Also format and gzip negotiation."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
+from exporter.model.catalogue import Family
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.node import NodeState
 from exporter.protocol.framing import decode_segments, encode_segment
@@ -36,15 +38,13 @@ from exporter.sinks.exposition import (
     BlockWriter,
     CachedBlock,
     Format,
-    GzipCache,
     accepts_gzip,
+    collector_block,
     encode_body,
     join,
-    metrics_block,
     negotiate,
 )
-from exporter.sinks.prometheus import HubCollector
-from tests.support.procs import promtool
+from tests.support.reference import HubCollector
 
 
 def fleet(nodes: int = 3, states: int = 6) -> Hub:
@@ -59,11 +59,9 @@ def fleet(nodes: int = 3, states: int = 6) -> Hub:
 
 
 def fill(hub: Hub, node: NodeState, out: BlockWriter) -> None:
-    """What HubCollector.collect does for one node, into a block writer."""
-    fresh = node.fresh()
-    for sub in hub.mappers:
-        if sub.always or fresh:
-            sub.collect(node.accs[sub.name], node, out)
+    """What a scrape writes for one node, into a block writer."""
+    with node.lock:
+        hub.write_node(node, out)
 
 
 def blocks(hub: Hub) -> list[Block]:
@@ -95,13 +93,6 @@ def test_probe_block_equals_a_single_node_collector(hub: Hub) -> None:
     assert join([block]) == generate_latest(HubCollector(hub, ["node-1"], with_globals=False))  # type: ignore[arg-type]
 
 
-def test_rendered_text_passes_promtool(hub: Hub) -> None:
-    text = join(blocks(hub)).decode()
-    res = promtool("check", "metrics", stdin=text)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.strip() == "" and res.stderr.strip() == ""
-
-
 def test_prometheus_client_parsers_read_both_formats_back(hub: Hub) -> None:
     rendered = blocks(hub)
     text = join(rendered, Format.TEXT).decode()
@@ -119,7 +110,7 @@ def test_prometheus_client_parsers_read_both_formats_back(hub: Hub) -> None:
 def test_awkward_label_values_survive_the_parser_round_trip() -> None:
     weird = 'quote " backslash \\ newline \n tab \t unicode é 🌐 brace } comma ,'
     writer = BlockWriter({"node": weird})
-    writer.gauge("g", 'doc with \\ and \n and "', 1.5, {"peer": weird})
+    writer.gauge(Family("g", "gauge", 'doc with \\ and \n and "'), 1.5, {"peer": weird})
     text = join([writer.finish()]).decode()
     (family,) = parse_text(text)
     assert family.documentation == 'doc with \\ and \n and "'
@@ -185,8 +176,8 @@ def test_a_prometheus_client_registry_renders_as_it_renders_itself() -> None:
     Enum("phase", "Phase.", states=["a", "b"], registry=registry).state("b")
     metrics = list(registry.collect())  # once: process metrics change between collections
     assert any(m.name.startswith("process_") for m in metrics)
-    block = metrics_block(metrics)
     listed = _Listed(metrics)
+    block = collector_block(listed)  # type: ignore[arg-type]
     assert join([block]) == generate_latest(listed)  # type: ignore[arg-type]
     assert join([block], Format.OPENMETRICS) == generate_openmetrics(listed)  # type: ignore[arg-type]
     assert b"requests_created" in join([block])
@@ -196,7 +187,7 @@ def test_samples_with_timestamps_are_refused_clearly() -> None:
     family = CounterMetricFamily("c", "C.")
     family.add_metric([], 1.0, timestamp=5.0)
     with pytest.raises(ValueError, match="timestamps"):
-        metrics_block([family])
+        collector_block(_Listed([family]))  # type: ignore[arg-type]
 
 
 class _Listed:
@@ -205,19 +196,3 @@ class _Listed:
 
     def collect(self) -> list[Metric]:
         return self.metrics
-
-
-def test_gzip_cache_reuses_the_body_only_while_every_block_is_the_same() -> None:
-    def node(name: str, value: float) -> Block:
-        writer = BlockWriter({"node": name})
-        writer.gauge("g", "G.", value)
-        return writer.finish()
-
-    a, b = node("a", 1.0), node("b", 2.0)
-    cache = GzipCache()
-    first = cache.body([a, b], Format.TEXT)
-    assert cache.body([a, b], Format.TEXT) is first
-    assert gzip.decompress(first) == join([a, b])
-    changed = cache.body([a, node("b", 3.0)], Format.TEXT)
-    assert changed is not first and b'g{node="b"} 3.0' in gzip.decompress(changed)
-    assert gzip.decompress(cache.body([a], Format.OPENMETRICS)) == join([a], Format.OPENMETRICS)

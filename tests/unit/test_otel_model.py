@@ -16,8 +16,8 @@ from exporter.sinks.otel.config import TracingConfig, http_traces_url
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
 from exporter.sinks.otel.spans import keep
-from exporter.sinks.prometheus import HubCollector, render
 from tests.support.otlp import MemoryExporters, ReceivedSpan
+from tests.support.reference import HubCollector, render
 
 MS = 1_000_000
 T0 = 1_700_000_000_000

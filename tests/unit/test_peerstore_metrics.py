@@ -9,9 +9,9 @@ from exporter.app.runtime import build_hub
 from exporter.model.labels import Cardinality, parse_agent
 from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
-from exporter.sinks.prometheus import HubCollector
 from exporter.sources.capture import format_summary, summarize, write_capture
 from tests.support import samples as lookup
+from tests.support.reference import HubCollector
 from tests.support.samples import hub_series
 
 

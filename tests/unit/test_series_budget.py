@@ -11,11 +11,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.runtime import build_hub
 from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
-from exporter.model.families import FOLDED, Families
+from exporter.model.budget import FOLDED as FOLDED_FAMILY
+from exporter.model.budget import Budget
+from exporter.model.catalogue import Family, Labelled
 from exporter.model.histogram import Histogram
 from exporter.model.labels import Cardinality
-from exporter.sinks.prometheus import Exposition, HubCollector, render
+from exporter.sinks.prometheus import Exposition
 from tests.support.hostile import combination_state as hostile_state
+from tests.support.reference import HubCollector, MetricsWriter, render
+
+FOLDED = FOLDED_FAMILY.name
 
 
 def series(body: bytes) -> tuple[Counter[str], dict[str, float]]:
@@ -73,15 +78,17 @@ def test_the_node_wide_budget_is_a_hard_bound_on_both_render_paths(per_node: int
 
 
 def test_fold_sums_counters_and_merges_histograms() -> None:
-    fams = Families(series_per_family=10, series_per_node=100)
-    out = fams.scoped({"node": "n"})
+    fams = MetricsWriter()
+    out = Budget(Labelled(fams, {"node": "n"}), series_per_family=10, series_per_node=100)
+    c, h = Family("c", "counter", "doc"), Family("h", "histogram", "doc")
     for i in range(12):
-        out.counter("c", "doc", 1.0, {"a": str(i)})
+        out.counter(c, 1.0, {"a": str(i)})
     h1, h2 = Histogram((1.0, 2.0)), Histogram((1.0, 2.0))
     h1.observe(0.5)
     h2.observe(1.5)
-    out.histogram("h", "doc", h1, {"a": "x"})
-    out.histogram("h", "doc", h2, {"a": "y"})  # 5 series each: the second folds
+    out.histogram(h, h1, {"a": "x"})
+    out.histogram(h, h2, {"a": "y"})  # 5 series each: the second folds
+    out.close()
     got = {(s.name, tuple(sorted(s.labels.items()))): s.value for m in fams.metrics() for s in m.samples}
     assert got[("c_total", (("a", "0"), ("node", "n")))] == 1.0
     assert got[("c_total", (("a", "other"), ("node", "n")))] == 3.0  # 9 kept (one kept back for other), 3 folded
@@ -92,11 +99,13 @@ def test_fold_sums_counters_and_merges_histograms() -> None:
 
 
 def test_folds_join_an_existing_other_combination_never_a_duplicate() -> None:
-    fams = Families(series_per_family=4, series_per_node=100)
-    out = fams.scoped({"node": "n"})
-    out.counter("c", "doc", 5.0, {"a": "other", "b": "other"})  # a mapper's own 'other' (a capped label)
+    fams = MetricsWriter()
+    out = Budget(Labelled(fams, {"node": "n"}), series_per_family=4, series_per_node=100)
+    c = Family("c", "counter", "doc")
+    out.counter(c, 5.0, {"a": "other", "b": "other"})  # a mapper's own 'other' (a capped label)
     for i in range(6):
-        out.counter("c", "doc", 1.0, {"a": str(i), "b": "x"})
+        out.counter(c, 1.0, {"a": str(i), "b": "x"})
+    out.close()
     samples = [
         (s.name, tuple(sorted(s.labels.items()))) for m in fams.metrics() for s in m.samples if s.name == "c_total"
     ]

@@ -1,6 +1,6 @@
 """Render once per change: per-node exposition blocks kept as bytes, joined per scrape.
 
-A node's block is written by the same mapper code that fills ``exporter.model.families.Scoped``, but the
+A node's block is written by the mappers through the one ``Writer`` interface (``exporter.model.catalogue``); the
 lines are formatted as they are written and cached until the node changes. The output is byte for
 byte what prometheus_client 0.26's ``generate_latest`` (text 0.0.4) and OpenMetrics
 ``generate_latest`` print for the same families and samples.
@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Mapping
 
 from exporter.sinks.exposition.block import EMPTY, SHARED, Block, BlockWriter, Head, Part, Templates
-from exporter.sinks.exposition.client import collector_block, metrics_block
+from exporter.sinks.exposition.client import collector_block
 from exporter.sinks.exposition.join import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Format,
-    GzipCache,
     accepts_gzip,
     encode_body,
     join,
@@ -32,7 +31,6 @@ __all__ = [
     "BlockWriter",
     "CachedBlock",
     "Format",
-    "GzipCache",
     "Head",
     "Part",
     "Templates",
@@ -40,7 +38,6 @@ __all__ = [
     "collector_block",
     "encode_body",
     "join",
-    "metrics_block",
     "negotiate",
 ]
 

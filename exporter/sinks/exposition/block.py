@@ -1,8 +1,7 @@
 """A node's exposition block: its samples rendered once, as bytes, grouped by family.
 
-``BlockWriter`` has the write API of ``exporter.model.families.Scoped`` (gauge, info, counter, counters,
-histogram), so a mapper's ``collect()`` writes into it unchanged. Instead of building
-prometheus_client ``Metric`` objects it formats each sample line straight away from a template: the
+``BlockWriter`` is a ``Writer`` (``exporter.model.catalogue``): a mapper's ``collect()`` writes into it
+(through the node's series budget). It formats each sample line straight away from a template: the
 text before and after the node's own labels, escaped once per sample name and label set and shared
 by every node (a fleet's nodes have mostly the same label sets), so memory does not grow with the
 number of nodes and nothing is escaped again at the next scrape.
@@ -10,10 +9,11 @@ number of nodes and nothing is escaped again at the next scrape.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from itertools import accumulate
 from typing import Protocol
 
+from exporter.model.catalogue import Family, Labels, Writer
 from exporter.model.histogram import Histogram
 from exporter.sinks.exposition.escape import (
     go_float,
@@ -170,8 +170,8 @@ class _Acc:
         self.moved: dict[str, list[str]] | None = None
 
 
-class BlockWriter:
-    """Writes one node's samples (with its base labels) into a ``Block``; same calls as ``Scoped``."""
+class BlockWriter(Writer):
+    """Writes one node's samples (with its base labels) into a ``Block``."""
 
     __slots__ = ("_accs", "_base_names", "_base_str", "_entries", "_samples", "_templates", "base")
 
@@ -192,7 +192,7 @@ class BlockWriter:
             acc = self._accs[key] = _Acc(self._templates.head(key, doc, typ, unit))
         return acc
 
-    def _template(self, name: str, labels: Mapping[str, str] | None) -> Template | None:
+    def _template(self, name: str, labels: Labels | None) -> Template | None:
         """The line around the node's labels, or None when this node's labels do not sit in one run
         (a local label overrides one of them or sorts between two of them): then the line is built
         in full for this node."""
@@ -207,12 +207,12 @@ class BlockWriter:
         head = metric_name(name) + "{" + "".join(p + "," for p in before)
         return head, "".join("," + p for p in after) + "} "
 
-    def _prefix(self, name: str, labels: Mapping[str, str] | None) -> str:
+    def _prefix(self, name: str, labels: Labels | None) -> str:
         """The line up to the value, built in full (no template)."""
         merged = {**self.base, **labels} if labels else self.base
         return metric_name(name) + label_string(merged) + " "
 
-    def _put(self, acc: _Acc, name: str, labels: Mapping[str, str] | None, value: float) -> None:
+    def _put(self, acc: _Acc, name: str, labels: Labels | None, value: float) -> None:
         """Any sample, any family: handles names that print differently in OpenMetrics and moved samples."""
         self._samples += 1
         head = acc.head
@@ -233,7 +233,7 @@ class BlockWriter:
                 acc.moved = {}
             acc.moved.setdefault(suffix, []).append(text_line)
 
-    def _line(self, acc: _Acc, name: str, labels: Mapping[str, str] | None, value: float) -> None:
+    def _line(self, acc: _Acc, name: str, labels: Labels | None, value: float) -> None:
         """A sample that is never moved (the family's own name or a plain suffix); the fast path."""
         if not acc.head.plain:
             self._put(acc, name, labels, value)
@@ -243,45 +243,42 @@ class BlockWriter:
         if tpl is None:
             tpl = self._template(name, labels) or False
             self._templates.put(key, tpl)
-        if tpl:
-            line = f"{tpl[0]}{self._base_str}{tpl[1]}{go_float(value)}\n"  # type: ignore[index]
-        else:
-            line = self._prefix(name, labels) + go_float(value) + "\n"
+        # Integer values (counts, mostly) repeat from render to render: their text is kept. Only exact
+        # ints: a float key would find an int's text (hash(-0.0) == hash(0)) and lose the sign.
+        num = _COUNT_TEXT.get(value) if type(value) is int else None
+        if num is None:
+            num = go_float(value)
+            if type(value) is int:
+                if len(_COUNT_TEXT) >= _COUNT_TEXT_CAP:
+                    _COUNT_TEXT.clear()
+                _COUNT_TEXT[value] = num
+        line = f"{tpl[0]}{self._base_str}{tpl[1]}{num}\n" if tpl else self._prefix(name, labels) + num + "\n"  # type: ignore[index]
         acc.lines.append(line)
         if acc.om is not None:
             acc.om.append(line)
         self._samples += 1
 
-    # -- the Scoped API -------------------------------------------------------------------------
+    # -- the Writer interface -------------------------------------------------------------------
 
-    def gauge(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
-        self._line(self._accs.get(name) or self._acc(name, doc, "gauge"), name, labels, value)
+    def _family_acc(self, family: Family) -> _Acc:
+        acc = self._accs.get(family.name)
+        if acc is None:
+            acc = self._accs[family.name] = _Acc(self._templates.head(family.name, family.help, family.type, ""))
+        return acc
 
-    def info(self, name: str, doc: str, labels: dict[str, str]) -> None:
-        """An ``_info`` gauge of value 1 (name given without the suffix)."""
-        full = name + "_info"
-        self._line(self._acc(full, doc, "gauge"), full, labels, 1.0)
+    def gauge(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        self._line(self._accs.get(family.name) or self._family_acc(family), family.name, labels, value)
 
-    def counter(self, name: str, doc: str, value: float, labels: dict[str, str] | None = None) -> None:
-        """``name`` without ``_total``; the sample gets the suffix."""
-        self._line(self._accs.get(name) or self._acc(name, doc, "counter"), name + "_total", labels, value)
+    def counter(self, family: Family, value: float, labels: Labels | None = None) -> None:
+        """The sample gets ``_total``."""
+        name = family.name
+        self._line(self._accs.get(name) or self._family_acc(family), name + "_total", labels, value)
 
-    def counters(self, name: str, doc: str, label: str, counts: Mapping[str, float], known: Iterable[str] = ()) -> None:
-        """One counter sample per label value; values known to exist are exported as 0 until seen."""
-        for value in sorted(set(counts) | set(known)):
-            self.counter(name, doc, counts.get(value, 0), {label: value})
-
-    def histogram(
-        self,
-        name: str,
-        doc: str,
-        hist: CumulativeHistogram,
-        labels: dict[str, str] | None = None,
-        *,
-        gauge: bool = False,
-    ) -> None:
-        """A cumulative histogram, or a point-in-time one (``gauge=True``)."""
-        acc = self._acc(name, doc, "gaugehistogram" if gauge else "histogram")
+    def histogram(self, family: Family, hist: CumulativeHistogram, labels: Labels | None = None) -> None:
+        """A cumulative histogram, or a point-in-time one (a ``gaugehistogram`` family)."""
+        name = family.name
+        gauge = family.type == "gaugehistogram"
+        acc = self._accs.get(name) or self._family_acc(family)
         head = acc.head
         if not head.plain or head.name != name:
             self._histogram_slow(acc, name, hist.cumulative(), hist, labels, gauge)
@@ -331,7 +328,7 @@ class BlockWriter:
         acc.moved.setdefault("_gsum", []).append(total)
 
     def _histogram_templates(
-        self, marker: object, name: str, les: list[str], labels: dict[str, str], gauge: bool
+        self, marker: object, name: str, les: list[str], labels: Labels, gauge: bool
     ) -> _HistEntry:
         bucket = name + "_bucket"
         g = "_g" if gauge else "_"
@@ -351,7 +348,7 @@ class BlockWriter:
         name: str,
         cum: list[tuple[str, int]],
         hist: CumulativeHistogram,
-        labels: dict[str, str] | None,
+        labels: Labels | None,
         gauge: bool,
     ) -> None:
         labels = labels or {}

@@ -2,14 +2,13 @@
 
 Joining copies bytes only: nothing is escaped or formatted again. Family order is the order in
 which families are first met walking the blocks in the order given (nodes sorted by name, then the
-globals), and a family's samples follow that same block order, as ``exporter.model.families.Families``
-merges them.
+globals), and a family's samples follow that same block order, as prometheus_client
+merges families.
 """
 
 from __future__ import annotations
 
 import gzip
-import operator
 from collections.abc import Iterable
 from enum import Enum
 
@@ -118,26 +117,3 @@ def encode_body(body: bytes, accept_encoding: str | None, level: int = 1) -> tup
     if accepts_gzip(accept_encoding):
         return gzip.compress(body, compresslevel=level, mtime=0), "gzip"
     return body, None
-
-
-class GzipCache:
-    """The last gzipped body per format, reused while every block joined is the very same object.
-
-    Two scrapers of one exporter (an HA Prometheus pair) between two changes then cost one join and
-    one compression. Only compressed bodies are kept (a 1,000-node text body is ~170 MB, gzipped ~7 MB).
-    """
-
-    __slots__ = ("_last", "level")
-
-    def __init__(self, level: int = 1) -> None:
-        self.level = level
-        self._last: dict[Format, tuple[tuple[Block, ...], bytes]] = {}
-
-    def body(self, blocks: Iterable[Block], fmt: Format) -> bytes:
-        held = tuple(blocks)
-        last = self._last.get(fmt)
-        if last is not None and len(last[0]) == len(held) and all(map(operator.is_, last[0], held)):
-            return last[1]
-        body = gzip.compress(join(held, fmt), compresslevel=self.level, mtime=0)
-        self._last[fmt] = (held, body)
-        return body

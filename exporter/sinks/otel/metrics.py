@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.model.families import Scoped
+from exporter.model.catalogue import Family, Writer
 from exporter.model.labels import Cardinality
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -93,6 +93,35 @@ class QueueGate:
         return bool(self.inner.force_flush(timeout_millis))
 
 
+SPANS_STARTED = Family(
+    "libp2p_exporter_spans_started",
+    "counter",
+    f"Spans started for this node, by kind ({', '.join(KINDS)}).",
+    ("kind",),
+)
+SPANS_SAMPLED_OUT = Family(
+    "libp2p_exporter_spans_sampled_out",
+    "counter",
+    "Spans not recorded because sampling left them out, by kind.",
+    ("kind",),
+)
+SPANS_DROPPED = Family(
+    "libp2p_exporter_spans_dropped",
+    "counter",
+    "Spans not recorded: open_cap (too many open spans), queue_full (export queue full while "
+    "the collector lags), bad_event (DHT event without a usable duration), error (a sink fault).",
+    ("reason",),
+)
+SPANS_OPEN = Family("libp2p_exporter_spans_open", "gauge", "Connection and stream spans open now.")
+SPANS_EXPORTED = Family("libp2p_exporter_spans_exported", "counter", "Spans the collector accepted.")
+SPANS_EXPORT_FAILED = Family(
+    "libp2p_exporter_spans_export_failed",
+    "counter",
+    "Spans in export batches that failed (collector down, slow or refusing).",
+)
+SPAN_EXPORTS = Family("libp2p_exporter_span_exports", "counter", "OTLP export requests, by result.", ("result",))
+
+
 class TracingMetrics(Mapper):
     """Puts each node's SpanStats in the hub's Prometheus output (always, like the other self-metrics)."""
 
@@ -103,44 +132,18 @@ class TracingMetrics(Mapper):
         super().__init__(cardinality)
         self.book = book
 
-    def collect(self, acc: Any, node: NodeState, out: Scoped) -> None:
+    def collect(self, acc: Any, node: NodeState, out: Writer) -> None:
         stats = self.book.get(node.name)
         with stats.lock:
             for kind in KINDS:
-                out.counter(
-                    "libp2p_exporter_spans_started",
-                    f"Spans started for this node, by kind ({', '.join(KINDS)}).",
-                    stats.started.get(kind, 0),
-                    {"kind": kind},
-                )
-                out.counter(
-                    "libp2p_exporter_spans_sampled_out",
-                    "Spans not recorded because sampling left them out, by kind.",
-                    stats.sampled_out.get(kind, 0),
-                    {"kind": kind},
-                )
-            out.counters(
-                "libp2p_exporter_spans_dropped",
-                "Spans not recorded: open_cap (too many open spans), queue_full (export queue full while "
-                "the collector lags), bad_event (DHT event without a usable duration), error (a sink fault).",
-                "reason",
-                stats.dropped,
-                DROP_REASONS,
-            )
-            out.gauge("libp2p_exporter_spans_open", "Connection and stream spans open now.", stats.open_spans)
-            out.counter("libp2p_exporter_spans_exported", "Spans the collector accepted.", stats.exported)
-            out.counter(
-                "libp2p_exporter_spans_export_failed",
-                "Spans in export batches that failed (collector down, slow or refusing).",
-                stats.export_failed,
-            )
+                out.counter(SPANS_STARTED, stats.started.get(kind, 0), {"kind": kind})
+                out.counter(SPANS_SAMPLED_OUT, stats.sampled_out.get(kind, 0), {"kind": kind})
+            out.counters(SPANS_DROPPED, "reason", stats.dropped, DROP_REASONS)
+            out.gauge(SPANS_OPEN, stats.open_spans)
+            out.counter(SPANS_EXPORTED, stats.exported)
+            out.counter(SPANS_EXPORT_FAILED, stats.export_failed)
             for result in ("success", "failure"):
-                out.counter(
-                    "libp2p_exporter_span_exports",
-                    "OTLP export requests, by result.",
-                    stats.batches.get(result, 0),
-                    {"result": result},
-                )
+                out.counter(SPAN_EXPORTS, stats.batches.get(result, 0), {"result": result})
 
 
 class CountingExporter:

@@ -96,7 +96,8 @@ class PubsubSpans(Listener):
         self._publish: OrderedDict[bytes, int] = OrderedDict()  # message id -> publish ns (bounded)
         self._ids = _GivenIds()
         inner = exporter if exporter is not None else make_span_exporter(cfg)
-        batch = BatchSpanProcessor(CountingExporter(inner, self.stats, "pubsub"))
+        # CountingExporter has SpanExporter's methods but cannot subclass it: the SDK is an optional extra
+        batch = BatchSpanProcessor(CountingExporter(inner, self.stats, "pubsub"))  # type: ignore[arg-type]
         # one processor (one export thread) shared by every node's provider
         self.processor = QueueGate(batch, self.stats, 8 * 2048)
         self._tracers: dict[bytes, Any] = {}
@@ -144,8 +145,8 @@ class PubsubSpans(Listener):
                     m = e.deliverMessage
                     self._child(SPAN_DELIVER, e, m.messageID, m.topic, m.receivedFrom)
                 elif e.type == T.DUPLICATE_MESSAGE:
-                    m = e.duplicateMessage
-                    self._child(SPAN_DUPLICATE, e, m.messageID, m.topic, m.receivedFrom)
+                    d = e.duplicateMessage
+                    self._child(SPAN_DUPLICATE, e, d.messageID, d.topic, d.receivedFrom)
             except Exception:  # one odd event costs its span, never the stream
                 self.stats.dropped["error"] += 1
 
