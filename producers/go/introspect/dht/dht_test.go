@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
-	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/introspect"
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
