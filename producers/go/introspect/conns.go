@@ -298,6 +298,7 @@ func (t *tracker) syncStreams(rec *connRec, streams []network.Stream, now uint64
 			st := s.Stat()
 			sr = &streamRec{id: id, stream: s, role: roleOf(st.Direction), openTS: ms(st.Opened)}
 			if sc, ok := s.Scope().(*streamScope); ok {
+				sc.recorded.Store(true)
 				sr.scope = sc
 				sr.openTS = ms(sc.opened)
 				if at := sc.closed.Load(); at > 0 {
@@ -340,6 +341,9 @@ func (t *tracker) streamEnded(s *streamScope) {
 			sr.proto = s.protocol()
 		}
 		return
+	}
+	if s.recorded.Load() {
+		return // found on its connection in this State, already closed there
 	}
 	opened := ms(s.opened)
 	var owner *connRec

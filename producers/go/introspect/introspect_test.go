@@ -379,3 +379,65 @@ func TestPeerstorePart(t *testing.T) {
 		t.Fatalf("limits go-libp2p does not have were filled: %v", ps)
 	}
 }
+
+// With the probe, every connection has its open time on the wire, whichever transport and
+// direction: TCP and QUIC, dialled and accepted.
+func TestProbeOpenTimeEveryTransport(t *testing.T) {
+	p := newProbe(t)
+	a := newHost(t, p)
+	in := newIntrospector(t, a, WithProbe(p))
+	type want struct {
+		transport string
+		role      pb.Role
+	}
+	cases := map[peer.ID]want{}
+	for _, tr := range []string{"tcp", "quic-v1"} {
+		out, inb := newHost(t, nil), newHost(t, nil)
+		connectOver(t, a, out, tr)
+		connectOver(t, inb, a, tr)
+		cases[out.ID()] = want{tr, pb.Role_INITIATOR}
+		cases[inb.ID()] = want{tr, pb.Role_RESPONDER}
+	}
+	st := in.State(time.Minute)
+	for id, w := range cases {
+		cs := connsTo(st, id)
+		if len(cs) != 1 {
+			t.Fatalf("%s %v: %d connections", w.transport, w.role, len(cs))
+		}
+		c := cs[0]
+		if !strings.HasSuffix(string(c.TransportId), "+"+w.transport) || c.Role != w.role {
+			t.Fatalf("want %v got transport %q role %v", w, c.TransportId, c.Role)
+		}
+		if c.Timeline.OpenTs == 0 || c.Timeline.OpenTs > c.Timeline.UpgradedTs {
+			t.Fatalf("%s %v: timeline %v", w.transport, w.role, c.Timeline)
+		}
+	}
+}
+
+// Streams that open and end between two States are still reported, once each, on their
+// connection (the probe's scopes saw them; the peer has one connection).
+func TestShortStreamsBetweenStates(t *testing.T) {
+	p := newProbe(t)
+	a := newHost(t, p)
+	b := newHost(t, nil)
+	in := newIntrospector(t, a, WithProbe(p))
+	connectOver(t, a, b, "tcp")
+	in.State(time.Minute)
+	for range 5 {
+		roundTrip(t, a, b.ID(), 10)
+	}
+	count := func() (n int) {
+		for _, c := range connsTo(in.State(time.Minute), b.ID()) {
+			for _, s := range c.Streams.Streams {
+				if s.Protocol == echo && s.Status == pb.Status_CLOSED && s.Role == pb.Role_INITIATOR && s.Timeline.CloseTs >= s.Timeline.OpenTs && s.Timeline.OpenTs > 0 {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	until(t, "five closed echo streams", func() bool { return count() >= 5 })
+	if n := count(); n != 5 {
+		t.Fatalf("%d echo streams, want 5", n)
+	}
+}

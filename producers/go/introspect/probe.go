@@ -169,8 +169,9 @@ type streamScope struct {
 	dir    network.Direction
 	opened time.Time
 
-	proto  atomic.Pointer[protocol.ID]
-	closed atomic.Int64 // unix ms; 0 while open
+	proto    atomic.Pointer[protocol.ID]
+	closed   atomic.Int64 // unix ms; 0 while open
+	recorded atomic.Bool  // a State already holds this stream (found on its connection)
 }
 
 func (s *streamScope) SetProtocol(proto protocol.ID) error {
