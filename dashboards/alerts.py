@@ -205,6 +205,27 @@ def _groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f'{{{{ $value | printf "%.0f" }}}} introspection segments from node {{{{ $labels.node }}}} failed '
             f"framing or protobuf decoding in {p['decode_errors_window']}.",
         ),
+        _alert(
+            "Libp2pExporterTLSCertificateExpiringSoon",
+            f"(libp2p_exporter_tls_certificate_expiry_timestamp_seconds{{{j}}} - time()) / 86400\n"
+            f"< {num(p['tls_expiry_warning_days'])}\n"
+            f"and libp2p_exporter_tls_certificate_expiry_timestamp_seconds{{{j}}} - time() > 0",
+            "0m",
+            "warning",
+            "libp2p-exporter {{ $labels.instance }}: TLS certificate expires soon",
+            f"The TLS certificate {{{{ $labels.file }}}} of the exporter at {{{{ $labels.instance }}}} expires in "
+            f'{{{{ $value | printf "%.1f" }}}} days (warning from {num(p["tls_expiry_warning_days"])} days): '
+            "renew it before scrapes fail.",
+        ),
+        _alert(
+            "Libp2pExporterTLSCertificateExpired",
+            f"time() - libp2p_exporter_tls_certificate_expiry_timestamp_seconds{{{j}}} >= 0",
+            "0m",
+            "critical",
+            "libp2p-exporter {{ $labels.instance }}: TLS certificate has expired",
+            "The TLS certificate {{ $labels.file }} of the exporter at {{ $labels.instance }} expired "
+            "{{ $value | humanizeDuration }} ago: TLS clients (Prometheus) refuse it.",
+        ),
     ]
     return {
         "libp2p-peers": {"name": "libp2p-peers", "rules": peer_rules},

@@ -77,6 +77,9 @@ PARAMS: dict[str, Param] = {
     "snapshot_stale_for": Param("1m", "... for this long (skips the first scrapes of a new node)."),
     "decode_errors_window": Param("10m", "Frame or decode errors counted over this window ..."),
     "decode_errors_threshold": Param(0, "... warn above this many."),
+    "tls_expiry_warning_days": Param(
+        14, "Warn when the exporter's own TLS certificate (--web.config.file) expires within this many days."
+    ),
     # pubsub (gossipsub traces); D values are go-libp2p-pubsub's defaults
     "pubsub_d_lo": Param(5, "Gossipsub D_lo: warn when a node's mesh for a topic holds fewer peers ..."),
     "pubsub_mesh_for": Param("5m", "... for this long (mesh collapse)."),

@@ -17,6 +17,7 @@ from aiohttp import web
 from exporter import __version__
 from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
 from exporter.pipeline.hub import Hub
+from exporter.selfaddr import forget_listening, record_listening
 from exporter.sinks.prometheus import Exposition
 from exporter.web_auth import install as install_web_config
 from exporter.web_config import WebConfigWatcher
@@ -139,6 +140,12 @@ async def start_server(
         ssl_context = web_config.ssl_context()
         if ssl_context is not None and web_config.config.http2:
             log.info("web config: http2 is not served (HTTP/1.1 only; clients fall back through ALPN)")
+    bound: list[tuple[str, int]] = []  # for the self-probe guard (exporter.selfaddr)
+
+    async def unbind(_: web.Application) -> None:
+        forget_listening(bound)
+
+    app.on_cleanup.append(unbind)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)  # a stop must not wait on slow scrapes
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
@@ -150,6 +157,8 @@ async def start_server(
     scheme = "https" if ssl_context is not None else "http"
     for sock in getattr(site._server, "sockets", None) or ():  # one per address family for every interface
         addr = sock.getsockname()
+        bound.append((str(addr[0]), int(addr[1])))
         shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
         log.info("listening on %s://%s:%d", scheme, shown, addr[1])
+    record_listening(bound)
     return runner

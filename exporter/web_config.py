@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from exporter.certdates import CertificateWatch
+
 # Go's names for the TLS 1.2 suites crypto/tls calls secure, and OpenSSL's names for the same suites.
 GO_CIPHERS = {
     "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
@@ -423,6 +425,8 @@ class WebConfigWatcher:
         self._listening_policy: tuple[object, ...] = _policy(self.config)
         self.reloads = 0
         self.refused_handshakes = 0
+        self.certificates = CertificateWatch()  # their dates: warned about, and exported
+        self.certificates.load(self.config.tls, "at start")
 
     @staticmethod
     def _tls_files(config: WebConfig) -> tuple[Path, ...]:
@@ -458,8 +462,10 @@ class WebConfigWatcher:
                     self._listening_policy = _policy(config)
                 self._changed()  # watch the files the new configuration names
                 self.reloads += 1
+                self.certificates.load(config.tls, "after reload")
         if self._error is not None:
             raise self._error
+        self.certificates.recheck()
         return self.config
 
     def ssl_context(self) -> ssl.SSLContext | None:

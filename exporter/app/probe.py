@@ -12,17 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import re
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 
 from exporter.model.text import clean_label, has_userinfo, safe_text
 from exporter.pipeline.hub import Hub
+from exporter.selfaddr import listening, reaches
 from exporter.server import parse_listen, serve_exposition
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import Target
@@ -59,7 +60,8 @@ class ProbePolicy:
             return f"target is not a URL: {exc}"
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             return "target must be a ws:// or wss:// URL with a host"
-        if "/probe" in parts.path or "target=" in parts.query:
+        path, query = _decoded(parts.path), _decoded(parts.query)
+        if "/probe" in path.lower() or "target=" in query.lower():
             return "target is itself a /probe URL (chained probes are refused)"
         if self._is_self(parts.hostname, port or (443 if parts.scheme == "wss" else 80)):
             return "target is this exporter"
@@ -67,23 +69,57 @@ class ProbePolicy:
             return "target matches no --probe.allow pattern"
         return None
 
+    def listeners(self) -> list[tuple[str | None, int]]:
+        """This exporter's listen sockets: as bound, and as configured (until bound)."""
+        own: list[tuple[str | None, int]] = list(listening())
+        if self.listen:
+            with contextlib.suppress(ValueError):
+                own.append(parse_listen(self.listen))
+        return own
+
     def _is_self(self, host: str, port: int) -> bool:
-        if not self.listen:
-            return False
+        """The spellings decided without DNS: this host's loopback names and every numeric form
+        (IPv4-mapped IPv6, hex, octal and integer IPv4 as the C resolver reads them)."""
+        own = self.listeners()
+        if host.lower() in _LOOPBACK_NAMES:
+            return reaches("127.0.0.1", port, own) or reaches("::1", port, own)
+        return any(reaches(ip, port, own) for ip in _numeric(host, port))
+
+    async def resolves_to_self(self, target: str) -> bool:
+        """Whether any address ``target``'s host resolves to now is this exporter's listener. (The
+        session's connector checks again on every socket it opens: DNS may answer otherwise later.)"""
+        parts = urlsplit(target)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "wss" else 80)
+        loop = asyncio.get_running_loop()
         try:
-            own_host, own_port = parse_listen(self.listen)
-        except ValueError:
-            return False
-        if port != own_port:
-            return False
-        host = host.lower()
-        every_interface = own_host is None or own_host == "0.0.0.0"  # `:PORT`, `[::]:PORT`, `0.0.0.0:PORT`
-        if (own_host is not None and host == own_host.lower()) or host in _LOOPBACK_NAMES:
-            return True
-        with contextlib.suppress(ValueError):
-            addr = ipaddress.ip_address(host)
-            return addr.is_loopback or addr.is_unspecified or every_interface
-        return False
+            infos = await asyncio.wait_for(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S)
+        except (OSError, UnicodeError, asyncio.TimeoutError):
+            return False  # unresolvable now: the session reports it; the connector still guards
+        own = self.listeners()
+        return any(reaches(str(info[4][0]), port, own) for info in infos)
+
+
+RESOLVE_TIMEOUT_S = 2.0
+
+
+def _decoded(text: str) -> str:
+    """Percent-decoding repeated until nothing changes (bounded): ``%2570robe`` is ``/probe`` too."""
+    for _ in range(5):
+        decoded = unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _numeric(host: str, port: int) -> list[str]:
+    """The addresses a numeric host spells (none for a name)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (OSError, UnicodeError):
+        return []
+    return [str(info[4][0]) for info in infos]
 
 
 def probe_node_name(url: str, taken: Callable[[str], bool]) -> str:
@@ -142,6 +178,8 @@ def probe_handler(
         if not policy.enabled:
             return web.Response(status=404, text="/probe is off; start the exporter with --probe.enable\n")
         problem = policy.refusal(target)
+        if problem is None and await policy.resolves_to_self(target):
+            problem = "target is this exporter (its host resolves to this exporter's listen address)"
         if problem:
             return web.Response(status=400, text=f"bad target parameter: {safe_text(problem)}\n")
         fresh_session = target not in manager.by_url

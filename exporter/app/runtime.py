@@ -161,6 +161,7 @@ async def serve_until_stopped(
         except WebConfigError as exc:
             log.error("%s", exc)
             return 2
+        hub.add_global_writer(web_config.certificates.write_metrics)  # the TLS certificates' expiry
     tracing: TracingHandle = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
     if live:
         add_live_metrics(hub)

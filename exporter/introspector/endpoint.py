@@ -7,7 +7,11 @@ then the queue, then carries on; UPDATE_CONFIG clamps the interval (>= 500 ms) a
 (<= 120 s), re-arms the State timer and returns the effective config. Every server message is one
 binary frame holding one segment with the 12-byte header (``encode_segment``).
 
-What keeps the server safe from its clients: a cap on concurrent clients (HTTP 503 beyond it), a
+What keeps the server safe from its clients: two pools of slots. A connection first waits in a small
+pending pool (``max_pending``, 4) until it says HELLO; when a new one arrives and that pool is full,
+the oldest pending connection is closed to make room, so silent connections can never lock out a
+client that speaks. HELLO moves a client to the main pool (``max_clients``, 16); when that is full the
+HELLO gets ERR "client limit reached" and the connection is closed. Then a
 HELLO deadline and an idle limit per client (a slot held by a client that never says HELLO, never
 reads or has nothing flowing either way is given back), a cap on command size (up to and including
 ``max_command_bytes``; aiohttp closes the session with 1009 above it), a bounded event queue per client (on
@@ -48,7 +52,9 @@ class EndpointOptions:
     host: str = "127.0.0.1"
     port: int = 0
     path: str = PATH
-    max_clients: int = 16
+    max_clients: int = 16  # clients that said HELLO
+    # Connections that have not said HELLO yet; when full, the oldest is closed for a newcomer.
+    max_pending: int = 4
     event_queue: int = 256  # per client, as in the Go server
     pause_queue: int = 4096  # per client, on top of the retention pruning
     max_command_bytes: int = 64 * 1024
@@ -90,7 +96,9 @@ class Endpoint:
             setattr(opts, key, value)
         self.introspector = introspector
         self.options = opts
-        self.sessions: set[_Session] = set()
+        self.sessions: set[_Session] = set()  # every connection, pending or not
+        self.pending: dict[_Session, None] = {}  # before HELLO, oldest first
+        self.clients: set[_Session] = set()  # after HELLO (the main pool)
         self.stats: Counter[str] = Counter()
         self._runner: web.AppRunner | None = None
         self._addrs: list[tuple[str, int]] = []
@@ -130,12 +138,20 @@ class Endpoint:
         return self._addrs[0][1] if self._addrs else 0
 
     # -- one client -------------------------------------------------------------------------
+    def _make_room(self) -> None:
+        """Close the oldest connections still waiting for HELLO until a new one fits the pending pool."""
+        while len(self.pending) >= max(1, self.options.max_pending):
+            oldest = next(iter(self.pending))
+            del self.pending[oldest]
+            self.stats["clients_evicted"] += 1
+            if self.stats["clients_evicted"] == 1:
+                log.warning(
+                    "introspection endpoint: %d connections waiting for HELLO; closing the oldest for each new one",
+                    self.options.max_pending,
+                )
+            oldest.evict()
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        if len(self.sessions) >= self.options.max_clients:
-            self.stats["clients_rejected"] += 1
-            if self.stats["clients_rejected"] == 1:
-                log.warning("introspection endpoint: client limit %d reached; refusing more", self.options.max_clients)
-            return web.Response(status=503, text="too many introspection clients\n")
         ws = web.WebSocketResponse(
             # aiohttp refuses a message of exactly max_msg_size bytes; "up to 64 KiB" includes 65,536.
             max_msg_size=self.options.max_command_bytes + 1,
@@ -144,21 +160,26 @@ class Endpoint:
             heartbeat=self.options.idle_timeout_s / 2 if self.options.idle_timeout_s > 0 else None,
         )
         await ws.prepare(request)
-        session = _Session(self, ws)
+        session = _Session(self, ws, request.transport)
+        self._make_room()  # no await from here to the insertion: the pool never exceeds its bound
         self.sessions.add(session)
+        self.pending[session] = None
         self.stats["clients_total"] += 1
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
+            self.pending.pop(session, None)
+            self.clients.discard(session)
             await session.stop_tasks()
         return ws
 
 
 class _Session:
-    def __init__(self, endpoint: Endpoint, ws: web.WebSocketResponse) -> None:
+    def __init__(self, endpoint: Endpoint, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self.endpoint = endpoint
         self.ws = ws
+        self.transport = transport
         opts = endpoint.options
         self.hello = False
         self.interval_ms, self.retention_ms = opts.default_interval_ms, opts.default_retention_ms
@@ -178,6 +199,21 @@ class _Session:
         # Start of the period the next State covers: HELLO, PUSH_ENABLE STATE, then each State sent.
         self.covered_from_ms = 0
         self.hello_deadline = time.monotonic() + opts.hello_timeout_s
+        self.evicted = False
+        self.refused = False
+        self.closer: asyncio.Task[None] | None = None
+
+    def evict(self) -> None:
+        """Closed to make room in the pending pool (it never said HELLO): a close frame, and the
+        connection dropped if that is not answered within a second (its read loop then ends)."""
+        self.evicted = True
+        self.closer = asyncio.create_task(self._evict_close())
+
+    async def _evict_close(self) -> None:
+        await self.close(1008, b"too many connections waiting for HELLO")
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
     @property
     def stats(self) -> Counter[str]:
@@ -195,7 +231,7 @@ class _Session:
 
     async def run(self) -> None:
         self.sender_task = asyncio.create_task(self._sender())
-        while not self.ws.closed:
+        while not self.ws.closed and not self.refused and not self.evicted:
             timeout = self._read_timeout()
             try:
                 # The whole wait is bounded: aiohttp's own receive timeout restarts at each pong.
@@ -221,6 +257,9 @@ class _Session:
 
     async def stop_tasks(self) -> None:
         self.unsubscribe()
+        if self.closer is not None:  # an eviction's close: bounded (one second, then the socket is dropped)
+            with contextlib.suppress(Exception):
+                await self.closer
         for task in (self.state_task, self.sender_task):
             if task is not None:
                 task.cancel()
@@ -340,6 +379,21 @@ class _Session:
             if self.hello:
                 await self._bad(cid, "HELLO already received")
                 return
+            ep = self.endpoint
+            if self.evicted:
+                return  # closing already
+            ep.pending.pop(self, None)
+            if len(ep.clients) >= ep.options.max_clients:
+                ep.stats["clients_rejected"] += 1
+                if ep.stats["clients_rejected"] == 1:
+                    log.warning(
+                        "introspection endpoint: client limit %d reached; refusing more", ep.options.max_clients
+                    )
+                self.refused = True
+                await self._reply(cid, error="client limit reached")
+                await self.close(1008, b"client limit reached")
+                return
+            ep.clients.add(self)
             self.hello = True
             self.covered_from_ms = now_ms()
             self.interval_ms, self.retention_ms = clamp_config(

@@ -46,10 +46,6 @@ class Family:
         if self.type not in TYPES:
             raise ValueError(f"{self.name}: unknown metric type {self.type!r}")
 
-    @property
-    def gauge_histogram(self) -> bool:
-        return self.type == "gaugehistogram"
-
     def series(self) -> tuple[str, ...]:
         """The sample names this family exposes (what a PromQL query names)."""
         return tuple(self.name + suffix for suffix in _SUFFIXES[self.type])

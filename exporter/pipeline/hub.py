@@ -36,6 +36,10 @@ from exporter.protocol.pubsub_codec import TraceEvent
 
 log = logging.getLogger(__name__)
 SEGMENT_LOG_INTERVAL_S = 60.0
+# A node restarting (or announcing a new peer id) again and again is logged once, then summarised
+# every 5 minutes like reconnect warnings: one that changed its peer id in every Runtime wrote 428
+# lines in 15 s. The restarts counter counts every one.
+RESTART_LOG_INTERVAL_S = 300.0
 
 # This many States in a row older than the last accepted one mean the node's clock went back.
 CLOCK_STEP_AFTER = 3
@@ -85,6 +89,7 @@ class Hub:
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)
+        self._restart_log = RateLimitedLog(log, interval=RESTART_LOG_INTERVAL_S)  # keys bounded (LRU)
         # Mapper failures at scrape time, by mapper name (bounded: one per mapper added).
         self.mapper_errors: dict[str, int] = {}
         self._errors_lock = threading.Lock()  # scrapes of different nodes run at once
@@ -218,6 +223,7 @@ class Hub:
         with self._lock:
             removed = self.nodes.pop(name, None)
         if removed is not None:
+            self._restart_log.forget(_restart_key(name))  # what was suppressed is reported when the node goes
             for listener in self._listeners:
                 listener.on_removed(name)
 
@@ -296,7 +302,12 @@ class Hub:
         rewound, node.rewound = node.rewound, False
         if restart and not rewound:
             node.restarts += 1
-            log.info("node %s: restart detected; counters continue from the new baseline", node.name)
+            self._restart_log.log(
+                logging.INFO,
+                _restart_key(node.name),
+                "node %s: restart detected; counters continue from the new baseline",
+                node.name,
+            )
         step = node.lean.step(state, restart)
         accs = node.accs
         for mapper in self._mappers:
@@ -334,3 +345,8 @@ def _looks_restarted(prev: tuple[int, ...] | None, state: pb.State) -> bool:
         return False
     t = state.traffic
     return t.traffic_in.cum_bytes < prev[0] or t.traffic_out.cum_bytes < prev[1]
+
+
+def _restart_key(name: str) -> str:
+    """The rate limiter's key, which its summary line starts with: ``node N restart detected: …``."""
+    return f"node {name} restart detected"

@@ -60,7 +60,7 @@ class CollectorStats:
         return out
 
 
-COLLECTOR_ERRORS = ("gzip", "oversized", "protobuf", "varint", "stream")
+COLLECTOR_ERRORS = ("gzip", "oversized", "protobuf", "varint", "stream", "idle", "evicted", "handshake_evicted")
 
 
 @dataclass

@@ -68,7 +68,6 @@ class _Family:
     name: str
     type: str
     help: str
-    unit: str
     groups: list[int] = field(default_factory=list)
 
 
@@ -174,7 +173,7 @@ class TimestampedOpenMetrics:
     def _family(self, family: Family) -> _Family:
         fam = self._families.get(family.name)
         if fam is None:
-            fam = _Family(family.name, family.type, family.help, "")
+            fam = _Family(family.name, family.type, family.help)
             self._families[family.name] = fam
         return fam
 
@@ -252,8 +251,6 @@ class TimestampedOpenMetrics:
                     continue
                 stats.families += 1
                 out.write(f"# TYPE {fam.name} {fam.type}\n")
-                if fam.unit:
-                    out.write(f"# UNIT {fam.name} {fam.unit}\n")
                 if fam.help:
                     out.write(f"# HELP {fam.name} {help_om(fam.help)}\n")
                 for gid in fam.groups:

@@ -12,6 +12,7 @@ from dataclasses import replace
 import aiohttp
 
 from exporter.pipeline.hub import Hub
+from exporter.selfaddr import refuse_self_dial
 from exporter.sources.buffer import SharedBudget
 from exporter.sources.fairness import IngestGate
 from exporter.sources.options import Recorder, SessionOptions, Target, default_name
@@ -55,8 +56,10 @@ class SessionManager:
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:
-            # WebSockets hold their connection for the whole session: no pool limit.
-            self._client = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            # WebSockets hold their connection for the whole session: no pool limit. Every socket is
+            # checked, as dialled, against this exporter's own listener (redirects and reconnects too).
+            connector = aiohttp.TCPConnector(limit=0, socket_factory=refuse_self_dial)
+            self._client = aiohttp.ClientSession(connector=connector)
         return self._client
 
     def _options_for(self, target: Target) -> SessionOptions:

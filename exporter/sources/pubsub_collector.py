@@ -7,8 +7,14 @@ close) on shutdown and reopening a new stream after an error. This collector acc
 from any number of peers on a py-libp2p host (trio) and hands every event to a callback, as
 ``traced`` does before it writes files.
 
-Bounds: at most ``max_streams`` concurrent streams and ``max_streams_per_peer`` per peer (more are
-reset and counted); a batch longer than ``max_batch`` bytes ends that stream (go's traced uses
+Bounds: at most ``max_streams`` concurrent streams and ``max_streams_per_peer`` per peer. A new
+stream is always admitted: when a bound is reached, the stream that has been quiet longest (of all,
+or of that peer's) is reset to make room (``errors{reason="evicted"}``), so peers that only hold
+streams cannot keep out one that sends. A stream that delivers nothing for ``idle_timeout_s`` is reset
+(``errors{reason="idle"}``); go's tracer opens a new one with its next batch. Before any of that, on
+the host (``run_collector_host``), at most ``max_pending_connections`` TCP connections may be in their
+security handshake: a new one closes the oldest, so idle raw connections cannot fill the host's
+inbound connection slots either. A batch longer than ``max_batch`` bytes ends that stream (go's traced uses
 4 MiB); decompression proceeds in chunks, so a gzip bomb costs time, never memory. Damage ends only
 the stream it is on; it is counted by reason and logged once per reason (remote text escaped).
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import zlib
 from collections.abc import Callable
@@ -30,6 +37,20 @@ log = logging.getLogger(__name__)
 REMOTE_TRACER_PROTOCOL = "/libp2p/pubsub/tracer/1.0.0"
 READ_CHUNK = 1 << 16
 EventCallback = Callable[[str, list[TraceEvent]], None]  # (connection's peer id, events of one batch)
+IDLE_TIMEOUT_S = 300.0  # a tracer stream with nothing for this long is reset
+MAX_PENDING_CONNECTIONS = 64  # raw TCP connections still in the security handshake
+
+
+class _Slot:
+    """One accepted stream: whose, and when it last delivered bytes (monotonic)."""
+
+    __slots__ = ("evicted", "last_active", "peer", "stream")
+
+    def __init__(self, stream: Any, peer: str) -> None:
+        self.stream = stream
+        self.peer = peer
+        self.last_active = time.monotonic()
+        self.evicted = False
 
 
 class TraceCollector:
@@ -43,11 +64,16 @@ class TraceCollector:
         max_streams_per_peer: int = 4,
         max_batch: int = MAX_BATCH,
         stats: CollectorStats | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_pending_connections: int = MAX_PENDING_CONNECTIONS,
     ) -> None:
         self.on_events = on_events
         self.max_streams = max_streams
         self.max_streams_per_peer = max_streams_per_peer
         self.max_batch = max_batch
+        self.idle_timeout_s = idle_timeout_s
+        self.max_pending_connections = max_pending_connections
+        self._slots: dict[int, _Slot] = {}  # by id(stream), oldest first
         self.stats = stats if stats is not None else CollectorStats()  # shared with the metrics when given
         self._logged: set[str] = set()
 
@@ -66,42 +92,83 @@ class TraceCollector:
                 reason,
             )
 
+    def _make_room(self, peer: str) -> list[_Slot] | None:
+        """At a bound, evict the quietest streams (``peer``'s own when its bound is what binds) and
+        return them; None when nothing can be evicted (bounds of 0)."""
+        stats = self.stats
+        evicted: list[_Slot] = []
+        while stats.per_peer_streams[peer] >= self.max_streams_per_peer or len(self._slots) >= self.max_streams:
+            own = stats.per_peer_streams[peer] >= self.max_streams_per_peer
+            candidates = [s for s in self._slots.values() if not own or s.peer == peer]
+            if not candidates:
+                return None
+            victim = min(candidates, key=lambda s: s.last_active)
+            victim.evicted = True
+            self._release(victim)  # the slot is the newcomer's from now on
+            self._error(victim.peer, "evicted", "the quietest stream, reset to make room for a new one")
+            evicted.append(victim)
+        return evicted
+
+    def _release(self, slot: _Slot) -> None:
+        stats = self.stats
+        if self._slots.pop(id(slot.stream), None) is None:
+            return
+        stats.streams_active -= 1
+        stats.per_peer_streams[slot.peer] -= 1
+        if stats.per_peer_streams[slot.peer] <= 0:
+            del stats.per_peer_streams[slot.peer]
+            stats.ended[slot.peer] = time.monotonic()  # its last stream: the node may be gone
+
     async def handle_stream(self, stream: Any) -> None:
         peer = str(getattr(getattr(stream, "muxed_conn", None), "peer_id", "?"))
         stats = self.stats
-        if stats.streams_active >= self.max_streams or stats.per_peer_streams[peer] >= self.max_streams_per_peer:
+        evicted = self._make_room(peer)
+        if evicted is None:
             stats.streams_refused += 1
             self._error(peer, "refused", "too many concurrent trace streams")
             await _reset(stream)
             return
+        slot = _Slot(stream, peer)
+        self._slots[id(stream)] = slot
         stats.streams_accepted += 1
         stats.streams_active += 1
         stats.ended.pop(peer, None)
         stats.per_peer_streams[peer] += 1
+        for victim in evicted:
+            await _reset(victim.stream)  # its reader ends with an error, already counted as the eviction
         try:
-            clean = await self._read(stream, peer)
+            clean = await self._read(slot)
         except Exception as exc:  # the stream broke (reset, connection lost): normal for a tracer
             clean = False
-            self._error(peer, "stream", repr(exc))
+            if not slot.evicted:
+                self._error(peer, "stream", repr(exc))
         finally:
-            stats.streams_active -= 1
-            stats.per_peer_streams[peer] -= 1
-            if stats.per_peer_streams[peer] <= 0:
-                del stats.per_peer_streams[peer]
-                stats.ended[peer] = time.monotonic()  # its last stream: the node may be gone
+            self._release(slot)
         if clean:
             await _close(stream)
         else:
             await _reset(stream)
 
-    async def _read(self, stream: Any, peer: str) -> bool:
+    async def _read(self, slot: _Slot) -> bool:
         """Read one tracer stream to its end; False when it had to be cut off."""
+        import trio
+
+        stream, peer = slot.stream, slot.peer
         inflater = zlib.decompressobj(wbits=31)
         decoder = DelimitedDecoder(max_record=self.max_batch, resync=False)
+        idle = self.idle_timeout_s if self.idle_timeout_s > 0 else math.inf
         while not inflater.eof:
-            data = await stream.read(READ_CHUNK)
+            data = None
+            with trio.move_on_after(idle):
+                data = await stream.read(READ_CHUNK)
+            if data is None:
+                self._error(peer, "idle", f"nothing received for {self.idle_timeout_s:g}s")
+                return False
+            if slot.evicted:
+                return False
             if not data:
                 break
+            slot.last_active = time.monotonic()
             try:
                 out = inflater.decompress(data, READ_CHUNK)
                 while True:
@@ -168,8 +235,48 @@ async def run_collector_host(
         key_pair = create_new_key_pair(key_seed)
     host = new_host(key_pair=key_pair) if key_pair is not None else new_host()
     collector.attach(host)
+    bound_handshakes(host.get_network(), collector.max_pending_connections, collector.stats)
     async with host.run([multiaddr.Multiaddr(listen)]):
         addrs = [str(a) for a in host.get_addrs()]
         if task_status is not None:
             task_status.started((str(host.get_id()), addrs))
         await trio.sleep_forever()
+
+
+def bound_handshakes(swarm: Any, max_pending: int, stats: CollectorStats) -> None:
+    """At most ``max_pending`` inbound connections in their security handshake at once; a new one
+    closes the oldest (counted as ``errors{reason="handshake_evicted"}``).
+
+    py-libp2p refuses new inbound connections once its inbound cap (250 by default) is taken, and a
+    connection that never speaks holds its place for the whole upgrade timeout (10 s): 300 idle TCP
+    connections kept every tracer out. This wraps the swarm's inbound handler and upgrade (looked up
+    per connection, so instance attributes take effect) to keep the waiting ones few and fresh.
+    """
+    handle = getattr(swarm, "_handle_inbound_connection", None)
+    upgrade = getattr(swarm, "upgrade_inbound_raw_conn", None)
+    if handle is None or upgrade is None:  # another py-libp2p: its own limits apply
+        log.warning("pubsub collector: cannot bound pending handshakes on this py-libp2p version")
+        return
+    pending: dict[int, Any] = {}  # id(raw stream) -> raw stream, oldest first
+    limit = max(1, max_pending)
+
+    async def guarded_handle(raw: Any, maddr: Any) -> None:
+        while len(pending) >= limit:
+            oldest = pending.pop(next(iter(pending)))
+            stats.errors["handshake_evicted"] += 1
+            with contextlib.suppress(Exception):
+                await oldest.close()  # its handshake fails at once and gives its inbound slot back
+        pending[id(raw)] = raw
+        try:
+            await handle(raw, maddr)
+        finally:
+            pending.pop(id(raw), None)
+
+    async def guarded_upgrade(raw_conn: Any, maddr: Any) -> Any:
+        try:
+            return await upgrade(raw_conn, maddr)
+        finally:
+            pending.pop(id(getattr(raw_conn, "stream", None)), None)  # upgraded (or failed): no longer waiting
+
+    swarm._handle_inbound_connection = guarded_handle
+    swarm.upgrade_inbound_raw_conn = guarded_upgrade

@@ -327,7 +327,8 @@ class Session:
         return await self._client.ws_connect(
             self.url,
             heartbeat=self.opts.heartbeat_s,
-            max_msg_size=self.opts.max_frame_bytes,
+            # aiohttp refuses a message of exactly max_msg_size bytes; the limit includes its value.
+            max_msg_size=self.opts.max_frame_bytes + 1,
             autoping=True,
         )
 

@@ -6,6 +6,7 @@ The exporter's own WebSocket client is tested against the Endpoint in test_intro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -249,9 +250,13 @@ async def test_client_limit(http: aiohttp.ClientSession) -> None:
         b = await http.ws_connect(url(ep))
         await hello(a)
         await hello(b)
-        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-            await http.ws_connect(url(ep))
-        assert refused.value.status == 503
+        async with http.ws_connect(url(ep)) as third:  # upgraded (pending), refused at HELLO
+            await third.send_bytes(command(1, CMD.HELLO))
+            refused = await recv(third)
+            assert refused.response.result == pb.CommandResponse.ERR
+            assert refused.response.error == "client limit reached"
+            closed = await recv_raw(third)
+            assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and third.close_code == 1008
         assert ep.stats["clients_rejected"] == 1
         await a.close()
         # the server notices the close on its next read
@@ -534,3 +539,78 @@ async def test_a_message_over_max_frame_size_is_a_frame_failure(server: Introspe
     finally:
         await session.close()
     await asyncio.sleep(0)
+
+
+# Issue 25, item 2: connections that never say HELLO cannot lock real clients out. They wait in a
+# pending pool of 4 (the oldest closed for each newcomer); only HELLO takes one of the 16 client slots.
+
+
+async def test_silent_connections_never_lock_out_a_real_client(http: aiohttp.ClientSession) -> None:
+    ep = Endpoint(make_introspector())  # the defaults: 16 clients, 4 pending, 10 s to say HELLO
+    await ep.start()
+    silent: list[aiohttp.ClientWebSocketResponse] = []
+    stop = asyncio.Event()
+    # The attacker's own client, with no pool limit: its held sockets never queue the real client's.
+    evil = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+    async def attacker(rate_per_s: float) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                silent.append(await asyncio.wait_for(evil.ws_connect(url(ep)), 5.0))
+            await asyncio.sleep(1.0 / rate_per_s)
+
+    attack = None
+    try:
+        # A burst first, more than every slot of both pools, then a steady 5 connections/s (the issue
+        # saw every slot held at 1.7/s); none of them ever sends a byte or reads one.
+        burst = await asyncio.gather(*(evil.ws_connect(url(ep)) for _ in range(40)), return_exceptions=True)
+        silent.extend(ws for ws in burst if isinstance(ws, aiohttp.ClientWebSocketResponse))
+        assert len(silent) >= 16  # at least every client slot: the attack is real
+        attack = asyncio.create_task(attacker(5.0))
+        failures = []
+        for i in range(10):
+            started = time.monotonic()
+            try:
+                async with http.ws_connect(url(ep)) as ws:
+                    await ws.send_bytes(command(1, CMD.HELLO))
+                    reply = await recv(ws, timeout=2.0)
+                    served = time.monotonic() - started
+                    if reply.response.result != pb.CommandResponse.OK or served > 2.0:
+                        failures.append((i, reply.response.error, served))
+            except (aiohttp.ClientError, asyncio.TimeoutError, AssertionError) as exc:
+                failures.append((i, repr(exc), time.monotonic() - started))
+            await asyncio.sleep(0.2)
+        assert not failures, failures
+        assert ep.stats["clients_evicted"] >= 40
+        assert len(ep.pending) <= 4 and not ep.clients
+    finally:
+        stop.set()
+        if attack is not None:
+            await attack
+        for ws in silent:
+            await ws.close()
+        await evil.close()
+        await ep.close()
+
+
+async def test_hello_with_the_main_pool_full_is_refused_and_the_pending_pool_is_bounded(
+    http: aiohttp.ClientSession,
+) -> None:
+    ep = Endpoint(make_introspector(), max_clients=1, max_pending=2)
+    await ep.start()
+    try:
+        async with http.ws_connect(url(ep)) as first:
+            await hello(first)
+            waiting = [await http.ws_connect(url(ep)) for _ in range(3)]  # the oldest of 3 is evicted
+            closed = await recv_raw(waiting[0])
+            assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED) and waiting[0].close_code == 1008
+            await until(lambda: len(ep.pending) == 2, 5.0, "two pending")
+            await waiting[1].send_bytes(command(1, CMD.HELLO))
+            refused = await recv(waiting[1])
+            assert refused.response.result == pb.CommandResponse.ERR
+            assert refused.response.error == "client limit reached"
+            for ws in waiting:
+                await ws.close()
+        assert ep.stats["clients_evicted"] == 1 and ep.stats["clients_rejected"] == 1
+    finally:
+        await ep.close()

@@ -22,7 +22,13 @@ from tests.support.samples import hub_series
 
 def node_samples(hub: Hub) -> dict:
     """Every series derived from the node's data (the session's own bookkeeping aside)."""
-    skip = ("libp2p_exporter_session_", "libp2p_exporter_up", "libp2p_exporter_segment_errors")
+    # mapper_errors: one series per mapper the hub has, and only the live hub has the session mapper
+    skip = (
+        "libp2p_exporter_session_",
+        "libp2p_exporter_up",
+        "libp2p_exporter_segment_errors",
+        "libp2p_exporter_mapper_errors",
+    )
     return {k: v for k, v in hub_series(hub).items() if k[1] and not k[0].startswith(skip)}
 
 

@@ -7,14 +7,16 @@ The unit tier checks the same output's structure in process; these tests start p
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from prometheus_client.metrics_core import Metric
 
 from exporter.app.cli import main
 from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
+from exporter.model.catalogue import Family, Writer
+from exporter.model.histogram import Histogram
 from exporter.pipeline.hub import Hub
 from exporter.protocol.framing import decode_segments, encode_segment
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
@@ -41,25 +43,35 @@ def test_the_whole_exposition_passes_promtool() -> None:
     assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res.stdout + res.stderr
 
 
-def _metric(name: str, kind: str, value: float, **labels: str) -> Metric:
-    m = Metric(name, "doc", kind)
+def _metric(name: str, kind: str, value: float, **labels: str) -> Callable[[Writer], None]:
+    family = Family(name, kind, "doc")
     if kind == "histogram":
-        m.add_sample(name + "_bucket", {**labels, "le": "1.0"}, value)
-        m.add_sample(name + "_bucket", {**labels, "le": "+Inf"}, value)
-        m.add_sample(name + "_count", labels, value)
-        m.add_sample(name + "_sum", labels, value / 2)
-    else:
-        m.add_sample(name + ("_total" if kind == "counter" else ""), labels, value)
-    return m
+        hist = Histogram((1.0,))
+        hist.counts, hist.count, hist.total = [int(value), 0], int(value), value / 2
+        return lambda out: out.histogram(family, hist, labels)
+    if kind == "counter":
+        return lambda out: out.counter(family, value, labels)
+    return lambda out: out.gauge(family, value, labels)
+
+
+def _add(w: TimestampedOpenMetrics, scope: str, ts_ms: int, writes: list[Callable[[Writer], None]]) -> None:
+    at = w.instant(scope, ts_ms)
+    for write in writes:
+        write(at)
+    at.close()
 
 
 def test_zeros_for_vanished_gauges_and_born_counters_build_blocks(tmp_path: Path) -> None:
     w = TimestampedOpenMetrics(tmp_path, extra_labels={"job": "j"})
     g, c, h = "gauge", "counter", "histogram"
-    w.add("a", 1000, [_metric("g", g, 1, node="a", k="x"), _metric("c", c, 1, node="a"), _metric("h", h, 1, node="a")])
-    w.add("b", 1500, [_metric("g", g, 5, node="b", k="x")])
-    w.add("a", 2000, [_metric("g", g, 2, node="a", k="y"), _metric("c", c, 2, node="a"), _metric("h", h, 2, node="a")])
-    w.add("a", 3000, [_metric("g", g, 3, node="a", k="y"), _metric("c", c, 3, node="a"), _metric("c", c, 1, x="1")])
+    _add(
+        w, "a", 1000, [_metric("g", g, 1, node="a", k="x"), _metric("c", c, 1, node="a"), _metric("h", h, 1, node="a")]
+    )
+    _add(w, "b", 1500, [_metric("g", g, 5, node="b", k="x")])
+    _add(
+        w, "a", 2000, [_metric("g", g, 2, node="a", k="y"), _metric("c", c, 2, node="a"), _metric("h", h, 2, node="a")]
+    )
+    _add(w, "a", 3000, [_metric("g", g, 3, node="a", k="y"), _metric("c", c, 3, node="a"), _metric("c", c, 1, x="1")])
     with open(tmp_path / "out.om", "w") as fh:
         w.write(fh)
     assert w.vanished_zeros == 1 and w.birth_zeros == 1

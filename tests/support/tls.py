@@ -45,17 +45,19 @@ def _cert(
     ca: bool = False,
     sans: list[x509.GeneralName] | None = None,
     usage: list[x509.ObjectIdentifier] | None = None,
+    valid: tuple[datetime.datetime, datetime.datetime] | None = None,
 ) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = valid or (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1))
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(issuer or name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if ca:
@@ -73,8 +75,13 @@ def _cert(
     return builder.sign(signer, hashes.SHA256())
 
 
-def make_material(directory: Path, client_san: str = "scraper.example") -> Material:
-    """A CA and two leaf certificates signed by it, written as PEM files under ``directory``."""
+def make_material(
+    directory: Path,
+    client_san: str = "scraper.example",
+    server_valid: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> Material:
+    """A CA and two leaf certificates signed by it, written as PEM files under ``directory``;
+    ``server_valid`` (notBefore, notAfter) for the server's (default: from 5 minutes ago for a day)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca = _cert("test CA", ca_key, None, ca_key, ca=True)
@@ -90,6 +97,7 @@ def make_material(directory: Path, client_san: str = "scraper.example") -> Mater
             x509.IPAddress(ipaddress.ip_address("::1")),
         ],
         usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        valid=server_valid,
     )
     client_key = _key()
     client = _cert(

@@ -81,8 +81,26 @@ def test_every_written_family_is_declared() -> None:
         for msg in decode_segments(encode_segment(synthetic.state())).messages:
             hub.ingest("n", msg)
         synthetic.step()
-    written = {m.name for m in HubCollector(hub).collect()}
+    collected = HubCollector(hub).collect()
+    written = {m.name for m in collected}
     assert written and written <= names, written - names
+    # ...with the labels their declaration names (besides the node's own and a histogram's le).
+    declared_labels = {f.name: set(f.labels) for f in families()}
+    for metric in collected:
+        for sample in metric.samples:
+            extra = set(sample.labels) - declared_labels[metric.name] - {"node", "le"}
+            assert not extra, (metric.name, extra)
+
+
+def test_model_holds_no_exposition_library() -> None:
+    """Families and writers are data and interfaces: prometheus_client belongs to the sinks."""
+    import ast
+
+    for path in sorted((ROOT / "exporter" / "model").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] == "prometheus_client" for n in names), path
 
 
 class _Raising(Mapper):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from exporter.app.runtime import build_hub
 from exporter.pipeline.hub import Hub
 from exporter.protocol import pb
@@ -306,3 +308,20 @@ def test_a_closed_connection_kept_in_later_states_is_counted_by_its_status_alone
     hub = feed(*msgs, state(T0 + 5000, [{"id": C1, "streams": [s1]}, {"id": C2}]))
     assert total(hub, "libp2p_connections", status="closed") == 0
     assert total(hub, "libp2p_connections", status="active") == 2
+
+
+def test_a_node_restarting_in_every_runtime_is_logged_once_then_summarised(caplog) -> None:  # type: ignore[no-untyped-def]
+    """Issue 25, item 6: a new peer id in every Runtime is counted every time, logged once per
+    5 minutes per node, and what was suppressed is summarised in one line (here: when the node goes)."""
+    caplog.set_level(logging.INFO, logger="exporter.pipeline.hub")
+    hub = build_hub()
+    for i in range(400):
+        rt = pb.ServerMessage()
+        rt.runtime.peer_id = f"Qm{i}"
+        hub.ingest("n", rt)
+        hub.ingest("n", state(T0 + 1000 * (i + 1), [{"id": C1}]))
+    assert total(hub, "libp2p_exporter_node_restarts_total") == 399  # the first Runtime is no restart
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("restart detected" in line for line in lines) == 1, lines[:5]
+    hub.remove("n")
+    assert caplog.records[-1].getMessage().startswith("node n restart detected: 398 more like this suppressed")

@@ -29,11 +29,14 @@ ALLOWED: dict[str, set[str]] = {
     "model": {"protocol", "defaults"},
     "pipeline": {"protocol", "defaults", "model"},
     "mappers": {"protocol", "defaults", "model", "pipeline"},
-    "sources": {"protocol", "defaults", "model", "pipeline"},
+    "sources": {"protocol", "defaults", "model", "pipeline", "selfaddr"},
     "sinks": {"protocol", "defaults", "model", "pipeline"},
-    "server": {"protocol", "defaults", "model", "pipeline", "sinks", "web_config", "web_auth"},
+    "server": {"protocol", "defaults", "model", "pipeline", "sinks", "web_config", "web_auth", "selfaddr"},
     # --web.config.file: parsing and TLS (a leaf), and the middleware the server installs from it.
-    "web_config": set(),
+    "web_config": {"certdates"},
+    "certdates": {"model"},  # the certificates' dates: read, warned about, exported (their Family)
+    # Whether an address reaches this exporter's own listener: /probe's self check (a leaf).
+    "selfaddr": set(),
     "web_auth": {"web_config"},
     # Log format and rate limiting: a leaf every layer may log through.
     "logs": set(),
@@ -50,6 +53,7 @@ ALLOWED: dict[str, set[str]] = {
         "sinks",
         "server",
         "web_config",
+        "selfaddr",
         "introspector",
         "generator",
     },

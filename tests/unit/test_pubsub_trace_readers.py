@@ -266,8 +266,16 @@ def test_collector_bounds_streams_per_peer() -> None:
     data = w.batch(sample(3)) + w.close()
     streams = [FakeStream(data, "same", chunk=1) for _ in range(3)]
     c, got = collect(*streams, max_streams_per_peer=2)
-    assert c.stats.streams_refused == 1 and c.stats.streams_accepted == 2 and len(got) == 6
-    assert sum(s.was_reset for s in streams) == 1
+    # the third is admitted and the quietest of the peer's two is reset to make room (issue 25)
+    assert c.stats.streams_refused == 0 and c.stats.streams_accepted == 3 and c.stats.errors["evicted"] == 1
+    assert len(got) == 6 and sum(s.was_reset for s in streams) == 1
+    assert c.stats.streams_active == 0 and not c.stats.per_peer_streams
+
+
+def test_collector_refuses_only_when_nothing_can_make_room() -> None:
+    w = GzipBatchWriter()
+    c, _ = collect(FakeStream(w.batch(sample(1)) + w.close()), max_streams=0)
+    assert c.stats.streams_refused == 1 and c.stats.streams_accepted == 0
 
 
 def test_collector_notes_when_a_peers_last_stream_ended() -> None:
