@@ -38,6 +38,7 @@ type tracker struct {
 	peers        map[peer.ID]*peerRec
 	unattributed uint64 // streams that began and ended between two States on a peer with several connections
 	node         rate
+	pruned       uint64 // when prune last ran (ms)
 }
 
 type connRec struct {
@@ -181,6 +182,10 @@ func (t *tracker) disconnected(c network.Conn, at time.Time) {
 		qs = &s
 	}
 	closed := rec != nil && t.close(rec, ms(at), totals, qs)
+	if now := ms(at); now >= t.pruned+1000 {
+		// Closed connections pile up even when no client takes States: prune here too, at most once a second.
+		t.prune(now)
+	}
 	t.mu.Unlock()
 	if closed {
 		t.pub.Publish("PeerDisconnecting", map[string]any{
@@ -374,6 +379,7 @@ func (t *tracker) streamEnded(s *streamScope) {
 
 // prune forgets what closed before the keep period and bounds what closed within it (t.mu held).
 func (t *tracker) prune(now uint64) {
+	t.pruned = now
 	horizon := uint64(0)
 	if keep := uint64(t.keep.Milliseconds()); now > keep {
 		horizon = now - keep

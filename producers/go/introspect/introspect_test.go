@@ -441,3 +441,32 @@ func TestShortStreamsBetweenStates(t *testing.T) {
 		t.Fatalf("%d echo streams, want 5", n)
 	}
 }
+
+// With no client taking States, closed connections still leave after the retention period.
+func TestPrunedWithoutStates(t *testing.T) {
+	a := newHost(t, nil)
+	in := newIntrospector(t, a, Retention(200*time.Millisecond))
+	b := newHost(t, nil)
+	connectOver(t, a, b, "tcp")
+	until(t, "the connection tracked", func() bool {
+		in.conns.mu.Lock()
+		defer in.conns.mu.Unlock()
+		return len(in.conns.conns) == 1
+	})
+	_ = a.Network().ClosePeer(b.ID())
+	time.Sleep(1200 * time.Millisecond)
+	// Another connection's close prunes the first, gone for longer than the retention period.
+	c := newHost(t, nil)
+	connectOver(t, a, c, "tcp")
+	_ = a.Network().ClosePeer(c.ID())
+	until(t, "the first connection pruned without a State", func() bool {
+		in.conns.mu.Lock()
+		defer in.conns.mu.Unlock()
+		for _, rec := range in.conns.conns {
+			if rec.peer == b.ID() {
+				return false
+			}
+		}
+		return true
+	})
+}
