@@ -155,7 +155,8 @@ func addrList(as []ma.Multiaddr) []string {
 
 // subscribeBus forwards the host's event bus to pub until the returned stop is called.
 func subscribeBus(bus event.Bus, pub Publisher) (func(), error) {
-	sub, err := bus.Subscribe(event.WildcardSubscription, eventbus.Name("libp2p-exporter/introspect"))
+	// A roomy buffer: the bus blocks its emitters while a subscriber's channel is full.
+	sub, err := bus.Subscribe(event.WildcardSubscription, eventbus.Name("libp2p-exporter/introspect"), eventbus.BufSize(256))
 	if err != nil {
 		return nil, err
 	}

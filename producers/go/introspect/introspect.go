@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/introspect/ws"
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
@@ -209,7 +210,7 @@ func (in *Introspector) closeHooks() {
 }
 
 // Runtime implements ws.Source.
-func (in *Introspector) Runtime() *pb.Runtime { return in.runtime }
+func (in *Introspector) Runtime() *pb.Runtime { return proto.Clone(in.runtime).(*pb.Runtime) }
 
 // State implements ws.Source: connections (open, and closed within retention), node traffic,
 // the peerstore extension and every provider's part, taken now.

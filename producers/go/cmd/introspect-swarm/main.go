@@ -27,6 +27,7 @@ import (
 
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/introspect"
 	idht "github.com/libp2p-exporter/libp2p-exporter/producers/go/introspect/dht"
+	ipubsub "github.com/libp2p-exporter/libp2p-exporter/producers/go/introspect/pubsub"
 )
 
 type options struct {
@@ -162,7 +163,8 @@ func start(ctx context.Context, name, introAddr, topic string) (*node, error) {
 		return nil, fmt.Errorf("%s: kad-dht: %w", name, err)
 	}
 	nd.dht = tracker.Wrap(d)
-	ps, err := pubsub.NewGossipSub(ctx, h)
+	pst := ipubsub.NewTracer()
+	ps, err := pubsub.NewGossipSub(ctx, h, pst.Option())
 	if err != nil {
 		nd.close()
 		return nil, fmt.Errorf("%s: gossipsub: %w", name, err)
@@ -183,7 +185,7 @@ func start(ctx context.Context, name, introAddr, topic string) (*node, error) {
 			}
 		}
 	}()
-	nd.intro, err = introspect.New(h, introspect.WithProbe(probe), introspect.WithProvider(tracker), introspect.ListenAddr(introAddr))
+	nd.intro, err = introspect.New(h, introspect.WithProbe(probe), introspect.WithProvider(tracker), introspect.WithProvider(pst), introspect.ListenAddr(introAddr))
 	if err != nil {
 		nd.close()
 		return nil, fmt.Errorf("%s: introspection on %s: %w", name, introAddr, err)
