@@ -233,6 +233,29 @@ func (in *Introspector) State(retention time.Duration) *pb.State {
 	return st
 }
 
+// Stats are counts of what the introspector could not report.
+type Stats struct {
+	// UnattributedStreams began and ended between two States on a peer with several
+	// connections: their connection is unknown, so no State lists them.
+	UnattributedStreams uint64
+	// LostStreamEnds are stream ends the probe dropped because no State collected them
+	// (it keeps the newest 8192).
+	LostStreamEnds uint64
+}
+
+// Stats reads the counts.
+func (in *Introspector) Stats() Stats {
+	in.conns.mu.Lock()
+	s := Stats{UnattributedStreams: in.conns.unattributed}
+	in.conns.mu.Unlock()
+	if p := in.cfg.probe; p != nil {
+		p.mu.Lock()
+		s.LostStreamEnds = p.lost
+		p.mu.Unlock()
+	}
+	return s
+}
+
 // Subscribe implements ws.Source.
 func (in *Introspector) Subscribe(fn func(*pb.Event)) (cancel func()) { return in.ev.subscribe(fn) }
 
