@@ -16,14 +16,14 @@ import time
 
 from aiohttp import web
 
-from exporter.app.flags import add_serving_flags, setup_logging
-from exporter.app.runtime import hub_from_args
+from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
+from exporter.app.runtime import hub_for
 from exporter.generator import SyntheticNode
 from exporter.server import build_app, start_server
 
 
 async def run(args: argparse.Namespace) -> None:
-    hub = hub_from_args(args)  # the serving flags' label caps and --histograms.profile
+    hub = hub_for(settings_from_args(args).limits)  # the serving flags' label caps and --histograms.profile
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,
