@@ -466,7 +466,7 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 			Timeline:    &pb.Connection_Timeline{OpenTs: rec.openTS, UpgradedTs: rec.upgraded, CloseTs: rec.closeTS},
 			Role:        rec.role,
 			Attribs:     &pb.Connection_Attributes{Multiplexer: rec.muxer, Encryption: rec.security},
-			Streams:     &pb.StreamList{}, // present even when empty (protocol.md §5)
+			Streams:     &pb.StreamList{}, // present even when empty (docs/protocol.md §5)
 		}
 		if rec.closeTS != 0 {
 			c.Status = pb.Status_CLOSED
