@@ -56,6 +56,8 @@ type connRec struct {
 	closeTS   uint64
 	quic      *quic.Conn
 
+	announced bool // PeerConnecting published (or the connection predates the introspector)
+
 	// Traffic from the probe's per-peer counts, exact while this was the peer's only connection.
 	counted bool // the connection opened under our eyes, so its baseline is known
 	shared  bool // another connection to the peer overlapped it: per-connection bytes unknown
@@ -94,12 +96,12 @@ func newTracker(h host.Host, probe *Probe, keep time.Duration, pub Publisher) *t
 // attach registers for the swarm's notifications and takes in the connections that exist.
 func (t *tracker) attach() (stop func()) {
 	nb := &network.NotifyBundle{
-		ConnectedF:    func(_ network.Network, c network.Conn) { t.connected(c, true) },
+		ConnectedF:    func(_ network.Network, c network.Conn) { t.connected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { t.disconnected(c, time.Now()) },
 	}
 	t.h.Network().Notify(nb)
 	for _, c := range t.h.Network().Conns() {
-		t.connected(c, false)
+		t.existing(c)
 	}
 	return func() { t.h.Network().StopNotify(nb) }
 }
@@ -131,14 +133,29 @@ func describe(c network.Conn) *connRec {
 	return r
 }
 
-func (t *tracker) connected(c network.Conn, announce bool) {
+// existing takes in a connection that was there before the introspector: its bytes before
+// now were not watched, so it never carries per-connection traffic from the probe.
+func (t *tracker) existing(c network.Conn) {
 	rec := describe(c)
 	t.mu.Lock()
-	if _, ok := t.conns[c]; ok {
-		t.mu.Unlock()
-		return
+	defer t.mu.Unlock()
+	if _, ok := t.conns[c]; !ok {
+		t.add(rec, false)
+		rec.announced = true
 	}
-	t.add(rec, announce)
+}
+
+// connected is the swarm's Connected notification; a State may have found the connection first.
+func (t *tracker) connected(c network.Conn) {
+	rec := describe(c)
+	t.mu.Lock()
+	if known, ok := t.conns[c]; ok {
+		rec = known
+	} else {
+		t.add(rec, t.probe != nil)
+	}
+	announce := !rec.announced
+	rec.announced = true
 	t.mu.Unlock()
 	if announce {
 		t.pub.Publish("PeerConnecting", map[string]any{
@@ -147,9 +164,9 @@ func (t *tracker) connected(c network.Conn, announce bool) {
 	}
 }
 
-// add takes in rec (t.mu held). announced says it came from the Connected notification, so
-// no byte of it can have been counted before the peer's baseline.
-func (t *tracker) add(rec *connRec, announced bool) {
+// add takes in rec (t.mu held). counted says every byte of it went through the probe while
+// the introspector watched, so the peer's baseline applies.
+func (t *tracker) add(rec *connRec, counted bool) {
 	pr := t.peers[rec.peer]
 	if pr == nil {
 		pr = &peerRec{}
@@ -164,7 +181,7 @@ func (t *tracker) add(rec *connRec, announced bool) {
 		}
 	}
 	pr.open++
-	rec.counted = announced && t.probe != nil
+	rec.counted = counted
 	rec.base = pr.base
 	t.conns[rec.conn] = rec
 }
@@ -266,7 +283,7 @@ func (t *tracker) snapshot(now time.Time, retention time.Duration) []*pb.Connect
 	defer t.mu.Unlock()
 	for _, rec := range fresh {
 		if _, ok := t.conns[rec.conn]; !ok {
-			t.add(rec, false)
+			t.add(rec, t.probe != nil) // ahead of its Connected notification, which announces it
 		}
 	}
 	isLive := make(map[network.Conn]bool, len(live))

@@ -470,3 +470,26 @@ func TestPrunedWithoutStates(t *testing.T) {
 		return true
 	})
 }
+
+// A connection that was there before New: its earlier bytes were not watched, so it carries no
+// per-connection traffic, while the node's totals (counted by the probe since construction) do.
+func TestConnectionBeforeNewHasNoTraffic(t *testing.T) {
+	p := newProbe(t)
+	a := newHost(t, p)
+	b := newHost(t, nil)
+	connectOver(t, a, b, "tcp")
+	roundTrip(t, a, b.ID(), 100)
+	in := newIntrospector(t, a, WithProbe(p))
+	roundTrip(t, a, b.ID(), 100)
+	st := in.State(time.Minute)
+	cs := connsTo(st, b.ID())
+	if len(cs) != 1 || cs[0].Traffic != nil {
+		t.Fatalf("connections %v: want one, without traffic", cs)
+	}
+	if cs[0].Timeline.OpenTs == 0 {
+		t.Fatalf("the probe saw it open: open_ts should be there")
+	}
+	if st.Traffic == nil || st.Traffic.TrafficOut.CumBytes < 200 {
+		t.Fatalf("node traffic %v", st.Traffic)
+	}
+}
