@@ -32,7 +32,6 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.go_tools import go_tools  # noqa: F401 - the session fixture
 from tests.support.procs import http_get, start_exporter, wait_for
 
 PING = "/ipfs/ping/1.0.0"
@@ -134,7 +133,7 @@ def _compare(subject: Node, exporter_url: str) -> dict[str, tuple[Any, Any]]:
     }
 
 
-def test_go_host_agrees_with_go_libp2p_metrics(go_tools: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+def test_go_host_agrees_with_go_libp2p_metrics(go_tools: dict[str, Path], tmp_path: Path) -> None:
     binary = go_tools["introspect-node"]
     nodes: list[Node] = []
     exporter = None

@@ -39,6 +39,7 @@ type tracker struct {
 	unattributed uint64 // streams that began and ended between two States on a peer with several connections
 	node         rate
 	pruned       uint64 // when prune last ran (ms)
+	uiTraffic    bool   // ZeroTrafficForObserverUI
 }
 
 type connRec struct {
@@ -490,6 +491,8 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 		}
 		if tr := t.connTraffic(rec); tr != nil {
 			c.Traffic = tr
+		} else if t.uiTraffic {
+			c.Traffic = zeroTraffic()
 		}
 		if rec.closeTS == 0 {
 			c.LatencyNs = t.latency(rec, openPerPeer[rec.peer])
@@ -516,6 +519,9 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 			}
 			if s.closeTS != 0 {
 				ps.Status = pb.Status_CLOSED
+			}
+			if t.uiTraffic {
+				ps.Traffic = zeroTraffic()
 			}
 			c.Streams.Streams = append(c.Streams.Streams, ps)
 		}
@@ -584,6 +590,10 @@ func (t *tracker) nodeTraffic(now time.Time) *pb.Traffic {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.node.traffic(now, in, out)
+}
+
+func zeroTraffic() *pb.Traffic {
+	return &pb.Traffic{TrafficIn: &pb.DataGauge{}, TrafficOut: &pb.DataGauge{}}
 }
 
 // rate turns cumulative counts into a rate over the last second or more.

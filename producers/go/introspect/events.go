@@ -36,11 +36,10 @@ func EventTypeOf(name string, props map[string]pb.EventType_EventProperty_Proper
 }
 
 const (
-	tString    = pb.EventType_EventProperty_STRING
-	tNumber    = pb.EventType_EventProperty_NUMBER
-	tTime      = pb.EventType_EventProperty_TIME
-	tPeer      = pb.EventType_EventProperty_PEERID
-	tMultiaddr = pb.EventType_EventProperty_MULTIADDR
+	tString = pb.EventType_EventProperty_STRING
+	tNumber = pb.EventType_EventProperty_NUMBER
+	tTime   = pb.EventType_EventProperty_TIME
+	tPeer   = pb.EventType_EventProperty_PEERID
 )
 
 // baseEventTypes are the connection events the observer UI knows, from the swarm's notifications.
@@ -54,19 +53,20 @@ func baseEventTypes() []*pb.EventType {
 }
 
 // busEventTypes are the event bus events converted below, named after their Go types with Go
-// field names as keys (as the 2020 Go server did).
+// field names as keys (as the 2020 Go server did). Addresses are declared STRING: the observer
+// UI has no column for the schema's MULTIADDR type.
 func busEventTypes() []*pb.EventType {
 	type props = map[string]pb.EventType_EventProperty_PropertyType
 	return []*pb.EventType{
 		EventTypeOf("EvtPeerConnectednessChanged", props{"Peer": tPeer, "Connectedness": tString}),
 		EventTypeOf("EvtPeerIdentificationCompleted", props{
 			"Peer": tPeer, "Conn": tString, "AgentVersion": tString, "ProtocolVersion": tString,
-			"Protocols": tString, "ListenAddrs": tMultiaddr, "ObservedAddr": tMultiaddr,
+			"Protocols": tString, "ListenAddrs": tString, "ObservedAddr": tString,
 		}, "Protocols", "ListenAddrs"),
 		EventTypeOf("EvtPeerIdentificationFailed", props{"Peer": tPeer, "Reason": tString}),
 		EventTypeOf("EvtPeerProtocolsUpdated", props{"Peer": tPeer, "Added": tString, "Removed": tString}, "Added", "Removed"),
 		EventTypeOf("EvtLocalProtocolsUpdated", props{"Added": tString, "Removed": tString}, "Added", "Removed"),
-		EventTypeOf("EvtLocalAddressesUpdated", props{"Current": tMultiaddr, "Removed": tMultiaddr}, "Current", "Removed"),
+		EventTypeOf("EvtLocalAddressesUpdated", props{"Current": tString, "Removed": tString}, "Current", "Removed"),
 		EventTypeOf("EvtLocalReachabilityChanged", props{"Reachability": tString}),
 		EventTypeOf("EvtNATDeviceTypeChanged", props{"TransportProtocol": tString, "NatDeviceType": tString}),
 	}

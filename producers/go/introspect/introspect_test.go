@@ -493,3 +493,41 @@ func TestConnectionBeforeNewHasNoTraffic(t *testing.T) {
 		t.Fatalf("node traffic %v", st.Traffic)
 	}
 }
+
+// Streams carry no traffic (go-libp2p has none per stream), unless zeros are asked for the
+// observer UI; measured connection traffic is never replaced.
+func TestStreamTrafficUnsetUnlessForObserverUI(t *testing.T) {
+	for _, ui := range []bool{false, true} {
+		p := newProbe(t)
+		a := newHost(t, p)
+		b := newHost(t, nil)
+		opts := []Option{WithProbe(p)}
+		if ui {
+			opts = append(opts, ZeroTrafficForObserverUI())
+		}
+		in := newIntrospector(t, a, opts...)
+		connectOver(t, a, b, "tcp")
+		roundTrip(t, a, b.ID(), 100)
+		var streams []*pb.Stream
+		var conn *pb.Connection
+		until(t, "the echo stream", func() bool {
+			cs := connsTo(in.State(time.Minute), b.ID())
+			if len(cs) != 1 || len(cs[0].Streams.Streams) == 0 {
+				return false
+			}
+			conn, streams = cs[0], cs[0].Streams.Streams
+			return true
+		})
+		if conn.Traffic.GetTrafficOut().GetCumBytes() < 100 {
+			t.Fatalf("ui=%v: measured connection traffic %v lost", ui, conn.Traffic)
+		}
+		for _, s := range streams {
+			if ui && (s.Traffic == nil || s.Traffic.TrafficIn == nil || s.Traffic.TrafficOut == nil || s.Traffic.TrafficOut.CumBytes != 0) {
+				t.Fatalf("ui: stream traffic %v, want zeros present", s.Traffic)
+			}
+			if !ui && s.Traffic != nil {
+				t.Fatalf("stream traffic %v was not measured", s.Traffic)
+			}
+		}
+	}
+}

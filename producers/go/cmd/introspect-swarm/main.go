@@ -39,6 +39,7 @@ type options struct {
 	topic     string
 	configOut string
 	prefix    string
+	observer  bool
 }
 
 type node struct {
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.topic, "topic", "introspect-demo", "gossipsub topic")
 	flag.StringVar(&o.configOut, "config-out", "", "write a libp2p-exporter --config file listing the hosts here")
 	flag.StringVar(&o.prefix, "name", "go", "host names are NAME-0, NAME-1, ...")
+	flag.BoolVar(&o.observer, "observer-ui", false, "send zero traffic where none was measured, for the libp2p observer UI (an exporter then reads it as measured)")
 	flag.Parse()
 	if err := check(o); err != nil {
 		fmt.Fprintln(os.Stderr, "introspect-swarm:", err)
@@ -106,7 +108,7 @@ func run(ctx context.Context, o options) error {
 		if o.listen > 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", o.listen+i)
 		}
-		nd, err := start(ctx, fmt.Sprintf("%s-%d", o.prefix, i), addr, o.topic)
+		nd, err := start(ctx, fmt.Sprintf("%s-%d", o.prefix, i), addr, o.topic, o.observer)
 		if err != nil {
 			return err
 		}
@@ -141,7 +143,7 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-func start(ctx context.Context, name, introAddr, topic string) (*node, error) {
+func start(ctx context.Context, name, introAddr, topic string, observerUI bool) (*node, error) {
 	probe, err := introspect.NewProbe()
 	if err != nil {
 		return nil, err
@@ -185,7 +187,13 @@ func start(ctx context.Context, name, introAddr, topic string) (*node, error) {
 			}
 		}
 	}()
-	nd.intro, err = introspect.New(h, introspect.WithProbe(probe), introspect.WithProvider(tracker), introspect.WithProvider(pst), introspect.ListenAddr(introAddr))
+	opts := []introspect.Option{
+		introspect.WithProbe(probe), introspect.WithProvider(tracker), introspect.WithProvider(pst), introspect.ListenAddr(introAddr),
+	}
+	if observerUI {
+		opts = append(opts, introspect.ZeroTrafficForObserverUI())
+	}
+	nd.intro, err = introspect.New(h, opts...)
 	if err != nil {
 		nd.close()
 		return nil, fmt.Errorf("%s: introspection on %s: %w", name, introAddr, err)
