@@ -38,8 +38,9 @@ type tracker struct {
 	peers        map[peer.ID]*peerRec
 	unattributed uint64 // streams that began and ended between two States on a peer with several connections
 	node         rate
-	pruned       uint64 // when prune last ran (ms)
-	uiTraffic    bool   // ZeroTrafficForObserverUI
+	pruned       uint64                // when prune last ran (ms)
+	before       map[peer.ID][2]uint64 // the probe's per-peer counts when the introspector started
+	uiTraffic    bool                  // ZeroTrafficForObserverUI
 }
 
 type connRec struct {
@@ -99,6 +100,12 @@ func (t *tracker) attach() (stop func()) {
 	nb := &network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { t.connected(c) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { t.disconnected(c, time.Now()) },
+	}
+	if t.probe != nil {
+		// Bytes exchanged with a peer before the introspector started belong to no connection it reports.
+		t.mu.Lock()
+		t.before = t.probe.bw.snapshot()
+		t.mu.Unlock()
 	}
 	t.h.Network().Notify(nb)
 	for _, c := range t.h.Network().Conns() {
@@ -170,7 +177,7 @@ func (t *tracker) connected(c network.Conn) {
 func (t *tracker) add(rec *connRec, counted bool) {
 	pr := t.peers[rec.peer]
 	if pr == nil {
-		pr = &peerRec{}
+		pr = &peerRec{base: t.before[rec.peer]}
 		t.peers[rec.peer] = pr
 	}
 	if pr.open > 0 {
@@ -436,6 +443,7 @@ func (t *tracker) prune(now uint64) {
 	for p, pr := range t.peers {
 		if pr.open == 0 && pr.lastClose < horizon {
 			delete(t.peers, p)
+			delete(t.before, p)
 			if t.probe != nil {
 				t.probe.bw.forget(p)
 			}

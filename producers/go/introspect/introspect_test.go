@@ -531,3 +531,32 @@ func TestStreamTrafficUnsetUnlessForObserverUI(t *testing.T) {
 		}
 	}
 }
+
+// A peer talked to before New, then reconnected after: the new connection's traffic starts
+// from what the probe had counted for the peer when the introspector started.
+func TestTrafficBaselineFromBeforeNew(t *testing.T) {
+	p := newProbe(t)
+	a := newHost(t, p)
+	b := newHost(t, nil)
+	connectOver(t, a, b, "tcp")
+	roundTrip(t, a, b.ID(), 5000)
+	_ = a.Network().ClosePeer(b.ID())
+	until(t, "disconnected", func() bool { return len(a.Network().ConnsToPeer(b.ID())) == 0 })
+	in := newIntrospector(t, a, WithProbe(p))
+	a.Peerstore().ClearAddrs(b.ID()) // identify taught a b's QUIC address, which the swarm would prefer
+	connectOver(t, a, b, "tcp")
+	roundTrip(t, a, b.ID(), 100)
+	cs := connsTo(in.State(time.Minute), b.ID())
+	var open *pb.Connection
+	for _, c := range cs {
+		if c.Status == pb.Status_ACTIVE {
+			open = c
+		}
+	}
+	if open == nil || open.Traffic == nil || string(open.TransportId) != "ip4+tcp" {
+		t.Fatalf("connections %v", cs)
+	}
+	if out := open.Traffic.TrafficOut.CumBytes; out < 100 || out >= 5000 {
+		t.Fatalf("traffic out %d: want the new connection's bytes only", out)
+	}
+}

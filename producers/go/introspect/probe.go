@@ -267,3 +267,14 @@ func (b *Bandwidth) PeerTotals(p peer.ID) (in, out uint64) {
 // forget drops p's counts (the introspector calls it once p has had no connection for the
 // retention period, so the map follows the peers the host talks to now).
 func (b *Bandwidth) forget(p peer.ID) { b.peers.Delete(p) }
+
+// snapshot is every peer's counts now.
+func (b *Bandwidth) snapshot() map[peer.ID][2]uint64 {
+	out := map[peer.ID][2]uint64{}
+	b.peers.Range(func(k, v any) bool {
+		pb := v.(*peerBytes)
+		out[k.(peer.ID)] = [2]uint64{pb.in.Load(), pb.out.Load()}
+		return true
+	})
+	return out
+}
