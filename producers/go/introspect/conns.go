@@ -215,7 +215,7 @@ func (t *tracker) disconnected(c network.Conn, at time.Time) {
 	if closed {
 		t.pub.Publish("PeerDisconnecting", map[string]any{
 			"peerId": rec.peer.String(), "transport": rec.transport,
-			"openTime": rec.firstTS(), "age": ms(at) - rec.firstTS(),
+			"openTime": rec.firstTS(), "age": sub(ms(at), rec.firstTS()),
 		})
 	}
 }
