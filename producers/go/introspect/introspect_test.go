@@ -21,7 +21,9 @@ import (
 const echo = "/introspect-test/echo/1"
 
 // newHost is a real host on loopback (TCP and QUIC); with probe when p is not nil.
-func newHost(t *testing.T, p *Probe) host.Host {
+func newHost(t *testing.T, p *Probe) host.Host { return newHostB(t, p) }
+
+func newHostB(t testing.TB, p *Probe) host.Host {
 	t.Helper()
 	opts := []libp2p.Option{
 		libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"),
@@ -62,7 +64,7 @@ func newIntrospector(t *testing.T, h host.Host, opts ...Option) *Introspector {
 }
 
 // connectOver dials b from a on addresses that contain the given transport text (tcp, quic-v1).
-func connectOver(t *testing.T, a, b host.Host, transport string) {
+func connectOver(t testing.TB, a, b host.Host, transport string) {
 	t.Helper()
 	info := peer.AddrInfo{ID: b.ID()}
 	for _, addr := range b.Addrs() {
