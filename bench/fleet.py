@@ -40,6 +40,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import statistics
@@ -63,6 +64,12 @@ ACCEPTED = re.compile(rb"^libp2p_exporter_snapshots_total\{[^}]*\} (\S+)$", re.M
 DROPPED = re.compile(rb"^libp2p_exporter_session_dropped_messages_total\{[^}]*\} (\S+)$", re.M)
 LAST_TS = re.compile(rb"^libp2p_exporter_last_snapshot_timestamp_seconds\{[^}]*\} (\S+)$", re.M)
 SHARD_TARGETS = re.compile(rb"^libp2p_exporter_shard_targets\{[^}]*\} (\S+)$", re.M)
+# Issue 20's series: the governor's factor and loop share, stalled teardowns, States shed unparsed.
+FACTOR = re.compile(rb"^libp2p_exporter_ingest_interval_factor(?:\{[^}]*\})? (\S+)$", re.M)
+LOOP_CPU = re.compile(rb"^libp2p_exporter_ingest_loop_cpu_ratio(?:\{[^}]*\})? (\S+)$", re.M)
+STALLED = re.compile(rb'^libp2p_exporter_session_failures_total\{[^}]*reason="stalled"[^}]*\} (\S+)$', re.M)
+SHED = re.compile(rb'^libp2p_exporter_session_shed_before_parse_total\{[^}]*kind="state"[^}]*\} (\S+)$', re.M)
+AGREED = re.compile(rb"^libp2p_exporter_session_interval_seconds\{[^}]*\} (\S+)$", re.M)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -141,6 +148,15 @@ def scrape_row(body: bytes | None, took: float, t: float) -> dict[str, object]:
         )
         if m := SHARD_TARGETS.search(body):
             row["shard_targets"] = int(float(m.group(1)))
+        if m := FACTOR.search(body):
+            row["factor"] = float(m.group(1))
+        if m := LOOP_CPU.search(body):
+            row["loop_cpu"] = round(float(m.group(1)), 3)
+        row["stalled"] = sum(float(v) for v in STALLED.findall(body))
+        row["shed_states"] = sum(float(v) for v in SHED.findall(body))
+        agreed = sorted(float(v) for v in AGREED.findall(body))
+        if agreed:
+            row["agreed_interval_s_median"] = agreed[len(agreed) // 2]
     return row
 
 
@@ -154,6 +170,10 @@ class Run:
         self.probe_fail = 0
         self.fresh: dict[int, list[tuple[bool, float]]] = {d: [] for d in args.fresh_delays}  # visible, latency
         self.age_ms: list[float] = []
+        # --probe-all: every node probed once per --scrape-every (as Prometheus after /discovery).
+        self.sweeps: list[tuple[float, int, int, int, int]] = []  # (seconds, probed, up, stalled, shed)
+        self.sweep_probes: list[float] = []
+        self.sweep_fail = 0
         self.aborted = ""
         self.t0 = time.monotonic()
 
@@ -218,6 +238,40 @@ class Run:
                 self.fresh[delay].append((shown >= tick, took))
                 self.age_ms.append(received - shown)
 
+    def sweep(self, timeout: float = 30.0, threads: int = 4) -> tuple[float, int, int, int, int]:
+        """Probe every node once, spread over ``threads``; (seconds, answered, up, stalled, shed)."""
+        started = time.monotonic()
+        counts = [0, 0, 0, 0]  # answered, up, stalled teardowns, States shed unparsed (summed over nodes)
+        lock = threading.Lock()
+
+        def worker(w: int) -> None:
+            for i in range(w, self.n, threads):
+                base = self.replicas[self.owner[i]].base
+                took, body = get(f"{base}/probe?target={self.urls[i]}", timeout)
+                with lock:
+                    if body is None:
+                        self.sweep_fail += 1
+                        continue
+                    self.sweep_probes.append(took)
+                    counts[0] += 1
+                    m = UP.search(body)
+                    counts[1] += int(m is not None and float(m.group(1)) == 1.0)
+                    counts[2] += int(sum(float(v) for v in STALLED.findall(body)))
+                    counts[3] += int(sum(float(v) for v in SHED.findall(body)))
+
+        ths = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(threads)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join(timeout * self.n)
+        return time.monotonic() - started, counts[0], counts[1], counts[2], counts[3]
+
+    def prober(self) -> None:
+        while not self.stop.is_set():
+            started = time.monotonic()
+            self.sweeps.append(self.sweep())
+            self.stop.wait(max(0.0, self.args.scrape_every - (time.monotonic() - started)))
+
     def sampler(self) -> None:
         while not self.stop.is_set():
             for rep in self.replicas:
@@ -256,6 +310,7 @@ class Run:
                         "--interval",
                         f"{a.interval}s",
                     ),
+                    *shlex.split(a.exporter_args),
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,
@@ -301,8 +356,11 @@ class Run:
             t_start = time.monotonic()
             up_after = None
             while (left := a.up_timeout - (time.monotonic() - t_start)) > 0:
-                bodies = self.round_of_scrapes(max(1.0, min(a.scrape_timeout, left)))
-                up = sum(sum(1 for v in UP.findall(b) if float(v) == 1.0) for _, b in bodies if b is not None)
+                if a.probe_all:  # nodes are not on /metrics: probe them all
+                    up = self.sweep(timeout=max(1.0, min(30.0, left)))[2]
+                else:
+                    bodies = self.round_of_scrapes(max(1.0, min(a.scrape_timeout, left)))
+                    up = sum(sum(1 for v in UP.findall(b) if float(v) == 1.0) for _, b in bodies if b is not None)
                 if up >= self.n:
                     up_after = round(time.monotonic() - t_start, 1)
                     break
@@ -314,6 +372,9 @@ class Run:
             cpu_e0, cpu_g0, self_0 = [cpu_s(p) for p in pids], cpu_s(gen.pid), time.process_time()
             jobs: list[tuple[object, tuple[object, ...]]] = [(self.scraper, ()), (self.freshness, (grid,))]
             jobs += [(self.health, (rep,)) for rep in self.replicas] + [(self.sampler, ())]
+            if a.probe_all:
+                self.sweep_probes, self.sweep_fail = [], 0  # the window's, not the wait's
+                jobs.append((self.prober, ()))
             for target, args in jobs:
                 th = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
                 th.start()
@@ -389,6 +450,12 @@ class Run:
             messages_dropped_total=int(float(last["dropped"])) if ok else None,  # type: ignore[arg-type]
             healthz_ms_p50_p99_max=[ms(pct(rep.healthz, 0.5)), ms(pct(rep.healthz, 0.99)), ms(pct(rep.healthz, 1.0))],
             healthz_n_fail=[len(rep.healthz), rep.healthz_fail],
+            # Issue 20: what the governor settled on, sessions torn down as stalled, States shed unparsed.
+            interval_factor_per_scrape=[s.get("factor") for s in rep.scrapes],
+            agreed_interval_s_median_last=last.get("agreed_interval_s_median"),
+            loop_cpu_per_scrape=[s.get("loop_cpu") for s in rep.scrapes],
+            stalled_teardowns_first_last=[ok[0].get("stalled"), last.get("stalled")] if ok else None,
+            states_shed_before_parse_first_last=[ok[0].get("shed_states"), last.get("shed_states")] if ok else None,
         )
         return out
 
@@ -432,6 +499,16 @@ class Run:
             harness_cpu_cores=round(self_cpu / window, 3),
             probe_ms_p50_p99_max=[ms(pct(self.probes, 0.5)), ms(pct(self.probes, 0.99)), ms(pct(self.probes, 1.0))],
             probe_n_fail=[len(self.probes), self.probe_fail],
+            # Per sweep: seconds, nodes answered, nodes up, stalled teardowns and States shed (summed over nodes).
+            probe_all_sweeps=[[round(t, 1), *rest] for t, *rest in self.sweeps] if self.args.probe_all else None,
+            probe_all_ms_p50_p99_max=[
+                ms(pct(self.sweep_probes, 0.5)),
+                ms(pct(self.sweep_probes, 0.99)),
+                ms(pct(self.sweep_probes, 1.0)),
+            ]
+            if self.args.probe_all
+            else None,
+            probe_all_n_fail=[len(self.sweep_probes), self.sweep_fail] if self.args.probe_all else None,
             # Per delay D: probes sent D ms after a send tick; the share that showed that tick's State,
             # and the share that showed it AND answered within 100 ms (a slow /probe may show a State
             # that arrived long after the tick).
@@ -483,6 +560,16 @@ def main() -> None:
     ap.add_argument("--sequences", type=int, default=8)
     ap.add_argument("--fresh-delays", default="25,50,100,250", help="ms after a send tick to probe")
     ap.add_argument("--max-rss-mib", type=float, default=4096.0)
+    ap.add_argument(
+        "--exporter-args",
+        default="",
+        help="extra exporter flags, e.g. '--histograms.profile lean' or '--metrics.nodes none --ingest.budget 0.8'",
+    )
+    ap.add_argument(
+        "--probe-all",
+        action="store_true",
+        help="probe every node once per --scrape-every through /probe (with --exporter-args '--metrics.nodes none')",
+    )
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     args.fresh_delays = [int(x) for x in args.fresh_delays.split(",")]
