@@ -18,7 +18,7 @@ the ceiling below the node's retention with a margin (``retention / retention_ma
 Measured, every ``period_s`` on the sessions' loop: the loop thread's CPU share over the period
 (``time.thread_time``: parsing, ingest, socket reads, everything the loop does) and the age of the
 oldest State waiting in any buffer. Behind: the share is over the budget, or a State waited longer
-than the interval asked (it would be superseded before its turn). Room: the share would stay under
+than the interval asked (it would be superseded before its turn), two periods in a row. Room: the share would stay under
 80 % of the budget at twice today's rate, and no State waits long, for ``room_periods`` periods in a
 row. After each change the governor waits ``settle`` (two periods plus two new intervals) before it
 judges again: nodes must re-arm their timers and the backlog drain before the effect shows.
@@ -51,6 +51,9 @@ class GovernorOptions:
     retention_margin: float = Ingest.retention_margin
     period_s: float = 2.0
     room_periods: int = 3
+    # Behind this many periods in a row before acting: one slow moment (a big scrape rendering on a
+    # worker thread holds the GIL for a second) is not a fleet too big for the exporter.
+    behind_periods: int = 2
     max_factor: int = 64
 
     @classmethod
@@ -126,6 +129,7 @@ class Governor:
         self.backlog_s = 0.0
         self.changes = {"up": 0, "down": 0}
         self._room = 0
+        self._behind = 0
         self._settle_until = 0.0
         self._last: tuple[float, float] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -166,7 +170,9 @@ class Governor:
             return self.factor
         sessions = list(self.sessions())
         asked_s = max((self.interval_for(s) for s in sessions), default=1000) / 1000.0
-        behind = self.cpu_share > self.opts.budget or self.backlog_s > asked_s
+        seen_behind = self.cpu_share > self.opts.budget or self.backlog_s > asked_s
+        self._behind = self._behind + 1 if seen_behind else 0
+        behind = self._behind >= self.opts.behind_periods
         room = self.cpu_share * 2 < 0.8 * self.opts.budget and self.backlog_s < asked_s / 2
         tracing = self.spans.users > 0
         can_raise = self.factor < self.opts.max_factor and any(
@@ -197,6 +203,7 @@ class Governor:
         )
         self.spans.value = share
         self._room = 0
+        self._behind = 0
         self._settle_until = self.clock() + 2 * self.opts.period_s
 
     def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
@@ -211,6 +218,7 @@ class Governor:
         self.factor = factor
         self.changes[direction] += 1
         self._room = 0
+        self._behind = 0
         self._settle_until = self.clock() + 2 * self.opts.period_s + 2 * new_interval_s
         self.apply()
 
