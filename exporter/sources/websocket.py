@@ -297,7 +297,8 @@ class Session(IngestSide, FlowControl):
             if remaining <= 0:
                 raise SessionEnded("timeout", f"no answer to HELLO within {opts.handshake_timeout_s}s")
             for msg in await self._receive(ws, remaining):
-                if kind_of(msg) == "response" and msg.response.id in (hello, 0):  # type: ignore[union-attr]
+                # Responses are parsed as they arrive (only States and events wait raw).
+                if isinstance(msg, pb.ServerMessage) and kind_of(msg) == "response" and msg.response.id in (hello, 0):
                     resp = msg.response
                     self._accept(msg)
                     if resp.result == pb.CommandResponse.ERR:
