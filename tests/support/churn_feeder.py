@@ -17,9 +17,11 @@ import time
 from aiohttp import web
 
 from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
-from exporter.app.runtime import hub_for
+from exporter.app.runtime import add_live_metrics, hub_for
 from exporter.generator import SyntheticNode
+from exporter.pipeline.session import SessionStats
 from exporter.server import build_app, start_server
+from exporter.sources.governor import Governor
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -37,6 +39,19 @@ async def run(args: argparse.Namespace) -> None:
     )
     for msg in (gen.runtime(), gen.config_response(), gen.state()):
         hub.ingest(args.node, msg)
+    # A live session's own series (the interval asked and agreed, what was shed) and the ingest
+    # governor's fleet-wide ones, as a live exporter at ease shows them: the exporter-health panels
+    # that draw them have data here too.
+    add_live_metrics(hub)
+    hub.node(args.node).session = SessionStats(
+        url="synthetic:",
+        state="streaming",
+        established=1,
+        requested_interval_ms=interval_ms,
+        effective_interval_ms=interval_ms,
+        effective_retention_ms=gen.retention_ms,
+    )
+    hub.add_global_writer(Governor(lambda: []).write_metrics)
 
     async def set_churn(request: web.Request) -> web.Response:
         try:
