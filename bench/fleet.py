@@ -453,6 +453,12 @@ class Run:
             states_expected_between_first_and_last_scrape=(
                 int(n * (float(last["t"]) - float(ok[0]["t"])) / self.args.interval) if ok else None  # type: ignore[arg-type]
             ),
+            # At the interval the nodes agreed to at the last scrape (the governor may have raised it).
+            states_expected_at_agreed_interval=(
+                int(n * (float(last["t"]) - float(ok[0]["t"])) / float(last["agreed_interval_s_median"]))  # type: ignore[arg-type]
+                if ok and last.get("agreed_interval_s_median")
+                else None
+            ),
             messages_dropped_total=int(float(last["dropped"])) if ok else None,  # type: ignore[arg-type]
             healthz_ms_p50_p99_max=[ms(pct(rep.healthz, 0.5)), ms(pct(rep.healthz, 0.99)), ms(pct(rep.healthz, 1.0))],
             healthz_n_fail=[len(rep.healthz), rep.healthz_fail],
