@@ -11,6 +11,7 @@ from exporter.logs import LEVELS
 from exporter.logs import add_format_flag as add_log_format_flag
 from exporter.logs import configure as configure_logging
 from exporter.model.histogram_profiles import DEFAULT_PROFILE, PROFILES
+from exporter.model.native import DEFAULT_MAX_BUCKETS, DEFAULT_SCHEMA, MAX_SCHEMA, MIN_SCHEMA, NativeSpec
 from exporter.sinks.otel.config import add_otel_flags
 from exporter.web_config import add_flag as add_web_config_flag
 
@@ -82,6 +83,7 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
         help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
     )
     add_histograms_flag(limits, default(DEFAULT_PROFILE))
+    add_native_flags(limits)
     limits.add_argument(
         "--protocol.max-segment-bytes",
         dest="max_segment",
@@ -106,6 +108,65 @@ def add_histograms_flag(
         default=default,
         help="histogram buckets and labels: default (go-libp2p's layouts, every label) or lean "
         f"(fewer bounds and labels, about half the series per node; docs/metrics.md) (default {DEFAULT_PROFILE})",
+    )
+
+
+def _schema(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not MIN_SCHEMA <= value <= MAX_SCHEMA:
+        raise argparse.ArgumentTypeError(f"{value} is outside {MIN_SCHEMA}..{MAX_SCHEMA}")
+    return value
+
+
+def add_native_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--histograms.native`` and its settings: native buckets beside the profile's classic ones,
+    exposed in the protobuf format (``model/native.py``; docs/metrics.md#native-histograms)."""
+    p.add_argument(
+        "--histograms.native",
+        dest="histograms_native",
+        action="store_true",
+        help="also keep native (exponential) buckets for the six histogram families and expose them to "
+        "scrapers that negotiate protobuf (Prometheus with --enable-feature=native-histograms); text and "
+        "OpenMetrics keep the profile's classic buckets",
+    )
+    p.add_argument(
+        "--histograms.native-schema",
+        dest="histograms_native_schema",
+        metavar="N",
+        type=_schema,
+        default=DEFAULT_SCHEMA,
+        help=f"starting resolution: 2^N buckets per power of two, {MIN_SCHEMA}..{MAX_SCHEMA} "
+        f"(default {DEFAULT_SCHEMA}: buckets 9%% wide)",
+    )
+    p.add_argument(
+        "--histograms.native-max-buckets",
+        dest="histograms_native_max_buckets",
+        metavar="N",
+        type=positive_int,
+        default=DEFAULT_MAX_BUCKETS,
+        help="populated native buckets per series; past it the series halves its resolution "
+        f"(default {DEFAULT_MAX_BUCKETS})",
+    )
+    p.add_argument(
+        "--histograms.native-classic",
+        dest="histograms_native_classic",
+        action="store_true",
+        help="in protobuf, send the classic buckets alongside the native ones (Prometheus >= 2.45 can "
+        "store both with scrape_classic_histograms; 2.42 keeps the native ones)",
+    )
+
+
+def native_spec(args: argparse.Namespace) -> NativeSpec | None:
+    """The native bucketing the flags ask for, or None (classic only)."""
+    if not getattr(args, "histograms_native", False):
+        return None
+    return NativeSpec(
+        schema=getattr(args, "histograms_native_schema", DEFAULT_SCHEMA),
+        max_buckets=getattr(args, "histograms_native_max_buckets", DEFAULT_MAX_BUCKETS),
+        classic=getattr(args, "histograms_native_classic", False),
     )
 
 

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__, defaults
+from exporter.app.flags import native_spec
 from exporter.app.pubsub import PubsubWiring, pubsub_from_args
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
@@ -100,6 +101,7 @@ def hub_from_args(args: argparse.Namespace, histograms: HistogramProfile | None 
     defaults when absent); ``histograms``, when given, is live mode's merged profile."""
     if histograms is None:
         histograms = profile(getattr(args, "histograms_profile", None) or DEFAULT_PROFILE)
+    histograms = histograms.with_native(native_spec(args))
     warn_histograms(histograms)
     return build_hub(
         Cardinality(
