@@ -131,6 +131,11 @@ class ProtoWriter(Writer):
         self._add(family.name + "_total", family.help, "counter", metric)
 
     def histogram(self, family: Family, hist: Histogram, labels: Labels | None = None) -> None:
+        native = getattr(hist, "native", None)
+        if family.type == "gaugehistogram" and (native is None or native.classic):
+            self._gauge_histogram_classic(family, hist, labels)
+            if native is None:
+                return
         metric = self._metric(labels)
         out = metric.histogram
         out.sample_count = hist.count
@@ -166,6 +171,19 @@ class ProtoWriter(Writer):
             if exemplar is not None:
                 out.exemplars.append(_exemplar(*exemplar))
         self._add(family.name, family.help, family.type, metric)
+
+    def _gauge_histogram_classic(self, family: Family, hist: Histogram, labels: Labels | None) -> None:
+        """Classic point-in-time buckets as the gauges a text scrape stores (``_bucket{le}``, ``_gcount``,
+        ``_gsum``): Prometheus 2.42 files a classic GAUGE_HISTOGRAM message's buckets under the bare
+        family name and drops its count and sum (client_golang never sends one), so it gets gauges."""
+        for le, n in hist.cumulative():
+            metric = self._metric({**(labels or {}), "le": le})
+            metric.gauge.value = n
+            self._add(family.name + "_bucket", family.help, "gauge", metric)
+        for suffix, value in (("_gcount", float(hist.count)), ("_gsum", hist.total)):
+            metric = self._metric(labels)
+            metric.gauge.value = value
+            self._add(family.name + suffix, family.help, "gauge", metric)
 
     def finish(self) -> ProtoBlock:
         parts = {key: (head, b"".join(metrics)) for key, (head, metrics) in self._metrics.items()}
