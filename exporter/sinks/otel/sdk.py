@@ -89,6 +89,7 @@ def node_provider(node: NodeState, cfg: TracingConfig, stats: SpanStats, span_ex
         resource=Resource.create(resource_attributes(node, cfg)), sampler=ALWAYS_ON, shutdown_on_exit=False
     )
     queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-    batch = BatchSpanProcessor(CountingExporter(span_exporter, stats, node.name), max_queue_size=queue)  # type: ignore[arg-type]
+    counting = CountingExporter(span_exporter, stats, node.name, exported=node.spans)
+    batch = BatchSpanProcessor(counting, max_queue_size=queue)  # type: ignore[arg-type]
     provider.add_span_processor(QueueGate(batch, stats, queue))  # type: ignore[arg-type]
     return provider
