@@ -20,10 +20,12 @@ from exporter.app.flags import add_serving_flags, setup_logging
 from exporter.app.runtime import hub_from_args
 from exporter.generator import SyntheticNode
 from exporter.server import build_app, start_server
+from exporter.sinks.otel.install import install_tracing
 
 
 async def run(args: argparse.Namespace) -> None:
     hub = hub_from_args(args)  # the serving flags' label caps and --histograms.profile
+    tracing = install_tracing(hub, args)  # spans (and exemplars) when --otlp.endpoint is given
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,
@@ -64,6 +66,7 @@ async def run(args: argparse.Namespace) -> None:
             hub.ingest(args.node, gen.state())
     finally:
         await runner.cleanup()
+        tracing.shutdown()
 
 
 def main() -> None:
