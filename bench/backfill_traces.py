@@ -40,6 +40,7 @@ from exporter.introspector.pubsub_sinks import PBFileSink, TracedFileSink
 from exporter.model.labels import Cardinality
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent, b58
+from exporter.settings import Pubsub
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
 from exporter.sources.pubsub_trace import iter_trace_file
 
@@ -54,8 +55,8 @@ def spread(events: list[TraceEvent], spacing_ns: int) -> None:
         e.timestamp = base + k * spacing_ns + rest
 
 
-def floor(path: Path, args: argparse.Namespace) -> int:
-    metrics = pubsub_metrics(Cardinality(), args, TraceIntakeStats())
+def floor(path: Path, settings: Pubsub) -> int:
+    metrics = pubsub_metrics(Cardinality(), settings, TraceIntakeStats())
     n = 0
     for item in iter_trace_file(path):
         if isinstance(item, TraceEvent):
@@ -64,20 +65,20 @@ def floor(path: Path, args: argparse.Namespace) -> int:
     return n
 
 
-def backfill(paths: list[Path], work: Path, args: argparse.Namespace) -> tuple[str, int]:
+def backfill(paths: list[Path], work: Path, settings: Pubsub) -> tuple[str, int]:
     writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
     files = [TraceInput(p, p.stat().st_size) for p in paths]
-    collect_traces(files, writer, Cardinality(), args, STEP_MS, lambda n: None)
+    collect_traces(files, writer, Cardinality(), settings, STEP_MS, lambda n: None)
     out = io.StringIO()
     writer.write(out)
     return out.getvalue(), writer.points
 
 
-def naive(path: Path, work: Path, args: argparse.Namespace) -> tuple[str, int]:
+def naive(path: Path, work: Path, settings: Pubsub) -> tuple[str, int]:
     """The same output the simple way: every event in memory, sorted, then one step loop (no gaps in
     this input, so none handled)."""
     now = [0]
-    metrics = pubsub_metrics(Cardinality(), args, TraceIntakeStats(files=1), clock=lambda: now[0] / 1e9)
+    metrics = pubsub_metrics(Cardinality(), settings, TraceIntakeStats(files=1), clock=lambda: now[0] / 1e9)
     writer = TimestampedOpenMetrics(work, extra_labels={"instance": "bench"})
 
     def write(at_ms: int) -> None:
@@ -107,7 +108,7 @@ def main() -> None:
     ap.add_argument("--spacing-ms", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    args.pubsub_topics, args.pubsub_topic_cap, args.pubsub_window, args.pubsub_max_messages = "", 32, 120.0, 50_000
+    settings = Pubsub()  # the mapper as live mode runs it by default
     events = fleet(args.nodes, args.messages)
     spread(events, args.spacing_ms * 1_000_000)
     hours = (events[-1].timestamp - events[0].timestamp) / 3.6e12
@@ -132,10 +133,10 @@ def main() -> None:
         del events, per_node  # the files hold them now; a million live objects would slow every GC pass
         gc.collect()
         variants: dict[str, Callable[[Path], tuple[str, int]]] = {
-            "floor": lambda work: ("", floor(gz, args)),
-            "naive, 1 file": lambda work: naive(gz, work, args),
-            "backfill, 1 file": lambda work: backfill([gz], work, args),
-            f"backfill, 1 + {len(copies) - 1} files": lambda work: backfill(copies, work, args),
+            "floor": lambda work: ("", floor(gz, settings)),
+            "naive, 1 file": lambda work: naive(gz, work, settings),
+            "backfill, 1 file": lambda work: backfill([gz], work, settings),
+            f"backfill, 1 + {len(copies) - 1} files": lambda work: backfill(copies, work, settings),
         }
         runs: dict[str, list[float]] = {name: [] for name in variants}
         outputs: dict[str, tuple[str, int]] = {}

@@ -2,7 +2,7 @@
 
     python bench/loadgen.py --nodes 300 --port 8765 --horizon 400 --frames-seconds 200 [--connections 50 --streams 3]
 
-It speaks the server side of protocol.md section 3 at ``ws://127.0.0.1:PORT/n/I/introspect``:
+It speaks the server side of docs/protocol.md section 3 at ``ws://127.0.0.1:PORT/n/I/introspect``:
 HELLO gets OK with the effective config, REQUEST RUNTIME the Runtime, PUSH_ENABLE an OK, and then the
 node pushes its events and one State every interval (the first one interval later).
 

@@ -3,7 +3,7 @@
 A dashboard is a list of ``Row``s (collapsible sections), each holding panels (``TimeSeries``,
 ``Stat``, ``RangeTotals``, ``Table``) that draw one or more ``Query``s. ``dashboard()`` lays them out
 on Grafana's 24-column grid and adds what every libp2p dashboard shares: the ``datasource``,
-``instance`` and ``node`` variables, the links between the dashboards and an annotation for the
+``job`` (the exporter's scrape job, whatever Prometheus calls it), ``instance`` and ``node`` variables, the links between the dashboards and an annotation for the
 alerts firing on the selected nodes. The records keep the dashboards readable; the SDK keeps the
 JSON valid for Grafana 11.6. Every query selects on the ``$instance`` and ``$node`` variables and
 uses the ``$datasource`` variable, never a fixed uid.
@@ -25,6 +25,7 @@ from grafana_foundation_sdk.models import prometheus as pm
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 NODE_SELECTOR = 'instance=~"$instance", node=~"$node"'
 INSTANCE_SELECTOR = 'instance=~"$instance"'
+JOB_SELECTOR = 'job=~"$job"'  # Prometheus' own series (up): the job the exporter is scraped under
 RATE_WINDOW = "$__rate_interval"
 TIME_RANGE = "$__range"
 TAGS = ["libp2p", "libp2p-exporter"]
@@ -216,13 +217,23 @@ def threshold_steps(steps: Steps) -> db.ThresholdsConfig:
 
 
 def variables() -> list[Any]:
-    """The data source, then the exporter instances, then the nodes those instances watch."""
+    """The data source, then the scrape jobs the exporter is scraped under (whatever Prometheus names
+    them), then the exporter instances of those jobs, then the nodes those instances watch. ``All``
+    jobs means those found, not every job in Prometheus (no custom all value)."""
     return [
         db.DatasourceVariable("datasource").label("Data source").type("prometheus"),
+        db.QueryVariable("job")
+        .label("Job")
+        .datasource(DATASOURCE)
+        .query("label_values(libp2p_exporter_up, job)")
+        .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .multi(True)
+        .include_all(True),
         db.QueryVariable("instance")
         .label("Exporter instance")
         .datasource(DATASOURCE)
-        .query("label_values(libp2p_exporter_up, instance)")
+        .query('label_values(libp2p_exporter_up{job=~"$job"}, instance)')
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
         .multi(True)

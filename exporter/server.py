@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from exporter import __version__
-from exporter.defaults import LISTEN_ADDRESS, TELEMETRY_PATH
 from exporter.pipeline.hub import Hub
 from exporter.selfaddr import forget_listening, record_listening
+from exporter.settings import Serving
 from exporter.sinks.prometheus import Exposition
 from exporter.web_auth import install as install_web_config
 from exporter.web_config import WebConfigWatcher
@@ -79,7 +79,7 @@ def parse_listen(address: str) -> tuple[str | None, int]:
 
 def build_app(
     hub: Hub,
-    telemetry_path: str = TELEMETRY_PATH,
+    telemetry_path: str = Serving.telemetry_path,
     extra_routes: list[tuple[str, str, Handler]] | None = None,
     description: str = "",
     on_scrape: ScrapeHook | None = None,
@@ -130,7 +130,7 @@ def build_app(
 
 
 async def start_server(
-    app: web.Application, listen: str = LISTEN_ADDRESS, web_config: WebConfigWatcher | None = None
+    app: web.Application, listen: str = Serving.listen, web_config: WebConfigWatcher | None = None
 ) -> web.AppRunner:
     """Listen on ``listen``; with a web configuration, TLS and basic auth guard every path."""
     host, port = parse_listen(listen)

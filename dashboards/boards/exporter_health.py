@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import (
     INSTANCE_SELECTOR,
+    JOB_SELECTOR,
     NODE_SELECTOR,
     RATE_WINDOW,
     TIME_RANGE,
@@ -17,7 +18,7 @@ from dashboards.panels import (
     TimeSeries,
     dashboard,
 )
-from dashboards.promql import job_selector, scrape_up
+from dashboards.promql import scrape_up
 
 
 def _per_second_by(labels: str, metric: str, selector: str = NODE_SELECTOR) -> str:
@@ -28,9 +29,10 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
     scrapes_and_data = [
         TimeSeries(
             "Scrape target up",
-            f"Prometheus' own up series for the exporter targets (job {p['job']}, the job the alert rules watch): 0 means the exporter did not answer a scrape.",
+            "Prometheus' own up series for the exporter targets of the selected jobs (the job variable: whatever "
+            "your Prometheus names the exporter's scrape job): 0 means the exporter did not answer a scrape.",
             "bool",
-            [Query(scrape_up(f"{job_selector(p['job'])}, {INSTANCE_SELECTOR}"), "{{instance}}")],
+            [Query(scrape_up(f"{JOB_SELECTOR}, {INSTANCE_SELECTOR}"), "{{job}} {{instance}}")],
             min=0,
             width=8,
         ),

@@ -19,7 +19,8 @@ SEL = 'instance=~"$instance", node=~"$node", topic=~"$topic"'
 FLEET = 'instance=~"$instance", topic=~"$topic"'  # fleet-wide series carry no node
 NODE = 'instance=~"$instance", node=~"$node"'
 VARIABLE_QUERIES = {
-    "instance": "label_values(libp2p_pubsub_traced_nodes, instance)",
+    "job": "label_values(libp2p_pubsub_traced_nodes, job)",
+    "instance": 'label_values(libp2p_pubsub_traced_nodes{job=~"$job"}, instance)',
     "node": 'label_values(libp2p_pubsub_last_event_timestamp_seconds{instance=~"$instance"}, node)',
 }
 

@@ -61,6 +61,35 @@ def positive_int(text: str) -> int:
     return value
 
 
+def ratio(text: str) -> float:
+    """A sampling ratio, 0..1."""
+    value = _number(text, float, "a number")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"sampling ratio must be within 0..1, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number, zero or more (the tracing flags' wording)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
 def boolean(value: object) -> bool:
     """A config file's true/false."""
     if not isinstance(value, bool):

@@ -29,19 +29,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from exporter import defaults
 from exporter.app.argtypes import Parser, positive_float
 from exporter.app.backfill_journal import JournalResult, collect_journals, find_journals, journal_report
 from exporter.app.backfill_traces import DEFAULT_STEP_S, TraceResult, collect_traces, expand_traces, trace_report
-from exporter.app.flags import add_histograms_flag, add_pubsub_file_flag, add_pubsub_mapper_flags
+from exporter.app.flags import (
+    add_limit_flags,
+    add_pubsub_file_flag,
+    add_pubsub_mapper_flags,
+    limits_from_args,
+    pubsub_files_from_args,
+)
 from exporter.app.progress import Progress
-from exporter.app.runtime import build_hub
+from exporter.app.runtime import build_hub, cardinality_of
 from exporter.model.catalogue import Labelled, Only, Writer
-from exporter.model.histogram_profiles import DEFAULT_PROFILE, profile
-from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.protocol.framing import DEFAULT_MAX_SEGMENT, SegmentError
+from exporter.settings import Limits
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics, WriteStats
 from exporter.sinks.scrape_journal import SUFFIX as JOURNAL_SUFFIX
 from exporter.sources.capture import CaptureError, iter_capture
@@ -260,6 +264,12 @@ def check_output(output: str, fmt: str) -> None:
     if fmt == "blocks":
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise BackfillError(f"{path} exists and is not an empty directory; choose a new one", 2)
+        if path.exists():  # found out now, before the work, not from promtool's own words at the end
+            try:
+                with tempfile.TemporaryFile(dir=path):
+                    pass
+            except OSError as exc:
+                raise BackfillError(f"cannot write into {path}: {exc.strerror or exc}", 2) from exc
     elif path.exists():
         raise BackfillError(f"{path} exists; choose a new file name", 2)
 
@@ -353,24 +363,21 @@ def backfill(args: argparse.Namespace, stderr: TextIO | None = None, stdout: Tex
         raise BackfillError(str(exc)) from exc
     if not files and not traces and not journals:
         raise BackfillError("nothing to backfill: give capture files, recordings or --pubsub.file", 2)
-    hub = build_hub(
-        Cardinality(
-            protocol_cap=args.protocol_cap,
-            other_cap=args.other_cap,
-            histograms=profile(getattr(args, "histograms_profile", None) or DEFAULT_PROFILE),
-        )
-    )
+    limits = limits_from_args(args)
+    hub = build_hub(cardinality_of(limits))
     extra = {"job": args.job, "instance": args.instance}
     with tempfile.TemporaryDirectory(prefix="libp2p-backfill-") as tmp:
         work = Path(tmp)
         writer = TimestampedOpenMetrics(work, extra_labels={k: v for k, v in extra.items() if v})
         progress = Progress(sum(f.size for f in files) + sum(t.size for t in traces), stderr)
         try:
-            result = collect(files, writer, hub, progress, args.max_segment)
+            result = collect(files, writer, hub, progress, limits.max_segment_bytes)
             if traces:
                 step_ms = max(1, round(args.pubsub_step * 1000))
                 advance = lambda n: progress.advance(n, 0)  # noqa: E731
-                result.traces = collect_traces(traces, writer, hub.cardinality, args, step_ms, advance)
+                result.traces = collect_traces(
+                    traces, writer, hub.cardinality, pubsub_files_from_args(args), step_ms, advance
+                )
             if journals:
                 result.journals = collect_journals(journals, writer)
         except (CaptureError, TraceFileError) as exc:
@@ -429,28 +436,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     p.add_argument("--job", default="libp2p-exporter", help="job label, as the rules and dashboards expect it")
     p.add_argument("--instance", default="backfill", help="instance label (default backfill)")
     p.add_argument("--promtool", default=None, help="the promtool binary (default: promtool on PATH)")
-    p.add_argument(
-        "--labels.protocol-cap",
-        dest="protocol_cap",
-        type=int,
-        default=defaults.PROTOCOL_CAP,
-        help=f"as for replay ({defaults.PROTOCOL_CAP})",
-    )
-    p.add_argument(
-        "--labels.other-cap",
-        dest="other_cap",
-        type=int,
-        default=defaults.OTHER_CAP,
-        help=f"as for replay ({defaults.OTHER_CAP})",
-    )
-    p.add_argument(
-        "--protocol.max-segment-bytes",
-        dest="max_segment",
-        type=int,
-        default=defaults.MAX_SEGMENT_BYTES,
-        help="as for replay",
-    )
-    add_histograms_flag(p)  # as the live exporter whose history this fills in
+    add_limit_flags(p, histograms_default=Limits().histograms_profile)  # as the exporter whose history this fills in
     g = p.add_argument_group("pubsub traces (go-libp2p-pubsub event tracer files; docs/backfill.md)")
     add_pubsub_file_flag(g, "a trace file (JSON tracer, PB tracer or traced gzip) or a directory of them; repeatable")
     g.add_argument(

@@ -21,7 +21,6 @@ the same nanosecond timestamp, so they meet in the merge) is skipped and counted
 
 from __future__ import annotations
 
-import argparse
 import heapq
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from exporter.model.labels import Cardinality
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.framing import SegmentError
 from exporter.protocol.pubsub_codec import TraceEvent
+from exporter.settings import Pubsub
 from exporter.sinks.openmetrics_file import TimestampedOpenMetrics
 from exporter.sources.pubsub_trace import ReadStats, TraceFileError, iter_trace_file
 
@@ -126,14 +126,14 @@ def collect_traces(
     files: list[TraceInput],
     writer: TimestampedOpenMetrics,
     cardinality: Cardinality,
-    args: argparse.Namespace,
+    settings: Pubsub,
     step_ms: int,
     advance: Callable[[int], None],
 ) -> TraceResult:
     """Feed every file's events to one pubsub mapper in time order, writing its families every step."""
     now_ns = 0
     intake = TraceIntakeStats(files=len(files))
-    metrics = pubsub_metrics(cardinality, args, intake, clock=lambda: now_ns / 1e9)
+    metrics = pubsub_metrics(cardinality, settings, intake, clock=lambda: now_ns / 1e9)
     result = TraceResult(files, step_ms)
 
     def write(at_ms: int) -> None:

@@ -14,10 +14,11 @@ from pathlib import Path
 from exporter import __version__
 from exporter.app import backfill, demo, live
 from exporter.app.argtypes import Parser, fail, join_negative_values, non_negative_float, non_negative_int
-from exporter.app.flags import add_serving_flags, setup_logging
-from exporter.app.runtime import hub_from_args, serve_until_stopped
+from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
+from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.generator import SyntheticNode
 from exporter.protocol.framing import SegmentError
+from exporter.settings import Serving
 from exporter.sources.capture import CaptureError, CaptureWriter, format_summary, iter_capture, summarize
 from exporter.sources.replay import replay
 
@@ -35,22 +36,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    problem = replay_problem(args.file, args.max_segment)
+    settings = settings_from_args(args)
+    max_segment = settings.limits.max_segment_bytes
+    problem = replay_problem(args.file, max_segment)
     if problem:
         return fail("libp2p-exporter replay", problem, 1)
-    hub = hub_from_args(args)
+    hub = hub_for(settings.limits)
     node = args.node or Path(args.file).name.split(".")[0]
 
     async def work() -> None:
         try:
-            passes = await replay(
-                hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=args.max_segment
-            )
+            passes = await replay(hub, args.file, node=node, speed=args.speed, loop=args.loop, max_segment=max_segment)
             log.info("replay of %s finished after %d pass(es); serving the final state", args.file, passes)
         except CaptureError as exc:
             log.error("%s", exc)
 
-    return asyncio.run(serve_until_stopped(hub, args, work, description=f"replaying {args.file}"))
+    return asyncio.run(serve_until_stopped(hub, settings, work, description=f"replaying {args.file}"))
 
 
 def replay_problem(path: str, max_segment: int) -> str | None:
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="libp2p-exporter", description="Export libp2p introspection snapshots as Prometheus metrics."
     )
     parser.add_argument("--version", action="version", version=f"libp2p-exporter {__version__}")
+    # What a command without the serving flags (inspect, generate) leaves in the namespace.
+    parser.set_defaults(func=None, log_level=None, log_format=Serving().log_format)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     p = sub.add_parser("inspect", help="summarise a capture file (.mock / .libp2p.trace)")
@@ -145,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(join_negative_values(live.default_to_live(list(sys.argv[1:] if argv is None else argv))))
-    if getattr(args, "func", None) is None:
+    if args.func is None:
         parser.print_help()
         return 2
-    setup_logging(getattr(args, "log_level", None) or "info", getattr(args, "log_format", "logfmt"))
+    setup_logging(args.log_level or Serving().log_level, args.log_format)
     return int(args.func(args))
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from exporter import defaults
 from exporter.app.config_file import METRICS_NODES, FileConfig, load_file
 from exporter.app.config_values import (
     ENV_PREFIX,
@@ -35,34 +34,31 @@ from exporter.model.histogram_profiles import (
     with_overrides,
 )
 from exporter.server import parse_listen
-from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions, Target
+from exporter.settings import Probe, Recording, Serving
+from exporter.sources.options import SessionOptions, Target
 from exporter.sources.sharding import Shard, parse_shard
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveConfig:
-    """Everything live mode needs, after merging flags, environment, file and defaults."""
+    """Everything live mode needs, after merging flags, environment, file and defaults.
 
-    listen: str = defaults.LISTEN_ADDRESS
-    telemetry_path: str = defaults.TELEMETRY_PATH
-    log_level: str = defaults.LOG_LEVEL
-    targets: list[Target] = field(default_factory=list)
+    Its parts' defaults are ``exporter/settings.py``'s and ``SessionOptions``'; ``build`` passes only
+    what a flag, the environment or the file gave."""
+
+    serving: Serving = field(default_factory=Serving)
+    targets: tuple[Target, ...] = ()
     options: SessionOptions = field(default_factory=SessionOptions)
-    record_dir: str | None = None
-    record_max_bytes: int = 64 << 20
-    record_max_age_s: float = 3600.0
-    probe_idle_s: float = 300.0
-    probe_max_sessions: int = 1000
-    probe_enabled: bool = False  # /probe dials what it is told: off unless asked for
-    probe_allow: list[str] = field(default_factory=list)  # regexes a probe target must fully match
+    recording: Recording = field(default_factory=Recording)
+    probe: Probe = field(default_factory=Probe)  # /probe dials what it is told: off unless asked for
     histograms: HistogramProfile = field(default_factory=profile)
     shard: Shard = field(default_factory=Shard)  # this replica's part of the targets
-    metrics_nodes: str = "all"  # "all": nodes on /metrics too; "none": /probe (and discovery) only
+    metrics_nodes: str = METRICS_NODES[0]  # "all": nodes on /metrics too; "none": /probe (and discovery) only
 
     @property
     def owned_targets(self) -> list[Target]:
         """The targets this replica watches: all of them, or its shard's."""
-        return self.shard.select(self.targets)
+        return self.shard.select(list(self.targets))
 
 
 # -- the environment ------------------------------------------------------------------------------
@@ -119,58 +115,120 @@ def build(
     config_file: str | None,
     env: Mapping[str, str] | None = None,
 ) -> LiveConfig:
-    """Merge flag > environment > file > default into a LiveConfig (ConfigError on any problem)."""
+    """Merge flag > environment > file > default into a LiveConfig (ConfigError on any problem).
+
+    Three steps: parse (each source's values, each checked where it is read: the file by
+    ``config_file``, the environment by ``from_env``, the flags by their argparse types), validate
+    (the merged whole, every problem at once), assemble (the frozen LiveConfig, whose parts keep their
+    dataclass defaults for whatever nobody gave)."""
     env = os.environ if env is None else env
     config_file = config_file or env.get(ENV_PREFIX + "CONFIG") or None
     fc = load_file(config_file) if config_file else FileConfig()
     env_settings, env_targets = from_env(env)
     s: dict[str, Any] = {**fc.settings, **env_settings, **{k: v for k, v in flags.items() if v is not None}}
-    problems: list[str] = []
 
-    base = SessionOptions()
-    interval_s = s.get("interval", DEFAULT_INTERVAL_MS / 1000)
-    retention_s = s.get("retention", DEFAULT_RETENTION_MS / 1000)
-    opts = replace(
-        base,
-        interval_ms=max(1, round(interval_s * 1000)),
-        retention_ms=round(retention_s * 1000),
-        stale_intervals=s.get("stale_intervals", base.stale_intervals),
-        backoff_initial_s=s.get("backoff_initial", base.backoff_initial_s),
-        backoff_max_s=s.get("backoff_max", base.backoff_max_s),
-        healthy_after_s=s.get("healthy_after", base.healthy_after_s),
-        connect_timeout_s=s.get("connect_timeout", base.connect_timeout_s),
-        handshake_timeout_s=s.get("handshake_timeout", base.handshake_timeout_s),
-        heartbeat_s=s.get("heartbeat", base.heartbeat_s) or None,
-        read_timeout_s=s.get("read_timeout", base.read_timeout_s),
-        queue_size=s.get("queue_size", base.queue_size),
-        max_frame_bytes=s.get("max_frame", base.max_frame_bytes),
-    )
-    try:
-        parse_listen(s.get("listen", defaults.LISTEN_ADDRESS))
-    except ValueError as exc:
-        problems.append(f"web.listen_address: {exc}")
-    for pattern in s.get("probe_allow") or []:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            problems.append(f"--probe.allow {pattern!r}: not a regular expression: {exc}")
+    opts, serving, recording, probe = _parts(s)
+    problems = _check(s, opts, serving, probe)
     shard = Shard()
     try:
         shard = Shard(s.get("shard", 0), s.get("total_shards", 1))
     except ValueError as exc:
         problems.append(f"sharding: {exc}")
-    if s.get("metrics_nodes", "all") not in METRICS_NODES:
-        problems.append(f"metrics.nodes: {s['metrics_nodes']!r} is not one of {', '.join(METRICS_NODES)}")
+    histograms = profile()
+    try:
+        histograms = with_overrides(profile(s.get("histograms_profile") or DEFAULT_PROFILE), fc.histograms)
+    except ValueError as exc:
+        problems.append(f"histograms.profile: {exc}")
+    targets = _targets(fc, flag_targets, env_targets, opts, problems)
+    if problems:
+        raise ConfigError(problems)
+    return LiveConfig(
+        serving=serving,
+        targets=tuple(targets),
+        options=opts,
+        recording=recording,
+        probe=probe,
+        histograms=histograms,
+        shard=shard,
+        metrics_nodes=s.get("metrics_nodes", METRICS_NODES[0]),
+    )
+
+
+def _parts(s: Mapping[str, Any]) -> tuple[SessionOptions, Serving, Recording, Probe]:
+    """The typed parts of the merged settings ``s``: only what was given is passed, so everything
+    else keeps its one default (``exporter/settings.py``, ``SessionOptions``)."""
+    opts = SessionOptions(
+        **_given(
+            s,
+            interval="interval_ms",
+            retention="retention_ms",
+            stale_intervals="stale_intervals",
+            backoff_initial="backoff_initial_s",
+            backoff_max="backoff_max_s",
+            healthy_after="healthy_after_s",
+            connect_timeout="connect_timeout_s",
+            handshake_timeout="handshake_timeout_s",
+            heartbeat="heartbeat_s",
+            read_timeout="read_timeout_s",
+            queue_size="queue_size",
+            max_frame="max_frame_bytes",
+            max_segment="max_segment_bytes",
+        )
+    )
+    serving = Serving(
+        **_given(
+            s,
+            listen="listen",
+            telemetry_path="telemetry_path",
+            log_level="log_level",
+            log_format="log_format",
+            web_config_file="web_config_file",
+        )
+    )
+    recording = Recording(**_given(s, record_dir="dir", record_max_size="max_bytes", record_max_age="max_age_s"))
+    probe = Probe(
+        enabled=bool(s.get("probe_enable") or s.get("probe_allow")),
+        allow=tuple(s.get("probe_allow") or ()),
+        **_given(s, probe_idle="idle_s", probe_max="max_sessions"),
+    )
+    return opts, serving, recording, probe
+
+
+def _check(s: Mapping[str, Any], opts: SessionOptions, serving: Serving, probe: Probe) -> list[str]:
+    """What no single value shows: the merged settings against each other. The file's values are
+    checked where they are read; flags and the environment meet the same checks here."""
+    problems: list[str] = []
+    try:
+        parse_listen(serving.listen)
+    except ValueError as exc:
+        problems.append(f"web.listen_address: {exc}")
+    for pattern in probe.allow:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            problems.append(f"--probe.allow {pattern!r}: not a regular expression: {exc}")
+    metrics_nodes = s.get("metrics_nodes", METRICS_NODES[0])
+    if metrics_nodes not in METRICS_NODES:
+        problems.append(f"metrics.nodes: {metrics_nodes!r} is not one of {', '.join(METRICS_NODES)}")
     if opts.backoff_max_s < opts.backoff_initial_s:
         problems.append("session.backoff_max must not be below session.backoff_initial")
-    # The file's values are checked where they are read; flags and the environment meet them here.
-    if interval_s <= 0:
-        problems.append(f"interval: must be positive, not {interval_s}")
+    if s.get("interval", 1) <= 0:
+        problems.append(f"interval: must be positive, not {s['interval']}")
     if opts.stale_intervals <= 0:
         problems.append(
             f"stale_intervals: must be positive, not {opts.stale_intervals} (the data would never be exported)"
         )
+    return problems
 
+
+def _targets(
+    fc: FileConfig,
+    flag_targets: list[str],
+    env_targets: list[tuple[str, str]] | None,
+    opts: SessionOptions,
+    problems: list[str],
+) -> list[Target]:
+    """The one targets setting: flags replace the environment's, which replace the file's."""
     targets: list[Target] = []
     if flag_targets or env_targets is not None:
         pairs = [parse_target_arg(t) for t in flag_targets] if flag_targets else (env_targets or [])
@@ -201,11 +259,6 @@ def build(
                     labels={**fc.labels, **t.get("labels", {})},
                 )
             )
-    histograms = profile()
-    try:
-        histograms = with_overrides(profile(s.get("histograms_profile") or DEFAULT_PROFILE), fc.histograms)
-    except ValueError as exc:
-        problems.append(f"histograms.profile: {exc}")
     seen: dict[str, str] = {}
     for target in targets:
         if target.name in seen:
@@ -213,25 +266,21 @@ def build(
                 f"target name {target.name!r} is used twice ({seen[target.name]} and {target.url}); give each a name"
             )
         seen[target.name] = target.url
-    if problems:
-        raise ConfigError(problems)
-    return LiveConfig(
-        listen=s.get("listen", defaults.LISTEN_ADDRESS),
-        telemetry_path=s.get("telemetry_path", defaults.TELEMETRY_PATH),
-        log_level=s.get("log_level", defaults.LOG_LEVEL),
-        targets=targets,
-        options=opts,
-        record_dir=s.get("record_dir"),
-        record_max_bytes=s.get("record_max_size", 64 << 20),
-        record_max_age_s=s.get("record_max_age", 3600.0),
-        probe_idle_s=s.get("probe_idle", 300.0),
-        probe_max_sessions=s.get("probe_max", 1000),
-        probe_enabled=bool(s.get("probe_enable") or s.get("probe_allow")),
-        probe_allow=list(s.get("probe_allow") or []),
-        histograms=histograms,
-        shard=shard,
-        metrics_nodes=s.get("metrics_nodes", "all"),
-    )
+    return targets
+
+
+# How a merged setting becomes a field: seconds to milliseconds, a heartbeat of 0 to none.
+_CONVERT: dict[str, Any] = {
+    "interval": lambda v: max(1, round(v * 1000)),
+    "retention": lambda v: round(v * 1000),
+    "heartbeat": lambda v: v or None,
+}
+
+
+def _given(settings: Mapping[str, Any], **fields: str) -> dict[str, Any]:
+    """Keyword arguments for the fields whose setting was given (``setting=field``); a field whose
+    setting nobody gave is left out, so its dataclass default applies."""
+    return {name: _CONVERT.get(key, lambda v: v)(settings[key]) for key, name in fields.items() if key in settings}
 
 
 def describe(histograms: HistogramProfile) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from exporter import defaults
+from exporter import settings
 from exporter.app.argtypes import boolean, pattern_list
 from exporter.app.config_values import (
     LABEL_NAME,
@@ -78,7 +78,7 @@ _HISTOGRAM_KEYS = ("families", "profile")
 _FAMILY_KEYS = ("buckets", "labels")
 # A family's override: (family, buckets or None, kept labels or None), None meaning "as the profile has it".
 Override = tuple[str, tuple[float, ...] | None, tuple[str, ...] | None]
-LOG_LEVELS = tuple(defaults.LOG_LEVELS)
+LOG_LEVELS = tuple(settings.LOG_LEVELS)
 
 
 @dataclass
@@ -166,7 +166,8 @@ def load_file(path: str | os.PathLike[str]) -> FileConfig:
                 continue
             spec = section.get(sub)
             if spec is None:
-                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {', '.join(sorted(section))})")
+                keys = ", ".join(sorted([*section, "labels"] if key == "defaults" else section))
+                problems.append(f"{at}:{_line(sk)}: {where}: unknown key (known: {keys})")
                 continue
             setting, parse = spec
             try:

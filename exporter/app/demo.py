@@ -14,17 +14,17 @@ import asyncio
 import contextlib
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.app.argtypes import Parser, positive_float, positive_int
 from exporter.app.demo_pubsub import demo_tracing
 from exporter.app.demo_swarm import CHURN_ACTIONS, DemoNode, DemoOptions, DemoSwarm
-from exporter.app.flags import add_serving_flags
-from exporter.app.pubsub import PubsubWiring, pubsub_from_args
-from exporter.app.runtime import hub_from_args, serve_until_stopped
-from exporter.defaults import MAX_SEGMENT_BYTES
+from exporter.app.flags import add_serving_flags, settings_from_args
+from exporter.app.pubsub import PubsubWiring, wire_pubsub
+from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.introspector import Endpoint, Introspector
+from exporter.settings import Limits
 from exporter.sources.manager import SessionManager
 from exporter.sources.options import SessionOptions, Target
 
@@ -155,7 +155,7 @@ class Demo:
                 slot.endpoint = None
 
 
-def options_from_args(args: argparse.Namespace) -> DemoOptions:
+def options_from_args(args: argparse.Namespace, limits: Limits) -> DemoOptions:
     churn = tuple(a.strip() for a in args.churn.split(",") if a.strip()) if args.churn else ()
     for action in churn:
         if action not in CHURN_ACTIONS:
@@ -167,21 +167,31 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         seed=args.seed,
         interval_ms=args.interval_ms,
         pubsub=not args.no_pubsub,
-        max_segment_bytes=getattr(args, "max_segment", MAX_SEGMENT_BYTES),
+        max_segment_bytes=limits.max_segment_bytes,
     )
 
 
 def add_demo_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=positive_int, default=8, help="py-libp2p nodes to run (default 8)")
+    d = DemoOptions()
+    p.add_argument("--nodes", type=positive_int, default=d.nodes, help=f"py-libp2p nodes to run (default {d.nodes})")
+    churn = ",".join(d.churn)
     p.add_argument(
         "--churn",
-        default="drop,leave,join",
+        default=churn,
         help="churn pattern, cycled: comma-separated drop (a connection closes), leave (a node stops), "
-        "join (a stopped slot starts with a new identity); empty = none (default drop,leave,join)",
+        f"join (a stopped slot starts with a new identity); empty = none (default {churn})",
     )
-    p.add_argument("--churn-every", type=positive_float, default=4.0, help="seconds between churn actions (default 4)")
     p.add_argument(
-        "--interval-ms", type=positive_int, default=1000, help="State interval the exporter asks for (default 1000)"
+        "--churn-every",
+        type=positive_float,
+        default=d.churn_every_s,
+        help=f"seconds between churn actions (default {d.churn_every_s:g})",
+    )
+    p.add_argument(
+        "--interval-ms",
+        type=positive_int,
+        default=d.interval_ms,
+        help=f"State interval the exporter asks for (default {d.interval_ms})",
     )
     p.add_argument("--seed", type=int, default=None, help="seed for the workload and churn choices")
     p.add_argument("--no-pubsub", action="store_true", help="no gossipsub (by default every node joins one topic)")
@@ -208,21 +218,23 @@ def run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    settings = settings_from_args(args)
     try:
-        options = options_from_args(args)
+        options = options_from_args(args, settings.limits)
     except ValueError as exc:
         print(f"libp2p-exporter demo: {exc}", file=sys.stderr)
         return 2
     if options.nodes < 2:
         print("libp2p-exporter demo: --nodes must be at least 2", file=sys.stderr)
         return 2
-    if args.log_level != "debug":
+    if settings.serving.log_level != "debug":
         # py-libp2p logs every failed dial and reset stream (churn makes many); keep the demo readable.
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    hub = hub_from_args(args)
-    if options.pubsub and not getattr(args, "pubsub_listen", None):
-        args.pubsub_listen = "/ip4/127.0.0.1/tcp/0"  # the nodes trace gossipsub to this exporter
-    pubsub = pubsub_from_args(hub, args)
+    hub = hub_for(settings.limits)
+    if options.pubsub and not settings.pubsub.listen:
+        # the nodes trace gossipsub to this exporter
+        settings = replace(settings, pubsub=replace(settings.pubsub, listen="/ip4/127.0.0.1/tcp/0"))
+    pubsub = wire_pubsub(hub, settings.pubsub, settings.tracing)
 
     async def work() -> None:
         demo = Demo(options, hub, pubsub)
@@ -240,7 +252,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return asyncio.run(
         serve_until_stopped(
             hub,
-            args,
+            settings,
             work,
             description=f"demo: {options.nodes} local py-libp2p nodes",
             duration=args.duration,

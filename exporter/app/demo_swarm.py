@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.defaults import MAX_SEGMENT_BYTES
+from exporter.settings import Limits
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class DemoOptions:
     retention_ms: int = 30_000  # how long closed connections and streams stay in the State
     pubsub: bool = True  # gossipsub on topic TOPIC, with a message published now and then
     seed: int | None = None
-    max_segment_bytes: int = MAX_SEGMENT_BYTES  # the exporter's cap on one segment (--protocol.max-segment-bytes)
+    # the exporter's cap on one segment (--protocol.max-segment-bytes)
+    max_segment_bytes: int = Limits.max_segment_bytes
 
 
 @dataclass
@@ -139,6 +140,7 @@ class DemoSwarm:
                 self.on_down(slot)
 
     async def start_node(self, slot: int) -> DemoNode:
+        # trio-typing's Nursery.start returns Any (task_status carries the value)
         return await self.nursery.start(self._node_task, slot)  # type: ignore[no-any-return]
 
     async def _node_task(self, slot: int, task_status: Any) -> None:

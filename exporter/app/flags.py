@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
+from typing import Any
 
-from exporter import defaults
-from exporter.app.argtypes import non_negative_int, positive_int
+from exporter.app.argtypes import count, non_negative_int, positive_int, positive_seconds, ratio
 from exporter.logs import LEVELS
 from exporter.logs import add_format_flag as add_log_format_flag
 from exporter.logs import configure as configure_logging
-from exporter.model.histogram_profiles import DEFAULT_PROFILE, PROFILES
-from exporter.model.native import DEFAULT_MAX_BUCKETS, DEFAULT_SCHEMA, MAX_SCHEMA, MIN_SCHEMA, NativeSpec
-from exporter.sinks.otel.config import add_otel_flags
+from exporter.model.histogram_profiles import PROFILES
+from exporter.model.native import MAX_SCHEMA, MIN_SCHEMA
+from exporter.settings import LOG_LEVELS, OTLP_PROTOCOLS, Limits, NativeHistograms, Pubsub, Serving, Settings, Tracing
 from exporter.web_config import add_flag as add_web_config_flag
 
 
@@ -20,10 +21,12 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     """``--web.*``, ``--log.*``, ``--labels.*``, ``--protocol.max-segment-bytes``, tracing and pubsub traces.
 
     Every serving command takes them from here, in the same groups with the same words, so that one
-    command's ``--help`` reads like another's. ``from_config``: live mode, where the address, path
-    and log level may also come from the environment or a config file, so the flags default to None
-    and the merged config decides (the help states the same defaults).
+    command's ``--help`` reads like another's; ``settings_from_args`` turns them into ``Settings``.
+    ``from_config``: live mode, where the address, path, log level and histogram profile may also come
+    from the environment or a config file, so those flags default to None and the merged config
+    decides (the help states the same defaults).
     """
+    serving = Serving()
 
     def default(value: str) -> str | None:
         return None if from_config else value
@@ -32,73 +35,78 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     web.add_argument(
         "--web.listen-address",
         dest="listen",
-        default=default(defaults.LISTEN_ADDRESS),
-        help=f"address to serve metrics on (default {defaults.LISTEN_ADDRESS})",
+        default=default(serving.listen),
+        help=f"address to serve metrics on (default {serving.listen})",
     )
     web.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
-        default=default(defaults.TELEMETRY_PATH),
-        help=f"metrics path (default {defaults.TELEMETRY_PATH})",
+        default=default(serving.telemetry_path),
+        help=f"metrics path (default {serving.telemetry_path})",
     )
     add_web_config_flag(web)
     logs = p.add_argument_group("logging")
     logs.add_argument(
         "--log.level",
         dest="log_level",
-        default=default(defaults.LOG_LEVEL),
-        choices=list(defaults.LOG_LEVELS),
-        help=f"log level (default {defaults.LOG_LEVEL})",
+        default=default(serving.log_level),
+        choices=list(LOG_LEVELS),
+        help=f"log level (default {serving.log_level})",
     )
     add_log_format_flag(logs)
-    limits = p.add_argument_group("limits (what one node may cost: label values, series, segment size)")
-    limits.add_argument(
-        "--labels.protocol-cap",
-        dest="protocol_cap",
-        type=non_negative_int,
-        default=defaults.PROTOCOL_CAP,
-        help="protocol ids beyond the known list that may become label values before the rest is 'other' "
-        f"(default {defaults.PROTOCOL_CAP})",
-    )
-    limits.add_argument(
-        "--labels.other-cap",
-        dest="other_cap",
-        type=non_negative_int,
-        default=defaults.OTHER_CAP,
-        help=f"the same cap for security, muxer and event type names (default {defaults.OTHER_CAP})",
-    )
-    limits.add_argument(
-        "--labels.series-per-family",
-        dest="series_per_family",
-        type=positive_int,
-        default=defaults.SERIES_PER_FAMILY,
-        help="series one node may cost in one metric family; further label combinations fold into "
-        f"'other' (default {defaults.SERIES_PER_FAMILY})",
-    )
-    limits.add_argument(
-        "--labels.series-per-node",
-        dest="series_per_node",
-        type=positive_int,
-        default=defaults.SERIES_PER_NODE,
-        help=f"the same budget over all of one node's families (default {defaults.SERIES_PER_NODE})",
-    )
-    add_histograms_flag(limits, default(DEFAULT_PROFILE))
-    add_native_flags(limits)
-    limits.add_argument(
-        "--protocol.max-segment-bytes",
-        dest="max_segment",
-        type=positive_int,
-        default=defaults.MAX_SEGMENT_BYTES,
-        help="largest segment accepted; longer lengths are errors, never allocations "
-        f"(default {defaults.MAX_SEGMENT_BYTES})",
-    )
+    add_limit_flags(p, histograms_default=default(Limits().histograms_profile))
+    add_native_flags(p)
     add_otel_flags(p)
     add_pubsub_flags(p)
 
 
-def add_histograms_flag(
-    p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None = DEFAULT_PROFILE
-) -> None:
+def add_limit_flags(p: argparse.ArgumentParser, *, histograms_default: str | None = None) -> None:
+    """``--labels.*``, ``--histograms.profile`` and ``--protocol.max-segment-bytes``: what one node may
+    cost. Serving commands and backfill (which fills in their history) share them, types included."""
+    limits = Limits()
+    g = p.add_argument_group("limits (what one node may cost: label values, series, segment size)")
+    g.add_argument(
+        "--labels.protocol-cap",
+        dest="protocol_cap",
+        type=non_negative_int,
+        default=limits.protocol_cap,
+        help="protocol ids beyond the known list that may become label values before the rest is 'other' "
+        f"(default {limits.protocol_cap})",
+    )
+    g.add_argument(
+        "--labels.other-cap",
+        dest="other_cap",
+        type=non_negative_int,
+        default=limits.other_cap,
+        help=f"the same cap for security, muxer and event type names (default {limits.other_cap})",
+    )
+    g.add_argument(
+        "--labels.series-per-family",
+        dest="series_per_family",
+        type=positive_int,
+        default=limits.series_per_family,
+        help="series one node may cost in one metric family; further label combinations fold into "
+        f"'other' (default {limits.series_per_family})",
+    )
+    g.add_argument(
+        "--labels.series-per-node",
+        dest="series_per_node",
+        type=positive_int,
+        default=limits.series_per_node,
+        help=f"the same budget over all of one node's families (default {limits.series_per_node})",
+    )
+    add_histograms_flag(g, histograms_default)
+    g.add_argument(
+        "--protocol.max-segment-bytes",
+        dest="max_segment",
+        type=positive_int,
+        default=limits.max_segment_bytes,
+        help="largest segment accepted; longer lengths are errors, never allocations "
+        f"(default {limits.max_segment_bytes})",
+    )
+
+
+def add_histograms_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str | None) -> None:
     """``--histograms.profile``: which buckets and labels the histogram families get
     (``model/histogram_profiles.py``; per-family overrides only in live mode's config file)."""
     p.add_argument(
@@ -107,7 +115,8 @@ def add_histograms_flag(
         choices=list(PROFILES),
         default=default,
         help="histogram buckets and labels: default (go-libp2p's layouts, every label) or lean "
-        f"(fewer bounds and labels, about half the series per node; docs/metrics.md) (default {DEFAULT_PROFILE})",
+        "(fewer bounds and labels, about half the series per node; docs/metrics.md) "
+        f"(default {Limits().histograms_profile})",
     )
 
 
@@ -121,52 +130,114 @@ def _schema(text: str) -> int:
     return value
 
 
-def add_native_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--histograms.native`` and its settings: native buckets beside the profile's classic ones,
-    exposed in the protobuf format (``model/native.py``; docs/metrics.md#native-histograms)."""
-    p.add_argument(
+def add_native_flags(p: argparse.ArgumentParser) -> None:
+    """``--histograms.native`` and its settings (``settings.NativeHistograms``; docs/metrics.md#native-histograms).
+    Serving commands only: backfill writes OpenMetrics, which has no native histograms."""
+    native = NativeHistograms()
+    g = p.add_argument_group("native histograms (exposed to scrapers that negotiate protobuf)")
+    g.add_argument(
         "--histograms.native",
         dest="histograms_native",
         action="store_true",
+        default=native.enabled,
         help="also keep native (exponential) buckets for the six histogram families and expose them to "
         "scrapers that negotiate protobuf (Prometheus with --enable-feature=native-histograms); text and "
-        "OpenMetrics keep the profile's classic buckets",
+        "OpenMetrics keep the profile's classic buckets, whose labels the native series share",
     )
-    p.add_argument(
+    g.add_argument(
         "--histograms.native-schema",
         dest="histograms_native_schema",
         metavar="N",
         type=_schema,
-        default=DEFAULT_SCHEMA,
+        default=native.schema,
         help=f"starting resolution: 2^N buckets per power of two, {MIN_SCHEMA}..{MAX_SCHEMA} "
-        f"(default {DEFAULT_SCHEMA}: buckets 9%% wide)",
+        f"(default {native.schema}: buckets 9%% wide)",
     )
-    p.add_argument(
+    g.add_argument(
         "--histograms.native-max-buckets",
         dest="histograms_native_max_buckets",
         metavar="N",
         type=positive_int,
-        default=DEFAULT_MAX_BUCKETS,
+        default=native.max_buckets,
         help="populated native buckets per series; past it the series halves its resolution "
-        f"(default {DEFAULT_MAX_BUCKETS})",
+        f"(default {native.max_buckets})",
     )
-    p.add_argument(
+    g.add_argument(
         "--histograms.native-classic",
         dest="histograms_native_classic",
         action="store_true",
+        default=native.classic,
         help="in protobuf, send the classic buckets alongside the native ones (Prometheus >= 2.45 can "
         "store both with scrape_classic_histograms; 2.42 keeps the native ones)",
     )
 
 
-def native_spec(args: argparse.Namespace) -> NativeSpec | None:
-    """The native bucketing the flags ask for, or None (classic only)."""
-    if not getattr(args, "histograms_native", False):
-        return None
-    return NativeSpec(
-        schema=getattr(args, "histograms_native_schema", DEFAULT_SCHEMA),
-        max_buckets=getattr(args, "histograms_native_max_buckets", DEFAULT_MAX_BUCKETS),
-        classic=getattr(args, "histograms_native_classic", False),
+def native_from_args(args: argparse.Namespace) -> NativeHistograms:
+    """The ``--histograms.native*`` flags."""
+    return NativeHistograms(
+        enabled=args.histograms_native,
+        schema=args.histograms_native_schema,
+        max_buckets=args.histograms_native_max_buckets,
+        classic=args.histograms_native_classic,
+    )
+
+
+def add_otel_flags(p: argparse.ArgumentParser) -> None:
+    """Tracing flags; tracing is on when an endpoint is given here or in the standard environment."""
+    tracing = Tracing()
+    g = p.add_argument_group("tracing (OpenTelemetry, off unless an OTLP endpoint is set)")
+    g.add_argument(
+        "--otlp.endpoint",
+        dest="otlp_endpoint",
+        metavar="URL",
+        default=None,
+        help="OTLP collector URL, e.g. http://127.0.0.1:4318 (HTTP; /v1/traces is added when the URL has "
+        "no path) or http://127.0.0.1:4317 (gRPC). Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / "
+        "OTEL_EXPORTER_OTLP_ENDPOINT; tracing is off when none is set",
+    )
+    g.add_argument(
+        "--otlp.protocol",
+        dest="otlp_protocol",
+        choices=OTLP_PROTOCOLS,
+        default=None,
+        help=f"{OTLP_PROTOCOLS[0]} (default) or grpc; default from OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL",
+    )
+    g.add_argument(
+        "--otlp.timeout",
+        dest="otlp_timeout",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=None,
+        help="seconds per export request (default: OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT, else 10)",
+    )
+    g.add_argument(
+        "--tracing.service-name",
+        dest="tracing_service_name",
+        metavar="NAME",
+        default=None,
+        help="service.name of each node's resource (default: OTEL_SERVICE_NAME, else the node's implementation)",
+    )
+    for what, dest, default, text in (
+        ("connections", "tracing_sample_connections", tracing.sample_connections, "connection spans kept"),
+        ("streams", "tracing_sample_streams", tracing.sample_streams, "stream spans kept among kept connections"),
+        ("dht", "tracing_sample_dht", tracing.sample_dht, "DHT query spans kept"),
+    ):
+        g.add_argument(
+            f"--tracing.sample.{what}",
+            dest=dest,
+            metavar="RATIO",
+            type=ratio,
+            default=default,
+            help=f"share of {text}, 0..1 (default {default:g})",
+        )
+    g.add_argument(
+        "--tracing.max-open-spans",
+        dest="tracing_max_open_spans",
+        metavar="N",
+        type=count,
+        default=tracing.max_open_spans,
+        help="connection + stream spans held open per node; past it new ones are dropped and counted "
+        f"(default {tracing.max_open_spans})",
     )
 
 
@@ -190,13 +261,14 @@ def add_pubsub_flags(p: argparse.ArgumentParser) -> None:
     )
     add_pubsub_file_flag(g, "read a trace file (JSON tracer, PB tracer or traced gzip) at start; repeatable")
     add_pubsub_mapper_flags(g)
+    sample = Tracing().sample_pubsub
     g.add_argument(
         "--tracing.sample.pubsub",
         dest="tracing_sample_pubsub",
         metavar="RATIO",
         type=float,
-        default=1.0,
-        help="share of pubsub messages traced as spans, by message id, 0..1 (default 1)",
+        default=sample,
+        help=f"share of pubsub messages traced as spans, by message id, 0..1 (default {sample:g})",
     )
 
 
@@ -207,6 +279,7 @@ def add_pubsub_file_flag(g: argparse.ArgumentParser | argparse._ArgumentGroup, h
 
 def add_pubsub_mapper_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """How the pubsub mapper bounds its labels and follows messages; live mode and backfill share them."""
+    pubsub = Pubsub()
     g.add_argument(
         "--pubsub.topics",
         dest="pubsub_topics",
@@ -219,32 +292,100 @@ def add_pubsub_mapper_flags(g: argparse.ArgumentParser | argparse._ArgumentGroup
         dest="pubsub_topic_cap",
         metavar="N",
         type=int,
-        default=32,
-        help="further topics that may become label values (first come); beyond them: other (default 32)",
+        default=pubsub.topic_cap,
+        help="further topics that may become label values (first come); beyond them: other "
+        f"(default {pubsub.topic_cap})",
     )
     g.add_argument(
         "--pubsub.window",
         dest="pubsub_window",
         metavar="SECONDS",
         type=float,
-        default=120.0,
-        help="how long a message is followed for propagation; its reach is observed when it leaves (default 120)",
+        default=pubsub.window_s,
+        help="how long a message is followed for propagation; its reach is observed when it leaves "
+        f"(default {pubsub.window_s:g})",
     )
     g.add_argument(
         "--pubsub.max-messages",
         dest="pubsub_max_messages",
         metavar="N",
         type=int,
-        default=50_000,
-        help="messages followed at once; past it the oldest leave early and are counted (default 50000)",
+        default=pubsub.max_messages,
+        help=f"messages followed at once; past it the oldest leave early and are counted (default {pubsub.max_messages})",
     )
+
+
+# -- from the namespace to Settings: the one place the shared flags are read ----------------------
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The ``--labels.*``, ``--histograms.profile`` and segment-cap flags (validated by their types)."""
+    return Limits(
+        protocol_cap=args.protocol_cap,
+        other_cap=args.other_cap,
+        series_per_family=args.series_per_family,
+        series_per_node=args.series_per_node,
+        max_segment_bytes=args.max_segment,
+        **_given(histograms_profile=args.histograms_profile),
+    )
+
+
+def pubsub_files_from_args(args: argparse.Namespace) -> Pubsub:
+    """``--pubsub.file`` and the mapper flags (all that backfill has; no collector)."""
+    return Pubsub(
+        files=tuple(args.pubsub_files),
+        topics=tuple(t.strip() for t in (args.pubsub_topics or "").split(",") if t.strip()),
+        topic_cap=max(0, args.pubsub_topic_cap),
+        window_s=max(0.0, args.pubsub_window),
+        max_messages=max(1, args.pubsub_max_messages),
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """What ``add_serving_flags`` declared, as ``Settings``; flags left unset (live mode's None) keep
+    the defaults, which live mode's merged config then replaces."""
+    return Settings(
+        serving=Serving(
+            log_format=args.log_format,
+            web_config_file=args.web_config_file,
+            **_given(listen=args.listen, telemetry_path=args.telemetry_path, log_level=args.log_level),
+        ),
+        limits=replace(limits_from_args(args), native_histograms=native_from_args(args)),
+        tracing=Tracing(
+            endpoint=args.otlp_endpoint or None,
+            protocol=args.otlp_protocol,
+            timeout_s=args.otlp_timeout,
+            service_name=args.tracing_service_name,
+            sample_connections=args.tracing_sample_connections,
+            sample_streams=args.tracing_sample_streams,
+            sample_dht=args.tracing_sample_dht,
+            sample_pubsub=min(1.0, max(0.0, args.tracing_sample_pubsub)),
+            max_open_spans=max(0, args.tracing_max_open_spans),
+        ),
+        pubsub=replace(pubsub_files_from_args(args), listen=args.pubsub_listen, identity_seed=_seed(args.pubsub_seed)),
+    )
+
+
+def _seed(hex_text: str | None) -> bytes | None:
+    try:
+        seed = bytes.fromhex(hex_text) if hex_text else None
+        if seed is not None and len(seed) != 32:
+            raise ValueError("needs 64 hex digits")
+    except ValueError as exc:
+        raise SystemExit(f"libp2p-exporter: --pubsub.identity-seed: {exc}") from exc
+    return seed
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were given (not None): the rest keep their dataclass defaults."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def log_level(name: str) -> int:
     """A ``--log.level`` name as a logging level (INFO for anything unknown)."""
-    return defaults.LOG_LEVELS.get(name, logging.INFO)
+    return LOG_LEVELS.get(name, logging.INFO)
 
 
 def setup_logging(level: str, fmt: str = "logfmt") -> None:
     """One handler on stderr in ``--log.format``, remote text escaped (exporter.logs)."""
-    configure_logging(level if level in LEVELS else defaults.LOG_LEVEL, fmt)
+    configure_logging(level if level in LEVELS else Serving().log_level, fmt)

@@ -22,14 +22,15 @@ from exporter.app.config import LiveConfig, build, check_file, describe
 from exporter.app.config_file import METRICS_NODES
 from exporter.app.config_values import ENV_PREFIX, ConfigError, parse_duration, parse_size
 from exporter.app.discovery import discovery_handler
-from exporter.app.flags import add_serving_flags, log_level
+from exporter.app.flags import add_serving_flags, log_level, settings_from_args
 from exporter.app.probe import probe_handler
 from exporter.app.reload import LiveState, reload_handler
-from exporter.app.runtime import hub_from_args, serve_until_stopped
+from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.model.histogram_profiles import profile
+from exporter.settings import Settings
 from exporter.sinks.scrape_journal import ScrapeJournal
 from exporter.sources.manager import SessionManager
-from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS, SessionOptions
+from exporter.sources.options import DEFAULT_INTERVAL_MS, DEFAULT_RETENTION_MS
 from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.sources.recording import RotatingRecorder, record_dir_problem
 from exporter.sources.sharding import parse_shard
@@ -158,15 +159,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags that live mode merges with the environment and the file (parsed; None: not given)."""
     out: dict[str, Any] = {
         "listen": args.listen,
         "telemetry_path": args.telemetry_path,
         "log_level": args.log_level,
+        "log_format": args.log_format,
+        "web_config_file": args.web_config_file,
+        "max_segment": args.max_segment,
         "stale_intervals": args.stale_intervals,
         "record_dir": args.record_dir,
         "probe_enable": args.probe_enable,
         "probe_allow": args.probe_allow or None,
-        "histograms_profile": getattr(args, "histograms_profile", None),
+        "histograms_profile": args.histograms_profile,
         "total_shards": args.total_shards,
         "metrics_nodes": args.metrics_nodes,
     }
@@ -179,7 +184,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         ("probe_idle", "--probe.idle-timeout", parse_duration),
         ("shard", "--shard", parse_shard),
     ):
-        raw = getattr(args, key)
+        raw = vars(args)[key]
         if raw is not None:
             try:
                 out[key] = parse(raw)
@@ -197,60 +202,68 @@ def cmd_live(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"libp2p-exporter: {problem}", file=sys.stderr)
         return 2
-    if cfg.record_dir:
-        unusable = record_dir_problem(cfg.record_dir)
+    if cfg.recording.dir:
+        unusable = record_dir_problem(cfg.recording.dir)
         if unusable:
             print(f"libp2p-exporter: {unusable}", file=sys.stderr)
             return 2
-    logging.getLogger().setLevel(log_level(cfg.log_level))
-    return asyncio.run(run_live(cfg, cli_args=args, rebuild=lambda: build(_flags(args), args.target, args.config)))
-
-
-def session_options(cfg: LiveConfig, cli_args: argparse.Namespace | None) -> SessionOptions:
-    """The merged config's session options with the segment cap the flags give."""
-    max_segment = getattr(cli_args, "max_segment", None)
-    return replace(cfg.options, max_segment_bytes=max_segment) if max_segment else cfg.options
+    logging.getLogger().setLevel(log_level(cfg.serving.log_level))
+    settings = settings_from_args(args)
+    return asyncio.run(
+        run_live(
+            cfg,
+            settings=settings,
+            rebuild=lambda: build(_flags(args), args.target, args.config),
+            external_address=args.external_address,
+            enable_lifecycle=args.enable_lifecycle,
+        )
+    )
 
 
 async def run_live(
     cfg: LiveConfig,
     *,
     duration: float | None = None,
-    cli_args: argparse.Namespace | None = None,
+    settings: Settings | None = None,
     rebuild: Callable[[], LiveConfig] | None = None,
+    external_address: str | None = None,
+    enable_lifecycle: bool = False,
 ) -> int:
-    hub = hub_from_args(cli_args or argparse.Namespace(), histograms=cfg.histograms)
-    options = session_options(cfg, cli_args)
+    """Watch ``cfg``'s targets and serve them. ``settings`` gives what only flags set (limits, tracing,
+    pubsub traces); where and how to serve is the merged config's."""
+    settings = replace(settings or Settings(), serving=cfg.serving)
+    hub = hub_for(settings.limits, histograms=cfg.histograms)
     factory = None
-    if cfg.record_dir:
+    recording = cfg.recording
+    if recording.dir:
+        record_dir = recording.dir
 
         def factory(name: str) -> RotatingRecorder:
-            return RotatingRecorder(
-                cfg.record_dir or ".", name, max_bytes=cfg.record_max_bytes, max_age_s=cfg.record_max_age_s
-            )
+            return RotatingRecorder(record_dir, name, max_bytes=recording.max_bytes, max_age_s=recording.max_age_s)
 
     manager = SessionManager(
         hub,
-        options,
+        cfg.options,
         recorder_factory=factory,
-        probe_idle_s=cfg.probe_idle_s,
-        max_probe_sessions=cfg.probe_max_sessions,
+        probe_idle_s=cfg.probe.idle_s,
+        max_probe_sessions=cfg.probe.max_sessions,
         hide_nodes=cfg.metrics_nodes == "none",
     )
     state = LiveState(cfg, manager, rebuild or (lambda: cfg))
     hub.add_global_writer(state.write_metrics)
-    # The other flags (tracing) pass through; where to serve comes from the merged config.
-    args = argparse.Namespace(
-        **{**vars(cli_args or argparse.Namespace()), "listen": cfg.listen, "telemetry_path": cfg.telemetry_path}
-    )
     owned = cfg.owned_targets
     names = ", ".join(t.name for t in owned) or "none"
-    if cfg.probe_enabled:
-        allowed = " | ".join(cfg.probe_allow) or "any ws:// or wss:// target (restrict with --probe.allow)"
+    if cfg.probe.enabled:
+        allowed = " | ".join(cfg.probe.allow) or "any ws:// or wss:// target (restrict with --probe.allow)"
         log.info("/probe is on: %s", allowed)
     if cfg.shard.sharded:
         log.info("%s: %d of %d configured target(s)", cfg.shard, len(owned), len(cfg.targets))
     log.info("live mode: %d target(s): %s", len(owned), names)
+    if not cfg.targets and not cfg.probe.enabled:
+        log.warning(
+            "no targets and /probe is off: /metrics has only the exporter's own series; give nodes with "
+            "--target [NAME=]ws://HOST:PORT/introspect or --config FILE, or serve /probe with --probe.enable"
+        )
     if cfg.histograms != profile():
         log.info("histograms: %s", describe(cfg.histograms))
     loop = asyncio.get_running_loop()
@@ -273,7 +286,7 @@ async def run_live(
     try:
         return await serve_until_stopped(
             hub,
-            args,
+            settings,
             work,
             description=f"watching {len(cfg.targets)} live target(s)",
             duration=duration,
@@ -285,15 +298,15 @@ async def run_live(
                     discovery_handler(
                         lambda: list(manager.targets.values()),
                         lambda: state.cfg.shard,
-                        getattr(cli_args, "external_address", None),
+                        external_address,
                     ),
                 ),
-                ("POST", "/-/reload", reload_handler(state, bool(getattr(cli_args, "enable_lifecycle", False)))),
+                ("POST", "/-/reload", reload_handler(state, enable_lifecycle)),
             ],
             live=True,
-            journal=ScrapeJournal(cfg.record_dir, max_bytes=cfg.record_max_bytes) if cfg.record_dir else None,
-            trace_recorder=TraceRecorder(cfg.record_dir, max_bytes=cfg.record_max_bytes, max_age_s=cfg.record_max_age_s)
-            if cfg.record_dir
+            journal=ScrapeJournal(recording.dir, max_bytes=recording.max_bytes) if recording.dir else None,
+            trace_recorder=TraceRecorder(recording.dir, max_bytes=recording.max_bytes, max_age_s=recording.max_age_s)
+            if recording.dir
             else None,
         )
     finally:

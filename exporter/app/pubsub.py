@@ -10,7 +10,6 @@ the exposition has no pubsub families.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import time
@@ -22,7 +21,8 @@ from exporter.model.labels import Cardinality
 from exporter.pipeline.hub import Hub
 from exporter.pipeline.traces import TraceIntakeStats
 from exporter.protocol.pubsub_codec import TraceEvent
-from exporter.sinks.otel.config import config_from_args
+from exporter.settings import Pubsub, Tracing
+from exporter.sinks.otel.config import resolve
 from exporter.sources.pubsub_collector import TraceCollector, run_collector_host
 from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.sources.pubsub_trace import feed_trace_file
@@ -95,22 +95,15 @@ class PubsubWiring:
             full = addr if "/p2p/" in addr else f"{addr}/p2p/{self.collector_id}"
             print(f"pubsub trace collector: {full}", flush=True)
 
-    async def start(self, args: argparse.Namespace) -> None:
-        """Read the trace files, then run the collector; a bad flag or address is one line and exit 2."""
-        for path in list(getattr(args, "pubsub_files", None) or []):
+    async def start(self, settings: Pubsub) -> None:
+        """Read the trace files, then run the collector; an address it cannot listen on is one line."""
+        for path in settings.files:
             await asyncio.get_running_loop().run_in_executor(None, self.read_file, path)
-        listen = getattr(args, "pubsub_listen", None)
+        listen = settings.listen
         if not listen:
             return
-        seed_hex = getattr(args, "pubsub_seed", None)
         try:
-            seed = bytes.fromhex(seed_hex) if seed_hex else None
-            if seed is not None and len(seed) != 32:
-                raise ValueError("needs 64 hex digits")
-        except ValueError as exc:
-            raise SystemExit(f"libp2p-exporter: --pubsub.identity-seed: {exc}") from exc
-        try:
-            await self.start_collector(listen, seed)
+            await self.start_collector(listen, settings.identity_seed)
         except Exception as exc:
             raise SystemExit(f"libp2p-exporter: cannot run the pubsub collector on {listen}: {exc}") from exc
 
@@ -127,39 +120,37 @@ class PubsubWiring:
 
 def pubsub_metrics(
     cardinality: Cardinality,
-    args: argparse.Namespace,
+    settings: Pubsub,
     intake: TraceIntakeStats,
     clock: Callable[[], float] | None = None,
 ) -> PubsubMetrics:
-    """The pubsub mapper as the ``--pubsub.*`` mapper flags set it (live mode and backfill alike)."""
-    topics = [t.strip() for t in (getattr(args, "pubsub_topics", "") or "").split(",") if t.strip()]
+    """The pubsub mapper as the ``--pubsub.*`` mapper settings ask (live mode and backfill alike)."""
     return PubsubMetrics(
         cardinality,
-        topics=topics,
-        topic_cap=max(0, getattr(args, "pubsub_topic_cap", 32)),
-        ttl_s=max(0.0, getattr(args, "pubsub_window", 120.0)),
-        max_messages=max(1, getattr(args, "pubsub_max_messages", 50_000)),
+        topics=settings.topics,
+        topic_cap=settings.topic_cap,
+        ttl_s=settings.window_s,
+        max_messages=settings.max_messages,
         intake=intake,
         clock=clock if clock is not None else time.monotonic,
     )
 
 
-def pubsub_from_args(hub: Hub, args: argparse.Namespace) -> PubsubWiring | None:
-    """Add the pubsub mapper (and spans, when tracing is on) to ``hub`` as the flags ask; None when
+def wire_pubsub(hub: Hub, settings: Pubsub, tracing: Tracing) -> PubsubWiring | None:
+    """Add the pubsub mapper (and spans, when tracing is on) to ``hub`` as the settings ask; None when
     neither a listen address nor a file is given. ``start`` reads the files and runs the collector."""
-    if not getattr(args, "pubsub_listen", None) and not getattr(args, "pubsub_files", None):
+    if not settings.wanted:
         return None
     intake = TraceIntakeStats()
-    metrics = pubsub_metrics(hub.cardinality, args, intake)
+    metrics = pubsub_metrics(hub.cardinality, settings, intake)
     hub.add_trace_mapper(metrics)
     spans = None
-    cfg = config_from_args(args)
+    cfg = resolve(tracing)
     if cfg is not None:
         from exporter.sinks.otel.pubsub import PubsubSpans
 
-        ratio = min(1.0, max(0.0, getattr(args, "tracing_sample_pubsub", 1.0)))
         try:
-            spans = PubsubSpans(cfg, ratio=ratio)
+            spans = PubsubSpans(cfg, ratio=tracing.sample_pubsub)
         except ImportError as exc:  # the optional extra otel is missing: a user's error, one line
             raise SystemExit(
                 f"libp2p-exporter: tracing needs the OpenTelemetry packages: pip install 'libp2p-exporter[otel]' ({exc})"

@@ -47,14 +47,14 @@ SHARD_TARGETS = Family(
     ("shard", "total_shards"),
 )
 
-# LiveConfig fields a running exporter cannot change; a reload that changes them says so.
+# What a running exporter cannot change (LiveConfig fields, dotted into its parts); a reload that
+# changes them says so.
 RESTART_ONLY = (
-    "listen",
-    "telemetry_path",
+    "serving.listen",
+    "serving.telemetry_path",
+    "serving.web_config_file",
     "options",
-    "record_dir",
-    "record_max_bytes",
-    "record_max_age_s",
+    "recording",
     "histograms",
 )
 
@@ -113,8 +113,8 @@ class LiveState:
             stuck = [name for name in RESTART_ONLY if _restart_value(cfg, name) != _restart_value(self.cfg, name)]
             if stuck:
                 log.warning("reload (%s): %s changed; only a restart applies that", why, ", ".join(stuck))
-            if cfg.log_level != self.cfg.log_level:
-                logging.getLogger().setLevel(log_level(cfg.log_level))
+            if cfg.serving.log_level != self.cfg.serving.log_level:
+                logging.getLogger().setLevel(log_level(cfg.serving.log_level))
             self.manager.hide_nodes = cfg.metrics_nodes == "none"
             added, removed, restarted = await self.manager.sync(cfg.owned_targets)
             for name in self.manager.configured:  # --metrics.nodes may have changed
@@ -147,8 +147,10 @@ class LiveState:
 def _restart_value(cfg: LiveConfig, name: str) -> object:
     """A restart-only setting as a reload compares it: the interval and retention in the session
     options travel with each target (a reload restarts the targets they change), so they are left out."""
-    value = getattr(cfg, name)
-    return replace(value, interval_ms=0, retention_ms=0) if name == "options" else value
+    value: object = cfg
+    for part in name.split("."):
+        value = getattr(value, part)
+    return replace(cfg.options, interval_ms=0, retention_ms=0) if name == "options" else value
 
 
 def reload_handler(state: LiveState, enabled: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -175,4 +177,4 @@ def url_index(cfg: LiveConfig) -> dict[str, Target]:
 
 
 def policy_of(cfg: LiveConfig) -> ProbePolicy:
-    return ProbePolicy(enabled=cfg.probe_enabled, allow=cfg.probe_allow, listen=cfg.listen)
+    return ProbePolicy(enabled=cfg.probe.enabled, allow=cfg.probe.allow, listen=cfg.serving.listen)

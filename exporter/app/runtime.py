@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
@@ -15,15 +14,16 @@ from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from exporter import __version__, defaults
-from exporter.app.flags import native_spec
-from exporter.app.pubsub import PubsubWiring, pubsub_from_args
+from exporter import __version__
+from exporter.app.pubsub import PubsubWiring, wire_pubsub
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
-from exporter.model.histogram_profiles import DEFAULT_PROFILE, HistogramProfile, profile
+from exporter.model.histogram_profiles import HistogramProfile, profile
 from exporter.model.labels import Cardinality
+from exporter.model.native import NativeSpec
 from exporter.pipeline.hub import Hub
 from exporter.server import Handler, build_app, start_server
+from exporter.settings import Limits, Settings
 from exporter.sinks.otel.install import install_tracing
 from exporter.sinks.otel.sink import TracingHandle
 from exporter.sinks.scrape_journal import ScrapeJournal
@@ -96,22 +96,26 @@ def build_hub(cardinality: Cardinality | None = None, *, live: bool = False) -> 
     return hub
 
 
-def hub_from_args(args: argparse.Namespace, histograms: HistogramProfile | None = None) -> Hub:
-    """The standard hub with the label caps and histogram profile the serving flags give (the
-    defaults when absent); ``histograms``, when given, is live mode's merged profile."""
-    if histograms is None:
-        histograms = profile(getattr(args, "histograms_profile", None) or DEFAULT_PROFILE)
-    histograms = histograms.with_native(native_spec(args))
-    warn_histograms(histograms)
-    return build_hub(
-        Cardinality(
-            protocol_cap=getattr(args, "protocol_cap", defaults.PROTOCOL_CAP),
-            other_cap=getattr(args, "other_cap", defaults.OTHER_CAP),
-            series_per_family=getattr(args, "series_per_family", defaults.SERIES_PER_FAMILY),
-            series_per_node=getattr(args, "series_per_node", defaults.SERIES_PER_NODE),
-            histograms=histograms,
-        )
+def cardinality_of(limits: Limits, histograms: HistogramProfile | None = None) -> Cardinality:
+    """The label caps and series budget of ``limits``; ``histograms``, when given, replaces the
+    profile ``limits`` names (live mode's merged profile, with the config file's overrides)."""
+    return Cardinality(
+        protocol_cap=limits.protocol_cap,
+        other_cap=limits.other_cap,
+        agent_version_cap=limits.agent_version_cap,
+        series_per_family=limits.series_per_family,
+        series_per_node=limits.series_per_node,
+        histograms=(histograms or profile(limits.histograms_profile)).with_native(
+            NativeSpec.of(limits.native_histograms)
+        ),
     )
+
+
+def hub_for(limits: Limits, histograms: HistogramProfile | None = None) -> Hub:
+    """The standard hub with the label caps and histogram profile of ``limits`` (see ``cardinality_of``)."""
+    cardinality = cardinality_of(limits, histograms)
+    warn_histograms(cardinality.histograms)
+    return build_hub(cardinality)
 
 
 def warn_histograms(histograms: HistogramProfile) -> None:
@@ -127,7 +131,7 @@ def add_live_metrics(hub: Hub) -> None:
 
 async def serve_until_stopped(
     hub: Hub,
-    args: argparse.Namespace,
+    settings: Settings,
     work: Callable[[], Coroutine[Any, Any, object]] | None = None,
     *,
     description: str = "",
@@ -140,15 +144,16 @@ async def serve_until_stopped(
 ) -> int:
     """Serve /metrics, run ``work`` beside it, and stop on SIGINT/SIGTERM (or after ``duration``).
 
-    Tracing is installed here when the flags or the environment ask for it; ``live`` hubs get the
+    Tracing is installed here when the settings or the environment ask for it; ``live`` hubs get the
     session metrics too, after tracing's (the order of families in the exposition). Pubsub traces
-    are wired from the flags unless the caller already did (``pubsub``, the demo), and started
+    are wired from the settings unless the caller already did (``pubsub``, the demo), and started
     (files read, collector running) before ``work``.
     """
+    serving = settings.serving
     try:
         app = build_app(
             hub,
-            args.telemetry_path,
+            serving.telemetry_path,
             extra_routes=extra_routes,
             description=description,
             on_scrape=journal.scraped if journal is not None else None,
@@ -157,32 +162,32 @@ async def serve_until_stopped(
         log.error("--web.telemetry-path: %s", exc)
         return 2
     web_config = None
-    if getattr(args, "web_config_file", None):
+    if serving.web_config_file:
         try:  # checked whole before anything starts: a broken file is one line and exit 2
-            web_config = WebConfigWatcher(args.web_config_file)
+            web_config = WebConfigWatcher(serving.web_config_file)
         except WebConfigError as exc:
             log.error("%s", exc)
             return 2
         hub.add_global_writer(web_config.certificates.write_metrics)  # the TLS certificates' expiry
-    tracing: TracingHandle = install_tracing(hub, args)  # OTLP spans, when an endpoint is configured
+    tracing: TracingHandle = install_tracing(hub, settings.tracing)  # OTLP spans, when an endpoint is configured
     if live:
         add_live_metrics(hub)
     if pubsub is None:
-        pubsub = pubsub_from_args(hub, args)
+        pubsub = wire_pubsub(hub, settings.pubsub, settings.tracing)
     if pubsub is not None:
         if journal is not None:
             journal.extra = pubsub.journal_fields  # the collector's streams, scrape by scrape
         pubsub.recorder = trace_recorder
-        await pubsub.start(args)
+        await pubsub.start(settings.pubsub)
     try:
-        runner = await start_server(app, args.listen, web_config)
+        runner = await start_server(app, serving.listen, web_config)
     except (OSError, ValueError) as exc:
-        log.error("cannot listen on %s: %s", args.listen, getattr(exc, "strerror", None) or exc)
+        log.error("cannot listen on %s: %s", serving.listen, getattr(exc, "strerror", None) or exc)
         if pubsub is not None:
             await pubsub.stop()
         return 2
     scheme = "https" if web_config is not None and web_config.config.tls is not None else "http"
-    print(f"libp2p-exporter {__version__}: metrics at {scheme}://{args.listen}{args.telemetry_path}", flush=True)
+    print(f"libp2p-exporter {__version__}: metrics at {scheme}://{serving.listen}{serving.telemetry_path}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     previous = Stopper(loop, stop).install()

@@ -1,6 +1,6 @@
 """The Introspector: subsystems register data providers, and a full State is assembled on demand.
 
-This is the producer half of the introspection protocol (protocol.md): a node builds one
+This is the producer half of the introspection protocol (docs/protocol.md): a node builds one
 ``Introspector``, registers a provider per subsystem (runtime, connections, traffic, dht, events),
 and an ``Endpoint`` serves what it assembles. A provider is a plain callable that returns its part
 (or an awaitable of it); the Introspector calls them all concurrently, each under a time limit, so
@@ -178,7 +178,7 @@ class Introspector:
                     raise TypeError(f"expected Connection, got {type(c).__name__}")
             state.subsystems.connections.extend(conns)
             # Whatever a provider sent, every Connection carries `streams`, even empty (`5a 00`): the
-            # observer UI dereferences it without a check (protocol.md §5).
+            # observer UI dereferences it without a check (docs/protocol.md §5).
             for c in state.subsystems.connections:
                 c.streams.SetInParent()
         elif subsystem == "traffic":

@@ -1,4 +1,4 @@
-"""The Endpoint: an aiohttp WebSocket server speaking the introspection protocol (protocol.md §3).
+"""The Endpoint: an aiohttp WebSocket server speaking the introspection protocol (docs/protocol.md §3).
 
 One ``_Session`` per client. The first command must be HELLO; REQUEST answers with the Runtime or
 State itself; PUSH_ENABLE/PUSH_DISABLE switch the periodic State and the event stream per source;
@@ -80,7 +80,7 @@ def clamp_config(requested: pb.Configuration | None, current: tuple[int, int] | 
 
 
 def _server_message(**payload: object) -> pb.ServerMessage:
-    msg = pb.ServerMessage(**payload)  # type: ignore[arg-type]
+    msg = pb.ServerMessage(**payload)  # type: ignore[arg-type]  # one payload field, of the type its name says
     msg.version.version = 1
     return msg
 

@@ -215,7 +215,7 @@ class _ConnectionTracking:
             rtt = getattr(getattr(rec.conn, "muxed_conn", None), "_rtt", 0.0)
             if not rec.close_ts and isinstance(rtt, float) and rtt > 0:
                 c.latency_ns = int(rtt * 1e9)
-            c.streams.SetInParent()  # present even before the first stream and once closed (protocol.md §5)
+            c.streams.SetInParent()  # present even before the first stream and once closed (docs/protocol.md §5)
             for s in rec.streams.values():
                 ps = c.streams.streams.add(id=s.id, role=s.role)
                 ps.protocol = s.protocol or _protocol(s.stream)

@@ -8,7 +8,7 @@
   security negotiation and ``upgraded_ts`` when the muxer was ready, timed by wrapping the swarm's
   upgrader on the instance (unset when not seen); streams inlined with protocol, direction, open
   and close times, and the ``streams`` field present even when empty. Closed connections and streams stay in the State (status CLOSED, ``close_ts``) for
-  ``retention_ms``, then vanish, as protocol.md §5 describes.
+  ``retention_ms``, then vanish, as docs/protocol.md §5 describes.
 - traffic: py-libp2p does not count bytes, so we count them ourselves, contained to objects we
   own the knowledge of: when a connection is announced, the read/write methods of *that
   connection's* TCP stream object (``TrioTCPStream``) are wrapped on the instance (never the class)

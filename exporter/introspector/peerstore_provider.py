@@ -153,7 +153,7 @@ def _keeping_agent(update: Callable[..., Awaitable[None]]) -> Callable[..., Awai
             except Exception as exc:  # a store without metadata: agents stay uncounted
                 log.debug("peerstore: could not keep the agent of %s: %s", peer_id, exc)
 
-    wrapper.__libp2p_exporter_agent__ = True  # type: ignore[attr-defined]
+    wrapper.__libp2p_exporter_agent__ = True  # type: ignore[attr-defined]  # a mark on a function object
     return wrapper
 
 
@@ -174,6 +174,7 @@ def record_agents() -> bool:
         if update is None:
             continue
         if not getattr(update, "__libp2p_exporter_agent__", False):
+            # patching py-libp2p's module (the name is not one it exports)
             module.update_peerstore_from_identify = _keeping_agent(update)  # type: ignore[attr-defined]
         done = True
     return done

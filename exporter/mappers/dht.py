@@ -93,16 +93,17 @@ class Dht(Mapper):
         # repeat a series (two unknown statuses) nor multiply series (a cpl beyond any key length).
         # A cpl is kept as its sort order (MAX_CPL + 1 for 'other') until it is written.
         status_names = list(DHT_STATUS_NAMES.values())
-        per_bucket: Counter[tuple[int, str]] = Counter()
-        per_status: Counter[str] = Counter(dict.fromkeys(status_names, 0))
+        # Every bucket's every status, 0 until counted.
+        per_bucket = dict.fromkeys(
+            [(cpl, status) for cpl in {min(c, MAX_CPL + 1) for c in dht.bucket_cpls} for status in status_names], 0
+        )
+        per_status = dict.fromkeys(status_names, 0)
         # Counted by raw (cpl, status) first: far fewer distinct pairs than peers to label.
         for (cpl, raw_status), n in Counter([(p.cpl, p.status) for p in dht.peers.values()]).items():
             status = DHT_STATUS_NAMES.get(raw_status, UNKNOWN)
-            per_bucket[(min(cpl, MAX_CPL + 1), status)] += n
-            per_status[status] += n
-        for cpl in {min(c, MAX_CPL + 1) for c in dht.bucket_cpls}:
-            for status in status_names:
-                per_bucket.setdefault((cpl, status), 0)
+            key = (min(cpl, MAX_CPL + 1), status)
+            per_bucket[key] = per_bucket.get(key, 0) + n
+            per_status[status] = per_status.get(status, 0) + n
         for (cpl, status), n in sorted(per_bucket.items()):
             out.gauge(BUCKET_PEERS, n, {"cpl": _CPL_LABELS[cpl], "status": status})
         for status, n in sorted(per_status.items()):

@@ -32,6 +32,7 @@ from exporter.model.histogram import Histogram, exponential_buckets
 from exporter.model.labels import LABEL_VALUES_FOLDED, Cardinality, LabelGuard
 from exporter.pipeline.traces import COLLECTOR_ERRORS, TraceIntakeStats, TraceMapper
 from exporter.protocol.pubsub_codec import TraceEvent, b58, b58_decode
+from exporter.settings import Pubsub as PubsubSettings
 
 T = TraceEvent.Type
 PREFIX = "libp2p_pubsub_"
@@ -186,12 +187,12 @@ class PubsubMetrics(TraceMapper):
         cardinality: Cardinality | None = None,
         *,
         topics: Iterable[str] = (),
-        topic_cap: int = 32,
+        topic_cap: int = PubsubSettings.topic_cap,
         node_cap: int = 256,
         names: dict[str, str] | None = None,
-        max_messages: int = 50_000,
+        max_messages: int = PubsubSettings.max_messages,
         max_pending: int = 256,
-        ttl_s: float = 120.0,
+        ttl_s: float = PubsubSettings.window_s,
         clock: Callable[[], float] = time.monotonic,
         intake: TraceIntakeStats | None = None,
     ) -> None:

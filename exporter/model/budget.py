@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.catalogue import Family, Labels, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.labels import OTHER
+from exporter.settings import Limits
 
 FOLDED = Family(
     "libp2p_exporter_series_folded",
@@ -74,7 +74,10 @@ class Budget(Writer):
     )
 
     def __init__(
-        self, out: Writer, series_per_family: int = SERIES_PER_FAMILY, series_per_node: int = SERIES_PER_NODE
+        self,
+        out: Writer,
+        series_per_family: int = Limits.series_per_family,
+        series_per_node: int = Limits.series_per_node,
     ) -> None:
         self.out = out
         self.series_per_family = series_per_family

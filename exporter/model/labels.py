@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import threading
 
-from exporter.defaults import AGENT_VERSION_CAP, OTHER_CAP, PROTOCOL_CAP, SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.catalogue import Family
 from exporter.model.histogram_profiles import HistogramProfile, profile
+from exporter.settings import Limits
 
 OTHER = "other"
 UNKNOWN = "unknown"
@@ -170,11 +170,11 @@ class Cardinality:
 
     def __init__(
         self,
-        protocol_cap: int = PROTOCOL_CAP,
-        other_cap: int = OTHER_CAP,
-        agent_version_cap: int = AGENT_VERSION_CAP,
-        series_per_family: int = SERIES_PER_FAMILY,
-        series_per_node: int = SERIES_PER_NODE,
+        protocol_cap: int = Limits.protocol_cap,
+        other_cap: int = Limits.other_cap,
+        agent_version_cap: int = Limits.agent_version_cap,
+        series_per_family: int = Limits.series_per_family,
+        series_per_node: int = Limits.series_per_node,
         histograms: HistogramProfile | None = None,
     ) -> None:
         # Which buckets and labels each histogram family is exported with (model/histogram_profiles.py).

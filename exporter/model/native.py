@@ -20,11 +20,14 @@ import bisect
 import math
 from dataclasses import dataclass
 
+from exporter.settings import NativeHistograms
+
 MIN_SCHEMA = -4
 MAX_SCHEMA = 8
-DEFAULT_SCHEMA = 3  # 8 buckets per power of two: a bucket is 9.05 % wide, quantile error under 4.5 %
-DEFAULT_ZERO_THRESHOLD = 2.0**-128  # Prometheus' clients' default: only exact zeros, in practice
-DEFAULT_MAX_BUCKETS = 160
+_DEFAULTS = NativeHistograms()  # the settings state the defaults; here they are only read
+DEFAULT_SCHEMA = _DEFAULTS.schema
+DEFAULT_ZERO_THRESHOLD = _DEFAULTS.zero_threshold
+DEFAULT_MAX_BUCKETS = _DEFAULTS.max_buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,13 @@ class NativeSpec:
 
     def new(self) -> NativeBuckets:
         return NativeBuckets(self)
+
+    @classmethod
+    def of(cls, settings: NativeHistograms) -> NativeSpec | None:
+        """The spec the settings ask for, or None when native histograms are off."""
+        if not settings.enabled:
+            return None
+        return cls(settings.schema, settings.zero_threshold, settings.max_buckets, settings.classic)
 
 
 # Per positive schema, the upper bounds of its buckets within [0.5, 1]: 2 ** (m / 2**s - 1).

@@ -14,7 +14,7 @@ from typing import Any
 
 from exporter.protocol import introspection_pb2 as pb
 
-# protocol.md section 5: the observer's DHT query events and the direction each name means.
+# docs/protocol.md section 5: the observer's DHT query events and the direction each name means.
 DHT_QUERY_EVENTS: dict[str, str] = {"InboundDHTQuery": "inbound", "OutboundDHTQuery": "outbound"}
 
 

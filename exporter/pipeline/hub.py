@@ -119,13 +119,9 @@ class Hub:
         with self._lock:
             self._listeners.append(listener)
 
-    @property
-    def global_writers(self) -> tuple[Callable[[Writer], None], ...]:
-        """Writers of exporter-wide families that belong to no node (such as the config reload's)."""
-        return tuple(self._global_writers)
-
     def add_global_writer(self, write: Callable[[Writer], None]) -> None:
-        """Add a writer the sinks call at each scrape, after the exporter's own families."""
+        """Add a writer of exporter-wide families that belong to no node (such as the config
+        reload's); ``write_globals`` calls it at each scrape, after the exporter's own families."""
         with self._lock:
             self._global_writers.append(write)
 

@@ -7,7 +7,8 @@ from the protobuf, and every counter input is derived in that same pass: opens a
 transport, and the per-status gauges and point-in-time values the latest State shows. What is kept
 between States is one dict of small tuples per kind, keyed by connection and stream id.
 
-The counting rules are those of ``pipeline/diff.py`` (which still feeds push sinks that want views):
+The counting rules are those of ``pipeline/diff.py`` (which still feeds push sinks that want views;
+``tests/unit/test_counting_engines.py`` holds the two equal on generated States):
 an item already closed in the first State seen is never counted; a byte counter that goes down
 counts its new value in full; a restart ends everything open at the last instant seen. One rule of
 its own: a connection closed and counted is, in the States after, passed over on its status (nodes

@@ -1,7 +1,7 @@
 """What a mapper is: a per-node accumulator, fed by snapshots and events, read at scrape time.
 
 The hub drives every mapper it was given (one ``StateStep`` per accepted State, one ``EventView`` per
-Event); the Prometheus sink asks each one to write its node's samples. A mapper turns one part of the protocol's State (a *subsystem* in protocol.md: swarm,
+Event); the Prometheus sink asks each one to write its node's samples. A mapper turns one part of the protocol's State (a *subsystem* in docs/protocol.md: swarm,
 streams, DHT...) or the exporter's own bookkeeping into metrics.
 """
 

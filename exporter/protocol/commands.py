@@ -1,4 +1,4 @@
-"""Client commands and server responses (protocol.md section 3)."""
+"""Client commands and server responses (docs/protocol.md section 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Segment framing of server messages (protocol.md sections 2 and 4).
+"""Segment framing of server messages (docs/protocol.md sections 2 and 4).
 
 On the wire a segment is ``u32 version | u32 fnv1a32(payload) | u32 len | payload``; in capture
 files the version is written once at the start and each segment is ``u32 fnv1a32 | u32 len |

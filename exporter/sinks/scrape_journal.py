@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from exporter.files import open_new
+from exporter.settings import Recording
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class ScrapeJournal:
         self,
         directory: str | Path,
         *,
-        max_bytes: int = 64 << 20,
+        max_bytes: int = Recording.max_bytes,
         extra: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.dir = Path(directory)

@@ -1,4 +1,4 @@
-"""Capture files in the observer-toolkit format (protocol.md section 4): read, write, summarise.
+"""Capture files in the observer-toolkit format (docs/protocol.md section 4): read, write, summarise.
 
 ``u32 LE 1`` once, then ``u32 fnv1a32(payload) | u32 len | payload`` per ServerMessage. The reader
 skips damaged stretches (reporting where and why) and still yields every intact message; a torn

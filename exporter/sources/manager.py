@@ -13,6 +13,7 @@ import aiohttp
 
 from exporter.pipeline.hub import Hub
 from exporter.selfaddr import refuse_self_dial
+from exporter.settings import Probe
 from exporter.sources.buffer import SharedBudget
 from exporter.sources.fairness import IngestGate
 from exporter.sources.options import Recorder, SessionOptions, Target, default_name
@@ -35,8 +36,8 @@ class SessionManager:
         options: SessionOptions | None = None,
         *,
         recorder_factory: Callable[[str], Recorder] | None = None,
-        probe_idle_s: float = 300.0,
-        max_probe_sessions: int = 1000,
+        probe_idle_s: float = Probe.idle_s,
+        max_probe_sessions: int = Probe.max_sessions,
         hide_nodes: bool = False,
     ) -> None:
         self.hub = hub

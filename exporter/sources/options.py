@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from exporter.defaults import MAX_SEGMENT_BYTES
 from exporter.protocol import introspection_pb2 as pb
+from exporter.settings import Limits
 
 DEFAULT_INTERVAL_MS = 1000
 DEFAULT_RETENTION_MS = 120_000
@@ -44,7 +44,7 @@ class SessionOptions:
     # Nothing at all received for this long while streaming: the peer is stalled; None = derive.
     read_timeout_s: float | None = None
     max_frame_bytes: int = 16 * 1024 * 1024
-    max_segment_bytes: int = MAX_SEGMENT_BYTES
+    max_segment_bytes: int = Limits.max_segment_bytes
     queue_size: int = 4096
     queue_bytes: int = 64 * 1024 * 1024  # the buffer's bound in (wire) bytes, besides its length
     # One bound for the buffers of all targets together: past it the biggest buffer sheds its oldest.

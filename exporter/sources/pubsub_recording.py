@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 from exporter.files import open_new
 from exporter.protocol.pubsub_codec import TraceEvent, delimit
+from exporter.settings import Recording
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ SUBDIR = "pubsub"
 class TraceRecorder:
     """Appends event batches to rotating traced-gzip files; thread-safe (the collector runs on trio)."""
 
-    def __init__(self, directory: str | Path, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0) -> None:
+    def __init__(
+        self, directory: str | Path, *, max_bytes: int = Recording.max_bytes, max_age_s: float = Recording.max_age_s
+    ) -> None:
         self.dir = Path(directory) / SUBDIR
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s

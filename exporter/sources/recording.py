@@ -1,4 +1,4 @@
-"""Recording live sessions to capture files (observer-toolkit format, protocol.md section 4).
+"""Recording live sessions to capture files (observer-toolkit format, docs/protocol.md section 4).
 
 Each target writes ``<DIR>/<name>/<name>-<UTC time>.libp2p.trace``; a file is rotated when it
 passes a size or an age. Every file stands alone: it starts with the node's Runtime and its config
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from exporter.files import open_new
 from exporter.protocol import introspection_pb2 as pb
+from exporter.settings import Recording
 from exporter.sources.capture import CaptureWriter
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,12 @@ class RotatingRecorder:
     MAX_HELD_BYTES = 16 << 20
 
     def __init__(
-        self, directory: str | Path, name: str, *, max_bytes: int = 64 << 20, max_age_s: float = 3600.0
+        self,
+        directory: str | Path,
+        name: str,
+        *,
+        max_bytes: int = Recording.max_bytes,
+        max_age_s: float = Recording.max_age_s,
     ) -> None:
         self.dir = Path(directory) / safe_name(name)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Live sources: the introspection WebSocket client (protocol.md sections 2 and 3).
+"""Live sources: the introspection WebSocket client (docs/protocol.md sections 2 and 3).
 
 A ``Session`` keeps one node's stream flowing into the hub for as long as it runs: connect, HELLO
 with the wanted configuration, then REQUEST RUNTIME, PUSH_ENABLE EVENTS and PUSH_ENABLE STATE; on

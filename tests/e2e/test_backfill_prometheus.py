@@ -68,7 +68,7 @@ async def _record(directory: Path) -> None:
             None,
             env={},
         )
-        cfg.options = replace(cfg.options, read_timeout_s=2.0)
+        cfg = replace(cfg, options=replace(cfg.options, read_timeout_s=2.0))
         assert await run_live(cfg, duration=1.5) == 0
     finally:
         await server.stop()

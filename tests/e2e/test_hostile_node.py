@@ -21,8 +21,8 @@ import pytest
 import yaml
 from fnv_hash_fast import fnv1a_32
 
-from exporter import defaults
 from exporter.protocol import introspection_pb2 as pb
+from exporter.settings import Limits
 from tests.support.hostile import COMBINATIONS, combination_state, distinct_values_state, resync_bomb
 from tests.support.introspect_server import IntrospectServer, ServerThread, segment
 from tests.support.procs import Proc, http_get, start_exporter, wait_for
@@ -144,7 +144,7 @@ def test_a_hostile_node_cannot_push_others_stale_nor_exceed_its_series_budget(
         for (m, lbls), v in s.items()
         if m == "libp2p_exporter_label_values_folded_total" and ("label", "protocol") in lbls
     )
-    assert folded_protocols >= ROUNDS * DISTINCT - defaults.PROTOCOL_CAP
+    assert folded_protocols >= ROUNDS * DISTINCT - Limits().protocol_cap
 
     # The hostile node's cost, while it is up with its 6,160 combinations: at most its budget.
     def combinations_exported() -> dict | None:

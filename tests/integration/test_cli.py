@@ -3,10 +3,13 @@ files, and one-line errors (no traceback) for a user's mistakes."""
 
 from __future__ import annotations
 
+import logging
 import struct
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from exporter.generator import SyntheticNode
 from exporter.sources.capture import write_capture
@@ -84,3 +87,19 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
         timeout=60,
     )  # "/" is the landing page: this raised a RuntimeError traceback from aiohttp
     assert res.returncode == 2 and "--web.telemetry-path" in res.stderr and "Traceback" not in res.stderr
+
+
+async def test_live_mode_without_targets_says_how_to_give_them(caplog: pytest.LogCaptureFixture) -> None:
+    """With no target and /probe off, /metrics would serve only the exporter's own series forever: one hint."""
+    from exporter.app.config import build
+    from exporter.app.live import run_live
+
+    caplog.set_level(logging.INFO)
+    assert await run_live(build({"listen": "127.0.0.1:0"}, [], None, env={}), duration=0.2) == 0
+    hints = [r.getMessage() for r in caplog.records if "--target" in r.getMessage()]
+    assert len(hints) == 1 and "\n" not in hints[0], hints
+    assert all(flag in hints[0] for flag in ("--target", "--config", "--probe.enable")), hints[0]
+    caplog.clear()
+    with_probe = build({"listen": "127.0.0.1:0", "probe_enable": True}, [], None, env={})
+    assert await run_live(with_probe, duration=0.2) == 0
+    assert not [r for r in caplog.records if "--target" in r.getMessage()]

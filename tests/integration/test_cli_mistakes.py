@@ -4,8 +4,10 @@ never a traceback, and nonsensical values are refused before anything starts."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from exporter.app.runtime import build_hub
 from exporter.generator import SyntheticNode
 from exporter.sources.capture import CaptureWriter
 from exporter.sources.replay import replay
+from tests.support.procs import require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,3 +101,30 @@ async def test_a_looped_replay_is_not_a_node_restart(files: dict[str, str]) -> N
     passes = await replay(hub, files["capture"], node="n", speed=0, loop=True, max_passes=4)
     assert passes == 4
     assert hub.nodes["n"].restarts == 0
+
+
+def test_backfill_into_a_folder_it_cannot_write_is_our_one_line(tmp_path: Path) -> None:
+    """An existing, empty, unwritable output folder: our line, before any work, not promtool's raw error.
+
+    As root (who writes anywhere) the exporter runs as nobody; otherwise the folder is made read-only."""
+    shared = Path(tempfile.mkdtemp(prefix="libp2p-backfill-ro-"))  # world-readable, unlike tmp_path
+    try:
+        shared.chmod(0o755)
+        capture, out = shared / "n.mock", shared / "blocks"
+        with CaptureWriter(capture) as w:
+            for msg in SyntheticNode(connections=3, seed=2).messages(2):
+                w.write(msg)
+        capture.chmod(0o644)
+        out.mkdir(mode=0o555)
+        cmd = [sys.executable, "-m", "exporter", "backfill", str(capture), "-o", str(out)]
+        if os.geteuid() == 0:
+            cmd = [require("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", "--", *cmd]
+        res = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": "/"}
+        )
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 2, res.stderr
+        assert len(lines) == 1 and lines[0].startswith("libp2p-exporter backfill: cannot write into"), res.stderr
+        assert "promtool" not in res.stderr and not any(out.iterdir())
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

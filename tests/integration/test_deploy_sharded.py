@@ -163,7 +163,7 @@ def test_every_replica_parses_and_the_shards_cover_the_targets_once(
         assert args.command == "live" and args.enable_lifecycle
         cfg = build(_flags(args), args.target, args.config, env={})
         assert (cfg.shard.index, cfg.shard.total) == (ordinal, replicas), "--total-shards must equal replicas"
-        assert cfg.metrics_nodes == "none" and cfg.listen == "0.0.0.0:9797"
+        assert cfg.metrics_nodes == "none" and cfg.serving.listen == "0.0.0.0:9797"
         for target in cfg.owned_targets:
             assert target.name not in owners, f"{target.name} watched by replicas {owners[target.name]} and {ordinal}"
             owners[target.name] = ordinal

@@ -3,6 +3,7 @@ CLI really has; every link lands; the snippets in docs/ are what the code accept
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dashboards.generate import JSON_DIR, RULES_DIR
 from tests.support.procs import REPO
 
 README = REPO / "README.md"
@@ -121,3 +123,47 @@ def test_histogram_profile_example_passes_check_config(tmp_path: Path) -> None:
     path.write_text(config)
     out = _cli("check-config", str(path))
     assert "OK, 0 target(s)" in out and "histograms: lean+custom" in out and "warning" not in out
+
+
+# The README spells counts out.
+NUMBERS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+)
+
+
+def test_readme_counts_and_names_every_dashboard_and_alert() -> None:
+    """README said "Seven Grafana dashboards" when there were nine, and listed twelve of sixteen alerts (now eighteen)."""
+    text = README.read_text()
+    boards = [json.loads(p.read_text())["title"] for p in sorted((REPO / JSON_DIR).glob("*.json"))]
+    assert f"{NUMBERS.split()[len(boards)].capitalize()} Grafana dashboards" in text
+    for title in boards:
+        short = title.removeprefix("libp2p / ").removeprefix("libp2p ")
+        assert f"*{short[0].upper()}{short[1:]}*" in text, title
+    alerts = [
+        r["alert"]
+        for f in sorted((REPO / RULES_DIR).glob("*.yml"))
+        for g in yaml.safe_load(f.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    ]
+    assert f"{NUMBERS.split()[len(alerts)].capitalize()} alert rules" in text
+    missing = [a for a in alerts if f"`{a}`" not in text]
+    assert not missing, missing
+
+
+def test_readme_says_which_implementations_serve_the_protocol() -> None:
+    text = README.read_text()
+    assert "py-libp2p" in text and "exporter/introspector/" in text
+    assert "go-libp2p" in text and "`producers/go`" in text and "docs/go-producer.md" in text
+
+
+def test_python_commands_in_the_docs_run_from_the_venv() -> None:
+    """`python -m dashboards …` fails outside the venv (the SDK is in .venv): the docs say .venv/bin/python."""
+    bare = re.compile(r"(?<![\w/.])python3? -m (?!exporter)")
+    offenders = []
+    for path in [README, REPO / "deploy" / "README.md", *DOCS]:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if bare.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

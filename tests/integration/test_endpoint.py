@@ -1,4 +1,4 @@
-"""The Endpoint against protocol.md, byte by byte, with a minimal client written here.
+"""The Endpoint against docs/protocol.md, byte by byte, with a minimal client written here.
 
 The exporter's own WebSocket client is tested against the Endpoint in test_introspector_wire.py.
 """
@@ -29,7 +29,7 @@ from tests.support.live import FAST
 from tests.support.procs import until
 
 CMD = pb.ClientCommand
-# protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
+# docs/protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
 HELLO_REPLY = bytes.fromhex("01000000 a65a0405 11000000 0a020801 2a0b0801 220708c0 a90710e8 07".replace(" ", ""))
 
 

@@ -78,7 +78,7 @@ async def test_the_exporters_live_source_streams_from_the_go_endpoint(go_node: t
 
 
 async def _ui_session(url: str, states: int, frames_file: Path) -> None:
-    """The observer UI's handshake (protocol.md §3.8); every WebSocket message kept as u32 length + bytes."""
+    """The observer UI's handshake (docs/protocol.md §3.8); every WebSocket message kept as u32 length + bytes."""
     frames: list[bytes] = []
     got = 0
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
@@ -95,7 +95,7 @@ async def _ui_session(url: str, states: int, frames_file: Path) -> None:
             assert not decoded.errors and len(decoded.messages) == 1
             got += decoded.messages[0].WhichOneof("payload") == "state"
     frames_file.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
-    # The same messages as a capture file (protocol.md §4), for `inspect`: one version, then segments.
+    # The same messages as a capture file (docs/protocol.md §4), for `inspect`: one version, then segments.
     frames_file.with_suffix(".mock").write_bytes(struct.pack("<I", 1) + b"".join(f[4:] for f in frames))
 
 

@@ -123,7 +123,7 @@ async def test_recording_through_the_cli_replays(server: IntrospectServer, tmp_p
         None,
         env={},
     )
-    cfg.options = replace(cfg.options, read_timeout_s=2.0)
+    cfg = replace(cfg, options=replace(cfg.options, read_timeout_s=2.0))
     task = asyncio.create_task(run_live(cfg, duration=1.0))
     assert await task == 0
     files = list((tmp_path / "node-x").glob("*.libp2p.trace"))

@@ -143,7 +143,7 @@ async def test_bounded_buffer_bounds_bytes_too() -> None:
 
 
 async def test_server_waits_for_hello_and_refuses_early_commands(server: IntrospectServer) -> None:
-    """The test server itself follows protocol.md section 3 (so the other tests mean something)."""
+    """The test server itself follows docs/protocol.md section 3 (so the other tests mean something)."""
     import aiohttp
 
     from tests.support.introspect_server import fnv1a

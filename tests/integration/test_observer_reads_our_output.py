@@ -61,7 +61,7 @@ async def _ui_session(url: str, states: int, frames_file: Path) -> int:
     frames: list[bytes] = []
     got_states = 0
     async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        # protocol.md §3.8: HELLO with a config; then REQUEST RUNTIME, PUSH_ENABLE EVENTS and STATE
+        # docs/protocol.md §3.8: HELLO with a config; then REQUEST RUNTIME, PUSH_ENABLE EVENTS and STATE
         await ws.send_bytes(command(1, CMD.HELLO, interval_ms=1000, retention_ms=120_000))
         await ws.send_bytes(command(2, CMD.REQUEST, CMD.RUNTIME))
         await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.EVENTS))
@@ -75,7 +75,7 @@ async def _ui_session(url: str, states: int, frames_file: Path) -> int:
             assert not decoded.errors
             got_states += sum(1 for m in decoded.messages if m.WhichOneof("payload") == "state")
     frames_file.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
-    # The same messages as a capture file (protocol.md §4), for `inspect`: one version, then segments.
+    # The same messages as a capture file (docs/protocol.md §4), for `inspect`: one version, then segments.
     frames_file.with_suffix(".mock").write_bytes(struct.pack("<I", 1) + b"".join(f[4:] for f in frames))
     return len(frames)
 

@@ -37,7 +37,7 @@ class Life:
 
 
 def expected_lives(path: Path) -> tuple[dict[bytes, Life], dict[tuple[bytes, bytes], Life], int, list[pb.Event]]:
-    """Every connection and stream's start and end, straight from the States (protocol.md §5)."""
+    """Every connection and stream's start and end, straight from the States (docs/protocol.md §5)."""
     conns: dict[bytes, Life] = {}
     streams: dict[tuple[bytes, bytes], Life] = {}
     events: list[pb.Event] = []

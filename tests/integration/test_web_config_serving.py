@@ -6,9 +6,7 @@ Servers are real aiohttp sites on 127.0.0.1 with real TLS (a throwaway CA made b
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from aiohttp import web
 
 from exporter.web_auth import Guard, install
 from exporter.web_config import WebConfigError, WebConfigWatcher, read
+from tests.support.procs import promtool
 from tests.support.tls import TLS, Material, hashed, make_material, write
 
 
@@ -182,7 +181,6 @@ async def test_a_file_broken_while_serving_plain_http_answers_500(material: Mate
     assert guard.denied["config_error"] == 3
 
 
-PROMTOOL = shutil.which("promtool")
 # Files Prometheus' own checker (promtool check web-config, the exporter-toolkit's parser) refuses too,
 # files both accept, and files only Python's ssl forces us to refuse (docs/web-config.md lists them).
 AGREE = [
@@ -210,11 +208,10 @@ PYTHON_ONLY = [
 ]
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make system-deps installs it)")
 @pytest.mark.parametrize(("body", "valid"), AGREE)
 def test_prometheus_own_checker_agrees(material: Material, body: str, valid: bool) -> None:
     path = write(material, body, "agree.yml")
-    checked = subprocess.run([str(PROMTOOL), "check", "web-config", str(path)], capture_output=True, text=True)
+    checked = promtool("check", "web-config", str(path))
     assert (checked.returncode == 0) == valid, checked.stdout + checked.stderr
     if valid:
         read(path)
@@ -223,11 +220,10 @@ def test_prometheus_own_checker_agrees(material: Material, body: str, valid: boo
             read(path)
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (make system-deps installs it)")
 @pytest.mark.parametrize("body", PYTHON_ONLY)
 def test_what_only_python_refuses_is_valid_for_the_toolkit(material: Material, body: str) -> None:
     path = write(material, body, "python-only.yml")
-    checked = subprocess.run([str(PROMTOOL), "check", "web-config", str(path)], capture_output=True, text=True)
+    checked = promtool("check", "web-config", str(path))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     with pytest.raises(WebConfigError, match=r"not supported|cannot be chosen"):
         read(path)

@@ -16,16 +16,17 @@ import time
 
 from aiohttp import web
 
-from exporter.app.flags import add_serving_flags, setup_logging
-from exporter.app.runtime import hub_from_args
+from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
+from exporter.app.runtime import hub_for
 from exporter.generator import SyntheticNode
 from exporter.server import build_app, start_server
 from exporter.sinks.otel.install import install_tracing
 
 
 async def run(args: argparse.Namespace) -> None:
-    hub = hub_from_args(args)  # the serving flags' label caps and --histograms.profile
-    tracing = install_tracing(hub, args)  # spans (and exemplars) when --otlp.endpoint is given
+    settings = settings_from_args(args)
+    hub = hub_for(settings.limits)  # the serving flags' label caps, --histograms.profile and .native
+    tracing = install_tracing(hub, settings.tracing)  # spans (and exemplars) when --otlp.endpoint is given
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,

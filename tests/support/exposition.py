@@ -22,7 +22,7 @@ TIMING = re.compile(r"^libp2p_exporter_scrape_duration_seconds[ {]")
 PROCESS = re.compile(r"^(# (HELP|TYPE|UNIT) )?process_")
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-STATES, EVENTS = 30, 937  # what the capture holds (protocol.md section 6)
+STATES, EVENTS = 30, 937  # what the capture holds (docs/protocol.md section 6)
 
 
 def without_timing(body: str) -> str:

@@ -1,4 +1,4 @@
-"""Independent computations over decoded States, written straight from protocol.md.
+"""Independent computations over decoded States, written straight from docs/protocol.md.
 
 They deliberately do not use exporter.model or exporter.diff, so tests compare two derivations.
 """
@@ -31,7 +31,7 @@ def active_connections(state: pb.State) -> int:
     return sum(1 for c in state.subsystems.connections if c.status == pb.ACTIVE)
 
 
-# Status names as protocol.md spells the enum (ACTIVE=0 ... ERROR=4), lower case.
+# Status names as docs/protocol.md spells the enum (ACTIVE=0 ... ERROR=4), lower case.
 STATUS = {0: "active", 1: "closed", 2: "opening", 3: "closing", 4: "error"}
 
 

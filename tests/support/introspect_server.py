@@ -1,4 +1,4 @@
-"""A scriptable introspection protocol server for end-to-end tests, written from protocol.md alone.
+"""A scriptable introspection protocol server for end-to-end tests, written from docs/protocol.md alone.
 
 It does its own framing (it must not share the client's code, so a shared mistake cannot hide) and
 only borrows the generated protobuf module and the synthetic data generator. Each path
@@ -30,7 +30,7 @@ def fnv1a(data: bytes) -> int:
 
 
 def segment(msg: pb.ServerMessage | bytes, *, checksum: int | None = None, length: int | None = None) -> bytes:
-    """u32 LE version 1 | u32 LE fnv1a(payload) | u32 LE len | payload (protocol.md section 2)."""
+    """u32 LE version 1 | u32 LE fnv1a(payload) | u32 LE len | payload (docs/protocol.md section 2)."""
     payload = msg if isinstance(msg, bytes) else msg.SerializeToString()
     cs = fnv1a(payload) if checksum is None else checksum
     n = len(payload) if length is None else length

@@ -33,7 +33,9 @@ def test_no_family_is_declared_twice() -> None:
 
 
 def test_every_family_is_in_docs_metrics_md() -> None:
-    assert current_section() == table(), "docs/metrics.md's catalogue is stale: python -m tests.support.catalogue"
+    assert current_section() == table(), (
+        "docs/metrics.md's catalogue is stale: .venv/bin/python -m tests.support.catalogue"
+    )
     text = METRICS_MD.read_text()
     missing = [f.name for f in families() if not any(f"`{s}`" in text for s in f.series())]
     assert not missing

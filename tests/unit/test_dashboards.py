@@ -286,11 +286,23 @@ def test_churn_ratios_have_a_unit_and_range_totals_are_not_time_series() -> None
     assert ratios >= 3 and ranges >= 3
 
 
-def test_scrape_target_up_selects_the_rules_job() -> None:
+def test_scrape_target_up_follows_the_job_variable() -> None:
+    """A Prometheus whose job is named anything (tried: ``libp2p``) sees "Scrape target up": the board
+    selects the job variable, never the rules' job regex."""
     (up,) = [p for p in graphs(committed()["libp2p-exporter-health"]) if p["title"] == "Scrape target up"]
-    assert up["targets"][0]["expr"] == f'up{{job=~"{PARAMS["job"].default}", instance=~"$instance"}}'
-    other = json.loads(render_all(resolve({"job": "lp2p"}))[f"{JSON_DIR}/libp2p-exporter-health.json"])
-    assert any(t["expr"].startswith('up{job=~"lp2p"') for p in graphs(other) for t in p["targets"])
+    assert up["targets"][0]["expr"] == 'up{job=~"$job", instance=~"$instance"}'
+    assert PARAMS["job"].default not in json.dumps(committed()["libp2p-exporter-health"])
+
+
+def test_every_board_has_a_job_variable_that_picks_its_instances() -> None:
+    for name, board in committed().items():
+        names = [v["name"] for v in board["templating"]["list"]]
+        assert names[:4] == ["datasource", "job", "instance", "node"], (name, names)
+        job, instance = board["templating"]["list"][1:3]
+        metric = "libp2p_pubsub_traced_nodes" if name == "libp2p-pubsub" else "libp2p_exporter_up"
+        assert job["query"] == f"label_values({metric}, job)" and job["includeAll"], name
+        assert not job.get("allValue"), name  # All = the jobs found, not every job in Prometheus
+        assert instance["query"] == f'label_values({metric}{{job=~"$job"}}, instance)', name
 
 
 def test_pubsub_panels_draw_the_pubsub_rules_own_expressions() -> None:

@@ -1,4 +1,4 @@
-"""Segment framing against protocol.md section 2, and damaged input as properties."""
+"""Segment framing against docs/protocol.md section 2, and damaged input as properties."""
 
 from __future__ import annotations
 

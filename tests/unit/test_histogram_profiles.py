@@ -4,16 +4,16 @@ per-family overrides are one line each, naming file, line and key."""
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
-from exporter.app.cli import main
+from exporter.app.cli import build_parser, main
 from exporter.app.config import ConfigError, build
-from exporter.app.runtime import build_hub, hub_from_args
+from exporter.app.flags import settings_from_args
+from exporter.app.runtime import build_hub, hub_for
 from exporter.generator import SyntheticNode
 from exporter.mappers.swarm import Swarm
 from exporter.model.histogram import CONNECTION_DURATION_BUCKETS, HANDSHAKE_LATENCY_BUCKETS
@@ -27,6 +27,7 @@ from exporter.model.histogram_profiles import (
     profile,
 )
 from exporter.model.labels import Cardinality
+from exporter.settings import Limits
 from exporter.sinks.prometheus import Exposition
 
 STEPS = 120
@@ -264,10 +265,13 @@ def test_check_config_shows_the_profile_and_warnings(tmp_path: Path, capsys: pyt
 
 
 def test_flag_reaches_the_mappers(capsys: pytest.CaptureFixture[str]) -> None:
-    hub = hub_from_args(argparse.Namespace(histograms_profile="lean"))
+    hub = hub_for(Limits(histograms_profile="lean"))
     (swarm,) = [m for m in hub.mappers if isinstance(m, Swarm)]
     assert swarm.duration == profile("lean").layout(CONNECTION_DURATION)
-    assert hub_from_args(argparse.Namespace()).cardinality.histograms == profile()
+    assert hub_for(Limits()).cardinality.histograms == profile()
+    assert hub_for(
+        settings_from_args(build_parser().parse_args(["replay", "x", "--histograms.profile", "lean"])).limits
+    ).cardinality.histograms == profile("lean")
     with pytest.raises(SystemExit):
         main(["replay", "x.capture", "--histograms.profile", "thin"])
     assert "invalid choice: 'thin'" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 The graph is read from the source with ``ast``: module-level, ``TYPE_CHECKING`` and function-local
 imports all count, so a cycle cannot hide behind a late import. Layers, lowest first::
 
-    protocol, defaults  <-  model  <-  pipeline  <-  mappers | sources | sinks  <-  server  <-  app
+    protocol, settings  <-  model  <-  pipeline  <-  mappers | sources | sinks  <-  server  <-  app
     web_config  <-  web_auth  <-  server;  logs (a leaf anyone may import)
 
 ``mappers``, ``sources`` and ``sinks`` sit side by side and never import each other. The producer
@@ -25,13 +25,13 @@ PACKAGE = ROOT / "exporter"
 # ``exporter`` (``exporter.sinks.otel.spans`` is in ``sinks``); ``__init__``/``__main__`` are the package.
 ALLOWED: dict[str, set[str]] = {
     "protocol": set(),
-    "defaults": {"protocol"},
-    "model": {"protocol", "defaults"},
-    "pipeline": {"protocol", "defaults", "model"},
-    "mappers": {"protocol", "defaults", "model", "pipeline"},
-    "sources": {"protocol", "defaults", "model", "pipeline", "selfaddr"},
-    "sinks": {"protocol", "defaults", "model", "pipeline"},
-    "server": {"protocol", "defaults", "model", "pipeline", "sinks", "web_config", "web_auth", "selfaddr"},
+    "settings": {"protocol"},
+    "model": {"protocol", "settings"},
+    "pipeline": {"protocol", "settings", "model"},
+    "mappers": {"protocol", "settings", "model", "pipeline"},
+    "sources": {"protocol", "settings", "model", "pipeline", "selfaddr"},
+    "sinks": {"protocol", "settings", "model", "pipeline"},
+    "server": {"protocol", "settings", "model", "pipeline", "sinks", "web_config", "web_auth", "selfaddr"},
     # --web.config.file: parsing and TLS (a leaf), and the middleware the server installs from it.
     "web_config": {"certdates"},
     "certdates": {"model"},  # the certificates' dates: read, warned about, exported (their Family)
@@ -45,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "generator": {"protocol"},
     "app": {
         "protocol",
-        "defaults",
+        "settings",
         "model",
         "pipeline",
         "mappers",

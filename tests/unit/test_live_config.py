@@ -9,6 +9,7 @@ import pytest
 from exporter.app.cli import main
 from exporter.app.config import ConfigError, build, load_file, parse_duration, parse_size
 from exporter.app.live import default_to_live
+from exporter.sources.options import SessionOptions
 
 GOOD = """\
 web:
@@ -38,28 +39,28 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_file_values(tmp_path: Path) -> None:
     cfg = build({}, [], str(write(tmp_path, GOOD)), env={})
-    assert cfg.listen == "127.0.0.1:9900"
+    assert cfg.serving.listen == "127.0.0.1:9900"
     assert [t.name for t in cfg.targets] == ["10.0.0.1:8080", "boot"]
     assert [t.interval_ms for t in cfg.targets] == [2000, 500]
     assert cfg.targets[1].labels == {"env": "lab", "role": "bootstrap"}
     assert cfg.options.backoff_max_s == 10.0
-    assert cfg.record_max_bytes == 1 << 20
+    assert cfg.recording.max_bytes == 1 << 20
 
 
 def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     path = str(write(tmp_path, GOOD))
     env = {"LIBP2P_EXPORTER_LISTEN_ADDRESS": "127.0.0.1:9901", "LIBP2P_EXPORTER_INTERVAL": "3s"}
     cfg = build({}, [], path, env=env)
-    assert cfg.listen == "127.0.0.1:9901"  # env beats file
+    assert cfg.serving.listen == "127.0.0.1:9901"  # env beats file
     assert cfg.targets[0].interval_ms == 3000 and cfg.targets[1].interval_ms == 500  # a target's own wins
     cfg = build({"listen": "127.0.0.1:9902", "interval": 4.0}, [], path, env=env)
-    assert cfg.listen == "127.0.0.1:9902" and cfg.targets[0].interval_ms == 4000  # flag beats env
+    assert cfg.serving.listen == "127.0.0.1:9902" and cfg.targets[0].interval_ms == 4000  # flag beats env
     # targets are one setting: flags replace the environment's, which replace the file's
     env["LIBP2P_EXPORTER_TARGETS"] = "a=ws://h1:1/introspect, ws://h2:2/introspect"
     assert [t.name for t in build({}, [], path, env=env).targets] == ["a", "h2:2"]
     assert [t.name for t in build({}, ["ws://h3:3/x"], path, env=env).targets] == ["h3:3/x"]
     # the config file itself can come from the environment
-    assert build({}, [], None, env={"LIBP2P_EXPORTER_CONFIG": path}).listen == "127.0.0.1:9900"
+    assert build({}, [], None, env={"LIBP2P_EXPORTER_CONFIG": path}).serving.listen == "127.0.0.1:9900"
 
 
 BAD = """\
@@ -151,18 +152,20 @@ def test_live_mode_takes_the_label_caps_and_segment_cap() -> None:
     """README lists --labels.* and --protocol.max-segment-bytes as common to every serving command;
     live mode used to reject them ("unrecognized arguments") and always ran with the defaults."""
     from exporter.app.cli import build_parser
-    from exporter.app.live import session_options
-    from exporter.app.runtime import hub_from_args
+    from exporter.app.flags import settings_from_args
+    from exporter.app.live import _flags
+    from exporter.app.runtime import hub_for
 
     argv = ["live", "--target", "ws://a:1/introspect", "--labels.protocol-cap", "3", "--labels.other-cap", "1"]
     args = build_parser().parse_args([*argv, "--protocol.max-segment-bytes", "4096"])
-    cfg = build({}, args.target, None, env={})
-    hub, options = hub_from_args(args), session_options(cfg, args)
+    cfg = build(_flags(args), args.target, None, env={})
+    hub = hub_for(settings_from_args(args).limits)
     assert hub.cardinality.protocol.cap == 3 and hub.cardinality.security.cap == 1
-    assert options.max_segment_bytes == 4096
+    assert cfg.options.max_segment_bytes == 4096
     plain = build_parser().parse_args(argv[:3])
-    hub, options = hub_from_args(plain), session_options(cfg, plain)
-    assert hub.cardinality.protocol.cap == 32 and options.max_segment_bytes == cfg.options.max_segment_bytes
+    cfg = build(_flags(plain), plain.target, None, env={})
+    hub = hub_for(settings_from_args(plain).limits)
+    assert hub.cardinality.protocol.cap == 32 and cfg.options.max_segment_bytes == SessionOptions().max_segment_bytes
 
 
 def test_flags_and_environment_get_the_file_checks_too() -> None:
@@ -173,3 +176,12 @@ def test_flags_and_environment_get_the_file_checks_too() -> None:
         build({}, ["ws://a:1/introspect"], None, env={"LIBP2P_EXPORTER_STALE_INTERVALS": "0"})
     with pytest.raises(ConfigError, match="interval: must be positive"):
         build({"interval": 0.0}, ["ws://a:1/introspect"], None, env={})
+
+
+def test_an_unknown_key_lists_every_key_the_section_takes(tmp_path: Path) -> None:
+    """`defaults.labels` is read beside the scalar settings; the "known:" list must name it too."""
+    path = write(tmp_path, "defaults:\n  lables: {env: lab}\n")
+    with pytest.raises(ConfigError) as err:
+        load_file(path)
+    (problem,) = err.value.problems
+    assert "defaults.lables: unknown key (known: interval, labels, retention, stale_intervals)" in problem, problem

@@ -253,30 +253,31 @@ def test_sampling_is_deterministic_and_urls() -> None:
 
 
 def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    import argparse
-
     from exporter.app.cli import build_parser
-    from exporter.sinks.otel.config import config_from_args
+    from exporter.app.flags import settings_from_args
+    from exporter.settings import Tracing
+    from exporter.sinks.otel.config import resolve
 
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         monkeypatch.delenv(name, raising=False)
     parser = build_parser()
-    args = parser.parse_args(["replay", "x.mock"])
-    assert config_from_args(args) is None
+    requested = settings_from_args(parser.parse_args(["replay", "x.mock"])).tracing
+    assert resolve(requested) is None
     hub = build_hub()
-    handle = install_tracing(hub, args)
+    handle = install_tracing(hub, requested)
     assert not handle.enabled and not hub.has_mapper("tracing")
     handle.shutdown()
 
-    cfg = config_from_args(parser.parse_args(["demo", "--otlp.endpoint", "http://c:4317", "--otlp.protocol", "grpc"]))
+    argv = ["demo", "--otlp.endpoint", "http://c:4317", "--otlp.protocol", "grpc"]
+    cfg = resolve(settings_from_args(parser.parse_args(argv)).tracing)
     assert cfg is not None and (cfg.endpoint, cfg.protocol) == ("http://c:4317", "grpc")
 
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://c:4318/v1/traces")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-    cfg = config_from_args(argparse.Namespace())
+    cfg = resolve(Tracing())
     assert cfg is not None and cfg.endpoint is None and cfg.protocol == "grpc"  # the SDK reads the endpoint
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
-    assert config_from_args(argparse.Namespace()) is None
+    assert resolve(Tracing()) is None
     with pytest.raises(SystemExit):
         parser.parse_args(["demo", "--tracing.sample.streams", "1.5"])
 

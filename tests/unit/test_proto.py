@@ -1,4 +1,4 @@
-"""The schema matches protocol.md (the generated module's freshness: tests/integration/test_generated_proto.py)."""
+"""The schema matches docs/protocol.md (the generated module's freshness: tests/integration/test_generated_proto.py)."""
 
 from __future__ import annotations
 

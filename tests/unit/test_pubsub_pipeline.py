@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.app.flags import add_serving_flags
-from exporter.app.pubsub import pubsub_from_args
+from exporter.app.flags import add_serving_flags, settings_from_args
+from exporter.app.pubsub import wire_pubsub
 from exporter.app.runtime import build_hub
 from exporter.mappers.pubsub import PubsubMetrics
 from exporter.pipeline.hub import Hub, Listener
 from exporter.pipeline.traces import TraceIntakeStats, TraceMapper
 from exporter.protocol.pubsub_codec import TraceEvent, b58, b58_decode
+from exporter.settings import Settings
 from exporter.sources.pubsub_trace import feed_trace_file, read_trace_file
 from tests.support.reference import HubCollector, render
 
@@ -72,15 +73,16 @@ def test_pubsub_families_in_full_scrapes_only_and_none_without_a_trace_mapper() 
     assert "libp2p_pubsub_" not in exposition(hub, with_globals=False)  # a /probe is one node's
 
 
-def flags(*argv: str) -> argparse.Namespace:
+def flags(*argv: str) -> Settings:
     p = argparse.ArgumentParser()
     add_serving_flags(p)
-    return p.parse_args(list(argv))
+    return settings_from_args(p.parse_args(list(argv)))
 
 
 def test_the_app_adds_nothing_without_pubsub_flags() -> None:
     hub = build_hub()
-    assert pubsub_from_args(hub, flags()) is None
+    settings = flags()
+    assert wire_pubsub(hub, settings.pubsub, settings.tracing) is None
     assert hub.trace_mappers == ()
 
 
@@ -88,9 +90,10 @@ def test_the_app_reads_files_and_the_file_counters_reach_the_exposition(tmp_path
     damaged = tmp_path / "damaged.pb"
     damaged.write_bytes((DATA / "node0.pb").read_bytes() + b"\x05\x08")  # a torn record at the end
     hub = build_hub()
-    wiring = pubsub_from_args(hub, flags("--pubsub.file", str(damaged), "--pubsub.topics", "a,b"))
+    settings = flags("--pubsub.file", str(damaged), "--pubsub.topics", "a,b")
+    wiring = wire_pubsub(hub, settings.pubsub, settings.tracing)
     assert wiring is not None and [m.name for m in hub.trace_mappers] == ["pubsub"]
-    asyncio.run(wiring.start(flags("--pubsub.file", str(damaged))))
+    asyncio.run(wiring.start(settings.pubsub))
     assert wiring.intake.files == 1 and sum(wiring.intake.file_errors.values()) >= 1
     text = exposition(hub)
     assert "libp2p_pubsub_file_errors_total{" in text

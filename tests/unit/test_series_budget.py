@@ -10,17 +10,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app.runtime import build_hub
-from exporter.defaults import SERIES_PER_FAMILY, SERIES_PER_NODE
 from exporter.model.budget import FOLDED as FOLDED_FAMILY
 from exporter.model.budget import Budget
 from exporter.model.catalogue import Family, Labelled
 from exporter.model.histogram import Histogram
 from exporter.model.labels import Cardinality
+from exporter.settings import Limits
 from exporter.sinks.prometheus import Exposition
 from tests.support.hostile import combination_state as hostile_state
 from tests.support.reference import HubCollector, MetricsWriter, render
 
 FOLDED = FOLDED_FAMILY.name
+
+SERIES_PER_FAMILY, SERIES_PER_NODE = Limits().series_per_family, Limits().series_per_node
 
 
 def series(body: bytes) -> tuple[Counter[str], dict[str, float]]:

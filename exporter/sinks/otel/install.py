@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from exporter.pipeline.hub import Hub
-from exporter.sinks.otel.config import TracingConfig, config_from_args, env
+from exporter.settings import Tracing
+from exporter.sinks.otel.config import TracingConfig, env, resolve
 from exporter.sinks.otel.metrics import SpanStatsBook, TracingMetrics
 from exporter.sinks.otel.sdk import SpanExporterFactory
 from exporter.sinks.otel.sink import OtelSink, TracingHandle
@@ -16,19 +16,22 @@ log = logging.getLogger(__name__)
 
 def install_tracing(
     hub: Hub,
-    args: argparse.Namespace | None = None,
+    requested: Tracing | None = None,
     cfg: TracingConfig | None = None,
     *,
     span_exporter: SpanExporterFactory | None = None,
 ) -> TracingHandle:
-    """Turn tracing on for ``hub`` when the flags or the environment name an OTLP endpoint.
+    """Turn tracing on for ``hub`` when the settings or the environment name an OTLP endpoint.
+
+    ``requested`` is completed from the OTEL_* environment (``config.resolve``); ``cfg``, when given,
+    is used as it is.
 
     Adds the span listener and the ``tracing`` self-metrics mapper through the hub's public API.
     ``span_exporter`` replaces the OTLP exporters (one per node; tests pass in-memory ones). Call
     ``shutdown()`` on the result when the source stops (it is a no-op when tracing is off).
     """
     if cfg is None:
-        cfg = config_from_args(args if args is not None else argparse.Namespace())
+        cfg = resolve(requested or Tracing())
     if cfg is None:
         return TracingHandle()
     try:

@@ -123,6 +123,8 @@ class PubsubSpans(Listener):
         }
         if key:
             attrs["libp2p.peer.id.local"] = text
+        # _GivenIds and QueueGate have the SDK's IdGenerator and SpanProcessor methods but cannot subclass
+        # them: the SDK is an optional extra, imported where it is used
         provider = TracerProvider(
             resource=Resource.create(attrs),
             sampler=ALWAYS_ON,

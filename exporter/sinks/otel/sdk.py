@@ -89,7 +89,9 @@ def node_provider(node: NodeState, cfg: TracingConfig, stats: SpanStats, span_ex
         resource=Resource.create(resource_attributes(node, cfg)), sampler=ALWAYS_ON, shutdown_on_exit=False
     )
     queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
-    counting = CountingExporter(span_exporter, stats, node.name, exported=node.spans)
+    # CountingExporter and QueueGate have SpanExporter's and SpanProcessor's methods but cannot subclass
+    # them: the SDK is an optional extra, imported where it is used
+    counting = CountingExporter(span_exporter, stats, node.name, exported=node.spans)  # exemplars learn of exports
     batch = BatchSpanProcessor(counting, max_queue_size=queue)  # type: ignore[arg-type]
     provider.add_span_processor(QueueGate(batch, stats, queue))  # type: ignore[arg-type]
     return provider

@@ -9,7 +9,7 @@ import (
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
 )
 
-// The protocol's limits on a client's configuration (protocol.md §3, the 2020 Go server's values).
+// The protocol's limits on a client's configuration (docs/protocol.md §3, the 2020 Go server's values).
 const (
 	MinInterval  = 500 * time.Millisecond
 	MaxRetention = 120 * time.Second

@@ -526,7 +526,7 @@ func (s *session) runtime() (rt *pb.Runtime, ok bool) {
 }
 
 // ensureStreams gives every Connection a StreamList, empty if need be: the observer UI reads
-// connection.streams.streams unchecked and blanks its page without it (protocol.md §5).
+// connection.streams.streams unchecked and blanks its page without it (docs/protocol.md §5).
 func ensureStreams(st *pb.State) {
 	conns := st.GetSubsystems().GetConnections()
 	kept := conns[:0]

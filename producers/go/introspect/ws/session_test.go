@@ -14,7 +14,7 @@ import (
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
 )
 
-// protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
+// docs/protocol.md §2, the worked example: HELLO reply OK, id 1, retention 120000 ms, interval 1000 ms.
 const helloReplyHex = "01000000a65a0405110000000a0208012a0b0801220708c0a90710e807"
 
 func TestHelloReplyIsTheWorkedExampleByteForByte(t *testing.T) {
