@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
+from typing import TypeVar
 
 from exporter.model.histogram import Histogram
 
 KINDS = ("connection", "stream", "dht_query")
 _Key = tuple[str, Hashable]
+K = TypeVar("K", bound=Hashable)
 
 
 class ExportedSpans:
@@ -83,7 +85,7 @@ class Recent:
         return None
 
 
-def attach(hists: dict[Hashable, Histogram], recent: dict[Hashable, Recent], spans: ExportedSpans | None) -> None:
+def attach(hists: Mapping[K, Histogram], recent: Mapping[K, Recent], spans: ExportedSpans | None) -> None:
     """Set (or clear) each histogram's exemplar from its combination's recent observations."""
     for key, hist in hists.items():
         held = recent.get(key)
