@@ -209,3 +209,38 @@ def test_native_spec_refuses_bad_values() -> None:
         NativeSpec(schema=9)
     with pytest.raises(ValueError, match="limit"):
         NativeSpec(max_buckets=0)
+
+
+async def test_http_protobuf_for_metrics_and_probe() -> None:
+    """Over HTTP: the protobuf Accept header Prometheus sends gets the protobuf body and content type,
+    for /metrics and for one node's /probe (which has that node's families alone)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from exporter.server import build_app, serve_exposition
+
+    hub = build_hub(Cardinality(histograms=profile().with_native(NativeSpec())))
+    for name, seed in (("a", 1), ("b", 2)):
+        for msg in SyntheticNode(connections=10, streams_per_conn=2, seed=seed).messages(30):
+            hub.ingest(name, msg)
+
+    async def probe(request: web.Request) -> web.Response:
+        return await serve_exposition(request, request.query["node"])
+
+    accept = (
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,"
+        "application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    )
+    async with TestClient(TestServer(build_app(hub, extra_routes=[("GET", "/probe", probe)]))) as client:
+        resp = await client.get("/metrics", headers={"Accept": accept, "Accept-Encoding": "gzip"})
+        assert resp.headers["Content-Type"] == Format.PROTOBUF.content_type
+        assert resp.headers["Content-Encoding"] == "gzip"
+        families = {f.name: f for f in decode(await resp.read())}
+        assert "process_cpu_seconds_total" in families and "libp2p_exporter_nodes" in families
+        nodes = {p.value for m in families["libp2p_swarm_connection_duration_seconds"].metric for p in m.label}
+        assert {"a", "b"} <= nodes
+        one = await client.get("/probe", params={"node": "b"}, headers={"Accept": accept})
+        assert one.headers["Content-Type"] == Format.PROTOBUF.content_type
+        part = decode(await one.read())
+        assert part and "process_cpu_seconds_total" not in {f.name for f in part}
+        assert {p.value for f in part for m in f.metric for p in m.label if p.name == "node"} == {"b"}
