@@ -114,9 +114,16 @@ def stored_from_text(body: bytes, node: str) -> Counter[str]:
     return out
 
 
-def build(config: str, connections: int, streams: int, steps: int) -> tuple[Exposition, int]:
-    """The hub after ``steps`` States, and the bytes its accumulators and views allocated (traced)."""
+def build(config: str, connections: int, streams: int, steps: int, trace: bool = True) -> tuple[Exposition, int]:
+    """The hub after ``steps`` States, and the bytes allocated and still held after the replay (the
+    hub's accumulators and the generator; traced, which slows the replay severalfold; 0 untraced)."""
     name, native = CONFIGS[config]
+    if not trace:
+        hub = build_hub(Cardinality(histograms=profile(name).with_native(native)))
+        node = SyntheticNode(connections=connections, streams_per_conn=streams, seed=1, peerstore=True)
+        for msg in node.messages(steps):
+            hub.ingest("n", msg)
+        return Exposition(hub, process=False), 0
     tracemalloc.start()
     hub = build_hub(Cardinality(histograms=profile(name).with_native(native)))
     node = SyntheticNode(connections=connections, streams_per_conn=streams, seed=1, peerstore=True)
@@ -136,10 +143,10 @@ def cpu_ms(fn: Any, reps: int) -> list[float]:
     return out
 
 
-def measure(size: tuple[int, int, int], reps: int) -> dict[str, Any]:
+def measure(size: tuple[int, int, int], reps: int, trace: bool = True) -> dict[str, Any]:
     connections, streams, steps = size
     result: dict[str, Any] = {}
-    built = {config: build(config, connections, streams, steps) for config in CONFIGS}
+    built = {config: build(config, connections, streams, steps, trace) for config in CONFIGS}
     timings: dict[tuple[str, str], list[float]] = {}
     # The text and OpenMetrics lines of a block are written in one pass: one render for both.
     formats = {"text+openmetrics": Format.TEXT, "protobuf": Format.PROTOBUF}
@@ -191,6 +198,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="50x3x300,2000x5x60", help="CONNECTIONSxSTREAMSxSTEPS, comma-separated")
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--no-trace", action="store_true", help="skip tracemalloc (much faster replay; no memory column)")
     args = ap.parse_args()
     out: dict[str, Any] = {
         "python": platform.python_version(),
@@ -199,7 +207,7 @@ def main() -> None:
     }
     for spec in args.sizes.split(","):
         c, s, n = (int(x) for x in spec.split("x"))
-        res = out[spec] = measure((c, s, n), args.reps)
+        res = out[spec] = measure((c, s, n), args.reps, trace=not args.no_trace)
         print(f"\n{c} connections x {s} streams, {n} States ({args.reps} reps)")
         print(
             "| | stored series / node | of them histograms | text B | OpenMetrics B | protobuf B | "

@@ -65,8 +65,7 @@ class Histogram:
             self.total = reduce(operator.add, values, self.total)
             self.count += len(values)
             if self.native is not None:
-                for value in values:
-                    self.native.observe(value)
+                self.native.observe_sorted(ordered)
         return self
 
     def cumulative(self) -> list[tuple[str, int]]:

@@ -118,6 +118,33 @@ class NativeBuckets:
         if len(self.positive) + len(self.negative) > self.limit:
             self._fit()
 
+    def observe_sorted(self, ordered: list[float]) -> None:
+        """``observe`` each of these ascending values, one step per populated bucket rather than per
+        value (the point-in-time histograms observe every open connection at each render)."""
+        at, n = 0, len(ordered)
+        while at < n and not ordered[at] > -self.zero_threshold:
+            self.observe(ordered[at])  # negative values: rare, one by one
+            at += 1
+        end = bisect.bisect_right(ordered, self.zero_threshold, at)
+        self.zero_count += end - at
+        at = end
+        while at < n:
+            value = ordered[at]
+            if not math.isfinite(value):
+                break
+            schema = self.schema
+            index = bucket_index(value, schema)
+            end = bisect.bisect_right(ordered, bucket_bounds(index, schema)[1], at)
+            # The float bound may sit an ulp off the exact boundary: settle by the index itself.
+            while end > at + 1 and bucket_index(ordered[end - 1], schema) > index:
+                end -= 1
+            while end < n and math.isfinite(ordered[end]) and bucket_index(ordered[end], schema) == index:
+                end += 1
+            self.positive[index] = self.positive.get(index, 0) + end - at
+            at = end
+            if len(self.positive) + len(self.negative) > self.limit:
+                self._fit()
+
     def buckets(self) -> int:
         return len(self.positive) + len(self.negative)
 

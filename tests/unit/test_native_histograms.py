@@ -244,3 +244,25 @@ async def test_http_protobuf_for_metrics_and_probe() -> None:
         part = decode(await one.read())
         assert part and "process_cpu_seconds_total" not in {f.name for f in part}
         assert {p.value for f in part for m in f.metric for p in m.label if p.name == "node"} == {"b"}
+
+
+@pytest.mark.parametrize("schema", [-2, 0, 3, 8])
+def test_observe_sorted_is_observe_one_by_one(schema: int) -> None:
+    rng = random.Random(schema + 10)
+    values = sorted(
+        [rng.lognormvariate(0, 2) for _ in range(3000)]
+        + [2.0**k for k in range(-8, 9)] * 3
+        + [0.0, 0.0, -0.5, float("inf")]
+    )
+    for limit in (10_000, 12):
+        one = NativeSpec(schema=schema, max_buckets=limit).new()
+        for v in values:
+            one.observe(v)
+        many = NativeSpec(schema=schema, max_buckets=limit).new()
+        many.observe_sorted(values)
+        assert (many.schema, many.zero_count, many.positive, many.negative) == (
+            one.schema,
+            one.zero_count,
+            one.positive,
+            one.negative,
+        )
