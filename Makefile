@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BUILD_PACKAGES := libgmp-dev gcc
 APT_PACKAGES := prometheus prometheus-alertmanager systemd $(BUILD_PACKAGES)
 
-.PHONY: demo check test system-deps build-deps node-deps go-deps go-test venv lint typecheck proto dashboards fuzz
+.PHONY: demo demo-go check test system-deps build-deps node-deps go-deps go-test venv lint typecheck proto dashboards fuzz
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,19 @@ node-deps:
 
 demo: build-deps venv
 	$(BIN)/libp2p-exporter demo
+
+# The Go demo: N go-libp2p hosts on loopback (kad-dht, gossipsub, churn), each serving introspection
+# (producers/go/cmd/introspect-swarm), watched by `libp2p-exporter live` over the wire. Ctrl-C stops both.
+# DEMO_GO_FLAGS go to the swarm (-n, -churn, -listen, ...); EXPORTER_FLAGS to the exporter.
+DEMO_GO_FLAGS ?= -n 5 -churn 5s
+EXPORTER_FLAGS ?=
+demo-go: build-deps venv
+	cd $(GODIR) && $(GO) build -o $(abspath build)/introspect-swarm ./cmd/introspect-swarm
+	@dir=$$(mktemp -d); \
+	build/introspect-swarm $(DEMO_GO_FLAGS) -config-out $$dir/targets.yml & swarm=$$!; \
+	trap 'kill -TERM $$swarm 2>/dev/null; wait $$swarm; rm -rf $$dir' EXIT; trap 'exit 130' INT TERM; \
+	while [ ! -s $$dir/targets.yml ]; do kill -0 $$swarm 2>/dev/null || exit 1; sleep 0.2; done; \
+	$(BIN)/libp2p-exporter live --config $$dir/targets.yml $(EXPORTER_FLAGS)
 
 # The fast tier (tests/unit: in-process, no servers) while working; `make test` (CI) runs every tier.
 check: venv

@@ -74,7 +74,8 @@ def test_demo_flags_reach_its_options() -> None:
     """Every web/protocol flag the demo accepts is used: the segment cap reaches its WebSocket sessions."""
     from exporter.app.cli import build_parser
     from exporter.app.demo import options_from_args
+    from exporter.app.flags import settings_from_args
 
     args = build_parser().parse_args(["demo", "--protocol.max-segment-bytes", "4096", "--nodes", "3"])
-    opts = options_from_args(args)
+    opts = options_from_args(args, settings_from_args(args).limits)
     assert (opts.max_segment_bytes, opts.nodes) == (4096, 3)

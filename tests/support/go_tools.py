@@ -21,7 +21,7 @@ import pytest
 from tests.support.procs import REPO
 
 GO_MODULE = REPO / "producers" / "go"
-COMMANDS = ("gossipsub-swarm", "tracestat-oracle", "introspect-fake")
+COMMANDS = ("gossipsub-swarm", "tracestat-oracle", "introspect-fake", "introspect-node", "introspect-swarm")
 
 
 def build_go_tools(dest: Path) -> dict[str, Path]:
