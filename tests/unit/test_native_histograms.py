@@ -266,3 +266,22 @@ def test_observe_sorted_is_observe_one_by_one(schema: int) -> None:
             one.positive,
             one.negative,
         )
+
+
+def test_gauge_histogram_classic_buckets_go_out_as_gauges_only() -> None:
+    """Prometheus 2.42 misfiles a classic GAUGE_HISTOGRAM's buckets: they go out as the gauges a text
+    scrape stores, and never also inside the message (that would be the same series twice)."""
+    fam = Family("t_now", "gaugehistogram", "A test.")
+    for native in (None, NativeSpec(classic=True)):
+        hist = Histogram((1.0, 2.0), native).observe_many([0.5, 1.5, 3.0])
+        out = ProtoWriter()
+        out.histogram(fam, hist)
+        families = {f.name: f for f in decode(join_proto([out.finish()]))}
+        assert [m.gauge.value for m in families["t_now_bucket"].metric] == [1, 2, 3]
+        assert families["t_now_gcount"].metric[0].gauge.value == 3
+        if native is None:
+            assert "t_now" not in families
+        else:
+            (metric,) = families["t_now"].metric
+            assert families["t_now"].type == pb.GAUGE_HISTOGRAM and not metric.histogram.bucket
+            assert metric.histogram.sample_count == 3 and metric.histogram.schema == 3

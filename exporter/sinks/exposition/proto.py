@@ -140,9 +140,9 @@ class ProtoWriter(Writer):
         out = metric.histogram
         out.sample_count = hist.count
         out.sample_sum = hist.total
-        native = getattr(hist, "native", None)
         exemplar = getattr(hist, "exemplar", None)
-        if native is None or native.classic:
+        # A point-in-time histogram's classic buckets went out as gauges above, never in the message.
+        if family.type == "histogram" and (native is None or native.classic):
             running = 0
             placed = exemplar is None
             for bound, n in zip(hist.bounds, hist.counts):
