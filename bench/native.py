@@ -86,7 +86,7 @@ def stored_from_protobuf(body: bytes, node: str, *, keep_classic: bool) -> Count
                 h = metric.histogram
                 native = bool(h.positive_span or h.negative_span or h.zero_threshold)
                 n = 1 if native else 0
-                if not native or keep_classic:
+                if not native or (keep_classic and h.bucket):
                     n += len(h.bucket) + (0 if h.bucket and h.bucket[-1].upper_bound == float("inf") else 1) + 2
                 out[family.name] += n
             else:
