@@ -20,10 +20,13 @@ from exporter.app.flags import add_serving_flags, settings_from_args, setup_logg
 from exporter.app.runtime import hub_for
 from exporter.generator import SyntheticNode
 from exporter.server import build_app, start_server
+from exporter.sinks.otel.install import install_tracing
 
 
 async def run(args: argparse.Namespace) -> None:
-    hub = hub_for(settings_from_args(args).limits)  # the serving flags' label caps and --histograms.profile
+    settings = settings_from_args(args)
+    hub = hub_for(settings.limits)  # the serving flags' label caps, --histograms.profile and .native
+    tracing = install_tracing(hub, settings.tracing)  # spans (and exemplars) when --otlp.endpoint is given
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,
@@ -64,6 +67,7 @@ async def run(args: argparse.Namespace) -> None:
             hub.ingest(args.node, gen.state())
     finally:
         await runner.cleanup()
+        tracing.shutdown()
 
 
 def main() -> None:
