@@ -98,7 +98,7 @@ typecheck: venv
 # protocol and go-libp2p-pubsub's event-tracer schema.
 GO_PB_MODULE := github.com/libp2p-exporter/libp2p-exporter/producers/go/pb
 proto: venv $(PROTOC_GEN_GO)
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto proto/pubsub_trace.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=exporter/protocol --pyi_out=exporter/protocol proto/introspection.proto proto/pubsub_trace.proto proto/prometheus_metrics.proto
 	$(BIN)/python -m grpc_tools.protoc -Iproto --plugin=protoc-gen-go=$(PROTOC_GEN_GO) --go_out=$(GODIR)/pb \
 	  --go_opt=paths=source_relative --go_opt=Mintrospection.proto=$(GO_PB_MODULE) introspection.proto
 

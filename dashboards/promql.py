@@ -61,16 +61,44 @@ def per_minute(metric: str, sel: str, window: str, *, by: str) -> str:
 
 
 def closes_per_minute(sel: str, window: str, *, by: str = BY) -> str:
-    """Connections that closed per minute (the duration histogram counts each close once)."""
-    return per_minute(f"{CONNECTION_DURATION}_count", sel, window, by=by)
+    """Connections that closed per minute (the duration histogram counts each close once).
+
+    Classic ``_count`` series, or a native histogram's count (``--histograms.native`` scraped by a
+    Prometheus with native histograms on): whichever the server holds."""
+    classic = per_minute(f"{CONNECTION_DURATION}_count", sel, window, by=by)
+    native = f"histogram_count(sum by ({by}) (rate({CONNECTION_DURATION}{{{sel}}}[{window}]))) * 60"
+    return f"(\n  {classic}\nor\n  {native}\n)"
 
 
 def short_lived_share(sel: str, seconds: Any, window: str, *, by: str = BY) -> str:
-    """Share of the connections closed in the window that lived at most ``seconds`` (a bucket bound)."""
+    """Share of the connections closed in the window that lived at most ``seconds`` (a bucket bound).
+
+    From the classic ``le`` bucket, or from native buckets with ``histogram_fraction`` (Prometheus ≥ 2.40;
+    exact when ``seconds`` is a power of two and the schema is ≥ 0, interpolated otherwise)."""
     h = CONNECTION_DURATION
+    classic = (
+        f"sum by ({by}) (rate({h}_bucket{{{sel}, {le_matcher(seconds)}}}[{window}]))\n"
+        f"  / sum by ({by}) (rate({h}_count{{{sel}}}[{window}]))"
+    )
+    native = f"histogram_fraction(0, {num(seconds)}, sum by ({by}) (rate({h}{{{sel}}}[{window}])))"
+    return f"(\n  {classic}\nor\n  {native}\n)"
+
+
+def quantile(q: Any, family: str, sel: str, window: str | None, *, by: str = "") -> str:
+    """The ``q`` quantile of a histogram family, grouped by ``by`` (besides ``le``), over a rate window
+    (None: a point-in-time gauge histogram, no rate). Reads classic buckets or native histograms,
+    whichever the server holds: a Prometheus scraping protobuf with native histograms on stores no
+    ``_bucket`` series (2.42 keeps only the native ones), one without stores no native ones."""
+
+    def series(name: str) -> str:
+        selected = f"{name}{{{sel}}}"
+        return f"rate({selected}[{window}])" if window else selected
+
+    classic_by = f"{by}, le" if by else "le"
+    native_sum = f"sum by ({by}) " if by else "sum "
     return (
-        f"(\n  sum by ({by}) (rate({h}_bucket{{{sel}, {le_matcher(seconds)}}}[{window}]))\n"
-        f"/ sum by ({by}) (rate({h}_count{{{sel}}}[{window}]))\n)"
+        f"histogram_quantile({num(q)}, sum by ({classic_by}) ({series(family + '_bucket')}))\n"
+        f"or histogram_quantile({num(q)}, {native_sum}({series(family)}))"
     )
 
 

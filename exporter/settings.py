@@ -38,6 +38,18 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class NativeHistograms:
+    """``--histograms.native*``: native (exponential) buckets beside the classic ones for the six
+    histogram families, exposed in the protobuf format (``model/native.py``). Not for backfill."""
+
+    enabled: bool = False
+    schema: int = 3  # 2**3 buckets per power of two: each 9 % wide, a quantile within 4.5 %
+    max_buckets: int = 160  # populated buckets per series; past it the series halves its resolution
+    classic: bool = False  # protobuf carries the classic buckets too
+    zero_threshold: float = 2.0**-128  # Prometheus' clients' default: only exact zeros, in practice
+
+
+@dataclass(frozen=True)
 class Limits:
     """What one node may cost: label values, series, segment size; and the histogram layout."""
 
@@ -52,6 +64,7 @@ class Limits:
     series_per_node: int = 20000
     max_segment_bytes: int = DEFAULT_MAX_SEGMENT
     histograms_profile: str = "default"  # model/histogram_profiles.py: default or lean
+    native_histograms: NativeHistograms = field(default_factory=NativeHistograms)
 
 
 @dataclass(frozen=True)

@@ -7,14 +7,14 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, Row, TimeSeries, dashboard
-from dashboards.promql import CONNECTION_DURATION, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, per_minute
+from dashboards.promql import CONNECTION_DURATION, CONNECTIONS_CLOSED, CONNECTIONS_OPENED, per_minute, quantile
 
 ACTIVE = f'{NODE_SELECTOR}, status="active"'
 
 
-def _median_and_p90(buckets: str) -> list[Query]:
-    """p50 and p90 of a histogram; ``buckets`` sums its ``_bucket`` series by ``le``."""
-    return [Query(f"histogram_quantile({q}, {buckets})", f"p{round(q * 100)}") for q in (0.5, 0.9)]
+def _median_and_p90(family: str, window: str | None) -> list[Query]:
+    """p50 and p90 of a histogram family, classic or native (``promql.quantile``)."""
+    return [Query(quantile(q, family, NODE_SELECTOR, window), f"p{round(q * 100)}") for q in (0.5, 0.9)]
 
 
 def connections(p: dict[str, Any]) -> dm.Dashboard:
@@ -91,30 +91,28 @@ def connections(p: dict[str, Any]) -> dm.Dashboard:
             "Connection lifetime",
             "Median and 90th percentile lifetime of the connections that closed, from the duration histogram (buckets 1/16 s × 2^n; 1/16 s × 4^n and 8 s under the lean histogram profile).",
             "s",
-            _median_and_p90(f"sum by (le) (rate({CONNECTION_DURATION}_bucket{{{NODE_SELECTOR}}}[{RATE_WINDOW}]))"),
+            _median_and_p90(CONNECTION_DURATION, RATE_WINDOW),
             min=0,
         ),
         TimeSeries(
             "Handshake latency",
             "Time from opening a connection to a finished security and muxer upgrade (open_ts to upgraded_ts), p50 and p90.",
             "s",
-            _median_and_p90(
-                f"sum by (le) (rate(libp2p_swarm_handshake_latency_seconds_bucket{{{NODE_SELECTOR}}}[{RATE_WINDOW}]))"
-            ),
+            _median_and_p90("libp2p_swarm_handshake_latency_seconds", RATE_WINDOW),
             min=0,
         ),
         TimeSeries(
             "Connection latency now",
             "Median and p90 round-trip latency the node measured on its open connections (a point-in-time distribution, no rate).",
             "s",
-            _median_and_p90(f"sum by (le) (libp2p_connection_latency_seconds_bucket{{{NODE_SELECTOR}}})"),
+            _median_and_p90("libp2p_connection_latency_seconds", None),
             min=0,
         ),
         TimeSeries(
             "Connection age now",
             "Median and p90 age of the open connections in the latest snapshot: a falling median means the population is being replaced.",
             "s",
-            _median_and_p90(f"sum by (le) (libp2p_connection_age_seconds_bucket{{{NODE_SELECTOR}}})"),
+            _median_and_p90("libp2p_connection_age_seconds", None),
             min=0,
         ),
     ]

@@ -7,7 +7,7 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, Row, Stat, TimeSeries, dashboard
-from dashboards.promql import dht_routing_table, dht_shrink_level
+from dashboards.promql import dht_routing_table, dht_shrink_level, quantile
 
 
 def dht(p: dict[str, Any]) -> dm.Dashboard:
@@ -126,7 +126,7 @@ def dht(p: dict[str, Any]) -> dm.Dashboard:
             "s",
             [
                 Query(
-                    f"histogram_quantile(0.9, sum by (le, direction) (rate(libp2p_dht_query_duration_seconds_bucket{{{NODE_SELECTOR}}}[{RATE_WINDOW}])))",
+                    quantile(0.9, "libp2p_dht_query_duration_seconds", NODE_SELECTOR, RATE_WINDOW, by="direction"),
                     "{{direction}}",
                 )
             ],

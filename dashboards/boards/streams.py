@@ -7,6 +7,7 @@ from typing import Any
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.panels import NODE_SELECTOR, RATE_WINDOW, Query, Row, TimeSeries, dashboard
+from dashboards.promql import quantile
 
 ACTIVE = f'{NODE_SELECTOR}, status="active"'
 
@@ -63,7 +64,7 @@ def streams(p: dict[str, Any]) -> dm.Dashboard:
             "s",
             [
                 Query(
-                    f"histogram_quantile(0.9, sum by (le, protocol) (rate(libp2p_stream_duration_seconds_bucket{{{NODE_SELECTOR}}}[{RATE_WINDOW}])))",
+                    quantile(0.9, "libp2p_stream_duration_seconds", NODE_SELECTOR, RATE_WINDOW, by="protocol"),
                     "{{protocol}}",
                 )
             ],

@@ -12,7 +12,8 @@ from exporter.logs import LEVELS
 from exporter.logs import add_format_flag as add_log_format_flag
 from exporter.logs import configure as configure_logging
 from exporter.model.histogram_profiles import PROFILES
-from exporter.settings import LOG_LEVELS, OTLP_PROTOCOLS, Limits, Pubsub, Serving, Settings, Tracing
+from exporter.model.native import MAX_SCHEMA, MIN_SCHEMA
+from exporter.settings import LOG_LEVELS, OTLP_PROTOCOLS, Limits, NativeHistograms, Pubsub, Serving, Settings, Tracing
 from exporter.web_config import add_flag as add_web_config_flag
 
 
@@ -54,6 +55,7 @@ def add_serving_flags(p: argparse.ArgumentParser, *, from_config: bool = False) 
     )
     add_log_format_flag(logs)
     add_limit_flags(p, histograms_default=default(Limits().histograms_profile))
+    add_native_flags(p)
     add_otel_flags(p)
     add_pubsub_flags(p)
 
@@ -115,6 +117,68 @@ def add_histograms_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup, de
         help="histogram buckets and labels: default (go-libp2p's layouts, every label) or lean "
         "(fewer bounds and labels, about half the series per node; docs/metrics.md) "
         f"(default {Limits().histograms_profile})",
+    )
+
+
+def _schema(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not MIN_SCHEMA <= value <= MAX_SCHEMA:
+        raise argparse.ArgumentTypeError(f"{value} is outside {MIN_SCHEMA}..{MAX_SCHEMA}")
+    return value
+
+
+def add_native_flags(p: argparse.ArgumentParser) -> None:
+    """``--histograms.native`` and its settings (``settings.NativeHistograms``; docs/metrics.md#native-histograms).
+    Serving commands only: backfill writes OpenMetrics, which has no native histograms."""
+    native = NativeHistograms()
+    g = p.add_argument_group("native histograms (exposed to scrapers that negotiate protobuf)")
+    g.add_argument(
+        "--histograms.native",
+        dest="histograms_native",
+        action="store_true",
+        default=native.enabled,
+        help="also keep native (exponential) buckets for the six histogram families and expose them to "
+        "scrapers that negotiate protobuf (Prometheus with --enable-feature=native-histograms); text and "
+        "OpenMetrics keep the profile's classic buckets, whose labels the native series share",
+    )
+    g.add_argument(
+        "--histograms.native-schema",
+        dest="histograms_native_schema",
+        metavar="N",
+        type=_schema,
+        default=native.schema,
+        help=f"starting resolution: 2^N buckets per power of two, {MIN_SCHEMA}..{MAX_SCHEMA} "
+        f"(default {native.schema}: buckets 9%% wide)",
+    )
+    g.add_argument(
+        "--histograms.native-max-buckets",
+        dest="histograms_native_max_buckets",
+        metavar="N",
+        type=positive_int,
+        default=native.max_buckets,
+        help="populated native buckets per series; past it the series halves its resolution "
+        f"(default {native.max_buckets})",
+    )
+    g.add_argument(
+        "--histograms.native-classic",
+        dest="histograms_native_classic",
+        action="store_true",
+        default=native.classic,
+        help="in protobuf, send the classic buckets alongside the native ones (Prometheus >= 2.45 can "
+        "store both with scrape_classic_histograms; 2.42 keeps the native ones)",
+    )
+
+
+def native_from_args(args: argparse.Namespace) -> NativeHistograms:
+    """The ``--histograms.native*`` flags."""
+    return NativeHistograms(
+        enabled=args.histograms_native,
+        schema=args.histograms_native_schema,
+        max_buckets=args.histograms_native_max_buckets,
+        classic=args.histograms_native_classic,
     )
 
 
@@ -286,7 +350,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             web_config_file=args.web_config_file,
             **_given(listen=args.listen, telemetry_path=args.telemetry_path, log_level=args.log_level),
         ),
-        limits=limits_from_args(args),
+        limits=replace(limits_from_args(args), native_histograms=native_from_args(args)),
         tracing=Tracing(
             endpoint=args.otlp_endpoint or None,
             protocol=args.otlp_protocol,

@@ -20,6 +20,7 @@ from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
 from exporter.model.histogram_profiles import HistogramProfile, profile
 from exporter.model.labels import Cardinality
+from exporter.model.native import NativeSpec
 from exporter.pipeline.hub import Hub
 from exporter.server import Handler, HttpThread, build_app
 from exporter.settings import Limits, Settings
@@ -104,7 +105,9 @@ def cardinality_of(limits: Limits, histograms: HistogramProfile | None = None) -
         agent_version_cap=limits.agent_version_cap,
         series_per_family=limits.series_per_family,
         series_per_node=limits.series_per_node,
-        histograms=histograms or profile(limits.histograms_profile),
+        histograms=(histograms or profile(limits.histograms_profile)).with_native(
+            NativeSpec.of(limits.native_histograms)
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from exporter.model.histogram import Histogram
 from exporter.model.histogram_profiles import QUERY_DURATION
 from exporter.model.labels import OTHER, Cardinality
 from exporter.pipeline.events import EventView
+from exporter.pipeline.exemplars import Recent, attach
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
 
@@ -34,6 +35,7 @@ class EventsAcc:
     by_type: Counter[str] = field(default_factory=Counter)
     malformed: int = 0
     query_duration: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
+    query_recent: dict[tuple[str, ...], Recent] = field(default_factory=dict)  # for exemplars
 
 
 class Events(Mapper):
@@ -58,10 +60,17 @@ class Events(Mapper):
         key = self.query_duration.key((query.direction, result if result in QUERY_RESULTS else OTHER))
         hist = acc.query_duration.get(key) or acc.query_duration.setdefault(key, self.query_duration.new())
         hist.observe(query.total_ms / 1000.0)
+        if event.ts_ms:
+            recent = acc.query_recent.get(key) or acc.query_recent.setdefault(key, Recent())
+            # The tracing sink's key for the query's span (its id, else the event's type and time).
+            span_key = query.query_id or f"{event.type}/{event.ts_ms}"
+            recent.add(query.total_ms / 1000.0, "dht_query", span_key, event.ts_ms / 1000.0)
 
     def collect(self, acc: EventsAcc, node: NodeState, out: Writer) -> None:
         for kind, n in sorted(acc.by_type.items()):
             out.counter(EVENTS, n, {"type": kind})
         out.counter(MALFORMED, acc.malformed)
+        if node.spans is not None:
+            attach(acc.query_duration, acc.query_recent, node.spans)
         for key, hist in sorted(acc.query_duration.items()):
             out.histogram(DURATION, hist, self.query_duration.label_dict(key))

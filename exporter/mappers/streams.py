@@ -9,6 +9,7 @@ from exporter.model.catalogue import Family, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.histogram_profiles import STREAM_DURATION
 from exporter.model.labels import Cardinality
+from exporter.pipeline.exemplars import Recent, attach
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -45,6 +46,7 @@ class StreamsAcc:
     opened: Counter[tuple[str, str]] = field(default_factory=Counter)
     closed: Counter[tuple[str, str]] = field(default_factory=Counter)
     duration: dict[tuple[str, ...], Histogram] = field(default_factory=dict)  # by (protocol,) or ()
+    duration_recent: dict[tuple[str, ...], Recent] = field(default_factory=dict)  # for exemplars
 
 
 class Streams(Mapper):
@@ -60,12 +62,15 @@ class Streams(Mapper):
     def on_state(self, acc: StreamsAcc, step: StateStep) -> None:
         for key in step.s_opened:
             acc.opened[key] += 1
-        for protocol, direction, lifetime_s in step.s_closed:
+        ts = step.instant_ts / 1000.0
+        for (protocol, direction, lifetime_s), stream_key in zip(step.s_closed, step.s_closed_ids):
             acc.closed[(protocol, direction)] += 1
             if lifetime_s is not None:
                 hkey = self.duration.key((protocol,))
                 hist = acc.duration.get(hkey) or acc.duration.setdefault(hkey, self.duration.new())
                 hist.observe(lifetime_s)
+                recent = acc.duration_recent.get(hkey) or acc.duration_recent.setdefault(hkey, Recent())
+                recent.add(lifetime_s, "stream", stream_key, ts)
 
     def collect(self, acc: StreamsAcc, node: NodeState, out: Writer) -> None:
         snap = node.last_step
@@ -78,5 +83,7 @@ class Streams(Mapper):
         for family, counter in ((OPENED, acc.opened), (CLOSED, acc.closed)):
             for (protocol, direction), n in sorted(counter.items()):
                 out.counter(family, n, {"protocol": protocol, "dir": direction})
+        if node.spans is not None:
+            attach(acc.duration, acc.duration_recent, node.spans)
         for key, hist in sorted(acc.duration.items()):
             out.histogram(DURATION, hist, self.duration.label_dict(key))

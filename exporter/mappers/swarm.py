@@ -16,6 +16,7 @@ from exporter.model.histogram_profiles import (
     HANDSHAKE_LATENCY,
 )
 from exporter.model.labels import Cardinality
+from exporter.pipeline.exemplars import Recent, attach
 from exporter.pipeline.lean import StateStep
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
@@ -74,6 +75,9 @@ class SwarmAcc:
     closed: Counter[tuple[str, ...]] = field(default_factory=Counter)
     duration: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
     handshake: dict[tuple[str, ...], Histogram] = field(default_factory=dict)
+    # The last observations per combination, for exemplars (exporter.pipeline.exemplars).
+    duration_recent: dict[tuple[str, ...], Recent] = field(default_factory=dict)
+    handshake_recent: dict[tuple[str, ...], Recent] = field(default_factory=dict)
     peers_connected: int = 0
     peers_disconnected: int = 0
 
@@ -93,18 +97,23 @@ class Swarm(Mapper):
         return SwarmAcc()
 
     def on_state(self, acc: SwarmAcc, step: StateStep) -> None:
-        for labels, handshake_s in step.opened:
+        ts = step.instant_ts / 1000.0
+        for (labels, handshake_s), conn_id in zip(step.opened, step.opened_ids):
             acc.opened[labels] += 1
             if handshake_s is not None:
                 key = self.handshake.key(labels[1:4])
                 hist = acc.handshake.get(key) or acc.handshake.setdefault(key, self.handshake.new())
                 hist.observe(handshake_s)
-        for labels, lifetime_s in step.closed:
+                recent = acc.handshake_recent.get(key) or acc.handshake_recent.setdefault(key, Recent())
+                recent.add(handshake_s, "connection", conn_id, ts)
+        for (labels, lifetime_s), conn_id in zip(step.closed, step.closed_ids):
             acc.closed[labels] += 1
             if lifetime_s is not None:
                 key = self.duration.key(labels)
                 hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
                 hist.observe(lifetime_s)
+                recent = acc.duration_recent.get(key) or acc.duration_recent.setdefault(key, Recent())
+                recent.add(lifetime_s, "connection", conn_id, ts)
         acc.peers_connected += step.joined
         acc.peers_disconnected += step.left
 
@@ -120,6 +129,9 @@ class Swarm(Mapper):
         for family, counter in ((OPENED, acc.opened), (CLOSED, acc.closed)):
             for labels, n in sorted(counter.items()):
                 out.counter(family, n, dict(zip(CONN_LABELS, labels)))
+        if node.spans is not None:
+            attach(acc.duration, acc.duration_recent, node.spans)
+            attach(acc.handshake, acc.handshake_recent, node.spans)
         for key, hist in sorted(acc.duration.items()):
             out.histogram(DURATION, hist, self.duration.label_dict(key))
         for key, hist in sorted(acc.handshake.items()):

@@ -232,6 +232,8 @@ def _copy(hist: Histogram) -> Histogram:
     out = Histogram(hist.bounds)
     out.counts = list(hist.counts)
     out.total, out.count = hist.total, hist.count
+    out.native = hist.native.copy() if hist.native is not None else None
+    out.exemplar = hist.exemplar
     return out
 
 
@@ -242,3 +244,7 @@ def _merge(into: Histogram, other: Histogram) -> None:
         into.counts = [a + b for a, b in zip(into.counts, other.counts)]
     into.total += other.total
     into.count += other.count
+    if into.native is not None and other.native is not None:
+        into.native.merge(other.native)
+    if other.exemplar is not None and (into.exemplar is None or other.exemplar[2] > into.exemplar[2]):
+        into.exemplar = other.exemplar  # the newer one stands for the merged combination

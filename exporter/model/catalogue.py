@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from exporter.model.histogram import Histogram
+from exporter.model.histogram_profiles import FAMILIES as CONFIGURABLE_HISTOGRAMS
 
 TYPES = ("gauge", "counter", "histogram", "gaugehistogram")
 # What each type exposes besides (or instead of) the family's own name.
@@ -47,8 +48,10 @@ class Family:
             raise ValueError(f"{self.name}: unknown metric type {self.type!r}")
 
     def series(self) -> tuple[str, ...]:
-        """The sample names this family exposes (what a PromQL query names)."""
-        return tuple(self.name + suffix for suffix in _SUFFIXES[self.type])
+        """The sample names this family exposes (what a PromQL query names): with ``--histograms.native``
+        a configurable histogram is also one native series under the family's own name."""
+        names = tuple(self.name + suffix for suffix in _SUFFIXES[self.type])
+        return (self.name, *names) if self.name in CONFIGURABLE_HISTOGRAMS else names
 
 
 class Writer:

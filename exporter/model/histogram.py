@@ -7,6 +7,8 @@ import operator
 from collections.abc import Iterable, Sequence
 from functools import reduce
 
+from exporter.model.native import NativeBuckets, NativeSpec
+
 
 def exponential_buckets(start: float, factor: float, count: int) -> tuple[float, ...]:
     return tuple(start * factor**i for i in range(count))
@@ -22,18 +24,26 @@ QUERY_DURATION_BUCKETS = exponential_buckets(0.005, 2, 14)
 
 
 class Histogram:
-    __slots__ = ("bounds", "count", "counts", "total")
+    """Classic buckets (``bounds``, with +Inf), and native ones alongside when a ``NativeSpec`` is given
+    (``native``: see ``exporter.model.native``). ``exemplar``, when a mapper set one for this render, is
+    (value, trace id, Unix time) of an observation whose span was exported."""
 
-    def __init__(self, bounds: Sequence[float]) -> None:
+    __slots__ = ("bounds", "count", "counts", "exemplar", "native", "total")
+
+    def __init__(self, bounds: Sequence[float], native: NativeSpec | None = None) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)
         self.total = 0.0
         self.count = 0
+        self.native: NativeBuckets | None = native.new() if native is not None else None
+        self.exemplar: tuple[float, str, float] | None = None
 
     def observe(self, value: float) -> None:
         self.counts[bisect.bisect_left(self.bounds, value)] += 1
         self.total += value
         self.count += 1
+        if self.native is not None:
+            self.native.observe(value)
 
     def observe_all(self, values: Iterable[float]) -> Histogram:
         for value in values:
@@ -54,6 +64,8 @@ class Histogram:
             # Added in the given order from 0.0, as observe does (sum() may compensate on newer Pythons).
             self.total = reduce(operator.add, values, self.total)
             self.count += len(values)
+            if self.native is not None:
+                self.native.observe_sorted(ordered)
         return self
 
     def cumulative(self) -> list[tuple[str, int]]:

@@ -31,6 +31,7 @@ from exporter.model.histogram import (
     STREAM_DURATION_BUCKETS,
     Histogram,
 )
+from exporter.model.native import NativeSpec
 
 CONNECTION_DURATION = "libp2p_swarm_connection_duration_seconds"
 HANDSHAKE_LATENCY = "libp2p_swarm_handshake_latency_seconds"
@@ -49,10 +50,17 @@ DEFAULT_PROFILE = "default"
 class Layout:
     """One family's buckets and kept labels; ``key()`` projects a full label tuple onto the kept ones."""
 
-    __slots__ = ("buckets", "keep", "labels", "whole")
+    __slots__ = ("buckets", "keep", "labels", "native", "whole")
 
-    def __init__(self, buckets: Sequence[float], labels: Sequence[str], family_labels: Sequence[str]) -> None:
+    def __init__(
+        self,
+        buckets: Sequence[float],
+        labels: Sequence[str],
+        family_labels: Sequence[str],
+        native: NativeSpec | None = None,
+    ) -> None:
         self.buckets = tuple(buckets)
+        self.native = native  # native buckets kept alongside the classic ones (exposed in protobuf)
         self.keep = tuple(i for i, name in enumerate(family_labels) if name in labels)
         self.labels = tuple(family_labels[i] for i in self.keep)  # the family's order, whatever was asked
         self.whole = len(self.keep) == len(family_labels)
@@ -65,20 +73,30 @@ class Layout:
         return dict(zip(self.labels, key))
 
     def new(self) -> Histogram:
-        return Histogram(self.buckets)
+        return Histogram(self.buckets, self.native)
+
+    def with_native(self, native: NativeSpec | None) -> Layout:
+        out = Layout(self.buckets, (), (), native)
+        out.keep, out.labels, out.whole = self.keep, self.labels, self.whole
+        return out
 
     def series(self) -> int:
         """Series one label combination costs: bounds, ``+Inf``, ``_count``, ``_sum``."""
         return len(self.buckets) + 3
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Layout) and (self.buckets, self.labels) == (other.buckets, other.labels)
+        return isinstance(other, Layout) and (self.buckets, self.labels, self.native) == (
+            other.buckets,
+            other.labels,
+            other.native,
+        )
 
     def __hash__(self) -> int:
-        return hash((self.buckets, self.labels))
+        return hash((self.buckets, self.labels, self.native))
 
     def __repr__(self) -> str:
-        return f"Layout(buckets={list(self.buckets)}, labels={list(self.labels)})"
+        native = f", native={self.native}" if self.native is not None else ""
+        return f"Layout(buckets={list(self.buckets)}, labels={list(self.labels)}{native})"
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,16 @@ class HistogramProfile:
         self.name = name
         self.layouts = dict(layouts)
 
+    @property
+    def native(self) -> NativeSpec | None:
+        """The native bucketing every family gets (``--histograms.native``), or None."""
+        return next(iter(self.layouts.values())).native if self.layouts else None
+
+    def with_native(self, native: NativeSpec | None) -> HistogramProfile:
+        """A copy whose families keep native buckets alongside their classic ones (None: classic only).
+        The labels kept and the classic bounds stay the profile's."""
+        return HistogramProfile(self.name, {n: layout.with_native(native) for n, layout in self.layouts.items()})
+
     def layout(self, family: str) -> Layout:
         return self.layouts[family]
 
@@ -174,6 +202,7 @@ class HistogramProfile:
         base = self.layouts[family]
         fam = FAMILIES[family]
         layout = fam.layout(base.buckets if buckets is None else buckets, base.labels if labels is None else labels)
+        layout = layout.with_native(base.native)
         if layout == base:
             return self
         name = self.name if self.name.endswith("+custom") else f"{self.name}+custom"

@@ -62,6 +62,10 @@ class StateStep:
     closed: list[tuple[tuple[str, ...], float | None]] = field(default_factory=list)  # labels, lifetime s
     s_opened: list[tuple[str, str]] = field(default_factory=list)  # protocol, dir
     s_closed: list[tuple[str, str, float | None]] = field(default_factory=list)  # protocol, dir, lifetime s
+    # The ids of those connections and streams, index for index (exemplars link them to their spans).
+    opened_ids: list[bytes] = field(default_factory=list)
+    closed_ids: list[bytes] = field(default_factory=list)
+    s_closed_ids: list[bytes] = field(default_factory=list)
     proto_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (protocol, dir) -> increase
     transport_bytes: dict[tuple[str, str], int] = field(default_factory=dict)  # (transport, dir) -> increase
     joined: int = 0
@@ -142,15 +146,17 @@ class LeanTracker:
         return out
 
     def _end_all(self, out: StateStep, last_seen: int) -> None:
-        for labels, phase, open_ts, _i, _o in self.conns.values():
+        for key, (labels, phase, open_ts, _i, _o) in self.conns.items():
             if phase == LIVE:
                 out.closed.append(
                     (labels, (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None)
                 )
-        for _raw, proto, sdir, phase, open_ts, _i, _o in self.streams.values():
+                out.closed_ids.append(key)
+        for skey, (_raw, proto, sdir, phase, open_ts, _i, _o) in self.streams.items():
             if phase == LIVE:
                 dur = (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None
                 out.s_closed.append((proto, sdir, dur))
+                out.s_closed_ids.append(skey)
         self.conns = {}
         self.streams = {}
         self.done = {}
@@ -166,6 +172,7 @@ class LeanTracker:
         new_done: dict[bytes, list[tuple[bytes, StreamRec, tuple[str, str, str]]]] = {}
         conn_status, stream_status = out.conn_status, out.stream_status
         opened, closed, s_opened, s_closed = out.opened, out.closed, out.s_opened, out.s_closed
+        opened_ids, closed_ids, s_closed_ids = out.opened_ids, out.closed_ids, out.s_closed_ids
         latencies, ages = out.latencies, out.ages
         pbytes, tbytes = out.proto_bytes, out.transport_bytes
         peers: set[str] = set()
@@ -204,6 +211,7 @@ class LeanTracker:
                 else:
                     up_ts = tl.upgraded_ts
                     opened.append((labels, (up_ts - open_ts) / 1000.0 if open_ts and up_ts >= open_ts else None))
+                    opened_ids.append(key)
                     phase = LIVE
             else:
                 labels, phase, _open, last_in, last_out = old
@@ -212,6 +220,7 @@ class LeanTracker:
                 if phase == LIVE:
                     end = close_ts or now
                     closed.append((labels, (end - open_ts) / 1000.0 if open_ts and end >= open_ts else None))
+                    closed_ids.append(key)
                     phase = DONE
             else:
                 open_conns += 1
@@ -263,6 +272,7 @@ class LeanTracker:
                 if s_closed_now and sphase == LIVE:
                     end = s_close or now
                     s_closed.append((proto, sdir, (end - s_open) / 1000.0 if s_open and end >= s_open else None))
+                    s_closed_ids.append(skey)
                     sphase = DONE
                 sstatus = "closed" if (c_closed and not s_own_closed) else status_names.get(s_status, "unknown")
                 gk = (proto, sdir, sstatus)
@@ -286,10 +296,12 @@ class LeanTracker:
         for key, (labels, phase, open_ts, _i, _o) in old_c.items():
             if phase == LIVE and key not in new_c:
                 closed.append((labels, (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None))
+                closed_ids.append(key)
         for key, (_raw, proto, sdir, phase, open_ts, _i, _o) in old_s.items():
             if phase == LIVE and key not in new_s:
                 dur = (last_seen - open_ts) / 1000.0 if open_ts and last_seen >= open_ts else None
                 s_closed.append((proto, sdir, dur))
+                s_closed_ids.append(key)
         self.conns, self.streams, self.done = new_c, new_s, new_done
         out.peers = frozenset(peers)
         out.referenced_streams = referenced

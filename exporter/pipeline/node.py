@@ -10,6 +10,7 @@ from typing import Any
 
 from exporter.model.snapshot import Snapshot
 from exporter.pipeline.diff import Diff, Tracker
+from exporter.pipeline.exemplars import ExportedSpans
 from exporter.pipeline.lean import LeanTracker, StateStep
 from exporter.pipeline.session import SessionStats
 from exporter.protocol import introspection_pb2 as pb
@@ -56,6 +57,8 @@ class NodeState:
     hidden: bool = False  # reached through /probe only: never on /metrics
     rewound: bool = False  # a looped replay starts its file again: a restart of counters, not of the node
     older_in_a_row: int = 0  # States older than the last accepted one, back to back
+    # With tracing on: which connections, streams and queries have an exported span (exemplars).
+    spans: ExportedSpans | None = None
     # Moves whenever anything the node exports changes (``touch``): every message, segment error and
     # new mapper (the hub), its live session's fields and staleness window (the source, through the
     # properties below), its freshness (noticed by ``current_version``). A sink keeps what it

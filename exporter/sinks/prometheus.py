@@ -22,9 +22,13 @@ from exporter.sinks.exposition import (
     BlockWriter,
     CachedBlock,
     Format,
+    ProtoBlock,
+    ProtoWriter,
     collector_block,
+    collector_proto_block,
     encode_body,
     join,
+    join_proto,
     negotiate,
 )
 
@@ -78,6 +82,13 @@ class Exposition:
         with node.lock:
             return cached.get(node.current_version(), lambda out: hub.write_node(node, out))
 
+    def proto_block(self, node: NodeState) -> ProtoBlock:
+        """The node's protobuf block, rendered now only if the node changed since its last protobuf render."""
+        cached = self._cached(node)
+        hub = self.hub
+        with node.lock:
+            return cached.get_proto(node.current_version(), lambda out: hub.write_node(node, out))
+
     def _forget_removed(self) -> None:
         with self._lock:
             for name in [n for n, (node, _) in self._cache.items() if self.hub.nodes.get(n) is not node]:
@@ -90,6 +101,8 @@ class Exposition:
         self._forget_removed()
         # Probe-only nodes are served by /probe alone: a node scraped both ways would count twice.
         nodes = sorted((n for n in self.hub.nodes.values() if not n.hidden), key=lambda n: n.name)
+        if fmt is Format.PROTOBUF:
+            return self._metrics_proto(nodes, started)
         blocks = [self.block(node) for node in nodes]
         if self.hub.trace_mappers:  # fleet-wide trace metrics (pubsub): few samples, written per scrape
             traces = BlockWriter()
@@ -106,6 +119,23 @@ class Exposition:
             blocks.append(collector_block(self.process))
         return join(blocks, fmt)
 
+    def _metrics_proto(self, nodes: list[NodeState], started: float) -> bytes:
+        blocks = [self.proto_block(node) for node in nodes]
+        if self.hub.trace_mappers:
+            traces = ProtoWriter()
+            self.hub.write_traces(traces)
+            blocks.append(traces.finish())
+        writer = ProtoWriter()
+        self.hub.write_globals(writer)
+        blocks.append(writer.finish())
+        timing = ProtoWriter()
+        self._local.duration = duration = time.perf_counter() - started
+        write_scrape_duration(timing, duration)
+        blocks.append(timing.finish())
+        if self.process is not None:
+            blocks.append(collector_proto_block(self.process))
+        return join_proto(blocks)
+
     def reported_duration(self) -> float | None:
         """The ``libp2p_exporter_scrape_duration_seconds`` this thread's last ``metrics()`` wrote."""
         return getattr(self._local, "duration", None)
@@ -113,10 +143,12 @@ class Exposition:
     def probe(self, name: str, fmt: Format = Format.TEXT) -> bytes:
         """One node's block alone (nothing when the hub has no such node)."""
         node = self.hub.nodes.get(name)
+        if fmt is Format.PROTOBUF:
+            return join_proto([self.proto_block(node)] if node is not None else [])
         return join([self.block(node)] if node is not None else [], fmt)
 
     def respond(self, accept: str, accept_encoding: str, node: str | None = None) -> tuple[bytes, dict[str, str]]:
-        """The body and headers for a request: OpenMetrics or text by Accept, gzip by Accept-Encoding."""
+        """The body and headers for a request: protobuf, OpenMetrics or text by Accept, gzip by Accept-Encoding."""
         fmt = negotiate(accept)
         body = self.metrics(fmt) if node is None else self.probe(node, fmt)
         body, encoding = encode_body(body, accept_encoding)

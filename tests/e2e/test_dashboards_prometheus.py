@@ -5,8 +5,11 @@ SyntheticNode with churn. Template variables are resolved the way Grafana would:
 ``$node`` from their own ``label_values`` queries (all values, multi-select), the interval macros by
 fixed windows that suit a 1 s scrape (tests/support/panel_queries.py, shared with the backfill test).
 
-Everything runs twice: with the default histogram profile and with ``--histograms.profile lean``
-(fewer bounds and labels, docs/metrics.md), under which the panels and the shipped rules must work too.
+Everything runs three times: with the default histogram profile, with ``--histograms.profile lean``
+(fewer bounds and labels, docs/metrics.md), and with ``lean`` plus ``--histograms.native`` scraped by a
+Prometheus with ``--enable-feature=native-histograms`` (it negotiates protobuf and stores only native
+histograms for the six families: no ``_bucket``/``_count``/``_sum`` series), under which the panels and
+the shipped rules must work too.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import pytest
 
 from dashboards.generate import JSON_DIR, REPO
 from dashboards.promql import short_lived_share
+from exporter.model.histogram_profiles import FAMILIES
 from tests.support.panel_queries import (
     dashboards,
     graphs,
@@ -39,24 +43,38 @@ ALLOWED_EMPTY: dict[tuple[str, str], str] = {}
 RULES = sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml"))
 
 
-@pytest.fixture(scope="module", params=["default", "lean"])
+def closed_rate(prom: Prometheus, family: str) -> float:
+    """Observations per second of a histogram family over 10 s, from classic or native series."""
+    expr = f"sum(rate({family}_count[10s])) or histogram_count(sum(rate({family}[10s])))"
+    return prom.value(expr) or 0.0
+
+
+@pytest.fixture(scope="module", params=["default", "lean", "lean+native"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     work: Path = tmp_path_factory.mktemp(f"dash-prom-{request.param}")
+    profile, _, native = request.param.partition("+")
     feeder: Proc = start_exporter(
-        ["--churn", "0.3", "--interval", "0.5", "--histograms.profile", request.param],
+        ["--churn", "0.3", "--interval", "0.5", "--histograms.profile", profile]
+        + (["--histograms.native"] if native else []),
         work / "feeder",
         module="tests.support.churn_feeder",
     )
-    prom = start_prometheus(work / "prom", [scrape_job("libp2p-exporter", feeder.port)], rule_files=RULES)
-    prom.histograms = request.param  # type: ignore[attr-defined]
+    prom = start_prometheus(
+        work / "prom",
+        [scrape_job("libp2p-exporter", feeder.port)],
+        rule_files=RULES,
+        features=["native-histograms"] if native else [],
+    )
+    prom.histograms = profile  # type: ignore[attr-defined]
+    prom.native = bool(native)  # type: ignore[attr-defined]
     try:
         wait_for(prom.targets_up, 30, "the feeder target to be up")
         # Enough history for rate() windows and for closed connections and streams to show up.
         wait_for(
             lambda: (
                 (prom.value("count_over_time(libp2p_peers[1m])") or 0) >= 15
-                and (prom.value("sum(rate(libp2p_stream_duration_seconds_count[10s]))") or 0) > 0
-                and (prom.value("sum(rate(libp2p_swarm_connection_duration_seconds_count[10s]))") or 0) > 0
+                and closed_rate(prom, "libp2p_stream_duration_seconds") > 0
+                and closed_rate(prom, "libp2p_swarm_connection_duration_seconds") > 0
             ),
             60,
             "15 s of scraped churn",
@@ -101,12 +119,23 @@ def test_nodes_table_names_every_label_the_exporter_sends(stack: Prometheus) -> 
 
 
 def test_the_profile_is_the_one_asked_for_and_the_rules_evaluate(stack: Prometheus) -> None:
-    """The run is not vacuous (lean really drops bounds and labels), every shipped rule evaluates
-    without error, and the short-lived share the rule compares (le=8) has data under both profiles."""
+    """The run is not vacuous (lean really drops bounds and labels; native really stores native
+    histograms and no classic series), every shipped rule evaluates without error, and the
+    short-lived share the rule compares (le=8, or histogram_fraction up to 8 s) has data under each."""
     lean = stack.histograms == "lean"  # type: ignore[attr-defined]
-    h = "libp2p_swarm_connection_duration_seconds_bucket"
-    assert bool(stack.api("query", query=f'{h}{{le="0.125"}}')["result"]) is not lean
-    assert bool(stack.api("query", query=f"{h}{{security!=''}}")["result"]) is not lean
+    native = stack.native  # type: ignore[attr-defined]
+    h = "libp2p_swarm_connection_duration_seconds"
+    if native:
+        six = "|".join(FAMILIES)
+        classic = stack.query(f'count({{__name__=~"({six})_(bucket|count|sum)"}})')
+        assert not classic, f"classic series stored by a native-histogram Prometheus: {classic}"
+        stored = stack.query(h)
+        assert stored and all("histogram" in s for s in stored), stored[:1]
+        assert {s["metric"].get("security") for s in stored} == {None}  # lean's labels on native series
+    else:
+        assert bool(stack.api("query", query=f'{h}_bucket{{le="0.125"}}')["result"]) is not lean
+        assert bool(stack.api("query", query=f"{h}_bucket{{security!=''}}")["result"]) is not lean
+        assert not stack.query(h)  # no native series from a text scrape
     share = stack.api("query", query=short_lived_share('job="libp2p-exporter"', 8, "30s"))["result"]
     assert share and 0 <= float(share[0]["value"][1]) <= 1
 

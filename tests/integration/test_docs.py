@@ -75,7 +75,7 @@ def test_readme_modes_are_the_cli_commands() -> None:
 def test_readme_common_flags_are_taken_by_every_serving_command() -> None:
     table = README.read_text().partition("## Common flags")[2].partition("\n## ")[0]
     flags = re.findall(r"^\| `(--[\w.-]+)` \| `([^`]+)` \|", table, re.M)
-    assert len(flags) == 11  # web (3), log (2), label caps and budgets (4), histogram profile, segment size
+    assert len(flags) == 12  # web (3), log (2), label caps and budgets (4), histogram profile, native, segment size
     helps = {command: _cli(command, "--help") for command in ("live", "replay", "demo")}
     for command, help_text in helps.items():
         for flag, _default in flags:

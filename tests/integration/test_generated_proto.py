@@ -22,9 +22,11 @@ def test_generated_module_is_fresh(tmp_path: Path) -> None:
         f"--pyi_out={tmp_path}",
         str(REPO / "proto" / "introspection.proto"),
         str(REPO / "proto" / "pubsub_trace.proto"),
+        str(REPO / "proto" / "prometheus_metrics.proto"),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
-    for name in ("introspection_pb2.py", "introspection_pb2.pyi", "pubsub_trace_pb2.py", "pubsub_trace_pb2.pyi"):
+    names = ("introspection", "pubsub_trace", "prometheus_metrics")
+    for name in [f"{n}_pb2.{ext}" for n in names for ext in ("py", "pyi")]:
         fresh = (tmp_path / name).read_text()
         committed = (REPO / "exporter" / "protocol" / name).read_text()
         assert committed == fresh, f"{name} is stale: run `make proto` and commit"

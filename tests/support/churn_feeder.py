@@ -21,11 +21,14 @@ from exporter.app.runtime import add_live_metrics, hub_for
 from exporter.generator import SyntheticNode
 from exporter.pipeline.session import SessionStats
 from exporter.server import build_app, start_server
+from exporter.sinks.otel.install import install_tracing
 from exporter.sources.governor import Governor
 
 
 async def run(args: argparse.Namespace) -> None:
-    hub = hub_for(settings_from_args(args).limits)  # the serving flags' label caps and --histograms.profile
+    settings = settings_from_args(args)
+    hub = hub_for(settings.limits)  # the serving flags' label caps, --histograms.profile and .native
+    tracing = install_tracing(hub, settings.tracing)  # spans (and exemplars) when --otlp.endpoint is given
     interval_ms = int(args.interval * 1000)
     gen = SyntheticNode(
         connections=args.connections,
@@ -79,6 +82,7 @@ async def run(args: argparse.Namespace) -> None:
             hub.ingest(args.node, gen.state())
     finally:
         await runner.cleanup()
+        tracing.shutdown()
 
 
 def main() -> None:

@@ -193,10 +193,12 @@ def start_prometheus(
     evaluation_interval: str = "1s",
     storage: Path | None = None,
     retention: str = "1h",
+    features: Iterable[str] = (),
 ) -> Prometheus:
     """A real Prometheus (Debian's package) with its own config and storage, on a free port.
 
     ``storage``: serve an existing TSDB directory (backfilled blocks) instead of a fresh one.
+    ``features``: ``--enable-feature`` values (``native-histograms``, ``exemplar-storage``).
     """
     binary = require("prometheus")
     port = free_port()
@@ -220,6 +222,7 @@ def start_prometheus(
         f"--web.listen-address=127.0.0.1:{port}",
         f"--storage.tsdb.retention.time={retention}",
         "--log.level=warn",
+        *(f"--enable-feature={feature}" for feature in features),
     ]
     base = spawn(cmd, workdir, "prometheus", port)
     prom = Prometheus(base.proc, base.port, base.log, base.workdir, rules)

@@ -45,6 +45,7 @@ def test_the_shared_flags_are_in_the_same_groups_with_the_same_words(helps: dict
         "serving (HTTP)",
         "logging",
         "limits (what one node may cost: label values, series, segment size)",
+        "native histograms (exposed to scrapers that negotiate protobuf)",
         "tracing (OpenTelemetry, off unless an OTLP endpoint is set)",
         "pubsub traces (go-libp2p-pubsub event tracer; off unless a listen address or file)",
     }
@@ -55,7 +56,9 @@ def test_the_shared_flags_are_in_the_same_groups_with_the_same_words(helps: dict
 def test_no_shared_flag_is_left_among_a_command_s_own(helps: dict[str, str]) -> None:
     for name in SERVING:
         own = "".join(v for k, v in _sections(helps[name]).items() if k in OWN)
-        assert not re.findall(r"^  (--(?:web|log|labels|protocol|otlp|tracing|pubsub)\.\S+)", own, re.M), name
+        assert not re.findall(r"^  (--(?:web|log|labels|histograms|protocol|otlp|tracing|pubsub)\.\S+)", own, re.M), (
+            name
+        )
 
 
 def test_the_top_level_help_shows_the_default_command_s_flags(helps: dict[str, str]) -> None:

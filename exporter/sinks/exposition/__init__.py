@@ -14,6 +14,7 @@ from exporter.sinks.exposition.block import EMPTY, SHARED, Block, BlockWriter, H
 from exporter.sinks.exposition.client import collector_block
 from exporter.sinks.exposition.join import (
     OPENMETRICS_CONTENT_TYPE,
+    PROTOBUF_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
     Format,
     accepts_gzip,
@@ -21,10 +22,19 @@ from exporter.sinks.exposition.join import (
     join,
     negotiate,
 )
+from exporter.sinks.exposition.proto import (
+    PROTO_EMPTY,
+    ProtoBlock,
+    ProtoWriter,
+    collector_proto_block,
+    join_proto,
+)
 
 __all__ = [
     "EMPTY",
     "OPENMETRICS_CONTENT_TYPE",
+    "PROTOBUF_CONTENT_TYPE",
+    "PROTO_EMPTY",
     "SHARED",
     "TEXT_CONTENT_TYPE",
     "Block",
@@ -33,11 +43,15 @@ __all__ = [
     "Format",
     "Head",
     "Part",
+    "ProtoBlock",
+    "ProtoWriter",
     "Templates",
     "accepts_gzip",
     "collector_block",
+    "collector_proto_block",
     "encode_body",
     "join",
+    "join_proto",
     "negotiate",
 ]
 
@@ -47,16 +61,30 @@ class CachedBlock:
 
     ``version`` is whatever identifies what the block shows (e.g. the accepted State's sequence number
     together with the node's freshness). Callers serialise access per node (the node's lock).
+
+    The protobuf block (``get_proto``) is cached the same way on its own, rendered only when a
+    protobuf scrape asks for it: a node scraped in one format holds that format's bytes alone.
     """
 
-    __slots__ = ("_block", "_templates", "_version", "base", "renders")
+    __slots__ = ("_block", "_proto", "_proto_version", "_templates", "_version", "base", "renders")
 
     def __init__(self, base: Mapping[str, str] | None = None, templates: Templates = SHARED) -> None:
         self.base = dict(base or {})
         self._templates = templates
         self._block = EMPTY
         self._version: Hashable = object()
+        self._proto = PROTO_EMPTY
+        self._proto_version: Hashable = object()
         self.renders = 0
+
+    def get_proto(self, version: Hashable, fill: Callable[[ProtoWriter], None]) -> ProtoBlock:
+        if version != self._proto_version:
+            writer = ProtoWriter(self.base)
+            fill(writer)
+            self._proto = writer.finish()
+            self._proto_version = version
+            self.renders += 1
+        return self._proto
 
     def get(self, version: Hashable, fill: Callable[[BlockWriter], None]) -> Block:
         if version != self._version:

@@ -9,6 +9,7 @@ number of nodes and nothing is escaped again at the next scrape.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from itertools import accumulate
 from typing import Protocol
@@ -311,6 +312,17 @@ class BlockWriter(Writer):
         count = f"{entry[2][0]}{base}{entry[2][1]}{go_float(hist.count)}\n"  # type: ignore[index]
         total = f"{entry[3][0]}{base}{entry[3][1]}{go_float(hist.total)}\n"  # type: ignore[index]
         self._samples += len(values) + 2
+        exemplar = getattr(hist, "exemplar", None)
+        if not gauge and exemplar is not None and isinstance(hist, Histogram):
+            # OpenMetrics carries it on the bucket holding the value; the text format has no exemplars.
+            value, trace_id, ts = exemplar
+            i = bisect.bisect_left(hist.bounds, value)
+            pieces[4 * i + 3] += f' # {{trace_id="{trace_id}"}} {go_float(value)} {ts:.3f}'
+            if acc.om is None:
+                acc.om = list(acc.lines)
+            acc.om.append("".join(pieces) + "\n" + count + total)
+            acc.lines.append(chunk + count + total)
+            return
         if not gauge:
             chunk += count + total
             acc.lines.append(chunk)

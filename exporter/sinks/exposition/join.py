@@ -16,12 +16,14 @@ from exporter.sinks.exposition.block import Block, Part
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+PROTOBUF_CONTENT_TYPE = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 _EOF = b"# EOF\n"
 
 
 class Format(Enum):
     TEXT = TEXT_CONTENT_TYPE
     OPENMETRICS = OPENMETRICS_CONTENT_TYPE
+    PROTOBUF = PROTOBUF_CONTENT_TYPE
 
     @property
     def content_type(self) -> str:
@@ -65,20 +67,28 @@ def join(blocks: Iterable[Block], fmt: Format = Format.TEXT) -> bytes:
 
 
 def negotiate(accept: str | None) -> Format:
-    """OpenMetrics when the Accept header lists it (unversioned or version >= 1), as prometheus_client does.
+    """The first format the Accept header lists that we serve: the delimited protobuf MetricFamily
+    (what Prometheus asks for first with native histograms on), OpenMetrics (unversioned or version
+    >= 1), else text 0.0.4.
 
-    Like its ``choose_encoder`` the first acceptable entry wins and q-values are not weighed; we always
-    answer with OpenMetrics 1.0.0 or text 0.0.4, names escaped with underscores (ours are all legacy).
+    Like prometheus_client's ``choose_encoder`` and client_golang's negotiation, the first acceptable
+    entry wins and q-values are not weighed; we always answer with OpenMetrics 1.0.0 or text 0.0.4,
+    names escaped with underscores (ours are all legacy).
     """
     for entry in (accept or "").split(","):
         params = entry.split(";")
-        if params[0].strip() != "application/openmetrics-text":
+        media = params[0].strip().lower()
+        if media not in ("application/openmetrics-text", "application/vnd.google.protobuf"):
             continue
-        version = ""
+        options: dict[str, str] = {}
         for param in params[1:]:
             key, _, value = param.strip().partition("=")
-            if key == "version":
-                version = value
+            options[key.strip().lower()] = value.strip().strip('"')
+        if media == "application/vnd.google.protobuf":
+            if options.get("proto") == "io.prometheus.client.MetricFamily" and options.get("encoding") == "delimited":
+                return Format.PROTOBUF
+            continue
+        version = options.get("version", "")
         if not version or _major(version) >= 1:
             return Format.OPENMETRICS
     return Format.TEXT

@@ -16,6 +16,7 @@ from typing import Any
 
 from exporter.model.catalogue import Family, Writer
 from exporter.model.labels import Cardinality
+from exporter.pipeline.exemplars import ExportedSpans
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
 
@@ -153,10 +154,11 @@ class CountingExporter:
     Failures are logged once when they start and once when export recovers, not per batch.
     """
 
-    def __init__(self, inner: Any, stats: SpanStats, node: str = "") -> None:
+    def __init__(self, inner: Any, stats: SpanStats, node: str = "", exported: ExportedSpans | None = None) -> None:
         self.inner = inner
         self.stats = stats
         self.node = node
+        self.exported = exported  # told which spans the collector accepted (exemplars)
         self.failing = 0  # consecutive failed batches
 
     def export(self, spans: Sequence[Any]) -> Any:
@@ -168,6 +170,13 @@ class CountingExporter:
             log.warning("OTLP export raised: %s", exc)
             result = SpanExportResult.FAILURE
         ok = result == SpanExportResult.SUCCESS
+        if self.exported is not None:
+            for span in spans:
+                ctx = span.context
+                if ok:
+                    self.exported.exported(ctx.span_id, ctx.trace_id)
+                else:
+                    self.exported.failed(ctx.span_id)
         with self.stats.lock:
             self.stats.queued = max(0, self.stats.queued - len(spans))
             if ok:

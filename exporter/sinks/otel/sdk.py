@@ -91,6 +91,7 @@ def node_provider(node: NodeState, cfg: TracingConfig, stats: SpanStats, span_ex
     queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
     # CountingExporter and QueueGate have SpanExporter's and SpanProcessor's methods but cannot subclass
     # them: the SDK is an optional extra, imported where it is used
-    batch = BatchSpanProcessor(CountingExporter(span_exporter, stats, node.name), max_queue_size=queue)  # type: ignore[arg-type]
+    counting = CountingExporter(span_exporter, stats, node.name, exported=node.spans)  # exemplars learn of exports
+    batch = BatchSpanProcessor(counting, max_queue_size=queue)  # type: ignore[arg-type]
     provider.add_span_processor(QueueGate(batch, stats, queue))  # type: ignore[arg-type]
     return provider

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from exporter.pipeline.events import EventView
+from exporter.pipeline.exemplars import ExportedSpans
 from exporter.pipeline.hub import Listener
 from exporter.pipeline.node import NodeState, SnapshotUpdate
 from exporter.pipeline.throttle import SpanShare
@@ -44,6 +45,8 @@ class OtelSink(Listener):
         tracer = self.tracers.get(node.name)
         if tracer is None and not self._closed:
             stats = self.book.get(node.name)
+            if node.spans is None:  # exemplars: the node's mappers read what was exported
+                node.spans = ExportedSpans(on_change=node.touch)
             provider = node_provider(node, self.cfg, stats, self.span_exporter(node.name))
             tracer = self.tracers[node.name] = NodeTracer(node, self.cfg, stats, provider, self.share)
         return tracer

@@ -94,6 +94,12 @@ class NodeTracer:
         self.last_ms = 0
         self.last_snapshot: Snapshot | None = None
         self._warned_cap = False
+        self.exported = node.spans  # told of each ended span, so an export can make it an exemplar
+
+    def _ending(self, span: Span, kind: str, key: object) -> None:
+        """Before ``span.end()``: the export may run (on its own thread) as soon as the span ends."""
+        if self.exported is not None:
+            self.exported.ended(span.get_span_context().span_id, kind, key)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _room(self) -> bool:
@@ -262,6 +268,7 @@ class NodeTracer:
             span.add_event("libp2p.connection.upgraded", timestamp=c.upgraded_ts * _MS)
         if c.status == pb.ERROR:
             span.set_status(Status(StatusCode.ERROR, "connection ended in ERROR"))
+        self._ending(span, "connection", c.id)
         span.end(end_time=end_ms * _MS)
         self.recent[c.id] = span.get_span_context()
         while len(self.recent) > 1024:
@@ -347,6 +354,7 @@ class NodeTracer:
             from opentelemetry.trace import Status, StatusCode
 
             span.set_status(Status(StatusCode.ERROR, "stream ended in ERROR"))
+        self._ending(span, "stream", s.key)
         span.end(end_time=end_ms * _MS)
         self._sync_open()
 
@@ -399,6 +407,7 @@ class NodeTracer:
             span.set_status(Status(StatusCode.OK))
         elif result in ("ERROR", "TIMEOUT"):
             span.set_status(Status(StatusCode.ERROR, f"query {result.lower()}"))
+        self._ending(span, "dht_query", query.query_id or f"{event.type}/{event.ts_ms}")
         span.end(end_time=end_ns)
         self._count("started", "dht_query")
 
