@@ -229,11 +229,17 @@ class Governor:
 
     async def run(self) -> None:
         self.sample()
+        failed = False
         while True:
             await asyncio.sleep(self.opts.period_s)
-            self.sample()
-            self.decide()
-            self.apply()  # also catches sessions that reconnected or learnt their retention since
+            try:
+                self.sample()
+                self.decide()
+                self.apply()  # also catches sessions that reconnected or learnt their retention since
+            except Exception:  # a bug must not end the governor for good: logged once, retried next period
+                if not failed:
+                    log.exception("ingest governor failed; retrying every period (logged once)")
+                failed = True
 
     def start(self) -> None:
         if self._task is None:
