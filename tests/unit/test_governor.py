@@ -143,7 +143,11 @@ def test_spans_are_shed_before_any_node_s_states_slow() -> None:
     clocks = Clocks()
     spans = SpanShare(users=1)  # tracing is on
     gov = Governor(
-        lambda: [node], GovernorOptions(period_s=2.0), spans=spans, clock=lambda: clocks.now, cpu_clock=lambda: clocks.cpu
+        lambda: [node],
+        GovernorOptions(period_s=2.0),
+        spans=spans,
+        clock=lambda: clocks.now,
+        cpu_clock=lambda: clocks.cpu,
     )
     gov.sample()
     shares = []
@@ -167,3 +171,35 @@ def test_a_lower_span_share_keeps_a_subset_of_the_ids() -> None:
     half = {i for i in ids if keep(i, 0.5)}
     quarter = {i for i in ids if keep(i, 0.25)}
     assert quarter <= half <= full and 800 < len(half) < 1200 and 350 < len(quarter) < 650
+
+
+def test_the_new_per_node_series_move_the_node_s_version() -> None:
+    """The interval asked and the shed counts are on the node's block: changing them re-renders it
+    (a cached block never shows old values)."""
+    from exporter.app.runtime import build_hub
+    from exporter.pipeline.session import SessionStats
+    from exporter.sinks.prometheus import Exposition
+    from tests.support.samples import series
+
+    hub = build_hub(live=True)
+    node = hub.node("n")
+    node.session = SessionStats(url="ws://x", requested_interval_ms=1000)
+    exposition = Exposition(hub)
+
+    def current() -> dict[str, float]:
+        body, _ = exposition.respond("text/plain", "", None)
+        got = series(body)
+        return {
+            k[0]: v
+            for k, v in got.items()
+            if k[0].startswith("libp2p_exporter_session_") and dict(k[1]).get("kind", "state") == "state"
+        }
+
+    assert current()["libp2p_exporter_session_requested_interval_seconds"] == 1.0
+    before = node.version
+    node.session.requested_interval_ms = 4000
+    node.session.shed["state"] += 3
+    assert node.version > before
+    now = current()
+    assert now["libp2p_exporter_session_requested_interval_seconds"] == 4.0
+    assert now["libp2p_exporter_session_shed_before_parse_total"] == 3.0
