@@ -7,7 +7,8 @@ many sessions (``exporter.sources.manager``).
 
 Between the socket and the hub sits a bounded buffer. A flood of events is dropped (and counted)
 rather than queued without limit, and States are preferred over events, so a slow pipeline shows
-current snapshots instead of stale ones.
+current snapshots instead of stale ones. States and events wait there unparsed (``segments``): a
+State superseded by a newer one before its turn is never parsed (issue 20, docs/live.md#overload).
 """
 
 from __future__ import annotations
