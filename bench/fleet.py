@@ -243,8 +243,9 @@ class Run:
                 self.fresh[delay].append((shown >= tick, took))
                 self.age_ms.append(received - shown)
 
-    def sweep(self, timeout: float = 30.0, threads: int = 4) -> tuple[float, int, int, int, int]:
-        """Probe every node once, spread over ``threads``; (seconds, answered, up, stalled, shed)."""
+    def sweep(self, timeout: float = 30.0) -> tuple[float, int, int, int, int]:
+        """Probe every node once, spread over ``--probe-threads``; (seconds, answered, up, stalled, shed)."""
+        threads = max(1, self.args.probe_threads)
         started = time.monotonic()
         counts = [0, 0, 0, 0]  # answered, up, stalled teardowns, States shed unparsed (summed over nodes)
         lock = threading.Lock()
@@ -582,6 +583,7 @@ def main() -> None:
         action="store_true",
         help="probe every node once per --scrape-every through /probe (with --exporter-args '--metrics.nodes none')",
     )
+    ap.add_argument("--probe-threads", type=int, default=8, help="--probe-all: probes in flight at once")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     args.fresh_delays = [int(x) for x in args.fresh_delays.split(",")]
