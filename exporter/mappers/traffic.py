@@ -52,11 +52,13 @@ class Traffic(Mapper):
 
     def on_state(self, acc: TrafficAcc, step: StateStep) -> None:
         t = step.traffic
-        if t is not None:
-            acc.node_bytes.add("in", ("in",), t[0])
-            acc.node_bytes.add("out", ("out",), t[1])
-            acc.node_packets.add("in", ("in",), t[2])
-            acc.node_packets.add("out", ("out",), t[3])
+        if t is not None:  # a direction not measured (an unset DataGauge) is None: no series
+            for i, direction in enumerate(("in", "out")):
+                nbytes, packets = t[i], t[2 + i]
+                if nbytes is not None:
+                    acc.node_bytes.add(direction, (direction,), nbytes)
+                if packets is not None:
+                    acc.node_packets.add(direction, (direction,), packets)
         # The lean pass already turned each stream's (connection's) cumulative bytes into increases.
         acc.by_protocol.update(step.proto_bytes)
         acc.by_transport.update(step.transport_bytes)
@@ -68,8 +70,9 @@ class Traffic(Mapper):
         for (direction,), n in sorted(acc.node_packets.totals.items()):
             out.counter(TRAFFIC_PACKETS, n, {"direction": direction})
         if snap is not None and snap.traffic is not None:
-            out.gauge(BANDWIDTH, snap.traffic[4], {"direction": "in"})
-            out.gauge(BANDWIDTH, snap.traffic[5], {"direction": "out"})
+            for bw, direction in ((snap.traffic[4], "in"), (snap.traffic[5], "out")):
+                if bw is not None:
+                    out.gauge(BANDWIDTH, bw, {"direction": direction})
         for (protocol, direction), n in sorted(acc.by_protocol.items()):
             out.counter(PROTOCOL_BYTES, n, {"protocol": protocol, "direction": direction})
         for (transport, direction), n in sorted(acc.by_transport.items()):

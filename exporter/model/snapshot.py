@@ -31,8 +31,21 @@ def role_dir(role: int) -> str:
     return "outbound" if role == pb.INITIATOR else "inbound"
 
 
+def measured(gauge: pb.DataGauge) -> bool:
+    """A DataGauge whose fields are all zero is unset (proto3: a zero is not sent, so an empty gauge
+    and an absent one look alike): nothing was measured, and nothing may be made from it.
+
+    A producer that cannot measure a connection's or stream's traffic still sends an empty Traffic
+    (the observer UI reads it unchecked; producers/go does so, docs/go-producer.md).
+    """
+    return bool(gauge.cum_bytes or gauge.cum_packets or gauge.inst_bw)
+
+
 @dataclass(slots=True)
 class TrafficView:
+    """One Traffic; a direction whose DataGauge is unset (``measured``) reads as zeros with its
+    ``has_`` flag off, and ``present`` is off when neither direction was measured."""
+
     bytes_in: int = 0
     bytes_out: int = 0
     packets_in: int = 0
@@ -40,6 +53,8 @@ class TrafficView:
     bw_in: int = 0
     bw_out: int = 0
     present: bool = False
+    has_in: bool = False
+    has_out: bool = False
 
     @classmethod
     def of(cls, traffic: pb.Traffic, has: bool) -> TrafficView:
@@ -47,8 +62,19 @@ class TrafficView:
             return cls()
         t_in = traffic.traffic_in
         t_out = traffic.traffic_out
+        has_in, has_out = measured(t_in), measured(t_out)
+        if not (has_in or has_out):
+            return cls()
         return cls(
-            t_in.cum_bytes, t_out.cum_bytes, t_in.cum_packets, t_out.cum_packets, t_in.inst_bw, t_out.inst_bw, True
+            t_in.cum_bytes,
+            t_out.cum_bytes,
+            t_in.cum_packets,
+            t_out.cum_packets,
+            t_in.inst_bw,
+            t_out.inst_bw,
+            True,
+            has_in,
+            has_out,
         )
 
 

@@ -24,9 +24,9 @@ from exporter.logs import RateLimitedLog
 from exporter.model.budget import Budget
 from exporter.model.catalogue import Family, Writer
 from exporter.model.labels import LABEL_VALUES_FOLDED, Cardinality
-from exporter.model.snapshot import snapshot_of
+from exporter.model.snapshot import measured, snapshot_of
 from exporter.pipeline.events import EventView, parse_event
-from exporter.pipeline.lean import LeanTracker, StateStep
+from exporter.pipeline.lean import LeanTracker, StateStep, Traffic6
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState, SnapshotUpdate
 from exporter.pipeline.throttle import SpanShare
@@ -334,15 +334,17 @@ def _notice_kind(kind: int) -> str:
     return _NOTICE_KINDS.get(kind, "unknown")
 
 
-def _looks_restarted(prev: tuple[int, ...] | None, state: pb.State) -> bool:
+def _looks_restarted(prev: Traffic6 | None, state: pb.State) -> bool:
     """A node restart: its cumulative node traffic went backwards.
 
     ``start_ts`` alone is not trusted: the observer-toolkit mock moves it with every snapshot.
     """
     if prev is None or not state.HasField("traffic"):
         return False
-    t = state.traffic
-    return t.traffic_in.cum_bytes < prev[0] or t.traffic_out.cum_bytes < prev[1]
+    t = state.traffic  # a direction unset (all-zero DataGauge) now or before proves nothing
+    went_back_in = prev[0] is not None and measured(t.traffic_in) and t.traffic_in.cum_bytes < prev[0]
+    went_back_out = prev[1] is not None and measured(t.traffic_out) and t.traffic_out.cum_bytes < prev[1]
+    return went_back_in or went_back_out
 
 
 def _restart_key(name: str) -> str:

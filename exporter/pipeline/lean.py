@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 
 from exporter.model.labels import UNKNOWN, Cardinality, short_name
 from exporter.model.multiaddr import ip_version_of, transport_of
-from exporter.model.snapshot import IN_ROUTING_TABLE, STATUS_NAMES, DhtView, PeerStoreView, dht_view, peerstore_view
+from exporter.model.snapshot import (
+    IN_ROUTING_TABLE,
+    STATUS_NAMES,
+    DhtView,
+    PeerStoreView,
+    dht_view,
+    measured,
+    peerstore_view,
+)
 from exporter.protocol import introspection_pb2 as pb
 
 _CLOSED = frozenset((pb.CLOSED, pb.ERROR))
@@ -34,7 +42,8 @@ LIVE, DONE = 0, 1  # counted open (a close still to count) / closed and counted,
 ConnRec = tuple[tuple[str, str, str, str, str], int, int, int, int]
 # Per stream: raw protocol, its label, dir, phase, open_ts, last bytes in, out.
 StreamRec = tuple[str, str, str, int, int, int, int]
-Traffic6 = tuple[int, int, int, int, int, int]  # bytes in/out, packets in/out, bandwidth in/out
+# bytes in/out, packets in/out, bandwidth in/out; None for a direction not measured (unset DataGauge)
+Traffic6 = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
 
 
 @dataclass(slots=True, eq=False)
@@ -81,10 +90,16 @@ def _transport_text(raw: bytes) -> str:
 
 
 def traffic_of(msg: pb.State | pb.Connection | pb.Stream) -> Traffic6 | None:
+    """The traffic ``msg`` reports, None when it has none or neither direction was measured."""
     if not msg.HasField("traffic"):
         return None
     t_in, t_out = msg.traffic.traffic_in, msg.traffic.traffic_out
-    return (t_in.cum_bytes, t_out.cum_bytes, t_in.cum_packets, t_out.cum_packets, t_in.inst_bw, t_out.inst_bw)
+    has_in, has_out = measured(t_in), measured(t_out)
+    if not (has_in or has_out):
+        return None
+    i = (t_in.cum_bytes, t_in.cum_packets, t_in.inst_bw) if has_in else (None, None, None)
+    o = (t_out.cum_bytes, t_out.cum_packets, t_out.inst_bw) if has_out else (None, None, None)
+    return (i[0], o[0], i[1], o[1], i[2], o[2])
 
 
 class LeanTracker:
@@ -232,16 +247,20 @@ class LeanTracker:
                     ages.append((now - open_ts) / 1000.0)
             gkey = (status_names.get(status, "unknown"), labels[0], labels[1], labels[2], labels[3])
             conn_status[gkey] = conn_status.get(gkey, 0) + 1
+            b_in = b_out = 0
             if c.HasField("traffic"):
-                t = c.traffic
-                b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                # _add, inlined: this loop runs for every connection and stream of every State.
-                k = (labels[1], "in")
-                tbytes[k] = tbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
-                k = (labels[1], "out")
-                tbytes[k] = tbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-            else:
-                b_in = b_out = 0
+                # _add, inlined: this loop runs for every connection and stream of every State. A
+                # direction whose DataGauge is all zero was not measured: no increase, no series.
+                t = c.traffic.traffic_in
+                if t.cum_bytes or t.cum_packets or t.inst_bw:
+                    b_in = t.cum_bytes
+                    k = (labels[1], "in")
+                    tbytes[k] = tbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                t = c.traffic.traffic_out
+                if t.cum_bytes or t.cum_packets or t.inst_bw:
+                    b_out = t.cum_bytes
+                    k = (labels[1], "out")
+                    tbytes[k] = tbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
             new_c[key] = (labels, phase, open_ts, b_in, b_out)
 
             streams = c.streams
@@ -277,15 +296,18 @@ class LeanTracker:
                 sstatus = "closed" if (c_closed and not s_own_closed) else status_names.get(s_status, "unknown")
                 gk = (proto, sdir, sstatus)
                 stream_status[gk] = stream_status.get(gk, 0) + 1
-                if s.HasField("traffic"):
-                    t = s.traffic
-                    b_in, b_out = t.traffic_in.cum_bytes, t.traffic_out.cum_bytes
-                    k = (proto, "in")
-                    pbytes[k] = pbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
-                    k = (proto, "out")
-                    pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-                else:
-                    b_in = b_out = 0
+                b_in = b_out = 0
+                if s.HasField("traffic"):  # as for connections: an all-zero DataGauge is unset
+                    t = s.traffic.traffic_in
+                    if t.cum_bytes or t.cum_packets or t.inst_bw:
+                        b_in = t.cum_bytes
+                        k = (proto, "in")
+                        pbytes[k] = pbytes.get(k, 0) + (b_in - last_in if b_in >= last_in else b_in)
+                    t = s.traffic.traffic_out
+                    if t.cum_bytes or t.cum_packets or t.inst_bw:
+                        b_out = t.cum_bytes
+                        k = (proto, "out")
+                        pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
                 srec = (raw, proto, sdir, sphase, s_open, b_in, b_out)
                 new_s[skey] = srec
                 if closed_streams is not None:

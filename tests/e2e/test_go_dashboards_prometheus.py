@@ -3,8 +3,8 @@
 producers/go/cmd/introspect-swarm runs go-libp2p hosts on 127.0.0.1 (kad-dht, gossipsub, churn), each
 introspected by package introspect with its probe and the DHT and pubsub providers; it writes the
 exporter's ``--config``; ``libp2p-exporter live`` watches every host over the wire; a real Prometheus
-scrapes it. Every query of every panel must return data, except the panels listed in ALLOWED_EMPTY,
-whose data go-libp2p cannot supply (the reasons are there and in docs/go-producer.md). The pubsub
+scrapes it. Every query of every panel must return data, except exactly the panels
+whose data go-libp2p cannot supply (GO_CANNOT in tests/support/go_nodes.py, and docs/go-producer.md). The pubsub
 board needs gossipsub traces, not introspection, and has its own proof (test_go_gossipsub.py).
 """
 
@@ -17,23 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.panel_queries import dashboards, graphs, panels_without_data, resolve_variables, substitute
+from tests.support.go_nodes import GO_CANNOT
+from tests.support.panel_queries import dashboards, panels_without_data, resolve_variables, substitute
 from tests.support.procs import Prometheus, scrape_job, spawn, start_exporter, start_prometheus, wait_for
 
 MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
-# (board, panel title) -> why go-libp2p cannot fill it. Keep in step with docs/go-producer.md.
-_NO_LIMIT = "go-libp2p's peerstore has no peer limit and counts no evictions (max_peers, evicted_peers unset)"
-_NO_STREAM_BYTES = (
-    "streams carry no traffic: go-libp2p counts bytes per peer and per protocol, not per stream, and a State "
-    "has no per-protocol traffic"
-)
-ALLOWED_EMPTY: dict[tuple[str, str], str] = {
-    ("libp2p-peerstore", "Limit"): _NO_LIMIT,
-    ("libp2p-peerstore", "Evictions"): _NO_LIMIT,
-    ("libp2p-peerstore", "Evictions per second"): _NO_LIMIT,
-    ("libp2p-streams", "Protocol traffic"): _NO_STREAM_BYTES,
-    ("libp2p-traffic", "Traffic by protocol (top 10)"): _NO_STREAM_BYTES,
-}
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +66,10 @@ def test_every_panel_has_data_from_the_go_swarm(go_stack: Prometheus, path: Path
     assert set(variables["node"]) == {"go-0", "go-1", "go-2"}
     end = time.time()
     _, failures = panels_without_data(
-        prom, path, variables, MACROS, start=end - 30, end=end, step="2", allowed_empty=ALLOWED_EMPTY
+        prom, path, variables, MACROS, start=end - 30, end=end, step="2", allowed_empty={}
     )
-    assert not failures, "\n".join(failures)
+    # Exactly the panels go-libp2p cannot fill are empty: one it starts filling must leave GO_CANNOT.
+    empty = {f.split(" [", 1)[0] for f in failures}
+    assert empty == {title for board, title in GO_CANNOT if board == path.stem}, "\n".join(failures)
     for annotation in dash["annotations"]["list"]:
         assert prom.api("query", query=substitute(annotation["expr"], variables, MACROS))["resultType"] == "vector"
-
-
-def test_allowed_empty_names_real_panels() -> None:
-    titles = {(p.stem, g["title"]) for p in dashboards() for g in graphs(json.loads(p.read_text()))}
-    assert set(ALLOWED_EMPTY) <= titles, set(ALLOWED_EMPTY) - titles

@@ -10,24 +10,18 @@ observer-toolkit data layer (tests/observer) reads a live session as the UI spea
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
-import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from exporter.app.runtime import build_hub
 from exporter.protocol import introspection_pb2 as pb
-from exporter.protocol.commands import command
-from exporter.protocol.framing import decode_segments
 from exporter.sources.websocket import Session
 from tests.support.live import FAST
-from tests.support.observer import CMD, Reader, assert_read_cleanly, cli, inspect_counts
+from tests.support.observer import Reader, assert_read_cleanly, cli, inspect_counts, ui_session
 from tests.support.procs import Proc, spawn, start_exporter, until, wait_for
 
 URL_LINE = re.compile(r"^(ws://127\.0\.0\.1:\d+/introspect)$", re.M)
@@ -77,28 +71,6 @@ async def test_the_exporters_live_source_streams_from_the_go_endpoint(go_node: t
     assert proc.stop() == 0, proc.output()  # SIGTERM: the Go endpoint closes cleanly
 
 
-async def _ui_session(url: str, states: int, frames_file: Path) -> None:
-    """The observer UI's handshake (docs/protocol.md §3.8); every WebSocket message kept as u32 length + bytes."""
-    frames: list[bytes] = []
-    got = 0
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        await ws.send_bytes(command(1, CMD.HELLO, interval_ms=1000, retention_ms=120_000))
-        await ws.send_bytes(command(2, CMD.REQUEST, CMD.RUNTIME))
-        await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.EVENTS))
-        await ws.send_bytes(command(4, CMD.PUSH_ENABLE, CMD.STATE))
-        deadline = time.monotonic() + states * 1.0 + 30
-        while got < states:
-            msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - time.monotonic()))
-            assert msg.type == aiohttp.WSMsgType.BINARY, msg
-            frames.append(bytes(msg.data))
-            decoded = decode_segments(msg.data)
-            assert not decoded.errors and len(decoded.messages) == 1
-            got += decoded.messages[0].WhichOneof("payload") == "state"
-    frames_file.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
-    # The same messages as a capture file (docs/protocol.md §4), for `inspect`: one version, then segments.
-    frames_file.with_suffix(".mock").write_bytes(struct.pack("<I", 1) + b"".join(f[4:] for f in frames))
-
-
 async def test_the_observer_reads_a_go_endpoint_session_and_a_recording_of_it(
     observer: Reader, go_node: tuple[str, Proc], tmp_path: Path, procs: list[Proc]
 ) -> None:
@@ -109,7 +81,7 @@ async def test_the_observer_reads_a_go_endpoint_session_and_a_recording_of_it(
     )
     procs.append(recorder)
     frames_file = tmp_path / "session.frames"
-    await _ui_session(url, 8, frames_file)
+    await ui_session(url, 8, frames_file)
     assert recorder.stop() == 0, recorder.output()  # SIGTERM: the recording is complete on disk
     (recording,) = sorted(recordings.rglob("*.libp2p.trace"))
     reports = observer(

@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.integration.test_go_endpoint_wire import _ui_session
-from tests.support.observer import Reader, assert_read_cleanly, cli, inspect_counts
+from tests.support.observer import Reader, assert_read_cleanly, cli, inspect_counts, ui_session
 from tests.support.procs import Proc, spawn, start_exporter, wait_for
 
 READY = re.compile(r"^go-0=(ws://127\.0\.0\.1:\d+/introspect)$", re.M)
@@ -23,7 +22,7 @@ async def test_the_observer_reads_a_go_host_session_and_a_recording_of_it(
     observer: Reader, go_tools: dict[str, Path], tmp_path: Path, procs: list[Proc]
 ) -> None:
     swarm = spawn(
-        [str(go_tools["introspect-swarm"]), "-n", "3", "-churn", "1s", "-duration", "120s", "-observer-ui"],
+        [str(go_tools["introspect-swarm"]), "-n", "3", "-churn", "1s", "-duration", "120s"],
         tmp_path / "go",
         "introspect-swarm",
         0,
@@ -36,7 +35,7 @@ async def test_the_observer_reads_a_go_host_session_and_a_recording_of_it(
     )
     procs.append(recorder)
     frames_file = tmp_path / "session.frames"
-    await _ui_session(url, 10, frames_file)
+    await ui_session(url, 10, frames_file)
     assert recorder.stop() == 0, recorder.output()  # SIGTERM: the recording is complete on disk
     assert swarm.stop() == 0, swarm.output()
     (recording,) = sorted(recordings.rglob("*.libp2p.trace"))

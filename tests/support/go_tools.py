@@ -21,7 +21,14 @@ import pytest
 from tests.support.procs import REPO
 
 GO_MODULE = REPO / "producers" / "go"
-COMMANDS = ("gossipsub-swarm", "tracestat-oracle", "introspect-fake", "introspect-node", "introspect-swarm")
+COMMANDS = (
+    "gossipsub-swarm",
+    "tracestat-oracle",
+    "introspect-fake",
+    "introspect-node",
+    "introspect-swarm",
+    "loopback-peers",
+)
 
 
 def build_go_tools(dest: Path) -> dict[str, Path]:

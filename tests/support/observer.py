@@ -6,20 +6,26 @@ and checksums beside it), so a fresh clone runs these checks as CI does."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from exporter.protocol import introspection_pb2 as pb
+from exporter.protocol.commands import command
+from exporter.protocol.framing import decode_segments
 from tests.support.procs import REPO
 
 OBSERVER = REPO / "tests" / "observer"
@@ -123,3 +129,27 @@ def assert_read_cleanly(report: dict[str, Any], expected: dict[str, int]) -> Non
     assert seen["connections"] > 0 and seen["streams"] > 0 and seen["dhtPeers"] > 0
     assert seen["events"] == expected["event"] > 0
     assert seen["selectorCalls"] > 10 * seen["connections"]
+
+
+async def ui_session(url: str, states: int, frames_file: Path, first_state: asyncio.Event | None = None) -> None:
+    """The observer UI's handshake (docs/protocol.md §3.8); every WebSocket message kept as u32 length + bytes."""
+    frames: list[bytes] = []
+    got = 0
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_bytes(command(1, CMD.HELLO, interval_ms=1000, retention_ms=120_000))
+        await ws.send_bytes(command(2, CMD.REQUEST, CMD.RUNTIME))
+        await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.EVENTS))
+        await ws.send_bytes(command(4, CMD.PUSH_ENABLE, CMD.STATE))
+        deadline = time.monotonic() + states * 1.0 + 30
+        while got < states:
+            msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - time.monotonic()))
+            assert msg.type == aiohttp.WSMsgType.BINARY, msg
+            frames.append(bytes(msg.data))
+            decoded = decode_segments(msg.data)
+            assert not decoded.errors and len(decoded.messages) == 1
+            got += decoded.messages[0].WhichOneof("payload") == "state"
+            if got and first_state is not None:
+                first_state.set()  # events are pushed to this session from now on
+    frames_file.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
+    # The same messages as a capture file (docs/protocol.md §4), for `inspect`: one version, then segments.
+    frames_file.with_suffix(".mock").write_bytes(struct.pack("<I", 1) + b"".join(f[4:] for f in frames))

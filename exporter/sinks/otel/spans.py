@@ -454,9 +454,11 @@ class NodeTracer:
 
 def _traffic_attrs(prefix: str, view: ConnView | StreamView) -> dict[str, int]:
     t = view.traffic
-    return {
-        f"{prefix}.bytes_received": t.bytes_in,
-        f"{prefix}.bytes_sent": t.bytes_out,
-        f"{prefix}.packets_received": t.packets_in,
-        f"{prefix}.packets_sent": t.packets_out,
-    }
+    attrs = {}
+    if t.has_in:  # an unset direction (all-zero DataGauge) was not measured: no attribute
+        attrs[f"{prefix}.bytes_received"] = t.bytes_in
+        attrs[f"{prefix}.packets_received"] = t.packets_in
+    if t.has_out:
+        attrs[f"{prefix}.bytes_sent"] = t.bytes_out
+        attrs[f"{prefix}.packets_sent"] = t.packets_out
+    return attrs

@@ -40,7 +40,6 @@ type tracker struct {
 	node         rate
 	pruned       uint64                // when prune last ran (ms)
 	before       map[peer.ID][2]uint64 // the probe's per-peer counts when the introspector started
-	uiTraffic    bool                  // ZeroTrafficForObserverUI
 }
 
 type connRec struct {
@@ -497,10 +496,8 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 		if rec.closeTS != 0 {
 			c.Status = pb.Status_CLOSED
 		}
-		if tr := t.connTraffic(rec); tr != nil {
-			c.Traffic = tr
-		} else if t.uiTraffic {
-			c.Traffic = zeroTraffic()
+		if c.Traffic = t.connTraffic(rec); c.Traffic == nil {
+			c.Traffic = unmeasured()
 		}
 		if rec.closeTS == 0 {
 			c.LatencyNs = t.latency(rec, openPerPeer[rec.peer])
@@ -521,6 +518,7 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 				Role:     s.role,
 				Timeline: &pb.Stream_Timeline{OpenTs: s.openTS, CloseTs: s.closeTS},
 				Status:   pb.Status_ACTIVE,
+				Traffic:  unmeasured(), // go-libp2p counts no bytes per stream
 			}
 			if ps.Protocol == "" && s.scope != nil {
 				ps.Protocol = s.scope.protocol()
@@ -528,14 +526,19 @@ func (t *tracker) render(now uint64, retention time.Duration) []*pb.Connection {
 			if s.closeTS != 0 {
 				ps.Status = pb.Status_CLOSED
 			}
-			if t.uiTraffic {
-				ps.Traffic = zeroTraffic()
-			}
 			c.Streams.Streams = append(c.Streams.Streams, ps)
 		}
 		out = append(out, c)
 	}
 	return out
+}
+
+// unmeasured is the Traffic of a connection or stream whose bytes were not measured: both
+// DataGauges present and empty. The observer UI reads every Connection's and Stream's traffic
+// in both directions without a check (and throws without it); an all-zero DataGauge is unset in
+// proto3, and the exporter reads it as not measured (no series, no sample, no span attribute).
+func unmeasured() *pb.Traffic {
+	return &pb.Traffic{TrafficIn: &pb.DataGauge{}, TrafficOut: &pb.DataGauge{}}
 }
 
 // connTraffic is the connection's traffic where it is exact: QUIC's own counts (bytes on the
@@ -598,10 +601,6 @@ func (t *tracker) nodeTraffic(now time.Time) *pb.Traffic {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.node.traffic(now, in, out)
-}
-
-func zeroTraffic() *pb.Traffic {
-	return &pb.Traffic{TrafficIn: &pb.DataGauge{}, TrafficOut: &pb.DataGauge{}}
 }
 
 // rate turns cumulative counts into a rate over the last second or more.

@@ -50,7 +50,6 @@ type config struct {
 	providers  []Provider
 	wsOpts     []ws.Option
 	eventBus   bool
-	uiTraffic  bool
 }
 
 // Option configures an Introspector.
@@ -111,14 +110,6 @@ func NoEventBus() Option {
 	return func(c *config) error { c.eventBus = false; return nil }
 }
 
-// ZeroTrafficForObserverUI sends an all-zero traffic where none was measured (every stream, and
-// connections without exact traffic). The libp2p observer UI reads every Connection's and
-// Stream's traffic without a check and blanks its streams table without one; but a client such
-// as libp2p-exporter then reads those zeros as measured. Turn it on only for the UI.
-func ZeroTrafficForObserverUI() Option {
-	return func(c *config) error { c.uiTraffic = true; return nil }
-}
-
 // Introspector is the ws.Source for one go-libp2p host.
 type Introspector struct {
 	h       host.Host
@@ -153,7 +144,6 @@ func New(h host.Host, opts ...Option) (*Introspector, error) {
 	in := &Introspector{h: h, cfg: cfg, start: time.Now()}
 	in.ev = newEvents()
 	in.conns = newTracker(h, cfg.probe, cfg.retention, in)
-	in.conns.uiTraffic = cfg.uiTraffic
 	in.ps = newPeerstoreSampler(h.Peerstore())
 	types := append(baseEventTypes(), busEventTypes()...)
 	for _, p := range cfg.providers {

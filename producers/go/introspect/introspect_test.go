@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/libp2p-exporter/libp2p-exporter/producers/go/pb"
 )
@@ -246,9 +247,18 @@ func TestWithoutProbeNothingFabricated(t *testing.T) {
 	if c.Timeline.OpenTs != 0 || c.Timeline.UpgradedTs == 0 {
 		t.Fatalf("timeline %v: open_ts must stay unset without the probe", c.Timeline)
 	}
-	if c.Traffic != nil || st.Traffic != nil {
+	if !isUnmeasured(c.Traffic) || st.Traffic != nil {
 		t.Fatalf("traffic %v / %v without a bandwidth reporter", c.Traffic, st.Traffic)
 	}
+	if !isUnmeasured(ps.Traffic) {
+		t.Fatalf("stream traffic %v: go-libp2p measures none", ps.Traffic)
+	}
+}
+
+// isUnmeasured: present for the observer UI, both gauges present and empty (unset for the exporter).
+func isUnmeasured(tr *pb.Traffic) bool {
+	return tr != nil && tr.TrafficIn != nil && tr.TrafficOut != nil &&
+		proto.Size(tr.TrafficIn) == 0 && proto.Size(tr.TrafficOut) == 0
 }
 
 func TestClosedConnectionRetainedThenDropped(t *testing.T) {
@@ -485,8 +495,8 @@ func TestConnectionBeforeNewHasNoTraffic(t *testing.T) {
 	roundTrip(t, a, b.ID(), 100)
 	st := in.State(time.Minute)
 	cs := connsTo(st, b.ID())
-	if len(cs) != 1 || cs[0].Traffic != nil {
-		t.Fatalf("connections %v: want one, without traffic", cs)
+	if len(cs) != 1 || !isUnmeasured(cs[0].Traffic) {
+		t.Fatalf("connections %v: want one, with unmeasured (empty) traffic", cs)
 	}
 	if cs[0].Timeline.OpenTs == 0 {
 		t.Fatalf("the probe saw it open: open_ts should be there")
@@ -496,40 +506,31 @@ func TestConnectionBeforeNewHasNoTraffic(t *testing.T) {
 	}
 }
 
-// Streams carry no traffic (go-libp2p has none per stream), unless zeros are asked for the
-// observer UI; measured connection traffic is never replaced.
-func TestStreamTrafficUnsetUnlessForObserverUI(t *testing.T) {
-	for _, ui := range []bool{false, true} {
-		p := newProbe(t)
-		a := newHost(t, p)
-		b := newHost(t, nil)
-		opts := []Option{WithProbe(p)}
-		if ui {
-			opts = append(opts, ZeroTrafficForObserverUI())
+// Streams carry an empty Traffic (go-libp2p measures none per stream: present for the observer
+// UI, unset for the exporter); measured connection traffic is never replaced.
+func TestStreamTrafficSentEmpty(t *testing.T) {
+	p := newProbe(t)
+	a := newHost(t, p)
+	b := newHost(t, nil)
+	in := newIntrospector(t, a, WithProbe(p))
+	connectOver(t, a, b, "tcp")
+	roundTrip(t, a, b.ID(), 100)
+	var streams []*pb.Stream
+	var conn *pb.Connection
+	until(t, "the echo stream", func() bool {
+		cs := connsTo(in.State(time.Minute), b.ID())
+		if len(cs) != 1 || len(cs[0].Streams.Streams) == 0 {
+			return false
 		}
-		in := newIntrospector(t, a, opts...)
-		connectOver(t, a, b, "tcp")
-		roundTrip(t, a, b.ID(), 100)
-		var streams []*pb.Stream
-		var conn *pb.Connection
-		until(t, "the echo stream", func() bool {
-			cs := connsTo(in.State(time.Minute), b.ID())
-			if len(cs) != 1 || len(cs[0].Streams.Streams) == 0 {
-				return false
-			}
-			conn, streams = cs[0], cs[0].Streams.Streams
-			return true
-		})
-		if conn.Traffic.GetTrafficOut().GetCumBytes() < 100 {
-			t.Fatalf("ui=%v: measured connection traffic %v lost", ui, conn.Traffic)
-		}
-		for _, s := range streams {
-			if ui && (s.Traffic == nil || s.Traffic.TrafficIn == nil || s.Traffic.TrafficOut == nil || s.Traffic.TrafficOut.CumBytes != 0) {
-				t.Fatalf("ui: stream traffic %v, want zeros present", s.Traffic)
-			}
-			if !ui && s.Traffic != nil {
-				t.Fatalf("stream traffic %v was not measured", s.Traffic)
-			}
+		conn, streams = cs[0], cs[0].Streams.Streams
+		return true
+	})
+	if conn.Traffic.GetTrafficOut().GetCumBytes() < 100 {
+		t.Fatalf("measured connection traffic %v lost", conn.Traffic)
+	}
+	for _, s := range streams {
+		if !isUnmeasured(s.Traffic) {
+			t.Fatalf("stream traffic %v, want both DataGauges present and empty", s.Traffic)
 		}
 	}
 }

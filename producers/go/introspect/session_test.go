@@ -113,7 +113,7 @@ func TestSessionOverWebSocket(t *testing.T) {
 		}
 		return false
 	})
-	if conn.Timeline.GetOpenTs() == 0 || conn.Traffic == nil {
+	if conn.Timeline.GetOpenTs() == 0 || isUnmeasured(conn.Traffic) {
 		t.Fatalf("connection over the wire lost its probe fields: %v", conn)
 	}
 }

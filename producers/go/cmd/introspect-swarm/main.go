@@ -39,7 +39,6 @@ type options struct {
 	topic     string
 	configOut string
 	prefix    string
-	observer  bool
 }
 
 type node struct {
@@ -63,7 +62,6 @@ func main() {
 	flag.StringVar(&o.topic, "topic", "introspect-demo", "gossipsub topic")
 	flag.StringVar(&o.configOut, "config-out", "", "write a libp2p-exporter --config file listing the hosts here")
 	flag.StringVar(&o.prefix, "name", "go", "host names are NAME-0, NAME-1, ...")
-	flag.BoolVar(&o.observer, "observer-ui", false, "send zero traffic where none was measured, for the libp2p observer UI (an exporter then reads it as measured)")
 	flag.Parse()
 	if err := check(o); err != nil {
 		fmt.Fprintln(os.Stderr, "introspect-swarm:", err)
@@ -108,7 +106,7 @@ func run(ctx context.Context, o options) error {
 		if o.listen > 0 {
 			addr = fmt.Sprintf("127.0.0.1:%d", o.listen+i)
 		}
-		nd, err := start(ctx, fmt.Sprintf("%s-%d", o.prefix, i), addr, o.topic, o.observer)
+		nd, err := start(ctx, fmt.Sprintf("%s-%d", o.prefix, i), addr, o.topic)
 		if err != nil {
 			return err
 		}
@@ -143,7 +141,7 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
-func start(ctx context.Context, name, introAddr, topic string, observerUI bool) (*node, error) {
+func start(ctx context.Context, name, introAddr, topic string) (*node, error) {
 	probe, err := introspect.NewProbe()
 	if err != nil {
 		return nil, err
@@ -189,9 +187,6 @@ func start(ctx context.Context, name, introAddr, topic string, observerUI bool) 
 	}()
 	opts := []introspect.Option{
 		introspect.WithProbe(probe), introspect.WithProvider(tracker), introspect.WithProvider(pst), introspect.ListenAddr(introAddr),
-	}
-	if observerUI {
-		opts = append(opts, introspect.ZeroTrafficForObserverUI())
 	}
 	nd.intro, err = introspect.New(h, opts...)
 	if err != nil {
