@@ -49,21 +49,10 @@ from exporter.generator import SyntheticNode  # noqa: E402
 from exporter.protocol import introspection_pb2 as pb  # noqa: E402
 from exporter.protocol.commands import response  # noqa: E402
 from exporter.protocol.framing import encode_segment  # noqa: E402
+from exporter.protocol.varint import encode_varint  # noqa: E402
 
 HEADER = struct.Struct("<III")
 TS_LOW, TS_HIGH = 1 << 35, 1 << 42  # millisecond times here encode as exactly 6 varint bytes
-
-
-def varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 @dataclass
@@ -100,7 +89,7 @@ def build_sequence(
         node.pending_events.clear()
         msg = node.state()
         payload = msg.SerializeToString()
-        needle = b"\x18" + varint(msg.state.instant_ts)
+        needle = b"\x18" + encode_varint(msg.state.instant_ts)
         # instant_ts (field 3) follows the subsystems (field 1, where the DHT's start_ts has the same tag).
         frame = Frame(events, payload, payload.rfind(needle) + 1)
         probe_ts = msg.state.instant_ts + 777
@@ -114,7 +103,7 @@ def build_sequence(
 def patched(frame: Frame, ts_ms: int) -> bytes:
     """The State framed for the wire with instant_ts = ts_ms."""
     p, at = frame.payload, frame.ts_at
-    body = b"".join((p[:at], varint(ts_ms), p[at + 6 :]))
+    body = b"".join((p[:at], encode_varint(ts_ms), p[at + 6 :]))
     return b"".join((frame.events, HEADER.pack(1, fnv1a_32(body), len(body)), body))
 
 

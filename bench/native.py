@@ -44,6 +44,7 @@ from exporter.model.histogram_profiles import FAMILIES, profile
 from exporter.model.labels import Cardinality
 from exporter.model.native import NativeSpec
 from exporter.protocol import prometheus_metrics_pb2 as pb
+from exporter.protocol.varint import iter_delimited
 from exporter.sinks.exposition import Format
 from exporter.sinks.prometheus import Exposition
 
@@ -57,21 +58,12 @@ CONFIGS: dict[str, tuple[str, NativeSpec | None]] = {
 
 
 def decode(body: bytes) -> list[pb.MetricFamily]:
-    out, at = [], 0
-    while at < len(body):
-        n = shift = 0
-        while True:
-            byte = body[at]
-            at += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+    families = []
+    for payload in iter_delimited(body):
         family = pb.MetricFamily()
-        family.ParseFromString(body[at : at + n])
-        out.append(family)
-        at += n
-    return out
+        family.ParseFromString(payload)
+        families.append(family)
+    return families
 
 
 def stored_from_protobuf(body: bytes, node: str, *, keep_classic: bool) -> Counter[str]:

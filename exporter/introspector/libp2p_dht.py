@@ -20,6 +20,7 @@ from libp2p.kad_dht import common as kad_common
 
 from exporter.introspector.api import now_ms
 from exporter.protocol import introspection_pb2 as pb
+from exporter.protocol.varint import read_varint
 
 _INBOUND_PEEK = 8192  # bytes of an inbound DHT stream kept to learn the request type
 _MAX_KEY_CHARS = 256  # a DHT key in an event; the remote peer chooses it
@@ -232,14 +233,10 @@ def _kad_request(data: bytes) -> tuple[str, str, str]:
     try:
         from libp2p.kad_dht.pb.kademlia_pb2 import Message
 
-        length, shift, pos = 0, 0, 0
-        while pos < len(data) and pos < 5:
-            byte = data[pos]
-            length |= (byte & 0x7F) << shift
-            pos += 1
-            shift += 7
-            if not byte & 0x80:
-                break
+        head = read_varint(data, 0)
+        if head is None:
+            return "", "", ""
+        length, pos = head
         msg = Message()
         msg.ParseFromString(data[pos : pos + length])
         qtype = _KAD_TYPES.get(int(msg.type), "")

@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError, Message
 
 from exporter.protocol import pubsub_trace_pb2 as tpb
 from exporter.protocol.framing import SegmentError
+from exporter.protocol.varint import MAX_VARINT, encode_varint, read_varint
 
 if TYPE_CHECKING:
     # The protobuf stubs type a message's descriptors as the pure-Python or the upb (C) class.
@@ -36,7 +37,6 @@ TraceEventBatch = tpb.TraceEventBatch
 
 MAX_EVENT = 1 << 20  # tracestat's and traced's reader limit for one event
 MAX_BATCH = 1 << 22  # traced's limit for one batch on a remote-tracer stream
-MAX_VARINT = 10
 EVENT_TAG = 0x08  # field 1 (type), varint
 BATCH_TAG = 0x0A  # field 1 (batch), length-delimited
 RESYNC_FACTOR = 4
@@ -44,31 +44,6 @@ RESYNC_FLOOR = 1 << 20
 _TYPES = frozenset(TraceEvent.Type.values())
 # Names the JSON tracer used before the rename to On{New,Closed}OutboundStream (same field numbers).
 JSON_ALIASES = {"addPeer": "onNewOutboundStream", "removePeer": "onClosedOutboundStream"}
-
-
-def encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def read_varint(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int] | None:
-    """(value, bytes used) of the varint at pos; None when more bytes are needed; ValueError if malformed."""
-    value = 0
-    for i in range(MAX_VARINT):
-        if pos + i >= len(data):
-            return None
-        byte = data[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, i + 1
-    raise ValueError(f"varint longer than {MAX_VARINT} bytes")
 
 
 def delimit(message: Message | bytes) -> bytes:

@@ -24,6 +24,7 @@ from exporter.protocol.framing import (
     fnv1a32,
     parse_server_message,
 )
+from exporter.protocol.varint import read_varint
 
 # The ServerMessage oneof ``payload``: field number -> kind (WhichOneof's names).
 KINDS = {2: "state", 3: "runtime", 4: "event", 5: "response", 6: "notice"}
@@ -60,16 +61,11 @@ def kind_of(item: Item) -> str:
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]  # IndexError past the end: the caller's "does not walk"
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
+    """(value, position after it); IndexError past the end (the caller's "does not walk")."""
+    head = read_varint(data, pos)
+    if head is None:
+        raise IndexError(pos)
+    return head[0], pos + head[1]
 
 
 def peek_kind(payload: bytes) -> str | None:

@@ -17,6 +17,7 @@ from exporter.model.histogram_profiles import FAMILIES, profile
 from exporter.model.labels import Cardinality
 from exporter.model.native import NativeSpec, bucket_bounds, bucket_index, spans
 from exporter.protocol import prometheus_metrics_pb2 as pb
+from exporter.protocol.varint import iter_delimited
 from exporter.sinks.exposition import Format, ProtoWriter, join_proto, negotiate
 from exporter.sinks.prometheus import Exposition
 
@@ -99,21 +100,12 @@ def test_spans_and_deltas() -> None:
 
 
 def decode(body: bytes) -> list[pb.MetricFamily]:
-    out, at = [], 0
-    while at < len(body):
-        n = shift = 0
-        while True:
-            byte = body[at]
-            at += 1
-            n |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+    families = []
+    for payload in iter_delimited(body):
         family = pb.MetricFamily()
-        family.ParseFromString(body[at : at + n])
-        out.append(family)
-        at += n
-    return out
+        family.ParseFromString(payload)
+        families.append(family)
+    return families
 
 
 def expand(spans_: list[pb.BucketSpan], deltas: list[int]) -> dict[int, int]:

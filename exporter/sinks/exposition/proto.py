@@ -24,6 +24,7 @@ from exporter.model.catalogue import Family, Labels, Writer
 from exporter.model.histogram import Histogram
 from exporter.model.native import spans
 from exporter.protocol import prometheus_metrics_pb2 as pb
+from exporter.protocol.varint import encode_varint
 
 _TYPES = {
     "counter": pb.COUNTER,
@@ -37,21 +38,9 @@ _TYPES = {
 }
 
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return bytes((tag << 3 | 2,)) + varint(len(payload)) + payload
+    return bytes((tag << 3 | 2,)) + encode_varint(len(payload)) + payload
 
 
 class ProtoHead:
@@ -218,6 +207,6 @@ def join_proto(blocks: Iterable[ProtoBlock]) -> bytes:
     out: list[bytes] = []
     for parts in groups.values():
         body = parts[0][0].header + b"".join(metrics for _, metrics in parts)
-        out.append(varint(len(body)))
+        out.append(encode_varint(len(body)))
         out.append(body)
     return b"".join(out)
