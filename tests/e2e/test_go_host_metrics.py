@@ -31,7 +31,12 @@ from pathlib import Path
 import pytest
 
 from tests.support.go_nodes import ECHO, GO_CANNOT, HOLD, GoNode, start_go_node
-from tests.support.observer import Reader, assert_read_cleanly, cli, inspect_counts, ui_session
+from tests.support.observer import (
+    Reader,
+    cli,
+    read_session_and_recording,
+    ui_session,
+)
 from tests.support.panel_queries import OWN_PROOF, dashboards, graphs, panels_without_data, resolve_variables
 from tests.support.procs import Proc, Prometheus, http_get, scrape_job, start_exporter, start_prometheus, wait_for
 from tests.support.samples import Series, matching, series
@@ -218,18 +223,7 @@ async def test_the_observer_reads_a_go_hosts_session_and_a_recording_of_it(
     await session
     assert recorder.stop() == 0, recorder.output()  # SIGTERM: the recording is complete on disk
     (recording,) = sorted(recordings.rglob("*.libp2p.trace"))
-    reports = observer(
-        [
-            {"name": "live", "kind": "frames", "path": str(frames_file)},
-            {"name": "recording", "kind": "file", "path": str(recording)},
-        ]
-    )
-    for name, counted in (("live", frames_file.with_suffix(".mock")), ("recording", recording)):
-        expected = inspect_counts(counted)
-        assert expected["state"] >= 5 and expected["runtime"] >= 1, (name, expected)
-        assert_read_cleanly(reports[name], expected)
-        seen = reports[name]["seen"]
-        assert seen["missingClosedConnections"] == 0, (name, seen)
+    reports = read_session_and_recording(observer, frames_file, recording)
     assert reports["live"]["decoded"]["state"] >= 8
     assert "go-libp2p" in cli("inspect", str(recording))
 

@@ -131,6 +131,24 @@ def assert_read_cleanly(report: dict[str, Any], expected: dict[str, int]) -> Non
     assert seen["selectorCalls"] > 10 * seen["connections"]
 
 
+def read_session_and_recording(observer: Reader, frames_file: Path, recording: Path) -> dict[str, dict[str, Any]]:
+    """The observer's data layer over a live session's frames (``ui_session``) and a ``--record``
+    recording of the same node: each read cleanly, counts equal to ``inspect``'s, every closed
+    connection still listed (CLOSED with its close_ts). The reports, by name, for further checks."""
+    reports = observer(
+        [
+            {"name": "live", "kind": "frames", "path": str(frames_file)},
+            {"name": "recording", "kind": "file", "path": str(recording)},
+        ]
+    )
+    for name, counted in (("live", frames_file.with_suffix(".mock")), ("recording", recording)):
+        expected = inspect_counts(counted)
+        assert expected["state"] >= 5 and expected["runtime"] >= 1, (name, expected)
+        assert_read_cleanly(reports[name], expected)
+        assert reports[name]["seen"]["missingClosedConnections"] == 0, (name, reports[name]["seen"])
+    return reports
+
+
 async def ui_session(url: str, states: int, frames_file: Path, first_state: asyncio.Event | None = None) -> None:
     """The observer UI's handshake (docs/protocol.md §3.8); every WebSocket message kept as u32 length + bytes."""
     frames: list[bytes] = []
