@@ -24,7 +24,7 @@ from exporter.app.live import run_live
 from exporter.protocol import pb
 from tests.support import independent as ind
 from tests.support.introspect_server import IntrospectServer
-from tests.support.panel_queries import dashboards, panels_without_data, resolve_variables
+from tests.support.panel_queries import LIVE_ONLY, dashboards, panels_without_data, resolve_variables
 from tests.support.procs import FIXTURE, REPO, Prometheus, start_prometheus
 
 # Both captures have States 1-2 s apart (the recording's synthetic node steps 1 s per State).
@@ -33,6 +33,7 @@ MACROS = {"$__rate_interval": "10s", "$__interval": "2s", "$__range": "1m"}
 # journal, so nothing measured the exporter's own side. With one, these have data too
 # (tests/e2e/test_backfill_recorded_incident.py).
 NOT_BACKFILLED = {
+    **LIVE_ONLY,
     ("libp2p-exporter-health", "Scrape duration"): "no scrape journal: nobody scraped while this was recorded",
     ("libp2p-exporter-health", "Scrape target up"): "no scrape journal: nobody scraped while this was recorded",
 }

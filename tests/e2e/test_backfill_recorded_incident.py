@@ -27,7 +27,7 @@ pytest.importorskip("libp2p")
 import trio
 
 from tests.support.introspect_server import IntrospectServer, ServerThread
-from tests.support.panel_queries import dashboards, panels_without_data, resolve_variables
+from tests.support.panel_queries import LIVE_ONLY, dashboards, panels_without_data, resolve_variables
 from tests.support.procs import REPO, Prometheus, http_get, scrape_job, start_exporter, start_prometheus, wait_for
 from tests.support.pubsub_swarm import SwarmRun, run_traced_swarm
 
@@ -122,7 +122,14 @@ def test_every_panel_of_every_board_has_data(incident: Incident, path: Path) -> 
     variables = resolve_variables(incident.history, dash, **window)
     assert variables["instance"] == ["backfill"]
     checked, failures = panels_without_data(
-        incident.history, path, variables, MACROS, start=incident.start, end=incident.end, step="1", allowed_empty={}
+        incident.history,
+        path,
+        variables,
+        MACROS,
+        start=incident.start,
+        end=incident.end,
+        step="1",
+        allowed_empty=LIVE_ONLY,  # the overload panels: measured live only (docs/backfill.md)
     )
     assert checked >= 4
     assert not failures, "\n".join(failures)
