@@ -80,6 +80,7 @@ $(KUSTOMIZE):
 go-deps: $(PROTOC_GEN_GO) $(KUSTOMIZE)
 	cd $(GODIR) && $(GO) mod download
 
+# gofmt, go vet and go test of the Go module (producers/go), run by make test.
 go-test: go-deps
 	@unformatted=$$(cd $(GODIR) && gofmt -l $$(find . -name '*.go' ! -name '*.pb.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
