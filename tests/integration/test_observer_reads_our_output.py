@@ -12,24 +12,18 @@ declared property, and no event hidden by a State whose snapshot_duration_ms is 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import struct
-import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from exporter.protocol.commands import command
-from exporter.protocol.framing import decode_segments
 from tests.support.observer import (
-    CMD,
     KINDS,
     Reader,
     assert_read_cleanly,
     cli,
     inspect_counts,
+    ui_session,
 )
 from tests.support.procs import REPO, Proc, start_exporter, wait_for
 
@@ -56,30 +50,6 @@ def test_the_observer_reads_its_own_sample_the_same_way(observer: Reader) -> Non
     assert report["seen"]["connections"] == 234 and report["seen"]["events"] == 937
 
 
-async def _ui_session(url: str, states: int, frames_file: Path) -> int:
-    """Speak to an Endpoint as the observer UI does; store every WebSocket message it sends."""
-    frames: list[bytes] = []
-    got_states = 0
-    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
-        # docs/protocol.md §3.8: HELLO with a config; then REQUEST RUNTIME, PUSH_ENABLE EVENTS and STATE
-        await ws.send_bytes(command(1, CMD.HELLO, interval_ms=1000, retention_ms=120_000))
-        await ws.send_bytes(command(2, CMD.REQUEST, CMD.RUNTIME))
-        await ws.send_bytes(command(3, CMD.PUSH_ENABLE, CMD.EVENTS))
-        await ws.send_bytes(command(4, CMD.PUSH_ENABLE, CMD.STATE))
-        deadline = time.monotonic() + states * 1.0 + 30
-        while got_states < states:
-            msg = await asyncio.wait_for(ws.receive(), max(0.1, deadline - time.monotonic()))
-            assert msg.type == aiohttp.WSMsgType.BINARY, msg
-            frames.append(bytes(msg.data))
-            decoded = decode_segments(msg.data)
-            assert not decoded.errors
-            got_states += sum(1 for m in decoded.messages if m.WhichOneof("payload") == "state")
-    frames_file.write_bytes(b"".join(struct.pack("<I", len(f)) + f for f in frames))
-    # The same messages as a capture file (docs/protocol.md §4), for `inspect`: one version, then segments.
-    frames_file.with_suffix(".mock").write_bytes(struct.pack("<I", 1) + b"".join(f[4:] for f in frames))
-    return len(frames)
-
-
 async def test_the_observer_reads_a_demo_recording_and_a_live_endpoint_session(
     observer: Reader, tmp_path: Path, procs: list[Proc]
 ) -> None:
@@ -98,7 +68,7 @@ async def test_the_observer_reads_a_demo_recording_and_a_live_endpoint_session(
     )
     procs.append(recorder)
     frames_file = tmp_path / "session.frames"
-    assert await _ui_session(url, 12, frames_file) > 12
+    await ui_session(url, 12, frames_file)
     assert recorder.stop() == 0, recorder.output()  # SIGTERM: the recording is complete on disk
     demo.stop()
     (recording,) = sorted(recordings.rglob("*.libp2p.trace"))
