@@ -132,6 +132,21 @@ class Replica:
         self.healthz: list[float] = []
         self.healthz_fail = 0
         self.rss: list[float] = []
+        self.rss_at: list[float] = []  # seconds into the window of each rss sample
+
+
+def rss_minutes(rep: Replica) -> list[list[float]]:
+    minutes: dict[int, list[float]] = {}
+    for at, rss in zip(rep.rss_at, rep.rss, strict=True):
+        minutes.setdefault(int(at // 60), []).append(rss)
+    return [[round(min(v), 1), round(max(v), 1)] for _, v in sorted(minutes.items())]
+
+
+def rss_growth(rep: Replica) -> float | None:
+    mins = rss_minutes(rep)
+    if len(mins) < 2:
+        return None
+    return round(100 * (mins[-1][0] - mins[0][0]) / mins[0][0], 2)
 
 
 def scrape_row(body: bytes | None, took: float, t: float) -> dict[str, object]:
@@ -284,6 +299,7 @@ class Run:
                 with contextlib.suppress(OSError):
                     rss, _ = mem_mib(rep.proc.pid)
                     rep.rss.append(rss)
+                    rep.rss_at.append(time.monotonic() - self.t0)
                     if rss > self.args.max_rss_mib:
                         self.aborted = f"exporter {rep.index} RSS {rss:.0f} MiB > --max-rss-mib {self.args.max_rss_mib}"
                         self.stop.set()
@@ -440,6 +456,10 @@ class Run:
             exporter_cpu_cores=round(cpu / window, 3),
             rss_mib_end=round(rss, 1),
             rss_mib_peak=round(max([hwm, *rep.rss]), 1),
+            # Per minute of the window: the lowest RSS (between scrapes) and the highest (at a scrape);
+            # the growth is read on the lows, first minute to last, so scrape-time peaks do not count.
+            rss_mib_per_minute_min_max=rss_minutes(rep),
+            rss_growth_pct_first_to_last_minute_min=rss_growth(rep),
             scrapes=len(rep.scrapes),
             scrape_errors_or_timeouts=len(rep.scrapes) - len(ok),
             scrape_s=[round(d, 2) for d in durations],
