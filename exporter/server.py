@@ -41,7 +41,7 @@ TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 
 async def serve_exposition(request: web.Request, node: str | None = None) -> web.Response:
-    """The whole exposition, or one node's part (``/probe``), rendered off the event loop.
+    """The whole exposition (rendered on a worker thread), or one node's part (``/probe``, inline).
 
     Format by ``Accept`` (OpenMetrics or text), gzip when ``Accept-Encoding`` allows it.
     """
@@ -50,8 +50,14 @@ async def serve_exposition(request: web.Request, node: str | None = None) -> web
     encoding = request.headers.get("Accept-Encoding", "")
     loop = asyncio.get_running_loop()
     hook = request.app.get(SCRAPE_HOOK) if node is None else None
+    if node is not None:
+        # One node's block (a millisecond or two when it changed, nothing when cached), rendered
+        # right here: a hop to a worker thread costs more, since every hop waits its turn for the
+        # interpreter behind a busy ingest loop (8 probes in flight: p50 126 ms that way).
+        body, headers = exposition.respond(accept, encoding, node)
+        return web.Response(body=body, headers=headers)
     if hook is None:
-        body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, node)
+        body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, None)
         return web.Response(body=body, headers=headers)
     arrived, started = time.time(), time.perf_counter()
     timeout = request.headers.get(TIMEOUT_HEADER)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -15,6 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from exporter import __version__
+from exporter.app.gc_pacer import GcPacer
 from exporter.app.pubsub import PubsubWiring, wire_pubsub
 from exporter.mappers import standard_mappers
 from exporter.mappers.session import SessionMetrics
@@ -36,19 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("libp2p-exporter")
 
 STOP_GRACE_S = 4.0  # after SIGINT/SIGTERM, the clean shutdown gets this long before the process exits anyway
-
-
-def tune_gc() -> None:
-    """Make the cyclic collector cheap instead of pausing it (a pause only defers the walk).
-
-    Everything built at start-up (modules, protobuf descriptors, the app) is moved out of the
-    collector's sight with ``gc.freeze()``, so full collections walk only what ingest keeps; ingest
-    itself allocates few containers per State (pipeline/lean.py), and a larger first generation
-    means fewer young collections between States.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 class Stopper:
@@ -192,7 +179,9 @@ async def serve_until_stopped(
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     previous = Stopper(loop, stop).install()
-    tune_gc()
+    pacer = GcPacer()  # automatic collection off while serving: why in app/gc_pacer.py
+    hub.add_global_writer(pacer.write)
+    pacer.start()
     task = asyncio.create_task(work()) if work is not None else None
     try:
         if duration is not None:
@@ -208,6 +197,7 @@ async def serve_until_stopped(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await http.stop()
+        await pacer.stop()
         if pubsub is not None:
             await pubsub.stop()
         if journal is not None:

@@ -10,7 +10,6 @@ waits for the next slice, which starts only after the loop has polled its socket
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Callable
 
@@ -40,11 +39,7 @@ class IngestGate:
             await self._next
 
     def _new_slice(self) -> None:
-        # A young-generation collection at every slice boundary, while ingest is busy: tuples the
-        # interpreter reuses from its free list join generation 0 without counting towards its
-        # threshold, so left alone the automatic collection comes late, over 100-200k objects, and
-        # holds the GIL (every thread, the HTTP one too) for 0.1-0.3 s. Here each covers one slice.
-        gc.collect(0)
+        # No collection here: while serving, the cyclic collector is paced by app/gc_pacer.py.
         fut, self._next = self._next, None
         self.started = self.clock()
         if fut is not None and not fut.done():
