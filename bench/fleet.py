@@ -3,9 +3,10 @@
     .venv/bin/python bench/fleet.py --targets 100,300 --seconds 60 --json fleet.json
     .venv/bin/python bench/fleet.py --replicas 2 --targets 200,600 --seconds 45 --json shards.json
 
-Three processes per run: the load generator (``bench/loadgen.py``, replaying pre-generated frames for
-N nodes on one port), the exporter (``python -m exporter --target ...``, one target per node), and
-this script, which measures from outside during a window of ``--seconds`` after a warm-up:
+Three processes per run (four with ``--otlp``): the load generator (``bench/loadgen.py``, replaying
+pre-generated frames for N nodes on one port), the exporter (``python -m exporter --target ...``, one
+target per node), and this script, which measures from outside during a window of ``--seconds`` after
+a warm-up:
 
 - CPU of the exporter and of the load generator (``/proc/PID/stat``, utime+stime, as cores), RSS
   (VmRSS sampled each second, VmHWM at the end); this script's own CPU too;
@@ -27,9 +28,23 @@ round are sent together, and the totals are summed per round: all nodes are up i
 replicas' up nodes add to N. ``/probe`` goes to the replica that owns the sampled node
 (``exporter.sources.sharding.Shard``). The load generator shares the same cores: its CPU is recorded.
 
-Every run is bounded: the generator gets SIGTERM at the end (and exits by itself after a horizon
-well past the run's longest possible length), and each exporter gets SIGTERM, then
-SIGKILL after 5 s (recorded: whether SIGTERM alone stopped it). ``--max-rss-mib`` ends a run early
+With ``--otlp`` tracing is on (issue 20's "every connection, stream and DHT query traced"): a real
+OTLP/HTTP receiver (``bench/otlp_sink.py``) runs as a fourth process, and each exporter gets
+``--otlp.endpoint http://127.0.0.1:PORT --otlp.protocol http/protobuf`` with the default sampling
+(everything kept; ``--exporter-args`` come after and may change it). The receiver decodes every
+request (``ExportTraceServiceRequest``), counts spans by name and SpanKind, and answers 200. The run's
+``otlp`` entry holds its CPU (as cores) and RSS; the spans, requests and bytes it received in the
+window (its ``GET /counts`` at the window's edges) and per second; and, between the first and the last
+scrape round, the exporters' ``libp2p_exporter_spans_{started,sampled_out,dropped,exported,
+export_failed}_total`` and ``libp2p_exporter_span_exports_total`` (summed over nodes and replicas,
+split by kind, reason or result) next to what the receiver got over the same rounds (its counts read
+just before each round is sent). Per replica: the governor's ``libp2p_exporter_ingest_span_share_ratio``
+and the spans held open, per scrape. The receiver is stopped last, after the exporters have flushed;
+its totals at exit are kept too. Three more regular expressions run over each scrape then.
+
+Every run is bounded: the generator (and the OTLP receiver) gets SIGTERM at the end (and exits by
+itself after a horizon well past the run's longest possible length), and each exporter gets SIGTERM,
+then SIGKILL after 5 s (recorded: whether SIGTERM alone stopped it). ``--max-rss-mib`` ends a run early
 when an exporter grows past it. Loopback only.
 """
 
@@ -71,6 +86,16 @@ LOOP_CPU = re.compile(rb"^libp2p_exporter_ingest_loop_cpu_ratio(?:\{[^}]*\})? (\
 STALLED = re.compile(rb'^libp2p_exporter_session_failures_total\{[^}]*reason="stalled"[^}]*\} (\S+)$', re.M)
 SHED = re.compile(rb'^libp2p_exporter_session_shed_before_parse_total\{[^}]*kind="state"[^}]*\} (\S+)$', re.M)
 AGREED = re.compile(rb"^libp2p_exporter_session_interval_seconds\{[^}]*\} (\S+)$", re.M)
+# --otlp: tracing's self-metrics (exporter/sinks/otel/metrics.py), one pass for all six counters; the
+# label that splits them (kind, reason or result) is read from the label set.
+SPANS = re.compile(
+    rb"^libp2p_exporter_(spans_started|spans_sampled_out|spans_dropped|spans_exported|spans_export_failed"
+    rb"|span_exports)_total\{([^}]*)\} (\S+)$",
+    re.M,
+)
+SPAN_SPLIT = re.compile(rb'(?:^|,)(?:kind|reason|result)="([^"]*)"')
+SPANS_OPEN = re.compile(rb"^libp2p_exporter_spans_open\{[^}]*\} (\S+)$", re.M)
+SPAN_SHARE = re.compile(rb"^libp2p_exporter_ingest_span_share_ratio(?:\{[^}]*\})? (\S+)$", re.M)
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -149,7 +174,18 @@ def rss_growth(rep: Replica) -> float | None:
     return round(100 * (mins[-1][0] - mins[0][0]) / mins[0][0], 2)
 
 
-def scrape_row(body: bytes | None, took: float, t: float) -> dict[str, object]:
+def span_counters(body: bytes) -> dict[str, dict[str, float]] | None:
+    """The tracing counters summed over nodes: family -> {kind/reason/result or "all": value}; None: absent."""
+    out: dict[str, dict[str, float]] = {}
+    for family, labels, value in SPANS.findall(body):
+        m = SPAN_SPLIT.search(labels)
+        split = m.group(1).decode() if m else "all"
+        per = out.setdefault(family.decode(), {})
+        per[split] = per.get(split, 0.0) + float(value)
+    return out or None
+
+
+def scrape_row(body: bytes | None, took: float, t: float, otlp: bool = False) -> dict[str, object]:
     row: dict[str, object] = {"t": t, "s": round(took, 3)}
     if body is None:
         row["error"] = True
@@ -173,6 +209,11 @@ def scrape_row(body: bytes | None, took: float, t: float) -> dict[str, object]:
         agreed = sorted(float(v) for v in AGREED.findall(body))
         if agreed:
             row["agreed_interval_s_median"] = agreed[len(agreed) // 2]
+        if otlp:  # three more passes over the body: only when tracing is on
+            row["spans"] = span_counters(body)
+            row["spans_open"] = sum(float(v) for v in SPANS_OPEN.findall(body))
+            if m := SPAN_SHARE.search(body):
+                row["span_share"] = float(m.group(1))
     return row
 
 
@@ -191,6 +232,10 @@ class Run:
         self.sweep_probes: list[float] = []
         self.sweep_fail = 0
         self.aborted = ""
+        # --otlp: the OTLP receiver's base URL, and its counts read just before each scrape round is sent.
+        self.sink_base = ""
+        self.sink_rounds: list[dict[str, object] | None] = []
+        self.otlp_flags: list[str] = []
         self.t0 = time.monotonic()
         self.parser = concurrent.futures.ProcessPoolExecutor(1)
 
@@ -213,12 +258,20 @@ class Run:
         while not self.stop.is_set():
             started = time.monotonic()
             t = round(started - self.t0, 1)
+            if self.sink_base:
+                self.sink_rounds.append(self.sink_counts())
             for rep, (took, body) in zip(self.replicas, self.round_of_scrapes(self.args.scrape_timeout), strict=True):
                 # Parsed in another process: eight regular expressions over a 15-40 MB body hold this
                 # process's GIL for seconds, and the /healthz and /probe timings taken by the other
                 # threads would include that wait (an artefact of the harness, not the exporter).
-                rep.scrapes.append(self.parser.submit(scrape_row, body, took, t).result())
+                rep.scrapes.append(self.parser.submit(scrape_row, body, took, t, self.args.otlp).result())
             self.stop.wait(max(0.0, self.args.scrape_every - (time.monotonic() - started)))
+
+    def sink_counts(self) -> dict[str, object] | None:
+        """The OTLP receiver's counts so far (its GET /counts), or None when it did not answer."""
+        _, body = get(self.sink_base + "/counts", 10)
+        counts: dict[str, object] | None = None if body is None else json.loads(body)
+        return counts
 
     def health(self, rep: Replica) -> None:
         while not self.stop.is_set():
@@ -332,6 +385,7 @@ class Run:
                         "--interval",
                         f"{a.interval}s",
                     ),
+                    *self.otlp_flags,
                     *shlex.split(a.exporter_args),
                 ],
                 env=env,
@@ -362,6 +416,18 @@ class Run:
         )
         assert gen.stdout is not None
         grid = json.loads(gen.stdout.readline())
+        sink: subprocess.Popen[str] | None = None
+        if a.otlp:  # its own process, so its CPU is neither the exporter's nor this script's
+            sink = subprocess.Popen(
+                [sys.executable, str(REPO / "bench" / "otlp_sink.py"), "--horizon", str(horizon + 30)],
+                stdout=subprocess.PIPE,
+                env=env,
+                text=True,
+            )
+            assert sink.stdout is not None
+            sink_port = json.loads(sink.stdout.readline())["port"]
+            self.sink_base = f"http://127.0.0.1:{sink_port}"
+            self.otlp_flags = ["--otlp.endpoint", self.sink_base, "--otlp.protocol", "http/protobuf"]
         self.urls = [f"ws://127.0.0.1:{gport}/n/{i}/introspect" for i in range(self.n)]
         cfg_fd, cfg_path = tempfile.mkstemp(prefix="fleet-targets-", suffix=".yml")
         os.close(cfg_fd)
@@ -392,6 +458,8 @@ class Run:
             self.t0 = time.monotonic()
             pids = [rep.proc.pid for rep in self.replicas]
             cpu_e0, cpu_g0, self_0 = [cpu_s(p) for p in pids], cpu_s(gen.pid), time.process_time()
+            cpu_r0 = cpu_s(sink.pid) if sink else 0.0
+            sink_w0 = self.sink_counts() if sink else None
             jobs: list[tuple[object, tuple[object, ...]]] = [(self.scraper, ()), (self.freshness, (grid,))]
             jobs += [(self.health, (rep,)) for rep in self.replicas] + [(self.sampler, ())]
             if a.probe_all:
@@ -407,12 +475,17 @@ class Run:
             cpu_g = cpu_s(gen.pid) - cpu_g0
             self_cpu = time.process_time() - self_0
             mems = [mem_mib(p) for p in pids]
+            cpu_r = cpu_s(sink.pid) - cpu_r0 if sink else 0.0
+            sink_w1 = self.sink_counts() if sink else None
+            sink_mem = mem_mib(sink.pid) if sink else (0.0, 0.0)
             result["generator_running_through_window"] = gen.poll() is None
             result["uptime_end_of_window"] = uptime()
             self.stop.set()
             for th in threads:
                 th.join(a.scrape_timeout + 5)
             result.update(self.summary(window, cpu_e, cpu_g, self_cpu, mems))
+            if sink:
+                result["otlp"] = self.otlp_summary(window, cpu_r, sink_mem, sink_w0, sink_w1)
         finally:
             self.stop.set()
             # Still under load: does SIGTERM work then? All at once, so one's exit does not unload the rest.
@@ -429,6 +502,13 @@ class Run:
             stop_process(gen)
             with contextlib.suppress(Exception):
                 result["loadgen"] = json.loads(gen.stdout.read() or "{}").get("loadgen")
+            if sink:  # last: it also receives what the exporters flush as they stop
+                sink_exit = stop_process(sink)
+                with contextlib.suppress(Exception):
+                    otlp = result.setdefault("otlp", {})
+                    otlp["receiver_sigterm_exit_s"] = sink_exit  # type: ignore[index]
+                    # Its totals since it started, including the warm-up and the exporters' flush at SIGTERM.
+                    otlp["receiver_at_exit"] = json.loads(sink.stdout.read() or "{}").get("otlp_sink")  # type: ignore[index, union-attr]
             for j, rep in enumerate(self.replicas):
                 tail = Path(rep.log).read_text(errors="replace").splitlines()
                 os.unlink(rep.log)
@@ -490,6 +570,83 @@ class Run:
             stalled_teardowns_first_last=[ok[0].get("stalled"), last.get("stalled")] if ok else None,
             states_shed_before_parse_first_last=[ok[0].get("shed_states"), last.get("shed_states")] if ok else None,
         )
+        if self.args.otlp:
+            # The governor's share of spans kept (absent: it does not see tracing on), and spans held open.
+            out.update(
+                span_share_per_scrape=[s.get("span_share") for s in rep.scrapes],
+                spans_open_per_scrape=[s.get("spans_open") for s in rep.scrapes],
+            )
+        return out
+
+    def otlp_summary(
+        self,
+        window: float,
+        cpu: float,
+        mem: tuple[float, float],
+        w0: dict[str, object] | None,
+        w1: dict[str, object] | None,
+    ) -> dict[str, object]:
+        """--otlp: the receiver's cost and counts, and the exporters' span counters over the same scrapes."""
+        out: dict[str, object] = {
+            "receiver_cpu_cores": round(cpu / window, 3),
+            "receiver_rss_mib_end": round(mem[0], 1),
+            "received_in_window": None,
+            "between_first_and_last_scrape": None,
+        }
+        if w0 is not None and w1 is not None:
+            got = delta(w0, w1)
+            out["received_in_window"] = {
+                "spans": got["spans"],
+                "spans_per_s": round(float(got["spans"]) / window, 1),  # type: ignore[arg-type]
+                "requests": got["requests"],
+                "bad_requests": got["bad_requests"],
+                "MB": round(float(got["bytes"]) / 1e6, 2),  # type: ignore[arg-type]
+                "by_name": got["by_name"],
+                "by_kind": got["by_kind"],
+            }
+        # The rounds in which every replica's scrape completed and the receiver answered: the exporters'
+        # counters and the receiver's counts (read just before the round was sent) over the same span.
+        rounds = min([len(self.sink_rounds)] + [len(rep.scrapes) for rep in self.replicas])
+        good = [
+            r
+            for r in range(rounds)
+            if self.sink_rounds[r] is not None and all(rep.scrapes[r].get("spans") for rep in self.replicas)
+        ]
+        if len(good) < 2:
+            return out
+        r0, r1 = good[0], good[-1]
+        seconds = float(self.replicas[0].scrapes[r1]["t"]) - float(self.replicas[0].scrapes[r0]["t"])  # type: ignore[arg-type]
+        exp: dict[str, object] = {}
+        for rep in self.replicas:
+            exp = add(exp, delta(rep.scrapes[r0]["spans"], rep.scrapes[r1]["spans"]))  # type: ignore[arg-type]
+        got = delta(self.sink_rounds[r0], self.sink_rounds[r1])  # type: ignore[arg-type]
+
+        def split(family: str) -> dict[str, object]:
+            per: dict[str, float] = exp.get(family, {})  # type: ignore[assignment]
+            return {"total": int(sum(per.values())), **{k: int(v) for k, v in sorted(per.items())}}
+
+        def total(family: str) -> int:
+            return int(sum(exp.get(family, {}).values()))  # type: ignore[attr-defined]
+
+        exported = total("spans_exported")
+        out["between_first_and_last_scrape"] = {
+            "seconds": round(seconds, 1),
+            "received_spans": got["spans"],
+            "received_spans_per_s": round(float(got["spans"]) / seconds, 1) if seconds else None,  # type: ignore[arg-type]
+            "received_requests": got["requests"],
+            "received_by_name": got["by_name"],
+            # Summed over every node's label set (and over the replicas).
+            "libp2p_exporter_spans_started_total": split("spans_started"),
+            "libp2p_exporter_spans_sampled_out_total": split("spans_sampled_out"),
+            "libp2p_exporter_spans_dropped_total": split("spans_dropped"),
+            "libp2p_exporter_spans_exported_total": exported,
+            "libp2p_exporter_spans_exported_per_s": round(exported / seconds, 1) if seconds else None,
+            "libp2p_exporter_spans_export_failed_total": total("spans_export_failed"),
+            "libp2p_exporter_span_exports_total": split("span_exports"),
+            "spans_open_at_last_scrape": int(
+                sum(float(str(rep.scrapes[r1].get("spans_open") or 0)) for rep in self.replicas)
+            ),
+        }
         return out
 
     def summary(
@@ -563,6 +720,32 @@ class Run:
         return out
 
 
+def delta(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
+    """b - a for nested dicts of counts (a key missing in a counts as 0); other values are taken from b."""
+    out: dict[str, object] = {}
+    for key, vb in b.items():
+        va = a.get(key)
+        if isinstance(vb, dict):
+            out[key] = delta(va if isinstance(va, dict) else {}, vb)
+        elif isinstance(vb, int | float) and not isinstance(vb, bool):
+            out[key] = vb - (va if isinstance(va, int | float) else 0)
+        else:
+            out[key] = vb
+    return out
+
+
+def add(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
+    """a + b for nested dicts of counts."""
+    out = dict(a)
+    for key, vb in b.items():
+        va = out.get(key)
+        if isinstance(vb, dict):
+            out[key] = add(va if isinstance(va, dict) else {}, vb)
+        else:
+            out[key] = (va if isinstance(va, int | float) else 0) + vb  # type: ignore[operator]
+    return out
+
+
 def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> float | None:
     """SIGTERM, then SIGKILL after 5 s. Returns how long SIGTERM took, or None when SIGKILL was needed."""
     if proc.poll() is not None:
@@ -604,6 +787,12 @@ def main() -> None:
         help="probe every node once per --scrape-every through /probe (with --exporter-args '--metrics.nodes none')",
     )
     ap.add_argument("--probe-threads", type=int, default=8, help="--probe-all: probes in flight at once")
+    ap.add_argument(
+        "--otlp",
+        action="store_true",
+        help="tracing on: an OTLP/HTTP receiver (bench/otlp_sink.py) as a process of its own, the exporter "
+        "exporting every span to it (default sampling)",
+    )
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     args.fresh_delays = [int(x) for x in args.fresh_delays.split(",")]
