@@ -14,10 +14,11 @@ isolated), ``write_traces`` (the trace mappers) and ``write_globals`` (the expor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from exporter import __version__
 from exporter.logs import RateLimitedLog
@@ -78,6 +79,27 @@ class Listener:
         """Trace events (go-libp2p-pubsub's tracer) from many traced nodes; see ``pipeline.traces``."""
 
 
+class InFlight:
+    """How many full scrapes are rendering right now (thread-safe); true while any is."""
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._lock:
+            self._n += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._n -= 1
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+
 class Hub:
     """Holds every node and routes messages through the mappers and listeners it was given."""
 
@@ -88,6 +110,7 @@ class Hub:
         self._trace_mappers: list[TraceMapper] = []
         self._global_writers: list[Callable[[Writer], None]] = []
         self.span_share = SpanShare()  # spans kept when behind: the governor sets it, span sinks read it
+        self.rendering = InFlight()  # full scrapes rendering now: ingest makes way (sources/fairness.py)
         self.nodes: dict[str, NodeState] = {}
         self._lock = threading.Lock()
         self._segment_log = RateLimitedLog(log, interval=SEGMENT_LOG_INTERVAL_S)  # keys bounded (LRU)

@@ -97,6 +97,10 @@ class Exposition:
     def metrics(self, fmt: Format = Format.TEXT) -> bytes:
         """Every node (sorted by name), then the trace families, the globals, the scrape's duration
         and process_*."""
+        with self.hub.rendering.held():  # ingest makes way while a full scrape renders
+            return self._metrics(fmt)
+
+    def _metrics(self, fmt: Format) -> bytes:
         started = time.perf_counter()
         self._forget_removed()
         # Probe-only nodes are served by /probe alone: a node scraped both ways would count twice.

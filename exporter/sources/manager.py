@@ -55,7 +55,7 @@ class SessionManager:
         self._client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
         self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
-        self.gate = IngestGate()  # sessions take turns on the loop
+        self.gate = IngestGate(busy=hub.rendering.__bool__)  # sessions take turns; a full scrape goes first
         # Asks every node for fewer States when the loop falls behind, more when there is room.
         self.governor = Governor(lambda: self.sessions.values(), governor, spans=hub.span_share)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sources.buffer import BoundedBuffer, SharedBudget
 from exporter.sources.fairness import IngestGate
@@ -91,3 +93,31 @@ async def test_a_node_that_falls_behind_keeps_its_newest_states() -> None:
     assert buf.pop() is not None and buf.states == 2
     buf.pop()
     assert buf.states == 1
+
+
+async def test_ingest_makes_way_while_a_full_scrape_renders_for_at_most_the_hold() -> None:
+    """No new slice starts while a scrape renders: it ends when the scrape does, or after the
+    hold (then ingest goes on though the scrape still renders, and waits no second time for it)."""
+    now, busy = [0.0], [True]
+    gate = IngestGate(slice_s=0.02, clock=lambda: now[0], busy=lambda: busy[0], max_hold_s=1.0)
+    await gate.turn()
+    now[0] += 0.05  # slice spent while a scrape renders
+    waiting = asyncio.ensure_future(gate.turn())
+    for _ in range(5):
+        await asyncio.sleep(0.02)  # several hold steps of real loop time pass
+    assert not waiting.done()
+    now[0] += 0.3
+    busy[0] = False  # the scrape is done: the next hold step starts a slice
+    await asyncio.wait_for(waiting, 5)
+    assert gate.held_s == pytest.approx(0.3)
+
+    busy[0] = True  # a long scrape: held for max_hold_s, then ingest goes on
+    now[0] += 0.05
+    waiting = asyncio.ensure_future(gate.turn())
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    now[0] += 1.0
+    await asyncio.wait_for(waiting, 5)
+    now[0] += 0.05  # the next slice is spent too, the scrape still renders: no second hold
+    await asyncio.wait_for(gate.turn(), 5)
+    assert gate.held_s == pytest.approx(1.3)
