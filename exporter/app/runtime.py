@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("libp2p-exporter")
 
+# How long a thread may hold the interpreter while another waits for it (Python's default: 5 ms).
+# The HTTP thread waits that long at each step of a request behind a busy ingest loop; 1 ms keeps
+# /healthz and /probe short, for a switch or two more per millisecond of ingest.
+SWITCH_INTERVAL_S = 0.001
 STOP_GRACE_S = 4.0  # after SIGINT/SIGTERM, the clean shutdown gets this long before the process exits anyway
 
 
@@ -182,6 +186,7 @@ async def serve_until_stopped(
     pacer = GcPacer()  # automatic collection off while serving: why in app/gc_pacer.py
     hub.add_global_writer(pacer.write)
     pacer.start()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     task = asyncio.create_task(work()) if work is not None else None
     try:
         if duration is not None:
