@@ -128,3 +128,25 @@ def test_backfill_into_a_folder_it_cannot_write_is_our_one_line(tmp_path: Path) 
         assert "promtool" not in res.stderr and not any(out.iterdir())
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """``libp2p-exporter backfill FILE --format openmetrics -o - | head -1``: the pipe closes while
+    we still write; that is the reader's choice, not an error to print a traceback for."""
+    cap = tmp_path / "n.mock"
+    node = SyntheticNode(connections=20, seed=3)
+    with CaptureWriter(cap) as w:
+        w.write(node.runtime())
+        for _ in range(30):
+            node.step()
+            w.write(node.state())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "backfill", str(cap), "--format", "openmetrics", "-o", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline()  # one line, then the reader goes away
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
