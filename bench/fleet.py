@@ -795,6 +795,8 @@ def main() -> None:
     )
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    # SIGTERM ends a run the way Ctrl-C does: the cleanup stops the generator and the exporters.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.fresh_delays = [int(x) for x in args.fresh_delays.split(",")]
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
