@@ -13,7 +13,8 @@ import html
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -38,9 +39,11 @@ ScrapeHook = Callable[[float, str | None, float, float | None], None]
 EXPOSITION = web.AppKey("exposition", Exposition)
 SCRAPE_HOOK = web.AppKey[ScrapeHook]("scrape_hook")
 TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+CHUNK_BYTES = 1 << 20  # what /metrics copies and sends at a time
+GZIP_LEVEL = 1  # as encode_body: a 1,000-node body 24x smaller at level 1, for a quarter of level 6's CPU
 
 
-async def serve_exposition(request: web.Request, node: str | None = None) -> web.Response:
+async def serve_exposition(request: web.Request, node: str | None = None) -> web.StreamResponse:
     """The whole exposition (rendered on a worker thread), or one node's part (``/probe``, inline).
 
     Format by ``Accept`` (OpenMetrics or text), gzip when ``Accept-Encoding`` allows it.
@@ -57,21 +60,57 @@ async def serve_exposition(request: web.Request, node: str | None = None) -> web
         body, headers = exposition.respond(accept, encoding, node)
         return web.Response(body=body, headers=headers)
     if hook is None:
-        body, headers = await loop.run_in_executor(None, exposition.respond, accept, encoding, None)
-        return web.Response(body=body, headers=headers)
+        parts, headers, gz = await loop.run_in_executor(None, exposition.respond_parts, accept, encoding)
+        return await stream(request, parts, headers, gz)
     arrived, started = time.time(), time.perf_counter()
     timeout = request.headers.get(TIMEOUT_HEADER)
 
-    def respond() -> tuple[bytes, dict[str, str], float | None]:
-        return (*exposition.respond(accept, encoding, None), exposition.reported_duration())
+    def respond() -> tuple[list[bytes], dict[str, str], bool, float | None]:
+        return (*exposition.respond_parts(accept, encoding), exposition.reported_duration())
 
     try:
-        body, headers, reported = await loop.run_in_executor(None, respond)
+        parts, headers, gz, reported = await loop.run_in_executor(None, respond)
     except Exception:
         hook(arrived, timeout, time.perf_counter() - started, None)
         raise
     hook(arrived, timeout, time.perf_counter() - started, reported)
-    return web.Response(body=body, headers=headers)
+    return await stream(request, parts, headers, gz)
+
+
+def chunks(parts: list[bytes], size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``parts`` regrouped into pieces of about ``size`` bytes (a big part goes alone)."""
+    group: list[bytes] = []
+    held = 0
+    for part in parts:
+        group.append(part)
+        held += len(part)
+        if held >= size:
+            yield b"".join(group)
+            group, held = [], 0
+    if group:
+        yield b"".join(group)
+
+
+async def stream(request: web.Request, parts: list[bytes], headers: dict[str, str], gz: bool) -> web.StreamResponse:
+    """Send the exposition a chunk at a time, gzipped on the way when asked.
+
+    Why not one body: at 1,000 nodes it is 60 MB, and joined, then copied into the socket's buffer,
+    it was held twice at every scrape (RSS peaks of +120 MB, +480 MB at 4,000). The parts are the
+    cached blocks themselves; a chunk of about 1 MiB at a time is what is copied, and ``write``
+    waits while the scraper reads, so other requests are served between chunks.
+    """
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    squeeze = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None  # 31: a gzip stream
+    try:
+        for chunk in chunks(parts, CHUNK_BYTES):
+            await response.write(squeeze.compress(chunk) if squeeze is not None else chunk)
+        if squeeze is not None:
+            await response.write(squeeze.flush())
+        await response.write_eof()
+    except ConnectionResetError:  # the scraper went away mid-body: nobody left to answer
+        pass
+    return response
 
 
 def parse_listen(address: str) -> tuple[str | None, int]:
@@ -150,7 +189,7 @@ def build_app(
     if on_scrape is not None:
         app[SCRAPE_HOOK] = on_scrape
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.StreamResponse:
         return await serve_exposition(request)
 
     async def healthz(_: web.Request) -> web.Response:

@@ -156,7 +156,7 @@ class FixedScope:
 
 def probe_handler(
     hub: Hub, manager: SessionManager, scope: ProbeScope | ProbePolicy
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The /probe route: that target's metrics alone, its session started on first use.
 
     A configured target this replica watches is always served (that dials nothing new: it is how
@@ -167,7 +167,7 @@ def probe_handler(
         scope = FixedScope(scope)
     home = asyncio.get_running_loop()  # the sessions' loop; the HTTP side may run on another
 
-    async def probe(request: web.Request) -> web.Response:
+    async def probe(request: web.Request) -> web.StreamResponse:
         target = request.query.get("target", "")
         configured = scope.configured(target) if target else None
         if configured is not None:

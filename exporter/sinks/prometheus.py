@@ -24,11 +24,14 @@ from exporter.sinks.exposition import (
     Format,
     ProtoBlock,
     ProtoWriter,
+    accepts_gzip,
     collector_block,
     collector_proto_block,
     encode_body,
     join,
+    join_parts,
     join_proto,
+    join_proto_parts,
     negotiate,
 )
 
@@ -97,10 +100,14 @@ class Exposition:
     def metrics(self, fmt: Format = Format.TEXT) -> bytes:
         """Every node (sorted by name), then the trace families, the globals, the scrape's duration
         and process_*."""
-        with self.hub.rendering.held():  # ingest makes way while a full scrape renders
-            return self._metrics(fmt)
+        return b"".join(self.metrics_parts(fmt))
 
-    def _metrics(self, fmt: Format) -> bytes:
+    def metrics_parts(self, fmt: Format = Format.TEXT) -> list[bytes]:
+        """``metrics()`` as its pieces in order: the cached blocks' bytes themselves, no copy."""
+        with self.hub.rendering.held():  # ingest makes way while a full scrape renders
+            return self._parts(fmt)
+
+    def _parts(self, fmt: Format) -> list[bytes]:
         started = time.perf_counter()
         self._forget_removed()
         # Probe-only nodes are served by /probe alone: a node scraped both ways would count twice.
@@ -121,9 +128,9 @@ class Exposition:
         blocks.append(timing.finish())
         if self.process is not None:
             blocks.append(collector_block(self.process))
-        return join(blocks, fmt)
+        return join_parts(blocks, fmt)
 
-    def _metrics_proto(self, nodes: list[NodeState], started: float) -> bytes:
+    def _metrics_proto(self, nodes: list[NodeState], started: float) -> list[bytes]:
         blocks = [self.proto_block(node) for node in nodes]
         if self.hub.trace_mappers:
             traces = ProtoWriter()
@@ -138,7 +145,7 @@ class Exposition:
         blocks.append(timing.finish())
         if self.process is not None:
             blocks.append(collector_proto_block(self.process))
-        return join_proto(blocks)
+        return join_proto_parts(blocks)
 
     def reported_duration(self) -> float | None:
         """The ``libp2p_exporter_scrape_duration_seconds`` this thread's last ``metrics()`` wrote."""
@@ -150,6 +157,16 @@ class Exposition:
         if fmt is Format.PROTOBUF:
             return join_proto([self.proto_block(node)] if node is not None else [])
         return join([self.block(node)] if node is not None else [], fmt)
+
+    def respond_parts(self, accept: str, accept_encoding: str) -> tuple[list[bytes], dict[str, str], bool]:
+        """The whole exposition's pieces, the headers, and whether to gzip them as they are sent."""
+        fmt = negotiate(accept)
+        parts = self.metrics_parts(fmt)
+        headers = {"Content-Type": fmt.content_type}
+        gz = accepts_gzip(accept_encoding)
+        if gz:
+            headers["Content-Encoding"] = "gzip"
+        return parts, headers, gz
 
     def respond(self, accept: str, accept_encoding: str, node: str | None = None) -> tuple[bytes, dict[str, str]]:
         """The body and headers for a request: protobuf, OpenMetrics or text by Accept, gzip by Accept-Encoding."""

@@ -6,12 +6,14 @@ from __future__ import annotations
 import gzip
 import re
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter import server
 from exporter.app.runtime import add_live_metrics, build_hub
 from exporter.generator import SyntheticNode
 from exporter.pipeline.hub import Hub
@@ -124,7 +126,7 @@ def test_openmetrics_ends_with_eof_and_matches_the_client() -> None:
 async def test_http_gzip_formats_and_probe_equal_to_the_nodes_part_of_metrics() -> None:
     hub, _ = two_nodes()
 
-    async def probe(request: web.Request) -> web.Response:
+    async def probe(request: web.Request) -> web.StreamResponse:
         return await serve_exposition(request, request.query["node"])
 
     app = build_app(hub, extra_routes=[("GET", "/probe", probe)])
@@ -152,3 +154,27 @@ async def test_http_gzip_formats_and_probe_equal_to_the_nodes_part_of_metrics() 
             assert "libp2p_exporter_nodes" not in part and "process_" not in part
             got = {(s.name, tuple(sorted(s.labels.items())), s.value) for fam in parse_text(part) for s in fam.samples}
             assert got and got == {s for s in whole if dict(s[1]).get("node") == name}
+
+
+async def test_metrics_streams_in_chunks_that_add_up_to_the_one_body(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The body goes out a chunk at a time (not joined whole, then copied): with a tiny chunk size
+    it is still, byte for byte, the exposition, plain and gzipped (one gzip stream over all chunks)."""
+    hub, _ = two_nodes()
+    monkeypatch.setattr(server, "CHUNK_BYTES", 200)
+    app = build_app(hub)
+    whole = Exposition(hub, process=False).metrics()
+    async with TestClient(TestServer(app)) as client:
+        plain = await (await client.get("/metrics", headers={"Accept-Encoding": "identity"})).read()
+        raw = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert raw.headers["Content-Encoding"] == "gzip" and "Content-Length" not in raw.headers
+        wire = await raw.read()
+    assert len(whole) > 20 * 200
+    assert comparable(plain) == comparable(whole) and comparable(gzip.decompress(wire)) == comparable(whole)
+
+
+def test_chunks_regroup_parts_without_losing_or_reordering_a_byte() -> None:
+    parts = [b"a" * 3, b"b" * 5, b"c" * 40, b"d", b"e" * 2]
+    got = list(server.chunks(parts, 8))
+    assert b"".join(got) == b"".join(parts)
+    assert got == [b"aaabbbbb", b"c" * 40, b"dee"]
+    assert list(server.chunks([], 8)) == []

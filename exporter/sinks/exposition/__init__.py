@@ -20,6 +20,7 @@ from exporter.sinks.exposition.join import (
     accepts_gzip,
     encode_body,
     join,
+    join_parts,
     negotiate,
 )
 from exporter.sinks.exposition.proto import (
@@ -28,6 +29,7 @@ from exporter.sinks.exposition.proto import (
     ProtoWriter,
     collector_proto_block,
     join_proto,
+    join_proto_parts,
 )
 
 __all__ = [
@@ -51,7 +53,9 @@ __all__ = [
     "collector_proto_block",
     "encode_body",
     "join",
+    "join_parts",
     "join_proto",
+    "join_proto_parts",
     "negotiate",
 ]
 

@@ -44,13 +44,18 @@ def _grouped(blocks: Iterable[Block]) -> Iterable[list[Part]]:
 
 def join(blocks: Iterable[Block], fmt: Format = Format.TEXT) -> bytes:
     """The exposition of these blocks' families merged, in ``fmt``."""
+    return b"".join(join_parts(blocks, fmt))
+
+
+def join_parts(blocks: Iterable[Block], fmt: Format = Format.TEXT) -> list[bytes]:
+    """``join``'s pieces in order, not copied into one body (a scrape streams them)."""
     out: list[bytes] = []
     if fmt is Format.OPENMETRICS:
         for parts in _grouped(blocks):
             out.append(parts[0].head.om_header)
             out.extend(p.om for p in parts)
         out.append(_EOF)
-        return b"".join(out)
+        return out
     for parts in _grouped(blocks):
         head = parts[0].head
         out.append(head.text_header)
@@ -63,7 +68,7 @@ def join(blocks: Iterable[Block], fmt: Format = Format.TEXT) -> bytes:
             for suffix in sorted(moved):
                 out.append(head.moved_header(suffix))
                 out.extend(moved[suffix])
-    return b"".join(out)
+    return out
 
 
 def negotiate(accept: str | None) -> Format:

@@ -200,6 +200,11 @@ def collector_proto_block(collector: Collector) -> ProtoBlock:
 
 def join_proto(blocks: Iterable[ProtoBlock]) -> bytes:
     """The length-delimited MetricFamily messages of these blocks' families merged, in first-met order."""
+    return b"".join(join_proto_parts(blocks))
+
+
+def join_proto_parts(blocks: Iterable[ProtoBlock]) -> list[bytes]:
+    """``join_proto``'s pieces in order, not copied into one body (a scrape streams them)."""
     groups: dict[str, list[tuple[ProtoHead, bytes]]] = {}
     for block in blocks:
         for key, part in block.parts.items():
@@ -209,4 +214,4 @@ def join_proto(blocks: Iterable[ProtoBlock]) -> bytes:
         body = parts[0][0].header + b"".join(metrics for _, metrics in parts)
         out.append(encode_varint(len(body)))
         out.append(body)
-    return b"".join(out)
+    return out
