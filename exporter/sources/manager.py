@@ -51,6 +51,7 @@ class SessionManager:
         self.by_url: dict[str, Session] = {}
         self.configured: set[str] = set()
         self.targets: dict[str, Target] = {}  # the configured targets, by name, as last started
+        self.started = False  # run() has added its targets (until then, the caller knows them)
         self.hide_nodes = hide_nodes  # nodes served by /probe only (``--metrics.nodes none``)
         self._client: aiohttp.ClientSession | None = None
         self._reaper: asyncio.Task[None] | None = None
@@ -201,6 +202,7 @@ class SessionManager:
         """Start ``targets`` and run until cancelled; closes every session on the way out."""
         for t in targets:
             self.add(t)
+        self.started = True
         try:
             await asyncio.Event().wait()
         finally:
