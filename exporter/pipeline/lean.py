@@ -39,9 +39,10 @@ _CLOSED = frozenset((pb.CLOSED, pb.ERROR))
 _INITIATOR = pb.INITIATOR
 LIVE, DONE = 0, 1  # counted open (a close still to count) / closed and counted, or never counted
 
-# Per connection: (dir, transport, security, muxer, ip_version) labels, phase, open_ts, last bytes in, out.
+# Per connection: (dir, transport, security, muxer, ip_version) labels, phase, open_ts (0 once DONE),
+# last bytes in, out.
 ConnRec = tuple[tuple[str, str, str, str, str], int, int, int, int]
-# Per stream: raw protocol, its label, dir, phase, open_ts, last bytes in, out.
+# Per stream: raw protocol, its label, dir, phase, open_ts (0 once DONE), last bytes in, out.
 StreamRec = tuple[str, str, str, int, int, int, int]
 # bytes in/out, packets in/out, bandwidth in/out; None for a direction not measured (unset DataGauge)
 Traffic6 = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
@@ -279,7 +280,8 @@ class LeanTracker:
                     b_out = t.cum_bytes
                     k = (labels[1], "out")
                     tbytes[k] = tbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-            new_c[key] = (labels, phase, open_ts, b_in, b_out)
+            # A counted close never reads open_ts again: 0 (a shared small int) instead of one int per record.
+            new_c[key] = (labels, phase, open_ts if phase == LIVE else 0, b_in, b_out)
 
             streams = c.streams
             referenced += len(streams.stream_ids)
@@ -330,7 +332,7 @@ class LeanTracker:
                         b_out = t.cum_bytes
                         k = (proto, "out")
                         pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-                srec = (raw, proto, sdir, sphase, s_open, b_in, b_out)
+                srec = (raw, proto, sdir, sphase, s_open if sphase == LIVE else 0, b_in, b_out)  # as new_c's
                 new_s[skey] = srec
                 if closed_streams is not None:
                     closed_streams.append((skey, srec, _shared(gk)))
