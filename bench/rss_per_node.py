@@ -15,7 +15,7 @@ Then every node is rendered once (``Exposition.metrics()``, text format), as a s
 What it reports:
 
 - RSS (``/proc/self/status`` VmRSS, after ``gc.collect()`` and glibc's ``malloc_trim(0)`` so freed
-  memory is given back) before any node, after ingest, with the scrape's body, and after the body is
+  memory is given back; ``--no-trim`` reads it without, as the exporter itself runs) before any node, after ingest, with the scrape's body, and after the body is
   dropped (the cached blocks stay); the differences divided by the node count are MiB per node.
 - ``--breakdown``: the retained Python objects of every node walked with ``sys.getsizeof``
   (containers, slotted objects and dataclasses followed; each object counted once, in the first kind
@@ -57,10 +57,14 @@ MiB = 1024 * 1024
 _LIBC = ctypes.CDLL("libc.so.6")
 
 
+TRIM = True  # --no-trim: RSS as the exporter sees it (it never calls malloc_trim)
+
+
 def rss() -> int:
-    """VmRSS in bytes, after a full collection and freed heap given back to the system."""
+    """VmRSS in bytes, after a full collection and (unless --no-trim) freed heap given back to the system."""
     gc.collect()
-    _LIBC.malloc_trim(0)
+    if TRIM:
+        _LIBC.malloc_trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
@@ -173,7 +177,10 @@ def main() -> None:
     p.add_argument("--breakdown", action="store_true", help="getsizeof by kind")
     p.add_argument("--tracemalloc", action="store_true", help="top allocation sites still held")
     p.add_argument("--top", type=int, default=25)
+    p.add_argument("--no-trim", action="store_true", help="no malloc_trim before reading RSS (what production sees)")
     args = p.parse_args()
+    global TRIM
+    TRIM = not args.no_trim
 
     hub = build_hub(cardinality_of(Limits(histograms_profile=args.profile)), live=True)
     exp = Exposition(hub, process=False)
