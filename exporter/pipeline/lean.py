@@ -75,6 +75,9 @@ class StateStep:
     traffic: Traffic6 | None
     first: bool = False
     restart: bool = False
+    # Whether mappers keep recent observations for exemplars: off when nothing can ever export a span
+    # for this node (no listener, no ExportedSpans), as they then never reach the output (issue 20).
+    exemplars: bool = True
     # What the State shows (gauges).
     conn_status: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)  # status, 4 labels
     stream_status: dict[tuple[str, str, str], int] = field(default_factory=dict)  # protocol, dir, status
