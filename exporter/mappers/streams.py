@@ -69,8 +69,9 @@ class Streams(Mapper):
                 hkey = self.duration.key((protocol,))
                 hist = acc.duration.get(hkey) or acc.duration.setdefault(hkey, self.duration.new())
                 hist.observe(lifetime_s)
-                recent = acc.duration_recent.get(hkey) or acc.duration_recent.setdefault(hkey, Recent())
-                recent.add(lifetime_s, "stream", stream_key, ts)
+                if step.exemplars:
+                    recent = acc.duration_recent.get(hkey) or acc.duration_recent.setdefault(hkey, Recent())
+                    recent.add(lifetime_s, "stream", stream_key, ts)
 
     def collect(self, acc: StreamsAcc, node: NodeState, out: Writer) -> None:
         snap = node.last_step

@@ -104,16 +104,18 @@ class Swarm(Mapper):
                 key = self.handshake.key(labels[1:4])
                 hist = acc.handshake.get(key) or acc.handshake.setdefault(key, self.handshake.new())
                 hist.observe(handshake_s)
-                recent = acc.handshake_recent.get(key) or acc.handshake_recent.setdefault(key, Recent())
-                recent.add(handshake_s, "connection", conn_id, ts)
+                if step.exemplars:
+                    recent = acc.handshake_recent.get(key) or acc.handshake_recent.setdefault(key, Recent())
+                    recent.add(handshake_s, "connection", conn_id, ts)
         for (labels, lifetime_s), conn_id in zip(step.closed, step.closed_ids):
             acc.closed[labels] += 1
             if lifetime_s is not None:
                 key = self.duration.key(labels)
                 hist = acc.duration.get(key) or acc.duration.setdefault(key, self.duration.new())
                 hist.observe(lifetime_s)
-                recent = acc.duration_recent.get(key) or acc.duration_recent.setdefault(key, Recent())
-                recent.add(lifetime_s, "connection", conn_id, ts)
+                if step.exemplars:
+                    recent = acc.duration_recent.get(key) or acc.duration_recent.setdefault(key, Recent())
+                    recent.add(lifetime_s, "connection", conn_id, ts)
         acc.peers_connected += step.joined
         acc.peers_disconnected += step.left
 

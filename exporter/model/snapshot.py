@@ -279,8 +279,9 @@ def dht_view(d: pb.DHT) -> DhtView:
     for bucket in d.buckets:
         cpls.append(bucket.cpl)
         for p in bucket.peers:
-            if p.peer_id:
-                peers[p.peer_id] = DhtPeerView(p.peer_id, p.status, bucket.cpl, p.age_in_bucket)
+            peer_id = p.peer_id  # read once: each read of a protobuf string field makes a new copy
+            if peer_id:
+                peers[peer_id] = DhtPeerView(peer_id, p.status, bucket.cpl, p.age_in_bucket)
     q_in, q_out = d.incoming_queries, d.outgoing_queries
     return DhtView(
         protocol=d.protocol,

@@ -15,7 +15,7 @@ thread, the export thread and scrapes.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
 from typing import TypeVar
 
@@ -66,13 +66,19 @@ class ExportedSpans:
 class Recent:
     """The last few observations of one histogram combination: (value, kind, key, Unix time)."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "size")
 
     def __init__(self, size: int = 8) -> None:
-        self.items: deque[tuple[float, str, Hashable, float]] = deque(maxlen=size)
+        self.size = size
+        # A short list, not a deque(maxlen=size): a deque takes 600 bytes however little it holds, and
+        # every node has one per histogram combination (issue 20).
+        self.items: list[tuple[float, str, Hashable, float]] = []
 
     def add(self, value: float, kind: str, key: Hashable, ts: float) -> None:
-        self.items.append((value, kind, key, ts))
+        items = self.items
+        items.append((value, kind, key, ts))
+        if len(items) > self.size:
+            del items[0]
 
     def pick(self, spans: ExportedSpans | None) -> tuple[float, str, float] | None:
         """The newest observation whose span was exported, as an exemplar (value, trace id, time)."""

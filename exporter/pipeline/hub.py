@@ -330,6 +330,7 @@ class Hub:
                 node.name,
             )
         step = node.lean.step(state, restart)
+        step.exemplars = bool(self._listeners) or node.spans is not None
         accs = node.accs
         for mapper in self._mappers:
             mapper.on_state(accs[mapper.name], step)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from exporter.model.labels import UNKNOWN, Cardinality, short_name
 from exporter.model.multiaddr import ip_version_of, transport_of
@@ -38,12 +39,30 @@ _CLOSED = frozenset((pb.CLOSED, pb.ERROR))
 _INITIATOR = pb.INITIATOR
 LIVE, DONE = 0, 1  # counted open (a close still to count) / closed and counted, or never counted
 
-# Per connection: (dir, transport, security, muxer, ip_version) labels, phase, open_ts, last bytes in, out.
+# Per connection: (dir, transport, security, muxer, ip_version) labels, phase, open_ts (0 once DONE),
+# last bytes in, out.
 ConnRec = tuple[tuple[str, str, str, str, str], int, int, int, int]
-# Per stream: raw protocol, its label, dir, phase, open_ts, last bytes in, out.
+# Per stream: raw protocol, its label, dir, phase, open_ts (0 once DONE), last bytes in, out.
 StreamRec = tuple[str, str, str, int, int, int, int]
 # bytes in/out, packets in/out, bandwidth in/out; None for a direction not measured (unset DataGauge)
 Traffic6 = tuple[int | None, int | None, int | None, int | None, int | None, int | None]
+
+_T = TypeVar("_T")
+# One copy of each value that repeats across streams, connections and nodes (protocol ids, label
+# tuples, status gauge keys): every parse hands out a new copy, and a node keeps one per record
+# (issue 20: a fifth of a node's memory). Bounded: dropped wholesale at the cap, which only unshares.
+_SHARED: dict[object, object] = {}
+_SHARED_CAP = 50_000
+
+
+def _shared(value: _T) -> _T:
+    """The one kept copy of ``value`` (an equal value already seen, else ``value`` itself)."""
+    held = _SHARED.get(value)
+    if held is None:
+        if len(_SHARED) >= _SHARED_CAP:
+            _SHARED.clear()
+        _SHARED[value] = held = value
+    return cast(_T, held)
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +75,9 @@ class StateStep:
     traffic: Traffic6 | None
     first: bool = False
     restart: bool = False
+    # Whether mappers keep recent observations for exemplars: off when nothing can ever export a span
+    # for this node (no listener, no ExportedSpans), as they then never reach the output (issue 20).
+    exemplars: bool = True
     # What the State shows (gauges).
     conn_status: dict[tuple[str, str, str, str, str], int] = field(default_factory=dict)  # status, 4 labels
     stream_status: dict[tuple[str, str, str], int] = field(default_factory=dict)  # protocol, dir, status
@@ -218,7 +240,7 @@ class LeanTracker:
                     new_done[key] = kept
                     continue
             if old is None:
-                labels = self._conn_labels(c)
+                labels = _shared(self._conn_labels(c))
                 open_ts = tl.open_ts
                 last_in = last_out = 0
                 if first and c_closed:
@@ -261,7 +283,8 @@ class LeanTracker:
                     b_out = t.cum_bytes
                     k = (labels[1], "out")
                     tbytes[k] = tbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-            new_c[key] = (labels, phase, open_ts, b_in, b_out)
+            # A counted close never reads open_ts again: 0 (a shared small int) instead of one int per record.
+            new_c[key] = (labels, phase, open_ts if phase == LIVE else 0, b_in, b_out)
 
             streams = c.streams
             referenced += len(streams.stream_ids)
@@ -275,6 +298,7 @@ class LeanTracker:
                 s_closed_now = s_own_closed or c_closed
                 sold = old_s.get(skey)
                 if sold is None:
+                    raw = _shared(raw)
                     proto = protocol(raw)
                     sdir = "outbound" if s.role == _INITIATOR else "inbound"
                     last_in = last_out = 0
@@ -285,7 +309,10 @@ class LeanTracker:
                         sphase = LIVE
                 else:
                     old_raw, proto, sdir, sphase, _sopen, last_in, last_out = sold
-                    if raw != old_raw:  # the protocol was negotiated (or changed) since
+                    if raw == old_raw:
+                        raw = old_raw  # the copy already kept, not this parse's
+                    else:  # the protocol was negotiated (or changed) since
+                        raw = _shared(raw)
                         proto = protocol(raw)
                 s_open = s.timeline.open_ts
                 if s_closed_now and sphase == LIVE:
@@ -308,10 +335,10 @@ class LeanTracker:
                         b_out = t.cum_bytes
                         k = (proto, "out")
                         pbytes[k] = pbytes.get(k, 0) + (b_out - last_out if b_out >= last_out else b_out)
-                srec = (raw, proto, sdir, sphase, s_open, b_in, b_out)
+                srec = (raw, proto, sdir, sphase, s_open if sphase == LIVE else 0, b_in, b_out)  # as new_c's
                 new_s[skey] = srec
                 if closed_streams is not None:
-                    closed_streams.append((skey, srec, gk))
+                    closed_streams.append((skey, srec, _shared(gk)))
             if closed_streams is not None:
                 new_done[key] = closed_streams
         # Open items that left the State end at the last instant they were seen.
