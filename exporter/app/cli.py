@@ -16,7 +16,6 @@ from exporter import __version__
 from exporter.app import backfill, demo, live
 from exporter.app.argtypes import Parser, fail, join_negative_values, non_negative_float, non_negative_int
 from exporter.app.flags import add_serving_flags, settings_from_args, setup_logging
-from exporter.app.malloc import limit_arenas
 from exporter.app.runtime import hub_for, serve_until_stopped
 from exporter.generator import SyntheticNode
 from exporter.protocol.framing import SegmentError
@@ -148,7 +147,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    limit_arenas()  # before any thread starts: app/malloc.py
     parser = build_parser()
     args = parser.parse_args(join_negative_values(live.default_to_live(list(sys.argv[1:] if argv is None else argv))))
     if args.func is None:
