@@ -342,15 +342,22 @@ func finish(s network.Stream) {
 	_ = s.Close()
 }
 
-func (nd *node) streamsLoop(ctx context.Context) {
-	t := time.NewTicker(nd.o.streamsEvery)
+// every runs fn once per tick of d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			fn()
 		}
+	}
+}
+
+func (nd *node) streamsLoop(ctx context.Context) {
+	every(ctx, nd.o.streamsEvery, func() {
 		for _, p := range nd.h.Network().Peers() {
 			for _, proto := range nd.o.protocolIDs() {
 				if s, err := nd.exchange(ctx, p, proto); err == nil {
@@ -358,18 +365,11 @@ func (nd *node) streamsLoop(ctx context.Context) {
 				}
 			}
 		}
-	}
+	})
 }
 
 func (nd *node) churnLoop(ctx context.Context) {
-	t := time.NewTicker(nd.o.churn)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, nd.o.churn, func() {
 		if conns := nd.h.Network().Conns(); len(conns) > 0 {
 			_ = conns[rand.IntN(len(conns))].Close()
 		}
@@ -377,7 +377,7 @@ func (nd *node) churnLoop(ctx context.Context) {
 		if err := nd.dialAddr(ctx, a); err != nil && ctx.Err() == nil {
 			log.Printf("redial %s: %v", a, err)
 		}
-	}
+	})
 }
 
 func (nd *node) serve(addr string) error {
