@@ -54,6 +54,43 @@ async def test_shared_budget_keeps_each_newest_message() -> None:
     assert len(a) == 1 and len(b) == 1 and not dropped
 
 
+async def test_shared_budget_costs_little_per_put_when_every_buffer_is_down_to_its_newest() -> None:
+    """4,000 nodes whose newest States alone fill the budget: a put must not look at every buffer
+    (a scan per put took 95 % of the loop and collapsed the fleet). Bounded in entries examined."""
+    budget = SharedBudget(max_bytes=1000)
+    dropped: Counter[str] = Counter()
+    bufs = [BoundedBuffer(10, dropped, budget=budget) for _ in range(4000)]
+    for buf in bufs:
+        buf.put(_state(1), 100)
+    for ts in range(2, 4):  # each node's next State arrives before the last one was taken
+        for buf in bufs:
+            buf.pop()
+            buf.put(_state(ts), 100)
+    assert budget.bytes == 400_000 and not dropped  # over, but nothing is sheddable: every newest stays
+    assert budget.examined <= 3 * 2 * 4000
+    # A node that piles up is still the one cut back, and only down to its newest.
+    for ts in range(4, 9):
+        bufs[7].put(_state(ts), 100)
+    assert dropped == Counter(state=5) and [m.state.instant_ts for m, _ in bufs[7].items] == [8]
+
+
+async def test_shared_budget_sheds_the_biggest_after_sizes_changed() -> None:
+    """Entries that no longer match their buffer (popped since) do not pick the wrong one."""
+    budget = SharedBudget(max_bytes=1000)
+    drops = {name: Counter[str]() for name in ("a", "b")}
+    a = BoundedBuffer(100, drops["a"], budget=budget)
+    b = BoundedBuffer(100, drops["b"], budget=budget)
+    for ts in range(5):
+        a.put(_state(ts), 100)  # a: 500
+    for ts in range(3):
+        b.put(_state(ts), 100)  # b: 300
+    for _ in range(4):
+        a.pop()  # a: 100, but its heap entries still say 500
+    for ts in range(3, 10):
+        b.put(_state(ts), 100)  # b: 1000, total 1100: b is the biggest now
+    assert budget.bytes <= 1000 and drops["b"] == Counter(state=1) and not drops["a"]
+
+
 async def test_ingest_gate_yields_once_the_slice_is_spent() -> None:
     now = [0.0]
     gate = IngestGate(slice_s=0.02, clock=lambda: now[0])
