@@ -212,8 +212,21 @@ def _groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "warning",
             "libp2p-exporter {{ $labels.instance }} is at capacity",
             "The exporter at {{ $labels.instance }} cannot take a State per --interval from every node: it "
-            "asks them for {{ $value }} times the interval (gauges sparser, counters still exact) since "
+            "asks them for {{ $value }} times the interval (gauges sparser; counters exact while States come "
+            "within the retention of the nodes) since "
             f"{p['at_capacity_for']} or more. Add a shard (--total-shards).",
+        ),
+        _alert(
+            "Libp2pExporterCountsIncomplete",
+            f"sum by (job, instance) (increase(libp2p_exporter_retention_gaps_total{{{j}}}[{p['retention_gaps_window']}])) > 0",
+            "0m",
+            "warning",
+            "libp2p-exporter {{ $labels.instance }}: some nodes' counters may be short",
+            "The exporter at {{ $labels.instance }} accepted States further apart than the retention of their "
+            'node {{ $value | printf "%.0f" }} times in '
+            f"{p['retention_gaps_window']}: connections that opened and closed in between "
+            "were never listed, so the connection counters and histograms of those nodes may miss them. It is past its "
+            "limit even at the longest interval it may ask for. Add a shard (--total-shards).",
         ),
         _alert(
             "Libp2pExporterTLSCertificateExpiringSoon",

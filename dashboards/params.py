@@ -80,6 +80,11 @@ PARAMS: dict[str, Param] = {
     "at_capacity_for": Param(
         "15m", "The exporter asked its nodes for a longer State interval than --interval (at capacity) this long."
     ),
+    "retention_gaps_window": Param(
+        "15m",
+        "A node's States came further apart than its retention (libp2p_exporter_retention_gaps_total) within this "
+        "window: its counters may miss connections.",
+    ),
     "tls_expiry_warning_days": Param(
         14, "Warn when the exporter's own TLS certificate (--web.config.file) expires within this many days."
     ),

@@ -173,6 +173,15 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
             ],
             min=0,
         ),
+        RangeTotals(
+            "Retention gaps",
+            "Per node, over the time range: States accepted more than the node's retention after the previous one. "
+            "What opened and closed in between was never listed, so that node's counters may be short; any is a "
+            "reason to add a shard (Libp2pExporterCountsIncomplete alerts).",
+            "none",
+            [Query(f"increase(libp2p_exporter_retention_gaps_total{{{NODE_SELECTOR}}}[{TIME_RANGE}])", "{{node}}")],
+            min=0,
+        ),
     ]
     return dashboard(
         "libp2p-exporter-health",

@@ -38,6 +38,12 @@ RESTARTS = Family(
     "counter",
     "Node restarts detected (new peer id, or cumulative traffic going back).",
 )
+RETENTION_GAPS = Family(
+    "libp2p_exporter_retention_gaps",
+    "counter",
+    "States accepted more than the node's retention period after the previous one: connections and streams "
+    "that opened and closed in between were never listed, so the node's counters may miss them.",
+)
 NOTICES = Family("libp2p_exporter_notices", "counter", "ServerNotice messages received, by kind.", ("kind",))
 
 
@@ -59,5 +65,6 @@ class ExporterSelf(Mapper):
         )
         out.counter(COMMAND_ERRORS, node.command_errors)
         out.counter(RESTARTS, node.restarts)
+        out.counter(RETENTION_GAPS, node.retention_gaps)
         for kind, n in sorted(node.notices.items()):
             out.counter(NOTICES, n, {"kind": kind})

@@ -329,6 +329,10 @@ class Hub:
                 "node %s: restart detected; counters continue from the new baseline",
                 node.name,
             )
+        if prev is not None and not restart and node.config is not None:
+            retention = node.config.retention_period_ms
+            if retention and instant_ts and prev.instant_ts and instant_ts - prev.instant_ts > retention:
+                node.retention_gaps += 1
         step = node.lean.step(state, restart)
         step.exemplars = bool(self._listeners) or node.spans is not None
         accs = node.accs

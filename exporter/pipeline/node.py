@@ -45,6 +45,9 @@ class NodeState:
     command_errors: int = 0
     notices: Counter[str] = field(default_factory=Counter)
     restarts: int = 0
+    # States accepted more than the node's retention after the previous accepted one: what opened and
+    # closed in between was never listed to us, so the counters may miss it (issue 20: counts exact).
+    retention_gaps: int = 0
     last_snapshot_wall: float | None = None
     # When the source last saw a State of this node arrive (wall clock), ingested yet or not: a node
     # whose States wait in the exporter's own queue is behind in the exporter, not stale.

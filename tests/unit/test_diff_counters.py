@@ -325,3 +325,27 @@ def test_a_node_restarting_in_every_runtime_is_logged_once_then_summarised(caplo
     assert sum("restart detected" in line for line in lines) == 1, lines[:5]
     hub.remove("n")
     assert caplog.records[-1].getMessage().startswith("node n restart detected: 398 more like this suppressed")
+
+
+def _config(retention_ms: int) -> pb.ServerMessage:
+    msg = pb.ServerMessage()
+    msg.response.id = 1
+    msg.response.result = pb.CommandResponse.OK
+    msg.response.effective_config.retention_period_ms = retention_ms
+    msg.response.effective_config.state_snapshot_interval_ms = 1000
+    return msg
+
+
+def test_states_further_apart_than_the_retention_are_counted_as_gaps() -> None:
+    """A State more than the node's retention after the previous one may miss connections that
+    opened and closed in between; that is counted per node, never guessed at."""
+    hub = feed(
+        _config(10_000),
+        state(T0 + 1000, [{"id": C1}]),
+        state(T0 + 11_000, [{"id": C1}]),  # 10 s later: exactly the retention, nothing missed
+        state(T0 + 21_001, [{"id": C1}]),  # a millisecond more: a gap
+        state(T0 + 22_000, [{"id": C1}]),
+    )
+    assert total(hub, "libp2p_exporter_retention_gaps_total", node="n") == 1
+    # No retention known (no HELLO answer, as in a bare capture): nothing to judge by, no gap counted.
+    assert total(feed(state(T0, []), state(T0 + 600_000, [])), "libp2p_exporter_retention_gaps_total", node="n") == 0
