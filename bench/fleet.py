@@ -85,6 +85,8 @@ FACTOR = re.compile(rb"^libp2p_exporter_ingest_interval_factor(?:\{[^}]*\})? (\S
 LOOP_CPU = re.compile(rb"^libp2p_exporter_ingest_loop_cpu_ratio(?:\{[^}]*\})? (\S+)$", re.M)
 STALLED = re.compile(rb'^libp2p_exporter_session_failures_total\{[^}]*reason="stalled"[^}]*\} (\S+)$', re.M)
 SHED = re.compile(rb'^libp2p_exporter_session_shed_before_parse_total\{[^}]*kind="state"[^}]*\} (\S+)$', re.M)
+# States accepted further apart than the node's retention: counts may miss what opened and closed between.
+GAPS = re.compile(rb"^libp2p_exporter_retention_gaps_total\{[^}]*\} (\S+)$", re.M)
 AGREED = re.compile(rb"^libp2p_exporter_session_interval_seconds\{[^}]*\} (\S+)$", re.M)
 # --otlp: tracing's self-metrics (exporter/sinks/otel/metrics.py), one pass for all six counters; the
 # label that splits them (kind, reason or result) is read from the label set.
@@ -206,6 +208,7 @@ def scrape_row(body: bytes | None, took: float, t: float, otlp: bool = False) ->
             row["loop_cpu"] = round(float(m.group(1)), 3)
         row["stalled"] = sum(float(v) for v in STALLED.findall(body))
         row["shed_states"] = sum(float(v) for v in SHED.findall(body))
+        row["gaps"] = sum(float(v) for v in GAPS.findall(body))
         agreed = sorted(float(v) for v in AGREED.findall(body))
         if agreed:
             row["agreed_interval_s_median"] = agreed[len(agreed) // 2]
@@ -228,7 +231,9 @@ class Run:
         self.fresh: dict[int, list[tuple[bool, float]]] = {d: [] for d in args.fresh_delays}  # visible, latency
         self.age_ms: list[float] = []
         # --probe-all: every node probed once per --scrape-every (as Prometheus after /discovery).
-        self.sweeps: list[tuple[float, int, int, int, int]] = []  # (seconds, probed, up, stalled, shed)
+        # (seconds, probed, up, stalled, shed, accepted, retention gaps)
+        self.sweeps: list[tuple[float, int, int, int, int, int, int]] = []
+        self.sweep_starts: list[float] = []
         self.sweep_probes: list[float] = []
         self.sweep_fail = 0
         self.aborted = ""
@@ -311,11 +316,12 @@ class Run:
                 self.fresh[delay].append((shown >= tick, took))
                 self.age_ms.append(received - shown)
 
-    def sweep(self, timeout: float = 30.0) -> tuple[float, int, int, int, int]:
-        """Probe every node once, spread over ``--probe-threads``; (seconds, answered, up, stalled, shed)."""
+    def sweep(self, timeout: float = 30.0) -> tuple[float, int, int, int, int, int, int]:
+        """Probe every node once, spread over ``--probe-threads``; (seconds, answered, up, stalled teardowns,
+        States shed unparsed, States accepted, retention gaps), the counts summed over the nodes."""
         threads = max(1, self.args.probe_threads)
         started = time.monotonic()
-        counts = [0, 0, 0, 0]  # answered, up, stalled teardowns, States shed unparsed (summed over nodes)
+        counts = [0, 0, 0, 0, 0, 0]
         lock = threading.Lock()
 
         def worker(w: int) -> None:
@@ -332,17 +338,28 @@ class Run:
                     counts[1] += int(m is not None and float(m.group(1)) == 1.0)
                     counts[2] += int(sum(float(v) for v in STALLED.findall(body)))
                     counts[3] += int(sum(float(v) for v in SHED.findall(body)))
+                    counts[4] += int(sum(float(v) for v in ACCEPTED.findall(body)))
+                    counts[5] += int(sum(float(v) for v in GAPS.findall(body)))
 
         ths = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(threads)]
         for th in ths:
             th.start()
         for th in ths:
             th.join(timeout * self.n)
-        return time.monotonic() - started, counts[0], counts[1], counts[2], counts[3]
+        return time.monotonic() - started, *counts  # type: ignore[return-value]
+
+    def sweep_rate(self, column: int) -> float | None:
+        """A summed counter's rate between the first and the last sweep's start (a sweep reads each
+        node once, spread over the sweep, so this is approximate by a sweep's length at each end)."""
+        done = list(zip(self.sweep_starts, self.sweeps))
+        if len(done) < 2 or done[-1][0] <= done[0][0]:
+            return None
+        return round((done[-1][1][column] - done[0][1][column]) / (done[-1][0] - done[0][0]), 1)
 
     def prober(self) -> None:
         while not self.stop.is_set():
             started = time.monotonic()
+            self.sweep_starts.append(started)
             self.sweeps.append(self.sweep())
             self.stop.wait(max(0.0, self.args.scrape_every - (time.monotonic() - started)))
 
@@ -569,6 +586,7 @@ class Run:
             loop_cpu_per_scrape=[s.get("loop_cpu") for s in rep.scrapes],
             stalled_teardowns_first_last=[ok[0].get("stalled"), last.get("stalled")] if ok else None,
             states_shed_before_parse_first_last=[ok[0].get("shed_states"), last.get("shed_states")] if ok else None,
+            retention_gaps_first_last=[ok[0].get("gaps"), last.get("gaps")] if ok else None,
         )
         if self.args.otlp:
             # The governor's share of spans kept (absent: it does not see tracing on), and spans held open.
@@ -689,8 +707,11 @@ class Run:
             harness_cpu_cores=round(self_cpu / window, 3),
             probe_ms_p50_p99_max=[ms(pct(self.probes, 0.5)), ms(pct(self.probes, 0.99)), ms(pct(self.probes, 1.0))],
             probe_n_fail=[len(self.probes), self.probe_fail],
-            # Per sweep: seconds, nodes answered, nodes up, stalled teardowns and States shed (summed over nodes).
+            # Per sweep: seconds, nodes answered, nodes up, stalled teardowns, States shed, States accepted and
+            # retention gaps (summed over nodes).
             probe_all_sweeps=[[round(t, 1), *rest] for t, *rest in self.sweeps] if self.args.probe_all else None,
+            probe_all_states_accepted_per_s=self.sweep_rate(5),
+            probe_all_shed_per_s=self.sweep_rate(4),
             probe_all_ms_p50_p99_max=[
                 ms(pct(self.sweep_probes, 0.5)),
                 ms(pct(self.sweep_probes, 0.99)),
