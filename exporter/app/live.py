@@ -357,8 +357,7 @@ async def run_live(
                     "GET",
                     "/discovery",
                     discovery_handler(
-                        # Before the manager has started them (HTTP answers first), the configured ones.
-                        lambda: list(manager.targets.values()) if manager.started else list(state.cfg.owned_targets),
+                        lambda: manager.current_targets(state.cfg.owned_targets),
                         lambda: state.cfg.shard,
                         external_address,
                     ),

@@ -198,6 +198,11 @@ class SessionManager:
             await self._client.close()
             self._client = None
 
+    def current_targets(self, configured: list[Target]) -> list[Target]:
+        """The targets this manager watches; before ``run()`` has added them (HTTP answers first),
+        ``configured``: /discovery must never answer ``[]`` for a replica that is starting."""
+        return list(self.targets.values()) if self.started else list(configured)
+
     async def run(self, targets: list[Target]) -> None:
         """Start ``targets`` and run until cancelled; closes every session on the way out."""
         for t in targets:

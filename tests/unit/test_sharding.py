@@ -125,3 +125,30 @@ def test_a_count_that_is_not_a_whole_number_is_one_clear_line(tmp_path: Path) ->
     with pytest.raises(ConfigError) as err:
         build({}, [], None, env={"LIBP2P_EXPORTER_TOTAL_SHARDS": "x"})
     assert err.value.problems == ["$LIBP2P_EXPORTER_TOTAL_SHARDS: expected a whole number, not 'x'"]
+
+
+async def test_discovery_lists_the_configured_targets_until_the_manager_has_started_them() -> None:
+    """HTTP answers before the sessions are added: a scrape of /discovery in between must get the
+    configured targets, not ``[]`` (which made Prometheus drop every node of a starting replica)."""
+    import asyncio
+    import contextlib
+
+    from exporter.app.runtime import build_hub
+    from exporter.sources.manager import SessionManager
+
+    # Port 9 (discard) on loopback: the sessions only back off; what matters is the target list.
+    configured = [Target(url=f"ws://127.0.0.1:9/n/{i}/introspect", name=f"n{i}") for i in range(3)]
+    manager = SessionManager(build_hub())
+    assert manager.current_targets(configured) == configured  # not started: the configuration's
+    task = asyncio.create_task(manager.run(configured[:2]))
+    try:
+        for _ in range(100):
+            if manager.started:
+                break
+            await asyncio.sleep(0)
+        assert manager.started, "the manager never added its targets"
+        assert sorted(t.name for t in manager.current_targets([])) == ["n0", "n1"]  # now its own
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
