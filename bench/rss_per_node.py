@@ -45,7 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exporter.app.runtime import build_hub, cardinality_of, tune_gc
+from exporter.app.runtime import build_hub, cardinality_of
 from exporter.generator import SyntheticNode
 from exporter.pipeline.hub import Hub
 from exporter.protocol.framing import decode_segments, encode_segment
@@ -184,7 +184,10 @@ def main() -> None:
 
     hub = build_hub(cardinality_of(Limits(histograms_profile=args.profile)), live=True)
     exp = Exposition(hub, process=False)
-    tune_gc()
+    # As the exporter serves (app/gc_pacer.py): what start-up built frozen, automatic collection off.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     if args.tracemalloc:
         tracemalloc.start(8)
     r0 = rss()
