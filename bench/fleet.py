@@ -87,6 +87,9 @@ STALLED = re.compile(rb'^libp2p_exporter_session_failures_total\{[^}]*reason="st
 SHED = re.compile(rb'^libp2p_exporter_session_shed_before_parse_total\{[^}]*kind="state"[^}]*\} (\S+)$', re.M)
 # States accepted further apart than the node's retention: counts may miss what opened and closed between.
 GAPS = re.compile(rb"^libp2p_exporter_retention_gaps_total\{[^}]*\} (\S+)$", re.M)
+# The paced collector (exporter/app/gc_pacer.py): full collections and the time they held every thread.
+GC_COUNT = re.compile(rb"^libp2p_exporter_gc_collections_total(?:\{[^}]*\})? (\S+)$", re.M)
+GC_PAUSE = re.compile(rb"^libp2p_exporter_gc_pause_seconds_total(?:\{[^}]*\})? (\S+)$", re.M)
 AGREED = re.compile(rb"^libp2p_exporter_session_interval_seconds\{[^}]*\} (\S+)$", re.M)
 # --otlp: tracing's self-metrics (exporter/sinks/otel/metrics.py), one pass for all six counters; the
 # label that splits them (kind, reason or result) is read from the label set.
@@ -209,6 +212,8 @@ def scrape_row(body: bytes | None, took: float, t: float, otlp: bool = False) ->
         row["stalled"] = sum(float(v) for v in STALLED.findall(body))
         row["shed_states"] = sum(float(v) for v in SHED.findall(body))
         row["gaps"] = sum(float(v) for v in GAPS.findall(body))
+        if (m := GC_PAUSE.search(body)) and (k := GC_COUNT.search(body)):
+            row["gc"] = [int(float(k.group(1))), round(float(m.group(1)), 3)]
         agreed = sorted(float(v) for v in AGREED.findall(body))
         if agreed:
             row["agreed_interval_s_median"] = agreed[len(agreed) // 2]
@@ -587,6 +592,7 @@ class Run:
             stalled_teardowns_first_last=[ok[0].get("stalled"), last.get("stalled")] if ok else None,
             states_shed_before_parse_first_last=[ok[0].get("shed_states"), last.get("shed_states")] if ok else None,
             retention_gaps_first_last=[ok[0].get("gaps"), last.get("gaps")] if ok else None,
+            gc_collections_pause_s_first_last=[ok[0].get("gc"), last.get("gc")] if ok else None,
         )
         if self.args.otlp:
             # The governor's share of spans kept (absent: it does not see tracing on), and spans held open.
