@@ -96,21 +96,29 @@ async def stream(request: web.Request, parts: list[bytes], headers: dict[str, st
 
     Why not one body: at 1,000 nodes it is 60 MB, and joined, then copied into the socket's buffer,
     it was held twice at every scrape (RSS peaks of +120 MB, +480 MB at 4,000). The parts are the
-    cached blocks themselves; a chunk of about 1 MiB at a time is what is copied, and ``write``
-    waits while the scraper reads, so other requests are served between chunks.
+    cached blocks themselves; a chunk of about 1 MiB at a time is what is copied.
     """
     response = web.StreamResponse(headers=headers)
     await response.prepare(request)
-    squeeze = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None  # 31: a gzip stream
     try:
-        for chunk in chunks(parts, CHUNK_BYTES):
-            await response.write(squeeze.compress(chunk) if squeeze is not None else chunk)
-        if squeeze is not None:
-            await response.write(squeeze.flush())
+        await send_chunks(response.write, parts, gz)
         await response.write_eof()
     except ConnectionResetError:  # the scraper went away mid-body: nobody left to answer
         pass
     return response
+
+
+async def send_chunks(write: Callable[[bytes], Awaitable[None]], parts: list[bytes], gz: bool) -> None:
+    """``parts`` through ``write`` about 1 MiB at a time (gzipped when ``gz``), giving the loop a turn
+    after each chunk: ``write`` suspends only when the socket's buffer is full, and a scraper that reads
+    as fast as it is sent never fills it, so without the turn a 120 MB body held this loop (and every
+    ``/healthz`` behind it) for its 3 s (``/healthz`` p99 360 ms at 2,000 nodes)."""
+    squeeze = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if gz else None  # 31: a gzip stream
+    for chunk in chunks(parts, CHUNK_BYTES):
+        await write(squeeze.compress(chunk) if squeeze is not None else chunk)
+        await asyncio.sleep(0)
+    if squeeze is not None:
+        await write(squeeze.flush())
 
 
 def parse_listen(address: str) -> tuple[str | None, int]:

@@ -3,6 +3,7 @@ gzipped when asked, with /probe equal to the node's part of /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
 
@@ -170,6 +171,33 @@ async def test_metrics_streams_in_chunks_that_add_up_to_the_one_body(monkeypatch
         wire = await raw.read()
     assert len(whole) > 20 * 200
     assert comparable(plain) == comparable(whole) and comparable(gzip.decompress(wire)) == comparable(whole)
+
+
+async def test_a_streamed_body_gives_the_loop_a_turn_after_every_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scraper that reads as fast as it is sent never fills the socket, so ``write`` never
+    suspends; the other requests on the HTTP loop (``/healthz``) still get a turn after each chunk,
+    not after the whole body."""
+    order: list[str] = []
+
+    async def write(chunk: bytes) -> None:  # a socket with room: returns without suspending
+        order.append("chunk")
+
+    async def health() -> None:
+        for _ in range(3):
+            order.append("health")
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(server, "CHUNK_BYTES", 200)
+    parts = [b"x" * 100] * 8  # four chunks of 200 bytes
+    for gz in (False, True):
+        order.clear()
+        other = asyncio.ensure_future(health())
+        await server.send_chunks(write, parts, gz)
+        await other
+        assert order.count("chunk") == 4 + gz  # and gzip's flush
+        last_chunk = len(order) - 1 - order[::-1].index("chunk")
+        # Every turn the other task wanted came while the body was still going out, not after it.
+        assert [i for i, what in enumerate(order) if what == "health"][-1] < last_chunk, order
 
 
 def test_chunks_regroup_parts_without_losing_or_reordering_a_byte() -> None:
