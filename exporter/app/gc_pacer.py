@@ -3,13 +3,18 @@
 Why (issue 20; measured in bench/README.md "Overload"): ingest makes no reference cycles, so
 reference counting frees every replaced State's objects, yet the automatic collector walks the
 survivors of each young generation again and again. At 1,000 nodes that was 0.24 ms per State (a
-tenth of ingest) for nothing found, and every thread, the HTTP one too, waits through each walk:
-young collections of up to 0.3 s, and a full one of 0.37 s over 730k objects whenever a quarter of
-the heap had been replaced (every few seconds). So while the exporter serves, automatic collection
-is off, and a full collection runs when the container objects alive have grown by half since the
-last one (what leaking cycles, or a fleet growing, look like) or ``max_period_s`` has passed,
-whichever comes first. Its count, pauses and what it found are exported: objects found at all
-means something does make cycles.
+tenth of ingest) for nothing found, and every thread, the HTTP one too, waits through each walk. So
+while the exporter serves, automatic collection is off, and the pacer collects instead:
+
+- when ``step`` more container objects are alive than after the last collection (what leaking
+  cycles, or a fleet coming up, look like). Each collection ends with ``gc.freeze()``, so the next
+  one walks only what was created since: its pause is bounded by the step, not by the fleet. A walk
+  of everything held every thread for 2.7 s at 4,000 nodes (``/healthz`` waited that long).
+- every ``full_period_s``, everything is unfrozen and walked once, so cycles among long-lived
+  objects (a removed node's) are still found; that one pause grows with the fleet.
+
+Its count, pauses and what it found are exported: objects found at all means something does make
+cycles.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ log = logging.getLogger(__name__)
 COLLECTIONS = Family(
     "libp2p_exporter_gc_collections",
     "counter",
-    "Full collections of Python's cyclic garbage collector run by the exporter.",
+    "Collections of Python's cyclic garbage collector run by the exporter (each walks what was created since "
+    "the last one; once an hour, everything).",
 )
 PAUSE = Family(
     "libp2p_exporter_gc_pause_seconds",
     "counter",
-    "Time the exporter's full collections held the interpreter (every thread waits through one).",
+    "Time the exporter's collections held the interpreter (every thread waits through one).",
 )
 FOUND = Family(
     "libp2p_exporter_gc_collected_objects",
@@ -43,27 +49,29 @@ FOUND = Family(
 
 
 class GcPacer:
-    """``start()`` turns automatic collection off and paces full collections on the running loop;
+    """``start()`` turns automatic collection off and paces collections on the running loop;
     ``stop()`` gives the interpreter its own collector back."""
 
     def __init__(
         self,
         *,
-        min_growth: int = 100_000,
-        max_period_s: float = 600.0,
+        step: int = 100_000,
+        full_period_s: float = 3600.0,
         check_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         grown: Callable[[], int] = lambda: gc.get_count()[0],
-        alive: Callable[[], int] = lambda: len(gc.get_objects()),
         collect: Callable[[], int] = gc.collect,
+        freeze: Callable[[], None] = gc.freeze,
+        unfreeze: Callable[[], None] = gc.unfreeze,
     ) -> None:
-        self.min_growth, self.max_period_s, self.check_s = min_growth, max_period_s, check_s
-        self.clock, self.grown, self.alive, self.collect = clock, grown, alive, collect
+        self.step, self.full_period_s, self.check_s = step, full_period_s, check_s
+        self.clock, self.grown, self.collect = clock, grown, collect
+        self.freeze, self.unfreeze = freeze, unfreeze
         self.collections = 0
+        self.full_collections = 0  # of those, the periodic walks of everything
         self.pause_s = 0.0
         self.found = 0
-        self.last = clock()
-        self.growth = min_growth
+        self.last_full = clock()
         self._task: asyncio.Task[None] | None = None
         self._was_enabled = gc.isenabled()
 
@@ -72,24 +80,28 @@ class GcPacer:
         gc.collect()
         gc.freeze()
         gc.disable()
-        self._collected()
+        self.last_full = self.clock()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gc-pacer")
 
+    def full_due(self) -> bool:
+        return self.clock() - self.last_full >= self.full_period_s
+
     def due(self) -> bool:
-        """A full collection is due: the heap grew by ``growth`` objects, or the period is over."""
-        return self.grown() >= self.growth or self.clock() - self.last >= self.max_period_s
+        """A collection is due: ``step`` objects more than after the last one, or the period is over."""
+        return self.grown() >= self.step or self.full_due()
 
     def run_once(self) -> None:
+        full = self.full_due()
         started = time.perf_counter()
+        if full:
+            self.unfreeze()
         self.found += self.collect()
+        self.freeze()  # the survivors stay out of the next walk
         self.pause_s += time.perf_counter() - started
         self.collections += 1
-        self._collected()
-
-    def _collected(self) -> None:
-        self.last = self.clock()
-        # Half of what is alive now, so a fleet coming up costs a few collections, not one per step.
-        self.growth = max(self.min_growth, self.alive() // 2)
+        if full:
+            self.full_collections += 1
+            self.last_full = self.clock()
 
     async def _run(self) -> None:
         while True:
