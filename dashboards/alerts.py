@@ -225,8 +225,9 @@ def _groups(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "The exporter at {{ $labels.instance }} accepted States further apart than the retention of their "
             'node {{ $value | printf "%.0f" }} times in '
             f"{p['retention_gaps_window']}: connections that opened and closed in between "
-            "were never listed, so the connection counters and histograms of those nodes may miss them. It is past its "
-            "limit even at the longest interval it may ask for. Add a shard (--total-shards).",
+            "were never listed, so the connection counters and histograms of those nodes may miss them. Either it is "
+            "past its limit even at the longest interval it may ask for (add a shard, --total-shards), or a session "
+            "was down for longer than the retention (see Libp2pExporterNodeDown).",
         ),
         _alert(
             "Libp2pExporterTLSCertificateExpiringSoon",

@@ -176,8 +176,9 @@ def exporter_health(p: dict[str, Any]) -> dm.Dashboard:
         RangeTotals(
             "Retention gaps",
             "Per node, over the time range: States accepted more than the node's retention after the previous one. "
-            "What opened and closed in between was never listed, so that node's counters may be short; any is a "
-            "reason to add a shard (Libp2pExporterCountsIncomplete alerts).",
+            "What opened and closed in between was never listed, so that node's counters may be short: the exporter "
+            "is past its limit (add a shard), or the node's session was down that long. Libp2pExporterCountsIncomplete "
+            "alerts.",
             "none",
             [Query(f"increase(libp2p_exporter_retention_gaps_total{{{NODE_SELECTOR}}}[{TIME_RANGE}])", "{{node}}")],
             min=0,
