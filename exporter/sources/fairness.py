@@ -51,7 +51,7 @@ class IngestGate:
         self._pending = False  # a _new_slice is scheduled
         self._held_since: float | None = None
         self._hold_spent = False
-        self.yields = 0  # slices that ran out (how often ingest had to make way)
+        self.yields = 0  # turns that had to wait (how often ingest made way)
         self.held_s = 0.0  # time no slice started because a scrape was rendering
 
     async def turn(self, since: float = 0.0) -> None:
