@@ -4,6 +4,7 @@ makes way for the loop. Deterministic: sizes are given, the gate's clock is scri
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 import pytest
@@ -139,7 +140,7 @@ async def test_waiting_sessions_are_served_longest_without_a_state_first_one_per
     served = [x for x in order if x != "health"]
     assert served == ["new node", "old", "middle", "recent"]
     # One turn per loop iteration: something else ran between any two sessions' turns.
-    for a, b in zip(order, order[1:]):
+    for a, b in itertools.pairwise(order):
         assert not (a != "health" and b != "health"), order
 
 
