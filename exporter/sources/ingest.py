@@ -38,8 +38,6 @@ class IngestSide:
     recorder: Recorder | None
     first_state: asyncio.Event
     drain_deadline: float | None
-    # When this session last had a State ingested (monotonic; 0: never): its place in the gate's line.
-    last_state_ingested: float = 0.0
 
     def recording_failed(self, exc: OSError) -> None:
         """Stop recording this node (counted, logged once); watching it goes on."""
@@ -57,14 +55,12 @@ class IngestSide:
         loop = asyncio.get_running_loop()
         while True:
             await self.buffer.ready.wait()
-            await self.gate.turn(self.last_state_ingested)
+            await self.gate.turn()
             item = self.buffer.pop()
             self.stats.queue_depth = len(self.buffer)
             if item is None:
                 continue
             msg, nbytes = item
-            if kind_of(msg) == "state":
-                self.last_state_ingested = time.monotonic()
             if nbytes >= OFFLOAD_BYTES:
                 await loop.run_in_executor(None, self._ingest, msg)
             else:
