@@ -4,6 +4,7 @@ makes way for the loop. Deterministic: sizes are given, the gate's clock is scri
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 
 import pytest
@@ -158,3 +159,44 @@ async def test_ingest_makes_way_while_a_full_scrape_renders_for_at_most_the_hold
     now[0] += 0.05  # the next slice is spent too, the scrape still renders: no second hold
     await asyncio.wait_for(gate.turn(), 5)
     assert gate.held_s == pytest.approx(1.3)
+
+
+async def test_shared_budget_always_cuts_the_biggest_backlog_first() -> None:
+    """Against the plain rule, over many random puts and pops: whenever the budget sheds, the first
+    buffer it cuts holds the most bytes (then messages) of all buffers that have anything to shed,
+    as a scan of every buffer would find, however stale the heap's entries are by then."""
+    rng = random.Random(7)
+    budget = SharedBudget(max_bytes=5_000)
+    dropped: Counter[str] = Counter()
+    bufs = [BoundedBuffer(1000, dropped, budget=budget) for _ in range(40)]
+    first_cut: list[tuple[int, int]] = []
+    real_shed = BoundedBuffer.shed_oldest
+
+    def recording_shed(self: BoundedBuffer) -> None:
+        if not first_cut:
+            first_cut.append((self.bytes, len(self.items)))
+        real_shed(self)
+
+    BoundedBuffer.shed_oldest = recording_shed  # type: ignore[method-assign]
+    try:
+        cuts = 0
+        for ts in range(5_000):
+            buf = rng.choice(bufs)
+            if rng.random() < 0.3:
+                buf.pop()
+                continue
+            nbytes = rng.randrange(1, 400)
+            # What a scan would pick once this message is in: the biggest of those with more than one.
+            after = {id(b): (b.bytes + (nbytes if b is buf else 0), len(b) + (b is buf)) for b in bufs}
+            sheddable = [after[id(b)] for b in bufs if after[id(b)][1] > 1]
+            expected = max(sheddable) if sheddable else None
+            over = budget.bytes + nbytes > budget.max_bytes
+            first_cut.clear()
+            buf.put(_state(ts), nbytes)
+            if over and expected is not None:
+                assert first_cut == [expected]
+                cuts += 1
+            assert budget.bytes <= budget.max_bytes or all(len(b) <= 1 for b in bufs)
+        assert cuts > 500  # the rule was exercised, not skipped
+    finally:
+        BoundedBuffer.shed_oldest = real_shed  # type: ignore[method-assign]
