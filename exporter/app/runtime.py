@@ -25,8 +25,7 @@ from exporter.model.native import NativeSpec
 from exporter.pipeline.hub import Hub
 from exporter.server import Handler, HttpThread, build_app
 from exporter.settings import Limits, Settings
-from exporter.sinks.otel.install import install_tracing
-from exporter.sinks.otel.sink import TracingHandle
+from exporter.sinks.otel.install import TracingHandle, install_tracing
 from exporter.sinks.scrape_journal import ScrapeJournal
 from exporter.sources.pubsub_recording import TraceRecorder
 from exporter.web_config import WebConfigError, WebConfigWatcher

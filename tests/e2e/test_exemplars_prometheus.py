@@ -21,7 +21,7 @@ from exporter.model.histogram_profiles import CONNECTION_DURATION, HANDSHAKE_LAT
 from tests.support.otlp import HttpReceiver, ReceivedSpan
 from tests.support.procs import Prometheus, scrape_job, start_exporter, start_prometheus, wait_for
 
-pytest.importorskip("opentelemetry.sdk.trace")
+pytest.importorskip("opentelemetry.proto.trace.v1.trace_pb2")
 
 SPAN_OF = {
     CONNECTION_DURATION: "libp2p.connection",

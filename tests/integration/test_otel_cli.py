@@ -90,3 +90,32 @@ def test_collector_in_trouble_does_not_stop_metrics(
     started = time.monotonic()
     assert proc.stop(timeout=20) == 0
     assert time.monotonic() - started < 15.0  # shutdown waits for the collector only so long
+
+
+# Python that cannot import the OpenTelemetry packages (the otel extra not installed), then the CLI.
+_NO_OTEL = "import sys; sys.modules['opentelemetry'] = None; from exporter.app.cli import main; sys.exit(main())"
+
+
+def test_without_the_otel_extra_tracing_fails_in_one_line_and_the_rest_runs(fixture_path: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.procs import REPO
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", _NO_OTEL, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        )
+
+    plain = run("inspect", str(fixture_path))  # the whole CLI imports without the extra
+    assert plain.returncode == 0, plain.stderr
+    listen = f"127.0.0.1:{free_port()}"
+    traced = run("replay", str(fixture_path), "--web.listen-address", listen, "--otlp.endpoint", "http://127.0.0.1:9")
+    assert traced.returncode != 0
+    assert "pip install 'libp2p-exporter[otel]'" in traced.stderr
+    assert "Traceback" not in traced.stderr and len(traced.stderr.strip().splitlines()) == 1, traced.stderr

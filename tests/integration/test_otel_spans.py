@@ -18,10 +18,9 @@ from exporter.app.runtime import build_hub
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
-from exporter.sinks.otel.install import install_tracing
-from exporter.sinks.otel.sink import TracingHandle
+from exporter.sinks.otel.install import TracingHandle, install_tracing
 from exporter.sources.capture import iter_capture
-from tests.support.otlp import GrpcReceiver, HttpReceiver, MemoryExporters, ReceivedSpan
+from tests.support.otlp import GrpcReceiver, HttpReceiver, MemoryCollector, ReceivedSpan
 from tests.support.reference import HubCollector, render
 
 MS = 1_000_000
@@ -72,12 +71,12 @@ def expected_lives(path: Path) -> tuple[dict[bytes, Life], dict[tuple[bytes, byt
 
 
 def feed(
-    path: Path, receiver: HttpReceiver | GrpcReceiver | MemoryExporters, protocol: str = "", **cfg: object
+    path: Path, receiver: HttpReceiver | GrpcReceiver | MemoryCollector, protocol: str = "", **cfg: object
 ) -> tuple[Hub, TracingHandle]:
     """Replay ``path`` into a traced hub: over OTLP (``protocol``) to a real receiver, or in memory."""
     hub = build_hub()
-    if isinstance(receiver, MemoryExporters):
-        handle = install_tracing(hub, cfg=TracingConfig(**cfg), span_exporter=receiver)  # type: ignore[arg-type]
+    if isinstance(receiver, MemoryCollector):
+        handle = install_tracing(hub, cfg=TracingConfig(**cfg), send=receiver)
     else:
         handle = install_tracing(hub, cfg=TracingConfig(endpoint=receiver.endpoint, protocol=protocol, **cfg))  # type: ignore[arg-type]
     for msg in iter_capture(path):
@@ -179,7 +178,7 @@ def test_fixture_spans_over_grpc(fixture_path: Path, grpc_receiver: GrpcReceiver
 
 
 def test_sampling_keeps_connections_and_a_share_of_streams(fixture_path: Path) -> None:
-    memory = MemoryExporters()
+    memory = MemoryCollector()
     hub, _ = feed(fixture_path, memory, sample_streams=0.5, sample_dht=0.0)
     spans = memory.spans()
     n_streams = len(by_name(spans, "libp2p.stream"))
@@ -192,7 +191,7 @@ def test_sampling_keeps_connections_and_a_share_of_streams(fixture_path: Path) -
 
 
 def test_open_span_cap_drops_and_counts(fixture_path: Path) -> None:
-    memory = MemoryExporters()
+    memory = MemoryCollector()
     hub, _ = feed(fixture_path, memory, max_open_spans=12, sample_dht=0.0)
     spans = memory.spans()
     tracked = by_name(spans, "libp2p.connection") + by_name(spans, "libp2p.stream")

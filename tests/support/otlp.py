@@ -1,7 +1,7 @@
 """OTLP trace receivers inside the test process: aiohttp for HTTP, grpcio for gRPC, and in memory.
 
 Both decode each request with ``opentelemetry-proto`` and keep it, so tests assert on what
-arrived over the socket, not on what the SDK believes it sent. Both can be told to fail (HTTP
+arrived over the socket, not on what the exporter believes it sent. Both can be told to fail (HTTP
 status / gRPC code) or to be slow, to play a collector in trouble.
 """
 
@@ -17,12 +17,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as ts_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
-from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.procs import free_port
 
@@ -54,7 +51,17 @@ class _Store:
         self.calls = 0
         self.lock = threading.Lock()
         self.fail = False  # answer with an error
+        self.fail_next = 0  # answer this many requests with an error, then accept again
+        self.fail_status = 503  # the HTTP status of an error (gRPC: always UNAVAILABLE)
         self.delay_s = 0.0  # answer late
+        self.headers: list[dict[str, str]] = []  # each request's headers (gRPC: metadata), lower-case keys
+
+    def failing(self) -> bool:
+        with self.lock:
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return True
+        return self.fail
 
     def add(self, req: ts.ExportTraceServiceRequest) -> None:
         with self.lock:
@@ -91,11 +98,12 @@ class HttpReceiver(_Store):
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.calls += 1
-        body = await request.read()
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        body = await request.read()  # aiohttp undoes Content-Encoding: gzip
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        if self.fail:
-            return web.Response(status=503, text="collector unavailable")
+        if self.failing():
+            return web.Response(status=self.fail_status, text="collector unavailable")
         req = ts.ExportTraceServiceRequest()
         req.ParseFromString(body)
         self.add(req)
@@ -128,9 +136,10 @@ class _TraceService(ts_grpc.TraceServiceServicer):
 
     def Export(self, request: ts.ExportTraceServiceRequest, context: grpc.ServicerContext) -> Any:
         self.store.calls += 1
+        self.store.headers.append({k.lower(): str(v) for k, v in context.invocation_metadata()})
         if self.store.delay_s:
             time.sleep(self.store.delay_s)
-        if self.store.fail:
+        if self.store.failing():
             context.abort(grpc.StatusCode.UNAVAILABLE, "collector unavailable")
         self.store.add(request)
         return ts.ExportTraceServiceResponse()
@@ -157,31 +166,16 @@ class GrpcReceiver(_Store):
         self.server.stop(grace=None).wait(10)
 
 
-class MemoryExporters(_Store):
-    """In-memory span exporters, one per node, given to ``install_tracing(span_exporter=...)``.
+class MemoryCollector(_Store):
+    """A collector without a socket, given to ``install_tracing(send=...)``: it decodes each request
+    the exporter would have sent and keeps it, so tests read the same ``ReceivedSpan`` shape as from
+    the real receivers. ``fail`` makes it refuse (the export counts as failed)."""
 
-    Each finished batch is encoded with the SDK's own OTLP encoder into the request a collector
-    would have received, so tests read the same ``ReceivedSpan`` shape as from the real receivers,
-    without a socket. Shutting a node's provider down stops only that node's exporter.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.exporters: list[InMemorySpanExporter] = []
-
-    def __call__(self, node: str) -> InMemorySpanExporter:
-        exporter = _Encoding(self)
-        self.exporters.append(exporter)
-        return exporter
-
-
-class _Encoding(InMemorySpanExporter):
-    def __init__(self, store: MemoryExporters) -> None:
-        super().__init__()
-        self.store = store
-
-    def export(self, spans: Any) -> SpanExportResult:
-        result = super().export(spans)
-        if result == SpanExportResult.SUCCESS:
-            self.store.add(encode_spans(spans))
-        return result
+    def __call__(self, body: bytes) -> bool:
+        self.calls += 1
+        if self.failing():
+            return False
+        req = ts.ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        self.add(req)
+        return True

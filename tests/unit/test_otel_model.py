@@ -13,10 +13,9 @@ from exporter.model.multiaddr import parse
 from exporter.pipeline.hub import Hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig, http_traces_url
-from exporter.sinks.otel.install import install_tracing
-from exporter.sinks.otel.sink import TracingHandle
+from exporter.sinks.otel.install import TracingHandle, install_tracing
 from exporter.sinks.otel.spans import keep
-from tests.support.otlp import MemoryExporters, ReceivedSpan
+from tests.support.otlp import MemoryCollector, ReceivedSpan
 from tests.support.reference import HubCollector, render
 
 MS = 1_000_000
@@ -26,8 +25,8 @@ PEER_B = "12D3KooWFarFarFarFarFarFarFarFarFarFarFarFarFarFar2"
 
 
 @pytest.fixture
-def receiver() -> MemoryExporters:
-    return MemoryExporters()
+def receiver() -> MemoryCollector:
+    return MemoryCollector()
 
 
 def runtime(peer: str = "12D3KooWSelf") -> pb.ServerMessage:
@@ -60,16 +59,16 @@ def state(ts: int, *conns: pb.Connection) -> pb.ServerMessage:
     return pb.ServerMessage(state=st)
 
 
-def run(receiver: MemoryExporters, msgs: list[pb.ServerMessage], **cfg: object) -> tuple[Hub, list[ReceivedSpan]]:
+def run(receiver: MemoryCollector, msgs: list[pb.ServerMessage], **cfg: object) -> tuple[Hub, list[ReceivedSpan]]:
     hub = build_hub()
-    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(**cfg), span_exporter=receiver)  # type: ignore[arg-type]
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(**cfg), send=receiver)
     for msg in msgs:
         hub.ingest("n1", msg)
     handle.shutdown(timeout_s=20)
     return hub, receiver.spans()
 
 
-def test_relay_link_error_status_addresses_and_upgrade_event(receiver: MemoryExporters) -> None:
+def test_relay_link_error_status_addresses_and_upgrade_event(receiver: MemoryCollector) -> None:
     relay = conn(
         b"R",
         PEER_A,
@@ -127,7 +126,7 @@ def test_relay_link_error_status_addresses_and_upgrade_event(receiver: MemoryExp
     assert f.attrs["network.local.port"] == 4001
 
 
-def test_vanished_connection_ends_where_last_seen(receiver: MemoryExporters) -> None:
+def test_vanished_connection_ends_where_last_seen(receiver: MemoryCollector) -> None:
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     b = conn(b"B", PEER_B, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.3/tcp/3")
     _, spans = run(receiver, [runtime(), state(T0 + 1000, a, b), state(T0 + 2000, a, b), state(T0 + 3000, b)])
@@ -139,7 +138,7 @@ def test_vanished_connection_ends_where_last_seen(receiver: MemoryExporters) -> 
     assert conns[b"B".hex()].attrs["libp2p.span.open_at_shutdown"] is True
 
 
-def test_new_peer_id_gets_a_new_resource(receiver: MemoryExporters) -> None:
+def test_new_peer_id_gets_a_new_resource(receiver: MemoryCollector) -> None:
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     b = conn(b"B", PEER_B, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.3/tcp/3", open_ts=T0 + 5000)
     msgs = [runtime("12D3KooWOld"), state(T0 + 1000, a), runtime("12D3KooWNew"), state(T0 + 6000, b)]
@@ -151,7 +150,7 @@ def test_new_peer_id_gets_a_new_resource(receiver: MemoryExporters) -> None:
     assert all(s.resource["service.name"] == "py-libp2p" for s in spans)
 
 
-def test_dht_events_with_string_numbers_and_bad_content(receiver: MemoryExporters) -> None:
+def test_dht_events_with_string_numbers_and_bad_content(receiver: MemoryCollector) -> None:
     def event(name: str, content: str, ts: int) -> pb.ServerMessage:
         return pb.ServerMessage(event=pb.Event(type=pb.EventType(name=name), ts=ts, content=content))
 
@@ -188,7 +187,7 @@ def test_dht_events_with_string_numbers_and_bad_content(receiver: MemoryExporter
     assert 'libp2p_exporter_spans_dropped_total{node="n1",reason="bad_event"} 2.0' in body
 
 
-def test_unusable_query_numbers_are_bad_events_on_both_sides(receiver: MemoryExporters) -> None:
+def test_unusable_query_numbers_are_bad_events_on_both_sides(receiver: MemoryCollector) -> None:
     """NaN, infinite or boolean durations are one parse (the pipeline's): no span and ``bad_event``
     on the span side (a NaN used to raise per event, counted as ``error``), no histogram sample on
     the metrics side. A non-finite step count leaves the attribute out instead of failing the span."""
@@ -213,7 +212,7 @@ def test_unusable_query_numbers_are_bad_events_on_both_sides(receiver: MemoryExp
     assert 'libp2p_dht_query_duration_seconds_count{direction="outbound",node="n1",result="success"} 1.0' in body
 
 
-def test_metrics_and_spans_agree_on_what_a_query_event_is(receiver: MemoryExporters) -> None:
+def test_metrics_and_spans_agree_on_what_a_query_event_is(receiver: MemoryCollector) -> None:
     """A server that names its query events after its own types (content with queryId and
     totalTimeMs) gets a span and a histogram sample, both inbound as its content says."""
     content = json.dumps({"queryId": "q9", "totalTimeMs": 30, "direction": "INBOUND", "result": "ERROR"})
@@ -282,10 +281,10 @@ def test_tracing_is_off_unless_an_endpoint_is_set(monkeypatch: pytest.MonkeyPatc
         parser.parse_args(["demo", "--tracing.sample.streams", "1.5"])
 
 
-def test_removed_node_ends_its_open_spans(receiver: MemoryExporters) -> None:
+def test_removed_node_ends_its_open_spans(receiver: MemoryCollector) -> None:
     """A node dropped from the hub (an idle /probe session) releases its spans at once, not at shutdown."""
     hub = build_hub()
-    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), span_exporter=receiver)
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), send=receiver)
     a = conn(b"A", PEER_A, "/ip4/10.0.0.1/tcp/1", "/ip4/10.0.0.2/tcp/2")
     for msg in (runtime(), state(T0 + 1000, a)):
         hub.ingest("probe-node", msg)
@@ -299,7 +298,7 @@ def test_removed_node_ends_its_open_spans(receiver: MemoryExporters) -> None:
     assert spans[0].attrs["libp2p.span.end_reason"] == "node_removed"
 
 
-def test_a_dht_key_that_is_not_a_peer_id_is_its_own_attribute(receiver: MemoryExporters) -> None:
+def test_a_dht_key_that_is_not_a_peer_id_is_its_own_attribute(receiver: MemoryCollector) -> None:
     """The py-libp2p provider puts a record name or content hash under ``key``, never ``targetPeerId``."""
     content = json.dumps({"queryId": "q7", "totalTimeMs": 12, "key": "demo-14dd2f48", "result": "SUCCESS"})
     msgs = [
@@ -312,11 +311,11 @@ def test_a_dht_key_that_is_not_a_peer_id_is_its_own_attribute(receiver: MemoryEx
     assert "libp2p.dht.query.target" not in spans[0].attrs
 
 
-def test_the_governor_s_span_share_samples_down_and_counts(receiver: MemoryExporters) -> None:
+def test_the_governor_s_span_share_samples_down_and_counts(receiver: MemoryCollector) -> None:
     """The hub's span share (lowered by the ingest governor when behind) multiplies the sampling ratio:
     the spans it leaves out are counted as sampled out, the rest exported."""
     hub = build_hub()
-    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), span_exporter=receiver)
+    handle: TracingHandle = install_tracing(hub, cfg=TracingConfig(), send=receiver)
     assert hub.span_share.users == 1
     hub.span_share.value = 0.25
     ids = [b"c%03d" % i for i in range(200)]

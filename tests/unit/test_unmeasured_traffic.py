@@ -12,7 +12,7 @@ from exporter.app.runtime import build_hub
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
 from exporter.sinks.otel.install import install_tracing
-from tests.support.otlp import MemoryExporters
+from tests.support.otlp import MemoryCollector
 from tests.support.samples import Series, hub_series, matching
 
 T0 = 1_700_000_000_000
@@ -101,8 +101,8 @@ def test_node_traffic_that_becomes_unset_is_not_a_restart() -> None:
 
 def test_spans_carry_only_measured_traffic() -> None:
     hub = build_hub()
-    receiver = MemoryExporters()
-    handle = install_tracing(hub, cfg=TracingConfig(), span_exporter=receiver)  # type: ignore[arg-type]
+    receiver = MemoryCollector()
+    handle = install_tracing(hub, cfg=TracingConfig(), send=receiver)
     hub.ingest("n", pb.ServerMessage(runtime=pb.Runtime(implementation="go-libp2p", peer_id="12D3KooWSelf")))
     hub.ingest("n", state(T0 + 1000, empty=True, in_bytes=100))
     hub.ingest("n", state(T0 + 2000, empty=True, in_bytes=100))

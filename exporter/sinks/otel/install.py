@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from exporter.pipeline.hub import Hub
 from exporter.settings import Tracing
 from exporter.sinks.otel.config import TracingConfig, env, resolve
 from exporter.sinks.otel.metrics import SpanStatsBook, TracingMetrics
-from exporter.sinks.otel.sdk import SpanExporterFactory
-from exporter.sinks.otel.sink import OtelSink, TracingHandle
+
+if TYPE_CHECKING:
+    from exporter.sinks.otel.sink import OtelSink
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +22,7 @@ def install_tracing(
     requested: Tracing | None = None,
     cfg: TracingConfig | None = None,
     *,
-    span_exporter: SpanExporterFactory | None = None,
+    send: Callable[[bytes], bool] | None = None,
 ) -> TracingHandle:
     """Turn tracing on for ``hub`` when the settings or the environment name an OTLP endpoint.
 
@@ -27,15 +30,21 @@ def install_tracing(
     is used as it is.
 
     Adds the span listener and the ``tracing`` self-metrics mapper through the hub's public API.
-    ``span_exporter`` replaces the OTLP exporters (one per node; tests pass in-memory ones). Call
+    ``send`` replaces the OTLP transport (it takes a serialized ExportTraceServiceRequest and says whether
+    it was accepted; tests keep the requests in memory). Call
     ``shutdown()`` on the result when the source stops (it is a no-op when tracing is off).
     """
     if cfg is None:
         cfg = resolve(requested or Tracing())
     if cfg is None:
         return TracingHandle()
-    try:
-        import opentelemetry.sdk.trace  # noqa: F401  (the optional extra; its absence is a user error)
+    try:  # the optional extra: the OTLP types and the protocol's transport; their absence is a user error
+        import opentelemetry.proto.trace.v1.trace_pb2  # noqa: F401
+
+        if cfg.protocol == "grpc":
+            import grpc  # noqa: F401
+        else:
+            import requests  # noqa: F401
     except ImportError as exc:
         raise SystemExit(
             f"libp2p-exporter: tracing needs the OpenTelemetry packages: pip install 'libp2p-exporter[otel]' ({exc})"
@@ -44,14 +53,30 @@ def install_tracing(
         raise ValueError("tracing is already installed on this hub")
     book = SpanStatsBook()
     hub.add_mapper(TracingMetrics(hub.cardinality, book))
-    if not log.isEnabledFor(logging.DEBUG):
-        # The SDK logs every failed batch; CountingExporter logs the start and end of an outage instead.
-        for name in ("opentelemetry.exporter.otlp", "opentelemetry.sdk._shared_internal"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    sink = OtelSink(cfg, book, span_exporter, share=hub.span_share)
+    from exporter.sinks.otel.sink import OtelSink  # needs the extra's packages: imported once they are known there
+
+    sink = OtelSink(cfg, book, send, share=hub.span_share)
     hub.span_share.users += 1  # the ingest governor may now sample spans down before it slows States
     hub.add_listener(sink)
-    if span_exporter is None:
+    if send is None:
         where = cfg.endpoint or env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
         log.info("tracing on: OTLP %s to %s", cfg.protocol, where)
     return TracingHandle(sink)
+
+
+class TracingHandle:
+    """What ``install_tracing`` returns; a disabled handle does nothing."""
+
+    def __init__(self, sink: OtelSink | None = None) -> None:
+        self.sink = sink
+
+    @property
+    def enabled(self) -> bool:
+        return self.sink is not None
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        return self.sink.flush(timeout_s) if self.sink else True
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        if self.sink is not None:
+            self.sink.shutdown(timeout_s)

@@ -1,8 +1,8 @@
 """Tracing's self-metrics: what each node's spans became (started, sampled out, dropped, exported).
 
-The span side writes a ``SpanStats`` per node into a ``SpanStatsBook``; ``TracingMetrics`` (a mapper
-the install step adds to the hub) reads the same book at scrape time. ``QueueGate`` and
-``CountingExporter`` sit in the SDK's export path and count what the SDK itself would drop silently.
+The span side (the span model and the export queue) writes a ``SpanStats`` per node into a
+``SpanStatsBook``; ``TracingMetrics`` (a mapper the install step adds to the hub) reads the same book
+at scrape time.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.model.catalogue import Family, Writer
 from exporter.model.labels import Cardinality
-from exporter.pipeline.exemplars import ExportedSpans
 from exporter.pipeline.mapper import Mapper
 from exporter.pipeline.node import NodeState
 
@@ -31,7 +29,7 @@ class SpanStats:
     sampled_out: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
     open_spans: int = 0
-    queued: int = 0  # ended, handed to the batch processor, not yet through an export
+    queued: int = 0  # ended, in the export queue, not yet through an export
     exported: int = 0
     export_failed: int = 0  # spans in failed batches
     batches: Counter[str] = field(default_factory=Counter)  # success | failure
@@ -59,39 +57,6 @@ class SpanStatsBook:
 
 KINDS = ("connection", "stream", "dht_query")
 DROP_REASONS = ("open_cap", "queue_full", "bad_event", "error")
-
-
-class QueueGate:
-    """A span processor in front of the batch processor that bounds and counts its queue.
-
-    The SDK's batch queue drops spans silently when full (a collector down for long); here each
-    span past the limit is counted as dropped (``queue_full``) before it reaches the queue.
-    """
-
-    def __init__(self, inner: Any, stats: SpanStats, limit: int) -> None:
-        self.inner = inner
-        self.stats = stats
-        self.limit = limit
-
-    def on_start(self, span: Any, parent_context: Any = None) -> None:
-        self.inner.on_start(span, parent_context=parent_context)
-
-    def _on_ending(self, span: Any) -> None:
-        """Part of the SDK's processor interface; nothing to do before the end."""
-
-    def on_end(self, span: Any) -> None:
-        with self.stats.lock:
-            if self.stats.queued >= self.limit:
-                self.stats.dropped["queue_full"] += 1
-                return
-            self.stats.queued += 1
-        self.inner.on_end(span)
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return bool(self.inner.force_flush(timeout_millis))
 
 
 SPANS_STARTED = Family(
@@ -145,59 +110,3 @@ class TracingMetrics(Mapper):
             out.counter(SPANS_EXPORT_FAILED, stats.export_failed)
             for result in ("success", "failure"):
                 out.counter(SPAN_EXPORTS, stats.batches.get(result, 0), {"result": result})
-
-
-class CountingExporter:
-    """Wraps an OTLP span exporter to count what reached the collector and what did not.
-
-    The SDK's own flush result says nothing about delivery; the exporter's result per batch does.
-    Failures are logged once when they start and once when export recovers, not per batch.
-    """
-
-    def __init__(self, inner: Any, stats: SpanStats, node: str = "", exported: ExportedSpans | None = None) -> None:
-        self.inner = inner
-        self.stats = stats
-        self.node = node
-        self.exported = exported  # told which spans the collector accepted (exemplars)
-        self.failing = 0  # consecutive failed batches
-
-    def export(self, spans: Sequence[Any]) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult  # optional extra: imported on use
-
-        try:
-            result = self.inner.export(spans)
-        except Exception as exc:  # an exporter bug must not kill the worker thread
-            log.warning("OTLP export raised: %s", exc)
-            result = SpanExportResult.FAILURE
-        ok = result == SpanExportResult.SUCCESS
-        if self.exported is not None:
-            for span in spans:
-                ctx = span.context
-                if ok:
-                    self.exported.exported(ctx.span_id, ctx.trace_id)
-                else:
-                    self.exported.failed(ctx.span_id)
-        with self.stats.lock:
-            self.stats.queued = max(0, self.stats.queued - len(spans))
-            if ok:
-                self.stats.batches["success"] += 1
-                self.stats.exported += len(spans)
-            else:
-                self.stats.batches["failure"] += 1
-                self.stats.export_failed += len(spans)
-        if not ok and not self.failing:
-            log.warning(
-                "node %s: OTLP span export failing (collector down, slow or refusing); spans are dropped and "
-                "counted in libp2p_exporter_spans_export_failed_total until it recovers",
-                self.node,
-            )
-        elif ok and self.failing:
-            log.info("node %s: OTLP span export recovered after %d failed batch(es)", self.node, self.failing)
-        self.failing = 0 if ok else self.failing + 1
-        return result
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return bool(self.inner.force_flush(timeout_millis))

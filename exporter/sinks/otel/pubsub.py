@@ -12,13 +12,12 @@ seen before its publish still names the right parent.
 Attributes follow OpenTelemetry's messaging conventions (``messaging.system``,
 ``messaging.destination.name``, ``messaging.message.id``) plus ``libp2p.*`` for peers. Sampling is by
 message id (``--tracing.sample.pubsub``), so a message's spans are all kept or all left out. Export
-runs in the SDK's worker thread behind the same bounded, counted queue as the other spans.
+runs in a thread of its own behind the same kind of bounded, counted queue as the other spans.
 """
 
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,8 +26,9 @@ from exporter import __version__
 from exporter.pipeline.hub import Listener
 from exporter.protocol.pubsub_codec import TraceEvent, b58
 from exporter.sinks.otel.config import TracingConfig
-from exporter.sinks.otel.metrics import CountingExporter, QueueGate, SpanStats
-from exporter.sinks.otel.sdk import make_span_exporter
+from exporter.sinks.otel.export import Channel, Send, SpanQueue, _env_number, resource_for
+from exporter.sinks.otel.metrics import SpanStats
+from exporter.sinks.otel.otlp import KIND_CONSUMER, KIND_PRODUCER, Span
 from exporter.sinks.otel.spans import keep
 
 T = TraceEvent.Type
@@ -52,25 +52,6 @@ def span_id_of(kind: str, peer: bytes, message_id: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") or 1
 
 
-class _GivenIds:
-    """An SDK IdGenerator that hands out the ids set just before ``start_span`` (per thread)."""
-
-    def __init__(self) -> None:
-        self._next = threading.local()
-
-    def set(self, trace_id: int, span_id: int) -> None:
-        self._next.trace_id, self._next.span_id = trace_id, span_id
-
-    def generate_trace_id(self) -> int:
-        return int(self._next.trace_id)
-
-    def generate_span_id(self) -> int:
-        return int(self._next.span_id)
-
-    def is_trace_id_random(self) -> bool:
-        return False  # derived from message ids, not random (the W3C "random" flag stays unset)
-
-
 class PubsubSpans(Listener):
     """Builds message traces from TraceEvents; a hub listener (``on_traces``), fed from one thread at a time."""
 
@@ -80,13 +61,11 @@ class PubsubSpans(Listener):
         *,
         ratio: float = 1.0,
         stats: SpanStats | None = None,
-        exporter: Any = None,
+        send: Send | None = None,
         names: dict[str, str] | None = None,
         max_publishes: int = 50_000,
         max_nodes: int = 256,
     ) -> None:
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
         self.cfg = cfg
         self.ratio = ratio
         self.stats = stats or SpanStats()
@@ -94,26 +73,19 @@ class PubsubSpans(Listener):
         self.max_publishes = max_publishes
         self.max_nodes = max_nodes
         self._publish: OrderedDict[bytes, int] = OrderedDict()  # message id -> publish ns (bounded)
-        self._ids = _GivenIds()
-        inner = exporter if exporter is not None else make_span_exporter(cfg)
-        # CountingExporter has SpanExporter's methods but cannot subclass it: the SDK is an optional extra
-        batch = BatchSpanProcessor(CountingExporter(inner, self.stats, "pubsub"))  # type: ignore[arg-type]
-        # one processor (one export thread) shared by every node's provider
-        self.processor = QueueGate(batch, self.stats, 8 * 2048)
-        self._tracers: dict[bytes, Any] = {}
+        # every node's spans share one queue and thread, so its room is that of several nodes
+        room = 8 * int(_env_number("OTEL_BSP_MAX_QUEUE_SIZE", 2048))
+        self.queue = SpanQueue(cfg, send, name="otel-pubsub", max_queue=room)
+        self._channels: dict[bytes, Channel] = {}
 
-    def _tracer(self, peer: bytes) -> Any:
-        """The tracer of the node that emitted the event: its resource names that node (bounded)."""
-        tracer = self._tracers.get(peer)
-        if tracer is not None:
-            return tracer
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-        key = peer if len(self._tracers) < self.max_nodes else b""
-        if key in self._tracers:
-            return self._tracers[key]
+    def _channel(self, peer: bytes) -> Channel:
+        """The queue entry of the node that emitted the event: its resource names that node (bounded)."""
+        ch = self._channels.get(peer)
+        if ch is not None:
+            return ch
+        key = peer if len(self._channels) < self.max_nodes else b""
+        if key in self._channels:
+            return self._channels[key]
         text = b58(peer) if key else "other"
         attrs = {
             "service.name": self.cfg.service_name or "libp2p-pubsub",
@@ -123,17 +95,12 @@ class PubsubSpans(Listener):
         }
         if key:
             attrs["libp2p.peer.id.local"] = text
-        # _GivenIds and QueueGate have the SDK's IdGenerator and SpanProcessor methods but cannot subclass
-        # them: the SDK is an optional extra, imported where it is used
-        provider = TracerProvider(
-            resource=Resource.create(attrs),
-            sampler=ALWAYS_ON,
-            id_generator=self._ids,  # type: ignore[arg-type]
-            shutdown_on_exit=False,
-        )
-        provider.add_span_processor(self.processor)  # type: ignore[arg-type]
-        tracer = self._tracers[key] = provider.get_tracer("libp2p-exporter.pubsub", __version__)
-        return tracer
+        resource = resource_for(attrs, "libp2p-exporter.pubsub", __version__)
+        ch = self._channels[key] = Channel(text, resource, self.stats, None)
+        return ch
+
+    def _end(self, peer: bytes, span: Span) -> None:
+        self.queue.put(self._channel(peer), span)
 
     def on_traces(self, origin: str, events: Sequence[TraceEvent]) -> None:
         self.on_events(events)
@@ -176,17 +143,20 @@ class PubsubSpans(Listener):
             self.stats.sampled_out["pubsub"] += 1
             return
         attrs = {**self._attrs(e, mid, m.topic), "messaging.operation.type": "publish"}
-        self._ids.set(trace_id_of(mid), root_span_id(mid))
-        span = self._tracer(e.peerID).start_span(
-            SPAN_PUBLISH, start_time=e.timestamp, attributes=attrs, kind=_kind("PRODUCER")
+        peer = e.peerID
+        span = Span(
+            SPAN_PUBLISH,
+            KIND_PRODUCER,
+            e.timestamp,
+            attrs,
+            lambda s: self._end(peer, s),
+            trace_id=trace_id_of(mid),
+            span_id=root_span_id(mid),
         )
-        span.end(end_time=e.timestamp)
+        span.end(e.timestamp)
         self.stats.started["pubsub"] += 1
 
     def _child(self, name: str, e: TraceEvent, mid: bytes, topic: str, sender: bytes) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
         if not keep(mid, self.ratio):
             self.stats.sampled_out["pubsub"] += 1
             return
@@ -203,23 +173,23 @@ class PubsubSpans(Listener):
             attrs["libp2p.pubsub.publish_seen"] = published is not None
         # the parent is the origin's publish span, whose id depends on the message id alone: known here
         # whether or not that publish was (or will be) seen
-        parent = SpanContext(tid, root_span_id(mid), True, TraceFlags(TraceFlags.SAMPLED))
-        parent_ctx = trace.set_span_in_context(NonRecordingSpan(parent))
-        self._ids.set(tid, span_id_of(name, e.peerID, mid))
-        span = self._tracer(e.peerID).start_span(
-            name, context=parent_ctx, start_time=start, attributes=attrs, kind=_kind("CONSUMER")
+        peer = e.peerID
+        span = Span(
+            name,
+            KIND_CONSUMER,
+            start,
+            attrs,
+            lambda s: self._end(peer, s),
+            trace_id=tid,
+            span_id=span_id_of(name, peer, mid),
+            parent_id=root_span_id(mid),
+            remote_parent=True,
         )
-        span.end(end_time=e.timestamp)
+        span.end(e.timestamp)
         self.stats.started["pubsub"] += 1
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        return bool(self.processor.force_flush(int(timeout_s * 1000)))
+        return self.queue.flush(timeout_s)
 
-    def shutdown(self) -> None:
-        self.processor.shutdown()
-
-
-def _kind(name: str) -> Any:
-    from opentelemetry.trace import SpanKind
-
-    return getattr(SpanKind, name)
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        self.queue.shutdown(timeout_s)

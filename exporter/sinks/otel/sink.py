@@ -1,12 +1,11 @@
 """The tracing sink's lifecycle: a hub listener that keeps one NodeTracer per node, retires a node's
-tracer when the node restarts or leaves, and ends and flushes everything at shutdown (bounded)."""
+tracer when the node restarts or leaves, and ends and flushes everything at shutdown (bounded).
+Every node's ended spans share one export queue and its thread."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Any
 
 from exporter.pipeline.events import EventView
 from exporter.pipeline.exemplars import ExportedSpans
@@ -15,8 +14,8 @@ from exporter.pipeline.node import NodeState, SnapshotUpdate
 from exporter.pipeline.throttle import SpanShare
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
+from exporter.sinks.otel.export import Send, SpanQueue
 from exporter.sinks.otel.metrics import SpanStatsBook
-from exporter.sinks.otel.sdk import SpanExporterFactory, node_provider, otlp_exporters
 from exporter.sinks.otel.spans import NodeTracer
 
 log = logging.getLogger(__name__)
@@ -29,15 +28,14 @@ class OtelSink(Listener):
         self,
         cfg: TracingConfig,
         book: SpanStatsBook,
-        span_exporter: SpanExporterFactory | None = None,
+        send: Send | None = None,
         share: SpanShare | None = None,
     ) -> None:
         self.cfg = cfg
         self.share = share or SpanShare()
         self.book = book
-        self.span_exporter = span_exporter or otlp_exporters(cfg)
+        self.queue = SpanQueue(cfg, send)  # OTLP as cfg and the OTEL_* environment say, unless ``send`` is given
         self.tracers: dict[str, NodeTracer] = {}
-        self._retired: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -47,8 +45,7 @@ class OtelSink(Listener):
             stats = self.book.get(node.name)
             if node.spans is None:  # exemplars: the node's mappers read what was exported
                 node.spans = ExportedSpans(on_change=node.touch)
-            provider = node_provider(node, self.cfg, stats, self.span_exporter(node.name))
-            tracer = self.tracers[node.name] = NodeTracer(node, self.cfg, stats, provider, self.share)
+            tracer = self.tracers[node.name] = NodeTracer(node, self.cfg, stats, self.queue, self.share)
         return tracer
 
     def _fault(self, node: NodeState, what: str) -> None:
@@ -96,61 +93,30 @@ class OtelSink(Listener):
         del self.tracers[node.name]
         self._retire(old, "node_restart")
 
-    def _retire(self, tracer: Any, reason: str) -> None:
-        """End a tracer's open spans and flush it in the background; shutdown() waits for it."""
+    def _retire(self, tracer: NodeTracer, reason: str) -> None:
+        """End a tracer's open spans; they leave with the queue's next batch."""
         tracer.close_open(reason)
-        t = threading.Thread(target=tracer.shutdown, name=f"otel-retire-{tracer.name}", daemon=True)
-        t.start()
-        self._retired = [r for r in self._retired if r.is_alive()]  # keep only what is still flushing
-        self._retired.append(t)
 
     def forget(self, name: str) -> None:
-        """A node removed from the hub: end its spans and release its provider."""
+        """A node removed from the hub: end its spans."""
         with self._lock:
             tracer = self.tracers.pop(name, None)
-        if tracer is not None:
-            self._retire(tracer, "node_removed")
+            if tracer is not None:
+                self._retire(tracer, "node_removed")
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        with self._lock:
-            tracers = list(self.tracers.values())
-        return all(t.flush(timeout_s) for t in tracers)
+        return self.queue.flush(timeout_s)
 
     def shutdown(self, timeout_s: float | None = None) -> None:
-        """End open spans (marked), flush and close every provider, waiting at most ``timeout_s``."""
+        """End open spans (marked) and export what is queued, waiting at most ``timeout_s``."""
         timeout_s = self.cfg.shutdown_timeout_s if timeout_s is None else timeout_s
         with self._lock:
             self._closed = True
             tracers = list(self.tracers.values())
             self.tracers.clear()
-        threads = []
-        for tracer in tracers:
-            n = tracer.close_open("shutdown")
-            if n:
-                log.info("node %s: ended %d span(s) still open at shutdown", tracer.name, n)
-            t = threading.Thread(target=tracer.shutdown, name=f"otel-shutdown-{tracer.name}", daemon=True)
-            t.start()
-            threads.append(t)
-        deadline = time.monotonic() + timeout_s
-        for t in [*threads, *self._retired]:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):
+            for tracer in tracers:
+                n = tracer.close_open("shutdown")
+                if n:
+                    log.info("node %s: ended %d span(s) still open at shutdown", tracer.name, n)
+        if not self.queue.shutdown(timeout_s):
             log.warning("tracing: spans not flushed within %.1fs at shutdown (collector down or slow?)", timeout_s)
-
-
-class TracingHandle:
-    """What ``install_tracing`` returns; a disabled handle does nothing."""
-
-    def __init__(self, sink: OtelSink | None = None) -> None:
-        self.sink = sink
-
-    @property
-    def enabled(self) -> bool:
-        return self.sink is not None
-
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        return self.sink.flush(timeout_s) if self.sink else True
-
-    def shutdown(self, timeout_s: float | None = None) -> None:
-        if self.sink is not None:
-            self.sink.shutdown(timeout_s)

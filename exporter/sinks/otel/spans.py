@@ -15,7 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from exporter import __version__
 from exporter.model.multiaddr import Addr, parse
@@ -26,11 +26,9 @@ from exporter.pipeline.node import NodeState, SnapshotUpdate
 from exporter.pipeline.throttle import SpanShare
 from exporter.protocol import introspection_pb2 as pb
 from exporter.sinks.otel.config import TracingConfig
+from exporter.sinks.otel.export import Channel, SpanQueue, resource_for
 from exporter.sinks.otel.metrics import SpanStats
-
-if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, SpanContext, Tracer
+from exporter.sinks.otel.otlp import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, STATUS_OK, Span
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +49,29 @@ def keep(key: bytes | str, ratio: float) -> bool:
     return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") < ratio * 2.0**64
 
 
+def resource_attributes(node: NodeState, cfg: TracingConfig) -> dict[str, Any]:
+    """The observed node as an OTel resource: the exporter is only the reporter."""
+    rt = node.runtime
+    impl = rt.implementation if rt and rt.implementation else "libp2p"
+    attrs: dict[str, Any] = {
+        "service.name": cfg.service_name or impl,
+        "service.instance.id": (rt.peer_id if rt and rt.peer_id else "") or node.name,
+        "libp2p.implementation": impl,
+        "libp2p.exporter.node": node.name,
+        "libp2p.exporter.version": __version__,
+    }
+    if rt and rt.version:
+        attrs["service.version"] = rt.version
+        attrs["libp2p.implementation.version"] = rt.version
+    if rt and rt.platform:
+        attrs["libp2p.platform"] = rt.platform
+    if rt and rt.peer_id:
+        attrs["libp2p.peer.id.local"] = rt.peer_id
+    for key, value in node.labels.items():
+        attrs.setdefault(f"libp2p.exporter.label.{key}", value)
+    return attrs
+
+
 def _addr_attrs(prefix: str, addr: Addr) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if addr.host:
@@ -69,14 +90,14 @@ class _PendingStream:
 
 
 class NodeTracer:
-    """One node's TracerProvider and the spans it holds open between snapshots."""
+    """One node's spans held open between snapshots; ended ones go to the shared export queue."""
 
     def __init__(
         self,
         node: NodeState,
         cfg: TracingConfig,
         stats: SpanStats,
-        provider: TracerProvider,
+        queue: SpanQueue,
         share: SpanShare | None = None,
     ) -> None:
         self.cfg = cfg
@@ -84,13 +105,14 @@ class NodeTracer:
         self.stats = stats
         self.name = node.name
         self.identity = node.runtime.peer_id if node.runtime else ""
-        self.provider = provider
-        self.tracer: Tracer = provider.get_tracer("libp2p-exporter", __version__)
+        self.queue = queue
+        resource = resource_for(resource_attributes(node, cfg), "libp2p-exporter", __version__)
+        self.channel = Channel(node.name, resource, stats, node.spans)
         self.conns: dict[bytes, Span] = {}
         self.pending: dict[bytes, tuple[ConnView, int]] = {}  # dialling, open_ts unknown: (view, first seen)
         self.pending_streams: dict[bytes, _PendingStream] = {}  # streams of those connections
         self.streams: dict[bytes, Span] = {}
-        self.recent: OrderedDict[bytes, SpanContext] = OrderedDict()  # ended connections, for relay links
+        self.recent: OrderedDict[bytes, tuple[int, int]] = OrderedDict()  # ended connections' (trace, span) ids
         self.last_ms = 0
         self.last_snapshot: Snapshot | None = None
         self._warned_cap = False
@@ -99,7 +121,10 @@ class NodeTracer:
     def _ending(self, span: Span, kind: str, key: object) -> None:
         """Before ``span.end()``: the export may run (on its own thread) as soon as the span ends."""
         if self.exported is not None:
-            self.exported.ended(span.get_span_context().span_id, kind, key)
+            self.exported.ended(span.span_id, kind, key)
+
+    def _queue(self, span: Span) -> None:
+        self.queue.put(self.channel, span)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _room(self) -> bool:
@@ -186,8 +211,6 @@ class NodeTracer:
 
     def _open_conn(self, c: ConnView, now: int) -> Span:
         """Start the connection's span (at open_ts, else at ``now`` marked inferred)."""
-        from opentelemetry.trace import Link, SpanKind
-
         self.pending.pop(c.id, None)
         outbound = c.dir == "outbound"
         local, remote = parse(c.local_addr), parse(c.remote_addr)
@@ -216,22 +239,18 @@ class NodeTracer:
         client, server = (local, remote) if outbound else (remote, local)
         attrs.update(_addr_attrs("client", client))
         attrs.update(_addr_attrs("server", server))
-        links = []
+        links: list[tuple[int, int, dict[str, Any]]] = []
         if c.relayed_over:
             attrs["libp2p.connection.relayed_over"] = c.relayed_over.hex()
             relay = self.conns.get(c.relayed_over)
-            ctx = relay.get_span_context() if relay is not None else self.recent.get(c.relayed_over)
-            if ctx is not None:
-                links.append(Link(ctx, {"libp2p.link.type": "relayed_over"}))
+            ids = (relay.trace_id, relay.span_id) if relay is not None else self.recent.get(c.relayed_over)
+            if ids is not None:
+                links.append((ids[0], ids[1], {"libp2p.link.type": "relayed_over"}))
         start = c.open_ts or now
         if not c.open_ts:
             attrs["libp2p.start.inferred"] = True
-        span = self.tracer.start_span(
-            SPAN_CONNECTION,
-            kind=SpanKind.CLIENT if outbound else SpanKind.SERVER,
-            attributes=attrs,
-            links=links,
-            start_time=start * _MS,
+        span = Span(
+            SPAN_CONNECTION, KIND_CLIENT if outbound else KIND_SERVER, start * _MS, attrs, self._queue, links=links
         )
         self.conns[c.id] = span
         self._count("started", "connection")
@@ -243,8 +262,6 @@ class NodeTracer:
         return span
 
     def _end_conn(self, e: Ended[ConnView]) -> None:
-        from opentelemetry.trace import Status, StatusCode
-
         c = e.view
         if c.id in self.pending:  # ended before its open_ts was known
             self._open_conn(c, self.pending[c.id][1])
@@ -265,12 +282,12 @@ class NodeTracer:
             attrs["libp2p.connection.latency_ms"] = c.latency_ns / 1e6
         span.set_attributes(attrs)
         if c.upgraded_ts:
-            span.add_event("libp2p.connection.upgraded", timestamp=c.upgraded_ts * _MS)
+            span.add_event("libp2p.connection.upgraded", c.upgraded_ts * _MS)
         if c.status == pb.ERROR:
-            span.set_status(Status(StatusCode.ERROR, "connection ended in ERROR"))
+            span.set_status(STATUS_ERROR, "connection ended in ERROR")
         self._ending(span, "connection", c.id)
-        span.end(end_time=end_ms * _MS)
-        self.recent[c.id] = span.get_span_context()
+        span.end(end_ms * _MS)
+        self.recent[c.id] = (span.trace_id, span.span_id)
         while len(self.recent) > 1024:
             self.recent.popitem(last=False)
         self._sync_open()
@@ -306,8 +323,6 @@ class NodeTracer:
         self._open_stream(s, parent, parent_id, (conn.open_ts if conn else 0) or now)
 
     def _open_stream(self, s: StreamView, parent: Span, parent_id: bytes, fallback_ms: int) -> None:
-        from opentelemetry.trace import SpanKind, set_span_in_context
-
         outbound = s.dir == "outbound"
         attrs: dict[str, Any] = {
             "libp2p.stream.id": s.key[len(parent_id) + 1 :].hex() if parent_id else s.key.hex(),
@@ -319,13 +334,7 @@ class NodeTracer:
         start = s.open_ts or fallback_ms
         if not s.open_ts:
             attrs["libp2p.start.inferred"] = True
-        span = self.tracer.start_span(
-            SPAN_STREAM,
-            context=set_span_in_context(parent),
-            kind=SpanKind.CLIENT if outbound else SpanKind.SERVER,
-            attributes=attrs,
-            start_time=start * _MS,
-        )
+        span = parent.child(SPAN_STREAM, KIND_CLIENT if outbound else KIND_SERVER, start * _MS, attrs)
         self.streams[s.key] = span
         self._count("started", "stream")
 
@@ -351,17 +360,13 @@ class NodeTracer:
             attrs["libp2p.stream.latency_ms"] = s.latency_ns / 1e6
         span.set_attributes(attrs)
         if s.status == pb.ERROR:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_status(Status(StatusCode.ERROR, "stream ended in ERROR"))
+            span.set_status(STATUS_ERROR, "stream ended in ERROR")
         self._ending(span, "stream", s.key)
-        span.end(end_time=end_ms * _MS)
+        span.end(end_ms * _MS)
         self._sync_open()
 
     # -- events ---------------------------------------------------------------------------
     def on_event(self, event: EventView) -> None:
-        from opentelemetry.trace import SpanKind, Status, StatusCode
-
         query = event.dht_query
         if query is None:
             if event.named_dht_query:  # a query event whose content is not a JSON object
@@ -397,18 +402,14 @@ class NodeTracer:
             if query.peers:
                 attrs["libp2p.dht.query.peers"] = list(query.peers[:MAX_PEERS_PER_QUERY])
         end_ns = event.ts_ms * _MS
-        span = self.tracer.start_span(
-            SPAN_DHT_QUERY,
-            kind=SpanKind.CLIENT if outbound else SpanKind.SERVER,
-            attributes=attrs,
-            start_time=end_ns - round(query.total_ms * _MS),
-        )
+        kind = KIND_CLIENT if outbound else KIND_SERVER
+        span = Span(SPAN_DHT_QUERY, kind, end_ns - round(query.total_ms * _MS), attrs, self._queue)
         if result == "SUCCESS":
-            span.set_status(Status(StatusCode.OK))
+            span.set_status(STATUS_OK)
         elif result in ("ERROR", "TIMEOUT"):
-            span.set_status(Status(StatusCode.ERROR, f"query {result.lower()}"))
+            span.set_status(STATUS_ERROR, f"query {result.lower()}")
         self._ending(span, "dht_query", query.query_id or f"{event.type}/{event.ts_ms}")
-        span.end(end_time=end_ns)
+        span.end(end_ns)
         self._count("started", "dht_query")
 
     # -- the end --------------------------------------------------------------------------
@@ -430,7 +431,7 @@ class NodeTracer:
                 self._end_stream(Ended(sv, at_ms, True), None)
             else:
                 del self.streams[key]
-                span.end(end_time=at_ms * _MS)
+                span.end(at_ms * _MS)
             n += 1
         for cid, span in list(self.conns.items()):
             span.set_attributes(mark)
@@ -439,17 +440,11 @@ class NodeTracer:
                 self._end_conn(Ended(cv, at_ms, True))
             else:
                 del self.conns[cid]
-                span.end(end_time=at_ms * _MS)
+                span.end(at_ms * _MS)
             n += 1
         self.pending_streams.clear()
         self._sync_open()
         return n
-
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        return bool(self.provider.force_flush(int(timeout_s * 1000)))
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
 
 
 def _traffic_attrs(prefix: str, view: ConnView | StreamView) -> dict[str, int]:
