@@ -1,13 +1,16 @@
-"""Per-span cost: the SDK path the exporter uses against a floor that builds the same OTLP protobuf directly.
+"""Per-span cost: the exporter's span path against the SDK path it replaced and a floor that fills the OTLP protobuf directly.
 
     .venv/bin/python bench/span_cost.py --spans 20000 --repeat 5
 
-Both sides produce the OTLP ``ExportTraceServiceRequest`` bytes for the same connection spans (name,
+All three produce the OTLP ``ExportTraceServiceRequest`` bytes for the same connection spans (name,
 kind, start/end, six attributes, one resource): (a) **sdk**: ``Tracer.start_span`` / ``span.end`` into
-a ``TracerProvider`` whose processor keeps the finished spans, then ``encode_spans`` (what the OTLP
-exporters send); (b) **floor**: ``trace_pb2.Span`` messages filled directly with the same fields. The
-bytes are decoded back and compared span by span (names, times, attributes) before anything is timed.
-CPU-clock medians of interleaved repetitions; one process, no network.
+a ``TracerProvider`` whose processor keeps the finished spans, then ``encode_spans`` (what the SDK's
+OTLP exporters send; the exporter's path until 2026-12-07); (b) **exporter**: what the exporter does
+now, ``otlp.Span`` records ended into the real ``SpanQueue`` (its locks, its worker thread) whose
+worker encodes them with ``encode_request``; the sender keeps the bytes; (c) **floor**:
+``trace_pb2.Span`` messages filled directly with the same fields, nothing else. The bytes are decoded
+back and compared span by span (names, times, attributes) before anything is timed. CPU-clock
+(``process_time``: every thread of the process) medians of interleaved repetitions; no network.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
+
+from exporter.sinks.otel.config import TracingConfig  # noqa: E402
+from exporter.sinks.otel.export import Channel, SpanQueue, resource_for  # noqa: E402
+from exporter.sinks.otel.metrics import SpanStats  # noqa: E402
+from exporter.sinks.otel.otlp import KIND_CLIENT, Span  # noqa: E402
 
 T0 = 1_700_000_000_000_000_000
 
@@ -66,6 +74,30 @@ def sdk(n: int) -> bytes:
         span = tracer.start_span("libp2p.connection", kind=SpanKind.CLIENT, attributes=attrs(i), start_time=T0 + i)
         span.end(end_time=T0 + i + 1_000_000)
     return encode_spans(keep.spans).SerializeToString()
+
+
+def exporter(n: int) -> bytes:
+    # one batch of all n spans, sent when the queue is flushed
+    os.environ.update(
+        OTEL_BSP_MAX_QUEUE_SIZE=str(n), OTEL_BSP_MAX_EXPORT_BATCH_SIZE=str(n), OTEL_BSP_SCHEDULE_DELAY="3600000"
+    )
+    bodies: list[bytes] = []
+
+    def keep(body: bytes) -> bool:
+        bodies.append(body)
+        return True
+
+    queue = SpanQueue(TracingConfig(), keep)
+    ch = Channel("node-a", resource_for({"service.name": "node-a"}, "libp2p-exporter", "1"), SpanStats(), None)
+
+    def on_end(span: Span) -> None:
+        queue.put(ch, span)
+
+    for i in range(n):
+        Span("libp2p.connection", KIND_CLIENT, T0 + i, attrs(i), on_end).end(T0 + i + 1_000_000)
+    if not queue.flush(60) or not queue.shutdown(5) or len(bodies) != 1:
+        raise SystemExit("the exporter's queue did not send one batch")
+    return bodies[0]
 
 
 def _value(v: Any) -> common_pb2.AnyValue:
@@ -114,19 +146,20 @@ def main() -> None:
     ap.add_argument("--spans", type=int, default=20_000)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    if spans_of(sdk(200)) != spans_of(floor(200)):
-        raise SystemExit("the two paths do not produce the same spans")
-    times: dict[str, list[float]] = {"sdk": [], "floor": []}
+    if not spans_of(sdk(200)) == spans_of(exporter(200)) == spans_of(floor(200)):
+        raise SystemExit("the three paths do not produce the same spans")
+    times: dict[str, list[float]] = {"sdk": [], "exporter": [], "floor": []}
     for _ in range(args.repeat):
-        for name, fn in (("sdk", sdk), ("floor", floor)):
+        for name, fn in (("sdk", sdk), ("exporter", exporter), ("floor", floor)):
             t0 = time.process_time()
             body = fn(args.spans)
             times[name].append(time.process_time() - t0)
             del body
     per = {k: statistics.median(v) / args.spans * 1e6 for k, v in times.items()}
     print(
-        f"spans {args.spans} x {args.repeat}: sdk {per['sdk']:.1f} us/span, floor {per['floor']:.1f} us/span, "
-        f"ratio {per['sdk'] / per['floor']:.2f}; load {os.getloadavg()[0]:.2f}"
+        f"spans {args.spans} x {args.repeat}: sdk {per['sdk']:.1f} us/span, exporter {per['exporter']:.1f} us/span, "
+        f"floor {per['floor']:.1f} us/span; exporter/floor {per['exporter'] / per['floor']:.2f}, "
+        f"sdk/exporter {per['sdk'] / per['exporter']:.2f}; load {os.getloadavg()[0]:.2f}"
     )
 
 
