@@ -5,12 +5,16 @@ Command (run under ``nice``: it is one busy core for a minute at 1,000 nodes)::
     nice -n 19 .venv/bin/python bench/rss_per_node.py --nodes 300 --breakdown
     nice -n 19 .venv/bin/python bench/rss_per_node.py --nodes 300 --tracemalloc
     nice -n 19 .venv/bin/python bench/rss_per_node.py --nodes 1000
+    nice -n 19 .venv/bin/python bench/rss_per_node.py --nodes 300 --profile default --probe --breakdown
 
 What it does: a live-mode hub (``build_hub(live=True)``, the ``--histograms.profile`` given, lean by
 default) is fed, node after node, a Runtime, the config response and ``--states`` States of a
 ``SyntheticNode`` (50 connections x 3 streams, 8 DHT buckets), as the live source would; the
 generator of each node is dropped once its States are in, so what stays is the exporter's alone.
-Then every node is rendered once (``Exposition.metrics()``, text format), as a scrape does.
+Then every node is rendered once (``Exposition.metrics()``, text format), as a scrape does; with
+``--probe``, configuration (b) instead (``--metrics.nodes none``, every node scraped by /probe): the
+nodes are hidden and each is rendered once through ``Exposition.probe()``, its body dropped before
+the next, as one probe cycle (15 s) leaves the exporter.
 
 What it reports:
 
@@ -178,6 +182,11 @@ def main() -> None:
     p.add_argument("--tracemalloc", action="store_true", help="top allocation sites still held")
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-trim", action="store_true", help="no malloc_trim before reading RSS (what production sees)")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="configuration (b): nodes hidden from /metrics, each rendered once through /probe",
+    )
     args = p.parse_args()
     global TRIM
     TRIM = not args.no_trim
@@ -196,13 +205,29 @@ def main() -> None:
         feed(hub, f"n{i:04d}", i, args.states, args.connections, args.streams)
     ingest_s = time.process_time() - t
     r1 = rss()
-    body = exp.metrics()
-    r2 = rss()
-    body_len = len(body)
-    del body
-    r3 = rss()
+    probe_s = 0.0
+    if args.probe:
+        # One probe cycle: each node's body built and dropped in turn (Exposition.probe, text format).
+        body_len = 0
+        t = time.process_time()
+        for name, node in hub.nodes.items():
+            node.hidden = True
+            body_len += len(exp.probe(name))
+        probe_s = time.process_time() - t
+        r2 = r3 = rss()
+    else:
+        body = exp.metrics()
+        r2 = rss()
+        body_len = len(body)
+        del body
+        r3 = rss()
     n = args.nodes
+    mode = "(b): every node through /probe" if args.probe else "(a): one /metrics"
     print(f"nodes {n}, {args.connections} conns x {args.streams} streams, profile {args.profile}, {args.states} States")
+    print(
+        f"render {mode}; renders {exp.renders}"
+        + (f", probe CPU {probe_s / n * 1000:.2f} ms/node" if args.probe else "")
+    )
     print(f"ingest CPU {ingest_s:.1f}s; body {body_len / 1e6:.1f} MB ({body_len / n / 1024:.1f} KiB/node)")
     print(f"RSS MiB: start {r0 / MiB:.0f}, after ingest {r1 / MiB:.0f}, with body {r2 / MiB:.0f}, after {r3 / MiB:.0f}")
     print(
