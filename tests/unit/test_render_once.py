@@ -104,6 +104,25 @@ def test_a_recording_failure_after_the_last_change_shows_at_the_next_scrape() ->
     assert b'libp2p_exporter_session_recording_failures_total{node="node-0"} 1.0' in after
 
 
+def test_a_hidden_node_is_rendered_at_each_probe_and_its_block_not_kept() -> None:
+    """``--metrics.nodes none``: a node served by /probe alone keeps no rendered block between probes
+    (its version moves between two probes anyway; issue 20), and serves the same bytes as a cached one."""
+    hub, _ = two_nodes()
+    exp = Exposition(hub, process=False)
+    fmts = (Format.TEXT, Format.OPENMETRICS, Format.PROTOBUF)
+    cached = {fmt: exp.probe("node-0", fmt) for fmt in fmts}
+    assert exp.renders == 2 and "node-0" in exp._cache  # text and protobuf, each rendered once
+    hub.nodes["node-0"].hidden = True  # as a reload to --metrics.nodes none does
+    assert {fmt: exp.probe("node-0", fmt) for fmt in fmts} == cached
+    assert exp.renders == 5 and "node-0" not in exp._cache  # one render per probe; the old block let go
+    assert exp.probe("node-0") == cached[Format.TEXT] and exp.renders == 6
+    assert b'node="node-0"' not in exp.metrics() and "node-0" not in exp._cache
+    hub.nodes["node-0"].hidden = False  # back on /metrics: cached again
+    exp.probe("node-0")
+    exp.probe("node-0")
+    assert exp.renders == 8 and "node-0" in exp._cache  # node-0 once, node-1 by the /metrics above
+
+
 def test_a_removed_node_leaves_and_a_new_one_of_that_name_starts_afresh() -> None:
     hub, _ = two_nodes()
     exp = Exposition(hub)
