@@ -46,7 +46,8 @@ def write_scrape_duration(out: Writer, seconds: float) -> None:
 
 
 class Exposition:
-    """The hub's exposition from per-node blocks, each rendered at most once per change of its node.
+    """The hub's exposition from per-node blocks, each rendered at most once per change of its node
+    (a hidden node's at each probe: see ``_render_uncached``).
 
     Safe to call from several threads at once (scrapes run off the event loop): a node's block is
     read and rendered under the node's lock.
