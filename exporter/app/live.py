@@ -181,7 +181,8 @@ def add_parsers(sub: argparse._SubParsersAction[Parser]) -> argparse.ArgumentPar
         dest="ingest_max_interval",
         type=duration_seconds,
         default=None,
-        help=f"the longest State interval ever asked (default: each node's retention / {Ingest.retention_margin:g})",
+        help=f"the longest State interval ever asked (default: each node's retention / {Ingest.retention_margin:g}, "
+        "narrowed to / 1.25 while every node is there and the exporter is still behind)",
     )
     fleet.add_argument(
         "--ingest.adaptive",

@@ -13,7 +13,11 @@ one resolution (one number to read, "the exporter asks for 4 s"), the cost of a 
 size of its States, which shedding already bounds per node, and there is no per-node bookkeeping on
 the loop that is short of time. Per node the asked interval is clamped to ``[--interval, ceiling]``,
 the ceiling below the node's retention with a margin (``retention / retention_margin``) and below
-``max_interval_ms`` when set, so counts stay exact.
+``max_interval_ms`` when set, so counts stay exact. The margin lets three States in a row be shed
+and the fourth still list every close. When every node is at that ceiling and the exporter is still
+behind, it is shedding States all the time, and the margin buys nothing: the margin is then halved
+(down to ``min_retention_margin``, an interval of 80 % of the retention), so the nodes send fewer
+States and none need be shed. With room, the margin comes back before the interval comes down.
 
 Measured, every ``period_s`` on the sessions' loop: the loop thread's CPU share over the period
 (``time.thread_time``: parsing, ingest, socket reads, everything the loop does) and the age of the
@@ -49,6 +53,8 @@ class GovernorOptions:
     budget: float = Ingest.budget
     max_interval_ms: int = 0  # ceiling of the asked interval; 0: the node's retention / margin
     retention_margin: float = Ingest.retention_margin
+    # how far the margin may shrink while every node is at its ceiling and the exporter still behind
+    min_retention_margin: float = 1.25
     period_s: float = 2.0
     room_periods: int = 3
     # Behind this many periods in a row before acting: one slow moment (a big scrape rendering on a
@@ -122,6 +128,7 @@ class Governor:
         self.opts = options or GovernorOptions()
         self.clock, self.cpu_clock = clock, cpu_clock
         self.factor = 1
+        self.margin = self.opts.retention_margin  # the ceiling is each node's retention / this
         # Spans are shed before States: while tracing is on, "behind" halves the share of spans kept
         # (down to MIN_SPAN_SHARE) before the interval is raised, and "room" gives spans back last.
         self.spans = spans or SpanShare()
@@ -135,9 +142,10 @@ class Governor:
         self._task: asyncio.Task[None] | None = None
 
     # -- what a session asks -------------------------------------------------------------------
-    def ceiling_ms(self, session: Governed) -> int:
+    def ceiling_ms(self, session: Governed, margin: float = 0.0) -> int:
         base = session.base_interval_ms()
-        ceiling = int(session.retention_ms() / self.opts.retention_margin) if session.retention_ms() else 0
+        margin = margin or self.margin
+        ceiling = int(session.retention_ms() / margin) if session.retention_ms() else 0
         if self.opts.max_interval_ms:
             ceiling = min(ceiling, self.opts.max_interval_ms) if ceiling else self.opts.max_interval_ms
         return max(base, ceiling) if ceiling else base * self.opts.max_factor
@@ -178,14 +186,25 @@ class Governor:
         can_raise = self.factor < self.opts.max_factor and any(
             self.interval_for(s) < self.ceiling_ms(s) for s in sessions
         )
+        narrower = max(self.opts.min_retention_margin, self.margin / 2)
+        can_narrow = (
+            narrower < self.margin
+            and self.factor < self.opts.max_factor
+            and any(self.ceiling_ms(s, narrower) > self.ceiling_ms(s) for s in sessions)
+        )
         if behind and tracing and self.spans.value > MIN_SPAN_SHARE:
             self._spans(max(MIN_SPAN_SHARE, self.spans.value / 2), "behind")
         elif behind and can_raise:
+            self._change(self.factor * 2, "up", asked_s * 2)
+        elif behind and can_narrow:
+            self.margin = narrower
             self._change(self.factor * 2, "up", asked_s * 2)
         elif room and (self.factor > 1 or (tracing and self.spans.value < 1.0)):
             self._room += 1
             if self._room >= self.opts.room_periods:
                 if self.factor > 1:
+                    # the margin comes back first: the ceiling it set was only for a fleet past the usual one
+                    self.margin = min(self.opts.retention_margin, self.margin * 2)
                     self._change(self.factor // 2, "down", asked_s / 2)
                 else:
                     self._spans(min(1.0, self.spans.value * 2), "has room again")
@@ -208,12 +227,14 @@ class Governor:
 
     def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
         log.warning(
-            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs; asking nodes for %dx --interval",
+            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs; asking nodes for %dx "
+            "--interval, at most their retention / %g",
             "behind" if direction == "up" else "has room again",
             self.cpu_share * 100,
             self.opts.budget * 100,
             self.backlog_s,
             factor,
+            self.margin,
         )
         self.factor = factor
         self.changes[direction] += 1

@@ -18,7 +18,7 @@ from tests.support.samples import value as sample_value
 
 C = pb.ClientCommand
 # A budget nothing fits in: every period is "behind", so the interval climbs to its ceiling.
-SQUEEZED = GovernorOptions(budget=1e-6, period_s=0.05, max_interval_ms=400)
+SQUEEZED = GovernorOptions(budget=1e-6, period_s=0.05, max_interval_ms=400, min_retention_margin=4.0)
 
 
 async def test_a_squeezed_exporter_asks_for_longer_intervals(server: IntrospectServer) -> None:

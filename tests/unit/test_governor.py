@@ -89,14 +89,39 @@ def test_room_halves_only_after_several_calm_periods_and_never_below_the_operato
 
 
 def test_the_ceiling_stays_below_retention_and_the_flag() -> None:
-    short = FakeSession(retention=10_000)  # keeps closed connections for 10 s: at most 2.5 s
+    short = FakeSession(retention=10_000)  # keeps closed connections for 10 s: 2.5 s, then up to 8 s
     long_ = FakeSession(retention=120_000)
     gov, clocks = _governor([short, long_], max_interval_ms=8000)
     for _ in range(60):
         _round(gov, clocks, 1.0)
-    assert max(short.asked) == 2500 and max(long_.asked) == 8000
-    assert gov.factor == 8  # once every node is at its ceiling, doubling stops
-    assert gov.interval_for(short) <= short.retention / 4
+    # retention / 4 first; still behind with every node there: / 2, then / 1.25 (80 % of the retention)
+    assert short.asked == [1000, 2000, 2500, 5000, 8000]
+    assert max(long_.asked) == 8000  # the flag caps whatever the margin
+    assert gov.margin == 1.25 and gov.factor == 32  # once every node is at its last ceiling, doubling stops
+    assert gov.interval_for(short) <= short.retention * 0.8
+
+
+def test_the_margin_narrows_only_at_the_ceiling_and_comes_back_first() -> None:
+    node = FakeSession(retention=10_000)
+    gov, clocks = _governor([node])
+    for _ in range(8):
+        _round(gov, clocks, 1.0)
+    assert node.asked == [1000, 2000, 2500] and gov.margin == 4  # doubling first, up to retention / 4
+    for _ in range(30):
+        _round(gov, clocks, 1.0)
+    assert node.asked[-1] == 8000 and gov.margin == 1.25
+    for _ in range(60):
+        _round(gov, clocks, 0.05)
+    # with room: the wider margin back before the interval comes down to the operator's
+    assert node.asked[-4:] == [4000, 2500, 2000, 1000] and gov.margin == 4 and gov.factor == 1
+
+
+def test_no_narrowing_when_the_flag_is_the_ceiling() -> None:
+    node = FakeSession(retention=120_000)
+    gov, clocks = _governor([node], max_interval_ms=4000)
+    for _ in range(40):
+        _round(gov, clocks, 1.0)
+    assert max(node.asked) == 4000 and gov.margin == 4 and gov.factor == 4
 
 
 def test_a_state_waiting_longer_than_the_interval_is_behind_too() -> None:
