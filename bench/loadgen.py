@@ -15,7 +15,9 @@ sequences with ``exporter.generator.SyntheticNode`` (connections x streams with 
 its events per interval for ``--frames-seconds`` (then a node starts its sequence again, which the
 exporter sees as a restart; counted as ``wrapped``), and frames them once. Node I replays sequence I mod K
 on a grid: State j goes out at ``base + j*interval + phase(I)`` with phases spread evenly over the
-interval, and its ``instant_ts`` is patched in place to that send time (6 varint bytes at a known
+interval. UPDATE_CONFIG re-arms the node as the Go and Python producers re-arm their timer: its next
+State goes out one (new) interval after the command, and its phase is where the command fell. Each
+State's ``instant_ts`` is patched in place to its send time (6 varint bytes at a known
 offset, then the FNV checksum), so the bench can tell how fresh what /probe shows is. Sending is a
 copy, a 6-byte patch, a checksum and one WebSocket write (no compression, as the Go server).
 
@@ -117,6 +119,8 @@ class Stats:
         self.bytes = 0
         self.update_configs = 0
         self.steps: dict[int, int] = {}  # node index -> States sent every this many steps now
+        self.rearm: dict[int, float] = {}  # node index -> when (ms) its last UPDATE_CONFIG came, not yet applied
+        self.wake: dict[int, asyncio.Event] = {}  # wakes a node's pusher out of its sleep to re-arm
 
 
 async def serve(args: argparse.Namespace) -> dict[str, object]:
@@ -151,14 +155,23 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
         ph = phase(i)
         j = max(1, math.ceil((time.time() * 1000 + interval_ms - base_ms - ph) / interval_ms))
         sent_j: int | None = None
+        wake = stats.wake.setdefault(i, asyncio.Event())
         while not ws.closed:
             k = stats.steps.get(i, 1)
-            if sent_j is not None and j < sent_j + k:
+            rearmed = stats.rearm.pop(i, None)
+            if rearmed is not None:
+                # the next State one interval after the command, on the phase where the command fell
+                ph = int((rearmed - base_ms) % interval_ms)
+                j = max(j if sent_j is None else sent_j + 1, int((rearmed - base_ms - ph) // interval_ms) + k)
+            elif sent_j is not None and j < sent_j + k:
                 j = sent_j + k  # the interval grew since the last send: the next State is k steps on
             tick = base_ms + j * interval_ms + ph
             delay = tick / 1000 - time.time()
             if delay > 0:
-                await asyncio.sleep(delay)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+                    continue  # re-armed while waiting
             late = time.time() * 1000 - tick
             period = k * interval_ms
             if late > period:  # the previous write blocked past this tick: skip to the next one
@@ -203,6 +216,9 @@ async def serve(args: argparse.Namespace) -> dict[str, object]:
             elif cmd.command == C.UPDATE_CONFIG:
                 stats.update_configs += 1
                 stats.steps[i] = steps_for(cmd.config.state_snapshot_interval_ms)
+                stats.rearm[i] = time.time() * 1000
+                if i in stats.wake:
+                    stats.wake[i].set()
                 await ws.send_bytes(encode_segment(response(cmd.id, config=config(stats.steps[i]))))
             elif cmd.command == C.PUSH_ENABLE:
                 if cmd.source == C.STATE and pusher is None:

@@ -26,6 +26,11 @@ than the interval asked (it would be superseded before its turn), two periods in
 80 % of the budget at twice today's rate, and no State waits long, for ``room_periods`` periods in a
 row. After each change the governor waits ``settle`` (two periods plus two new intervals) before it
 judges again: nodes must re-arm their timers and the backlog drain before the effect shows.
+
+A change is not sent to every node at once: a node re-arms its State timer when UPDATE_CONFIG
+arrives (the Go and Python producers do), so asking a whole fleet in one instant would line every
+node's States up into one burst per interval, which the exporter can only shed. Each node is asked
+at its own point (fixed per session) within one new interval, so their States stay spread.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -123,8 +129,10 @@ class Governor:
         spans: SpanShare | None = None,
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.thread_time,
+        turn: Callable[[Governed], float] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.turn = turn or self._turn  # a session's point within a spread change, in [0, 1)
         self.opts = options or GovernorOptions()
         self.clock, self.cpu_clock = clock, cpu_clock
         self.factor = 1
@@ -138,6 +146,7 @@ class Governor:
         self._room = 0
         self._behind = 0
         self._settle_until = 0.0
+        self._spread: tuple[float, float] | None = None  # the last change: (when, over how many seconds)
         self._last: tuple[float, float] | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -241,21 +250,40 @@ class Governor:
         self._room = 0
         self._behind = 0
         self._settle_until = self.clock() + 2 * self.opts.period_s + 2 * new_interval_s
+        self._spread = (self.clock(), new_interval_s)
         self.apply()
 
+    @staticmethod
+    def _turn(session: Governed) -> float:
+        """A session's point within a spread, in [0, 1): fixed for the session, scattered over the fleet."""
+        return math.modf(id(session) * 0.6180339887498949)[0]
+
+    def spreading(self) -> bool:
+        return self._spread is not None and self.clock() < self._spread[0] + self._spread[1]
+
     def apply(self) -> None:
-        """Ask every session's node for what it should have now (unchanged asks cost nothing)."""
+        """Ask every session's node for what it should have now, each in its turn after a change
+        (unchanged asks cost nothing; a HELLO after a reconnect asks ``interval_for`` at once)."""
+        spread = self._spread if self.spreading() else None
+        elapsed = self.clock() - spread[0] if spread is not None else 0.0
         for session in list(self.sessions()):
+            if spread is not None and elapsed < self.turn(session) * spread[1]:
+                continue  # its turn in this change has not come
             session.ask_interval(self.interval_for(session))
 
     async def run(self) -> None:
         self.sample()
         failed = False
+        judge_at = self.clock() + self.opts.period_s
         while True:
-            await asyncio.sleep(self.opts.period_s)
+            # while a change is being spread, wake often enough to ask each node near its turn
+            wait = judge_at - self.clock()
+            await asyncio.sleep(min(0.05, wait) if self.spreading() else max(0.0, wait))
             try:
-                self.sample()
-                self.decide()
+                if self.clock() >= judge_at:
+                    judge_at = self.clock() + self.opts.period_s
+                    self.sample()
+                    self.decide()
                 self.apply()  # also catches sessions that reconnected or learnt their retention since
             except Exception:  # a bug must not end the governor for good: logged once, retried next period
                 if not failed:

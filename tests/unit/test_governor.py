@@ -42,8 +42,10 @@ class Clocks:
 
 def _governor(sessions: list[FakeSession], **kw: object) -> tuple[Governor, Clocks]:
     clocks = Clocks()
+    # every node asked the moment a change is made (the spread over an interval has its own test)
+    turn = kw.pop("turn", lambda _s: 0.0)
     opts = GovernorOptions(period_s=2.0, **kw)  # type: ignore[arg-type]
-    gov = Governor(lambda: sessions, opts, clock=lambda: clocks.now, cpu_clock=lambda: clocks.cpu)
+    gov = Governor(lambda: sessions, opts, clock=lambda: clocks.now, cpu_clock=lambda: clocks.cpu, turn=turn)  # type: ignore[arg-type]
     gov.sample()
     return gov, clocks
 
@@ -122,6 +124,29 @@ def test_no_narrowing_when_the_flag_is_the_ceiling() -> None:
     for _ in range(40):
         _round(gov, clocks, 1.0)
     assert max(node.asked) == 4000 and gov.margin == 4 and gov.factor == 4
+
+
+def test_a_change_reaches_each_node_at_its_own_point_within_one_new_interval() -> None:
+    # a node re-arms its State timer when UPDATE_CONFIG arrives: one instant for all would line every
+    # node's States up into one burst per interval
+    nodes = [FakeSession() for _ in range(10)]
+    turns = {id(n): i / 10 for i, n in enumerate(nodes)}
+    gov, clocks = _governor(nodes, turn=lambda s: turns[id(s)])
+    _round(gov, clocks, 0.97)
+    assert _round(gov, clocks, 0.97) == 2  # changed now: spread over the new interval, 2 s
+    assert [len(n.asked) for n in nodes] == [2] + [1] * 9  # only the node whose turn is 0 so far
+    for step in range(1, 10):
+        clocks.now += 0.2
+        gov.apply()
+        assert sum(n.asked[-1] == 2000 for n in nodes) == step + 1
+    assert all(n.asked == [1000, 2000] for n in nodes) and gov.spreading()
+    clocks.now += 0.25
+    assert not gov.spreading()
+    # the default turn is fixed per session and scattered over [0, 1)
+    default = Governor(lambda: nodes)
+    points = [default.turn(n) for n in nodes]
+    assert points == [default.turn(n) for n in nodes] and all(0 <= p < 1 for p in points)
+    assert len({int(p * 4) for p in points}) >= 3
 
 
 def test_a_state_waiting_longer_than_the_interval_is_behind_too() -> None:
