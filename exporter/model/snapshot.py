@@ -6,6 +6,7 @@ quirk (proto3 zero values, inlined vs referenced streams, ids as opaque bytes) i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -240,6 +241,13 @@ def _stream(s: pb.Stream, conn_key: bytes, index: int) -> StreamView:
     )
 
 
+@functools.lru_cache(maxsize=8192)
+def _addr_labels(src: str, dst: str, tid: str) -> tuple[str, str]:
+    """transport and IP version of a connection's addresses: the same in every State it appears in, so
+    derived once (bounded: remote peers choose the addresses)."""
+    return transport_of(src, dst, tid), ip_version_of(src, dst, tid)
+
+
 def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
     key = c.id or f"#{index}:{c.peer_id}".encode()
     ends = c.endpoints
@@ -250,13 +258,14 @@ def _conn(c: pb.Connection, index: int) -> tuple[ConnView, int]:
         stream = _stream(s, key, i)
         streams[stream.key] = stream
     relayed = c.conn_id if c.HasField("conn_id") else (c.conn.id if c.HasField("conn") else b"")
+    transport, ip_version = _addr_labels(src, dst, tid)
     view = ConnView(
         id=key,
         peer_id=c.peer_id,
         status=c.status,
         dir=role_dir(c.role),
-        transport=transport_of(src, dst, tid),
-        ip_version=ip_version_of(src, dst, tid),
+        transport=transport,
+        ip_version=ip_version,
         security=short_name(c.attribs.encryption),
         muxer=short_name(c.attribs.multiplexer),
         open_ts=c.timeline.open_ts,
