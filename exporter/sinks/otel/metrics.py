@@ -85,7 +85,12 @@ SPANS_EXPORT_FAILED = Family(
     "counter",
     "Spans in export batches that failed (collector down, slow or refusing).",
 )
-SPAN_EXPORTS = Family("libp2p_exporter_span_exports", "counter", "OTLP export requests, by result.", ("result",))
+SPAN_EXPORTS = Family(
+    "libp2p_exporter_span_exports",
+    "counter",
+    "OTLP export requests that carried this node's spans, by result (one request carries many nodes' spans).",
+    ("result",),
+)
 
 
 class TracingMetrics(Mapper):
