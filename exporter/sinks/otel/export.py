@@ -146,6 +146,23 @@ def _backoff(attempt: int) -> float:
     return min(8.0, 0.25 * 2.0**attempt) * (0.5 + random.random() / 2)
 
 
+def _with_retries(once: Callable[[float], tuple[bool, bool, str]], timeout_s: float, stop: threading.Event) -> bool:
+    """Call ``once(seconds left)`` -> (accepted, worth retrying, why) until it is accepted, says not to
+    retry, the timeout would pass during the next backoff, or the queue is shutting down."""
+    deadline = time.monotonic() + timeout_s
+    attempt = 0
+    while True:
+        ok, retry, why = once(max(0.05, deadline - time.monotonic()))
+        if ok:
+            return True
+        pause = _backoff(attempt)
+        attempt += 1
+        if not retry or time.monotonic() + pause >= deadline or stop.is_set():
+            log.debug("OTLP export failed: %s", why)
+            return False
+        stop.wait(pause)
+
+
 class HttpSender:
     """OTLP/HTTP with protobuf bodies over one kept-alive session; transient failures retried until the timeout."""
 
@@ -166,24 +183,15 @@ class HttpSender:
 
     def __call__(self, body: bytes) -> bool:
         data = gzip.compress(body, 5) if self.t.gzip else body
-        deadline = time.monotonic() + self.t.timeout_s
-        attempt = 0
-        while True:
-            left = deadline - time.monotonic()
+
+        def once(left: float) -> tuple[bool, bool, str]:
             try:
-                resp = self.session.post(self.t.endpoint, data=data, timeout=max(0.05, left))
+                resp = self.session.post(self.t.endpoint, data=data, timeout=left)
             except self._error as exc:
-                retry, why = True, type(exc).__name__
-            else:
-                if resp.ok:
-                    return True
-                retry, why = resp.status_code in _RETRY_HTTP, f"HTTP {resp.status_code}"
-            pause = _backoff(attempt)
-            attempt += 1
-            if not retry or time.monotonic() + pause >= deadline or self.stop.is_set():
-                log.debug("OTLP/HTTP export failed: %s", why)
-                return False
-            self.stop.wait(pause)
+                return False, True, type(exc).__name__
+            return resp.ok, resp.status_code in _RETRY_HTTP, f"HTTP {resp.status_code}"
+
+        return _with_retries(once, self.t.timeout_s, self.stop)
 
     def close(self) -> None:
         self.session.close()
@@ -221,23 +229,17 @@ class GrpcSender:
 
     def __call__(self, body: bytes) -> bool:
         grpc = self._grpc
-        deadline = time.monotonic() + self.t.timeout_s
-        attempt = 0
         compression = grpc.Compression.Gzip if self.t.gzip else None
-        while True:
-            left = deadline - time.monotonic()
+
+        def once(left: float) -> tuple[bool, bool, str]:
             try:
-                self.export(body, timeout=max(0.05, left), metadata=self.metadata, compression=compression)
-                return True
+                self.export(body, timeout=left, metadata=self.metadata, compression=compression)
             except grpc.RpcError as exc:
                 code = exc.code() if hasattr(exc, "code") else None
-                retry = code in self.retry
-            pause = _backoff(attempt)
-            attempt += 1
-            if not retry or time.monotonic() + pause >= deadline or self.stop.is_set():
-                log.debug("OTLP/gRPC export failed: %s", code)
-                return False
-            self.stop.wait(pause)
+                return False, code in self.retry, f"gRPC {code}"
+            return True, False, ""
+
+        return _with_retries(once, self.t.timeout_s, self.stop)
 
     def close(self) -> None:
         self.channel.close()

@@ -18,7 +18,6 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 # OTLP's own enum values (trace.proto), not an API's
-KIND_INTERNAL: int = trace_pb2.Span.SPAN_KIND_INTERNAL
 KIND_SERVER: int = trace_pb2.Span.SPAN_KIND_SERVER
 KIND_CLIENT: int = trace_pb2.Span.SPAN_KIND_CLIENT
 KIND_PRODUCER: int = trace_pb2.Span.SPAN_KIND_PRODUCER
