@@ -380,6 +380,24 @@ class Run:
                         self.stop.set()
             self.stop.wait(1.0)
 
+    def warm_up(self, seconds: float) -> None:
+        """Wait out the warm-up; with --warmup-scrapes, scrape (or probe) at the window's cadence.
+
+        Unrecorded: they only make the window's first minute look like its last (blocks rendered,
+        caches warm), so RSS growth read from that minute is the exporter's, not the first scrape's.
+        """
+        end = time.monotonic() + seconds
+        if not self.args.warmup_scrapes:
+            time.sleep(seconds)
+            return
+        while (left := end - time.monotonic()) > 0:
+            started = time.monotonic()
+            if self.args.probe_all:
+                self.sweep(timeout=max(1.0, min(30.0, left)))
+            else:
+                self.round_of_scrapes(max(1.0, min(self.args.scrape_timeout, left)))
+            time.sleep(max(0.0, min(end - time.monotonic(), self.args.scrape_every - (time.monotonic() - started))))
+
     # -- one run ------------------------------------------------------------------------------------
     def start_exporters(self, env: dict[str, str], cfg_path: str) -> None:
         a = self.args
@@ -476,7 +494,7 @@ class Run:
                     break
                 time.sleep(5)  # a full scrape is heavy for an overloaded exporter: poll gently
             result["all_up_after_s"] = up_after  # None: not all up within --up-timeout
-            time.sleep(a.warmup)
+            self.warm_up(a.warmup)
             self.t0 = time.monotonic()
             pids = [rep.proc.pid for rep in self.replicas]
             cpu_e0, cpu_g0, self_0 = [cpu_s(p) for p in pids], cpu_s(gen.pid), time.process_time()
@@ -794,6 +812,11 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=1, help="K sharded exporters (--shard I --total-shards K)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measurement window per run")
     ap.add_argument("--warmup", type=float, default=10.0, help="after every node is up (or --up-timeout)")
+    ap.add_argument(
+        "--warmup-scrapes",
+        action="store_true",
+        help="scrape (or probe) every --scrape-every during the warm-up too, unrecorded",
+    )
     ap.add_argument("--up-timeout", type=float, default=90.0, help="give up waiting for all nodes up after this")
     ap.add_argument("--scrape-every", type=float, default=15.0)
     ap.add_argument("--scrape-timeout", type=float, default=120.0)
