@@ -58,6 +58,10 @@ class SharedBudget:
         self._heap: list[tuple[int, int, int, BoundedBuffer]] = []
         self._pushed = itertools.count()
         self.examined = 0  # heap entries looked at by enforce (a test bounds it per put)
+        # States that reached any buffer, and States taken from one to be parsed: over a period, their
+        # ratio is how far demand is past what the loop parses (the governor sizes its step by it).
+        self.states_in = 0
+        self.states_taken = 0
 
     def register(self, buf: BoundedBuffer) -> None:
         self.buffers.add(buf)
@@ -184,6 +188,8 @@ class BoundedBuffer:
             if self.max_states and self.states >= self.max_states:
                 self._shed_oldest_state()
             self.states += 1
+            if self.budget is not None:
+                self.budget.states_in += 1
         self.items.append((msg, nbytes))
         self.bytes += nbytes
         if self.budget is not None:
@@ -200,6 +206,8 @@ class BoundedBuffer:
         self._sub(nbytes)
         if kind_of(msg) == "state":
             self.states -= 1
+            if self.budget is not None:
+                self.budget.states_taken += 1
         if not self.items:
             self.ready.clear()
         return msg, nbytes

@@ -7,8 +7,12 @@ duration, only time resolution of the gauges. Shedding (a newer State supersedin
 one) is the immediate defence; the governor is the lasting one, and a node that refuses UPDATE_CONFIG
 is governed by shedding alone.
 
-Policy: **all nodes alike**, by one factor over the operator's ``--interval``, doubled when behind
-and halved when there is room. Why alike rather than the costliest first: every node's gauges keep
+Policy: **all nodes alike**, by one factor over the operator's ``--interval``, raised when behind
+and halved when there is room. The raise is a doubling, or more when the last period says so: the
+States that reached the buffers over those the loop took to parse, times the loop's CPU share over
+its budget, is how many times too many States arrive; rounded to a power of two (at most
+``max_step``). A fleet four times past the exporter then gets there in one step instead of
+two, each of which sheds States for a settling time (a minute of climbing at 2,000 nodes). Why alike rather than the costliest first: every node's gauges keep
 one resolution (one number to read, "the exporter asks for 4 s"), the cost of a node is roughly the
 size of its States, which shedding already bounds per node, and there is no per-node bookkeeping on
 the loop that is short of time. Per node the asked interval is clamped to ``[--interval, ceiling]``,
@@ -67,6 +71,7 @@ class GovernorOptions:
     # worker thread holds the GIL for a second) is not a fleet too big for the exporter.
     behind_periods: int = 2
     max_factor: int = 64
+    max_step: int = 8  # the most one raise multiplies the interval by (2: doubling only)
 
     @classmethod
     def of(cls, ingest: Ingest) -> GovernorOptions:
@@ -130,8 +135,14 @@ class Governor:
         clock: Callable[[], float] = time.monotonic,
         cpu_clock: Callable[[], float] = time.thread_time,
         turn: Callable[[Governed], float] | None = None,
+        flow: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.sessions = sessions
+        # fleet-wide running totals (States that reached a buffer, States taken to be parsed); None:
+        # not known, every raise is a doubling
+        self.flow = flow
+        self.overload = 0.0  # over the last period: States arrived / States parsed (0: not known)
+        self._flow_last: tuple[int, int] | None = None
         self.turn = turn or self._turn  # a session's point within a spread change, in [0, 1)
         self.opts = options or GovernorOptions()
         self.clock, self.cpu_clock = clock, cpu_clock
@@ -159,6 +170,12 @@ class Governor:
             ceiling = min(ceiling, self.opts.max_interval_ms) if ceiling else self.opts.max_interval_ms
         return max(base, ceiling) if ceiling else base * self.opts.max_factor
 
+    def _capped(self, session: Governed) -> int:
+        """``session``'s ceiling at the current margin, unless the flag caps it tighter anyway."""
+        ceiling = self.ceiling_ms(session)
+        flag = self.opts.max_interval_ms
+        return ceiling if not flag or ceiling < flag else 2**62
+
     def interval_for(self, session: Governed) -> int:
         """The interval to ask ``session``'s node for now (a HELLO after a reconnect asks this too)."""
         base = session.base_interval_ms()
@@ -177,6 +194,23 @@ class Governor:
         self._last = (now, cpu)
         oldest = [t for s in self.sessions() if (t := s.oldest_state_arrival()) is not None]
         self.backlog_s = max(0.0, now - min(oldest)) if oldest else 0.0
+        if self.flow is not None:
+            arrived, taken = self.flow()
+            if self._flow_last is not None:
+                d_in, d_taken = arrived - self._flow_last[0], taken - self._flow_last[1]
+                # none parsed while some arrived: as far past as anything can say
+                self.overload = d_in / d_taken if d_taken > 0 else (math.inf if d_in else 0.0)
+            self._flow_last = (arrived, taken)
+
+    def step(self) -> int:
+        """How many times longer the interval should be: 2, or the power of two nearest to the
+        measured excess (States arrived over parsed, times CPU share over budget), at most max_step."""
+        if not self.overload:
+            return 2
+        excess = self.overload * max(self.cpu_share, 1e-9) / self.opts.budget
+        if math.isinf(excess) or excess >= self.opts.max_step:
+            return max(2, self.opts.max_step)
+        return max(2, min(self.opts.max_step, 1 << round(math.log2(max(excess, 1.0)))))
 
     def decide(self) -> int:
         """One judgement on the last sample; returns the factor (changed or not)."""
@@ -204,7 +238,16 @@ class Governor:
         if behind and tracing and self.spans.value > MIN_SPAN_SHARE:
             self._spans(max(MIN_SPAN_SHARE, self.spans.value / 2), "behind")
         elif behind and can_raise:
-            self._change(self.factor * 2, "up", asked_s * 2)
+            step = self.step()
+            # the ceiling at this margin cannot take the whole step: narrow now rather than after
+            # another settling time spent shedding at the ceiling
+            while (
+                step > 2
+                and self.margin > self.opts.min_retention_margin
+                and all(self.interval_for(s) * step > self._capped(s) for s in sessions)
+            ):
+                self.margin = max(self.opts.min_retention_margin, self.margin / 2)
+            self._change(min(self.opts.max_factor, self.factor * step), "up", asked_s * step)
         elif behind and can_narrow:
             self.margin = narrower
             self._change(self.factor * 2, "up", asked_s * 2)

@@ -58,7 +58,12 @@ class SessionManager:
         self.budget = SharedBudget(self.options.total_queue_bytes)  # all targets' buffers together
         self.gate = IngestGate(busy=hub.rendering.__bool__)  # sessions take turns; a full scrape goes first
         # Asks every node for fewer States when the loop falls behind, more when there is room.
-        self.governor = Governor(lambda: self.sessions.values(), governor, spans=hub.span_share)
+        self.governor = Governor(
+            lambda: self.sessions.values(),
+            governor,
+            spans=hub.span_share,
+            flow=lambda: (self.budget.states_in, self.budget.states_taken),
+        )
 
     def client(self) -> aiohttp.ClientSession:
         if self._client is None:

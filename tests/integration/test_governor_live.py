@@ -32,7 +32,8 @@ async def test_a_squeezed_exporter_asks_for_longer_intervals(server: IntrospectS
     a, r = manager.sessions["a"], manager.sessions["r"]
     try:
         await until(lambda: a.stats.effective_interval_ms == 400, timeout=20, what="the ceiling agreed")
-        assert agreeing.intervals_asked[0] == 200  # doubled from --interval, step by step
+        # raised from --interval (doubled, or more at once when a period measured how far past)
+        assert agreeing.intervals_asked[0] in (200, 400)
         assert agreeing.intervals_asked[-1] == 400 and sorted(agreeing.intervals_asked) == agreeing.intervals_asked
         assert a.stats.requested_interval_ms == 400 and hub.nodes["a"].stale_after_s == FAST.stale_intervals * 0.4
         await until(lambda: r.update_refused, what="the refusal noticed")

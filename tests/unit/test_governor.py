@@ -149,6 +149,72 @@ def test_a_change_reaches_each_node_at_its_own_point_within_one_new_interval() -
     assert len({int(p * 4) for p in points}) >= 3
 
 
+class Flow:
+    """Fleet-wide running totals: States that reached a buffer, States taken to be parsed."""
+
+    def __init__(self) -> None:
+        self.arrived = self.parsed = 0
+
+    def __call__(self) -> tuple[int, int]:
+        return self.arrived, self.parsed
+
+
+def _flowing(sessions: list[FakeSession], **kw: object) -> tuple[Governor, Clocks, Flow]:
+    clocks, flow = Clocks(), Flow()
+    opts = GovernorOptions(period_s=2.0, **kw)  # type: ignore[arg-type]
+    gov = Governor(
+        lambda: sessions,
+        opts,
+        clock=lambda: clocks.now,
+        cpu_clock=lambda: clocks.cpu,
+        turn=lambda _s: 0.0,
+        flow=flow,
+    )
+    gov.sample()
+    return gov, clocks, flow
+
+
+def _flow_round(gov: Governor, clocks: Clocks, flow: Flow, share: float, arrived: int, parsed: int) -> int:
+    flow.arrived += arrived
+    flow.parsed += parsed
+    return _round(gov, clocks, share)
+
+
+def test_a_fleet_far_past_the_exporter_gets_there_in_one_raise() -> None:
+    # 8 States arrive for every one parsed, the loop at a full core (budget 0.8): 10 times too many,
+    # the nearest power of two is 8; retention 10 s, so the margin narrows in the same step (8 s = / 1.25)
+    node = FakeSession(retention=10_000)
+    gov, clocks, flow = _flowing([node])
+    assert _flow_round(gov, clocks, flow, 1.0, 800, 100) == 1  # one period: a moment
+    assert _flow_round(gov, clocks, flow, 1.0, 800, 100) == 8
+    assert node.asked == [1000, 8000] and gov.margin == 1.25 and gov.changes["up"] == 1
+    assert gov.overload == 8.0 and gov.step() == 8
+
+
+def test_the_step_is_measured_and_bounded() -> None:
+    node = FakeSession()
+    gov, clocks, flow = _flowing([node])
+    _flow_round(gov, clocks, flow, 0.97, 100, 100)  # everything parsed, CPU just over: a doubling
+    assert gov.step() == 2
+    _flow_round(gov, clocks, flow, 1.0, 300, 100)  # 3 x 1.25 = 3.75: four times
+    assert gov.step() == 4
+    _flow_round(gov, clocks, flow, 1.0, 100, 0)  # nothing parsed at all: the largest step
+    assert gov.step() == gov.opts.max_step == 8
+    _flow_round(gov, clocks, flow, 0.0, 0, 0)  # nothing arrived: not known, a doubling
+    assert gov.step() == 2
+    doubling_only, clocks2, flow2 = _flowing([FakeSession()], max_step=2)
+    _flow_round(doubling_only, clocks2, flow2, 1.0, 100, 0)
+    assert doubling_only.step() == 2
+
+
+def test_a_raise_never_narrows_past_a_flag_that_is_the_ceiling() -> None:
+    node = FakeSession(retention=120_000)
+    gov, clocks, flow = _flowing([node], max_interval_ms=4000)
+    for _ in range(10):
+        _flow_round(gov, clocks, flow, 1.0, 800, 100)
+    assert node.asked == [1000, 4000] and gov.margin == 4
+
+
 def test_a_state_waiting_longer_than_the_interval_is_behind_too() -> None:
     node = FakeSession()
     gov, clocks = _governor([node])

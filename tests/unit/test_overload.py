@@ -40,6 +40,9 @@ async def test_shared_budget_sheds_the_biggest_backlog_oldest_first() -> None:
     assert budget.bytes == 450
     popped = bufs["calm"].pop()
     assert popped is not None and popped[1] == 200 and budget.bytes == 250
+    # what the governor sizes its step by: every State that reached a buffer (shed or not), and
+    # those taken to be parsed (a take() at close is not parsing)
+    assert (budget.states_in, budget.states_taken) == (10, 1)
     bufs["calm"].close()
     assert budget.bytes == 100 and bufs["calm"] not in budget.buffers
 
