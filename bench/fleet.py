@@ -449,6 +449,7 @@ class Run:
                 *(sys.executable, str(REPO / "bench" / "loadgen.py"), "--nodes", str(self.n), "--port", str(gport)),
                 *("--horizon", str(horizon), "--connections", str(a.connections), "--streams", str(a.streams)),
                 *("--sequences", str(a.sequences), "--interval", str(a.interval), "--frames-seconds", str(needed)),
+                *("--retention", str(a.retention)),
             ],
             stdout=subprocess.PIPE,
             env=env,
@@ -821,6 +822,9 @@ def main() -> None:
     ap.add_argument("--scrape-every", type=float, default=15.0)
     ap.add_argument("--scrape-timeout", type=float, default=120.0)
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between a node's States")
+    ap.add_argument(
+        "--retention", type=float, default=10.0, help="seconds the nodes keep closed connections (and declare)"
+    )
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--streams", type=int, default=3)
     ap.add_argument("--sequences", type=int, default=8)
