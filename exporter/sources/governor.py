@@ -279,12 +279,13 @@ class Governor:
 
     def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
         log.warning(
-            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs; asking nodes for %dx "
-            "--interval, at most their retention / %g",
+            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs, %s States arrived "
+            "per State parsed; asking nodes for %dx --interval, at most their retention / %g",
             "behind" if direction == "up" else "has room again",
             self.cpu_share * 100,
             self.opts.budget * 100,
             self.backlog_s,
+            f"{self.overload:.1f}" if self.overload else "unknown",
             factor,
             self.margin,
         )
