@@ -51,6 +51,9 @@ class FlowControl:
     def oldest_state_arrival(self) -> float | None:
         return self.buffer.oldest_state_arrival()
 
+    def agreed_interval_ms(self) -> int:
+        return self.stats.effective_interval_ms if self.stats.state == "streaming" else 0
+
     def ask_interval(self, interval_ms: int) -> None:
         """Ask the node for another State interval (UPDATE_CONFIG) while streaming; a node that
         refused it once this session is not asked again (shedding alone governs it)."""

@@ -9,8 +9,10 @@ is governed by shedding alone.
 
 Policy: **all nodes alike**, by one factor over the operator's ``--interval``, raised when behind
 and halved when there is room. The raise is a doubling, or more when the last period says so: the
-States that reached the buffers over those the loop took to parse, times the loop's CPU share over
-its budget, is how many times too many States arrive; rounded to a power of two (at most
+States the nodes send (what reached the buffers, or what the streaming nodes' agreed intervals add
+up to, whichever is more: a loop that is short of time reads its sockets late, so what reached the
+buffers understates it) over those the loop took to parse, times the loop's CPU share over its
+budget, is how many times too many States arrive; rounded to a power of two (at most
 ``max_step``). A fleet four times past the exporter then gets there in one step instead of
 two, each of which sheds States for a settling time (a minute of climbing at 2,000 nodes). Why alike rather than the costliest first: every node's gauges keep
 one resolution (one number to read, "the exporter asks for 4 s"), the cost of a node is roughly the
@@ -88,6 +90,10 @@ class Governed(Protocol):
 
     def oldest_state_arrival(self) -> float | None: ...
 
+    def agreed_interval_ms(self) -> int:
+        """The State interval the node agreed to while it streams; 0 when it does not."""
+        ...
+
     def ask_interval(self, interval_ms: int) -> None: ...
 
 
@@ -141,7 +147,7 @@ class Governor:
         # fleet-wide running totals (States that reached a buffer, States taken to be parsed); None:
         # not known, every raise is a doubling
         self.flow = flow
-        self.overload = 0.0  # over the last period: States arrived / States parsed (0: not known)
+        self.overload = 0.0  # over the last period: States sent / States parsed (0: not known)
         self._flow_last: tuple[int, int] | None = None
         self.turn = turn or self._turn  # a session's point within a spread change, in [0, 1)
         self.opts = options or GovernorOptions()
@@ -187,6 +193,7 @@ class Governor:
     def sample(self) -> None:
         """Measure the loop's CPU share since the last sample and the backlog's age now."""
         now, cpu = self.clock(), self.cpu_clock()
+        wall = 0.0
         if self._last is not None:
             wall = now - self._last[0]
             if wall > 0:
@@ -196,15 +203,17 @@ class Governor:
         self.backlog_s = max(0.0, now - min(oldest)) if oldest else 0.0
         if self.flow is not None:
             arrived, taken = self.flow()
-            if self._flow_last is not None:
-                d_in, d_taken = arrived - self._flow_last[0], taken - self._flow_last[1]
+            if self._flow_last is not None and wall > 0:
+                # States/s the streaming nodes send at what they agreed to
+                sent = sum(1000 / ms for s in self.sessions() if (ms := s.agreed_interval_ms()) > 0)
+                d_in, d_taken = max(arrived - self._flow_last[0], sent * wall), taken - self._flow_last[1]
                 # none parsed while some arrived: as far past as anything can say
                 self.overload = d_in / d_taken if d_taken > 0 else (math.inf if d_in else 0.0)
             self._flow_last = (arrived, taken)
 
     def step(self) -> int:
         """How many times longer the interval should be: 2, or the power of two nearest to the
-        measured excess (States arrived over parsed, times CPU share over budget), at most max_step."""
+        measured excess (States sent over parsed, times CPU share over budget), at most max_step."""
         if not self.overload:
             return 2
         excess = self.overload * max(self.cpu_share, 1e-9) / self.opts.budget
@@ -279,7 +288,7 @@ class Governor:
 
     def _change(self, factor: int, direction: str, new_interval_s: float) -> None:
         log.warning(
-            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs, %s States arrived "
+            "ingest %s: loop CPU %.0f%% of a core (budget %.0f%%), oldest waiting State %.1fs, %s States sent "
             "per State parsed; asking nodes for %dx --interval, at most their retention / %g",
             "behind" if direction == "up" else "has room again",
             self.cpu_share * 100,

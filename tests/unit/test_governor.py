@@ -15,6 +15,7 @@ class FakeSession:
     retention: int = 120_000
     waiting_since: float | None = None
     asked: list[int] = field(default_factory=list)
+    agreed: int = 0  # 0: not streaming (the governor then knows only what reached the buffers)
 
     def base_interval_ms(self) -> int:
         return self.base
@@ -24,6 +25,9 @@ class FakeSession:
 
     def oldest_state_arrival(self) -> float | None:
         return self.waiting_since
+
+    def agreed_interval_ms(self) -> int:
+        return self.agreed
 
     def ask_interval(self, interval_ms: int) -> None:
         if not self.asked or self.asked[-1] != interval_ms:
@@ -189,6 +193,19 @@ def test_a_fleet_far_past_the_exporter_gets_there_in_one_raise() -> None:
     assert _flow_round(gov, clocks, flow, 1.0, 800, 100) == 8
     assert node.asked == [1000, 8000] and gov.margin == 1.25 and gov.changes["up"] == 1
     assert gov.overload == 8.0 and gov.step() == 8
+
+
+def test_what_the_nodes_send_counts_even_when_the_loop_reads_it_late() -> None:
+    # a loop short of time reads its sockets late: only as many States reach the buffers as it parses,
+    # but 200 streaming nodes at 1 s send 400 in a 2 s period: 4 x 1.0 / 0.8 = 5, four times
+    nodes = [FakeSession(agreed=1000) for _ in range(200)]
+    gov, clocks, flow = _flowing(nodes)
+    _flow_round(gov, clocks, flow, 1.0, 100, 100)
+    assert gov.overload == 4.0 and gov.step() == 4
+    assert _flow_round(gov, clocks, flow, 1.0, 100, 100) == 4
+    nodes[0].agreed = 0  # not streaming: not counted
+    _flow_round(gov, clocks, flow, 1.0, 100, 100)
+    assert gov.overload == 3.98
 
 
 def test_the_step_is_measured_and_bounded() -> None:
