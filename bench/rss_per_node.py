@@ -75,9 +75,9 @@ def rss() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def feed(hub: Hub, name: str, seed: int, states: int, conns: int, streams: int) -> None:
+def feed(hub: Hub, name: str, seed: int, states: int, conns: int, streams: int, retention_ms: int = 10_000) -> None:
     """A node's session as the live source delivers it: decoded segments into ``hub.ingest``."""
-    node = SyntheticNode(connections=conns, streams_per_conn=streams, buckets=8, seed=seed)
+    node = SyntheticNode(connections=conns, streams_per_conn=streams, buckets=8, seed=seed, retention_ms=retention_ms)
     msgs = [node.runtime(), node.config_response(), node.state()]
     for k in range(states):
         if k:
@@ -175,6 +175,9 @@ def main() -> None:
         default=15,
         help="States per node (the first included; past the generator's 10-State retention)",
     )
+    p.add_argument(
+        "--retention", type=float, default=10.0, help="seconds a node lists closed connections (give --states past it)"
+    )
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--streams", type=int, default=3, help="streams per connection")
     p.add_argument("--profile", default="lean", help="histogram profile (default or lean)")
@@ -202,7 +205,7 @@ def main() -> None:
     r0 = rss()
     t = time.process_time()
     for i in range(args.nodes):
-        feed(hub, f"n{i:04d}", i, args.states, args.connections, args.streams)
+        feed(hub, f"n{i:04d}", i, args.states, args.connections, args.streams, int(args.retention * 1000))
     ingest_s = time.process_time() - t
     r1 = rss()
     probe_s = 0.0
