@@ -8,16 +8,16 @@ one) is the immediate defence; the governor is the lasting one, and a node that 
 is governed by shedding alone.
 
 Policy: **all nodes alike**, by one factor over the operator's ``--interval``, raised when behind
-and halved when there is room. The raise is a doubling, or more when the last period says so: the
+and halved when there is room. A raise is a doubling, or more when the last period says so: the
 States the nodes send (what reached the buffers, or what the streaming nodes' agreed intervals add
-up to, whichever is more: a loop that is short of time reads its sockets late, so what reached the
-buffers understates it) over those the loop took to parse, times the loop's CPU share over its
-budget, is how many times too many States arrive; rounded to a power of two (at most
-``max_step``). A fleet four times past the exporter then gets there in one step instead of
-two, each of which sheds States for a settling time (a minute of climbing at 2,000 nodes). Why alike rather than the costliest first: every node's gauges keep
-one resolution (one number to read, "the exporter asks for 4 s"), the cost of a node is roughly the
-size of its States, which shedding already bounds per node, and there is no per-node bookkeeping on
-the loop that is short of time. Per node the asked interval is clamped to ``[--interval, ceiling]``,
+up to, whichever is more: a loop short of time reads its sockets late) over those the loop took to
+parse, times the loop's CPU share over its budget, rounded to a power of two, at most ``max_step``.
+Each raise sheds States until it settles, so one big step beats several doublings.
+
+Why alike rather than the costliest first: every node's gauges keep one resolution (one number to
+read, "the exporter asks for 4 s"), the cost of a node is roughly the size of its States, which
+shedding already bounds per node, and there is no per-node bookkeeping on the loop that is short of
+time. Per node the asked interval is clamped to ``[--interval, ceiling]``,
 the ceiling below the node's retention with a margin (``retention / retention_margin``) and below
 ``max_interval_ms`` when set, so counts stay exact. The margin lets three States in a row be shed
 and the fourth still list every close. When every node is at that ceiling and the exporter is still
@@ -176,12 +176,6 @@ class Governor:
             ceiling = min(ceiling, self.opts.max_interval_ms) if ceiling else self.opts.max_interval_ms
         return max(base, ceiling) if ceiling else base * self.opts.max_factor
 
-    def _capped(self, session: Governed) -> int:
-        """``session``'s ceiling at the current margin, unless the flag caps it tighter anyway."""
-        ceiling = self.ceiling_ms(session)
-        flag = self.opts.max_interval_ms
-        return ceiling if not flag or ceiling < flag else 2**62
-
     def interval_for(self, session: Governed) -> int:
         """The interval to ask ``session``'s node for now (a HELLO after a reconnect asks this too)."""
         base = session.base_interval_ms()
@@ -217,7 +211,7 @@ class Governor:
         if not self.overload:
             return 2
         excess = self.overload * max(self.cpu_share, 1e-9) / self.opts.budget
-        if math.isinf(excess) or excess >= self.opts.max_step:
+        if excess >= self.opts.max_step:  # inf too: nothing parsed at all
             return max(2, self.opts.max_step)
         return max(2, min(self.opts.max_step, 1 << round(math.log2(max(excess, 1.0)))))
 
@@ -248,14 +242,13 @@ class Governor:
             self._spans(max(MIN_SPAN_SHARE, self.spans.value / 2), "behind")
         elif behind and can_raise:
             step = self.step()
-            # the ceiling at this margin cannot take the whole step: narrow now rather than after
-            # another settling time spent shedding at the ceiling
-            while (
-                step > 2
-                and self.margin > self.opts.min_retention_margin
-                and all(self.interval_for(s) * step > self._capped(s) for s in sessions)
-            ):
-                self.margin = max(self.opts.min_retention_margin, self.margin / 2)
+            # no node's ceiling at this margin takes the whole step: narrow now rather than after
+            # another settling time spent shedding at the ceiling (never past what raises a ceiling)
+            while step > 2 and all(self.interval_for(s) * step > self.ceiling_ms(s) for s in sessions):
+                narrowed = max(self.opts.min_retention_margin, self.margin / 2)
+                if not any(self.ceiling_ms(s, narrowed) > self.ceiling_ms(s) for s in sessions):
+                    break
+                self.margin = narrowed
             self._change(min(self.opts.max_factor, self.factor * step), "up", asked_s * step)
         elif behind and can_narrow:
             self.margin = narrower

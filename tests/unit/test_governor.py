@@ -222,6 +222,9 @@ def test_the_step_is_measured_and_bounded() -> None:
     doubling_only, clocks2, flow2 = _flowing([FakeSession()], max_step=2)
     _flow_round(doubling_only, clocks2, flow2, 1.0, 100, 0)
     assert doubling_only.step() == 2
+    at_most_3, clocks3, flow3 = _flowing([FakeSession()], max_step=3)
+    _flow_round(at_most_3, clocks3, flow3, 1.0, 230, 100)  # 2.9: nearest power of two is 4, over the bound
+    assert at_most_3.step() == 3
 
 
 def test_a_raise_never_narrows_past_a_flag_that_is_the_ceiling() -> None:
